@@ -1,0 +1,463 @@
+package PAGI::Server;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Carp ();
+use Errno qw(EAGAIN EWOULDBLOCK EINTR ECONNABORTED EMFILE ENFILE);
+use Fcntl qw(F_SETFL O_NONBLOCK);
+use IO::Socket::IP;
+use Scalar::Util qw(refaddr weaken blessed);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_REUSEADDR);
+use Time::HiRes ();
+use POSIX ();
+use Future;
+use IO::Async::Loop;
+
+our $VERSION = '0.001';
+
+# Coarse clock for deadlines, refreshed by the once-a-second tick
+our $NOW = time;
+our $BACKEND;
+
+use PAGI::Server::Protocol::HTTP1;
+use PAGI::Server::Connection;
+
+my %LEVEL = (error => 1, warn => 2, info => 3, debug => 4);
+
+my %DEFAULT = (
+  host              => '127.0.0.1',
+  port              => 5000,
+  timeout           => 60,
+  header_timeout    => 30,
+  keepalive_timeout => 5,
+  shutdown_timeout  => 10,
+  max_header_size   => 16384,
+  max_headers       => 100,
+  max_line          => 8192,
+  max_body_size     => 10 * 1024 * 1024,
+  backlog           => 1024,
+  root_path         => '',
+  log_level         => 'info',
+  quiet             => 0,
+);
+my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app loop loop_type access_log backend);
+
+# How long lifespan startup/shutdown may take before we stop waiting
+use constant LIFESPAN_TIMEOUT => 60;
+
+sub new ($class, %opt) {
+  my @unknown = sort grep { !$KNOWN{$_} } keys %opt;
+  Carp::croak("PAGI::Server->new: unknown option(s): @unknown") if @unknown;
+  Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $opt{app} eq 'CODE';
+  if (defined $opt{backend} && $opt{backend} ne 'auto'
+    && uc $opt{backend} ne $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION) {
+    Carp::croak("PAGI::Server->new: backend '$opt{backend}' requested but "
+      . "$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION is loaded; set PAGI_SERVER_BACKEND before loading PAGI::Server");
+  }
+  my $self = bless {%DEFAULT, %opt}, $class;
+  for my $k (qw(port timeout header_timeout keepalive_timeout shutdown_timeout max_header_size
+    max_headers max_line max_body_size backlog)) {
+    Carp::croak("PAGI::Server->new: $k must be a non-negative number, not '$self->{$k}'")
+      unless defined $self->{$k} && $self->{$k} =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
+  }
+  Carp::croak("PAGI::Server->new: log_level must be one of error, warn, info, debug")
+    unless $LEVEL{$self->{log_level}};
+  $self->{log_level} = 'warn' if $self->{quiet} && $LEVEL{$self->{log_level}} > $LEVEL{warn};
+  $self->{level}  = $LEVEL{$self->{log_level}};
+  $self->{debug}  = $self->{level} >= $LEVEL{debug} ? 1 : 0;
+  $self->{access_log} = \*STDERR unless exists $opt{access_log};
+  $self->{scheme} = 'http';
+  $self->{state}  = {};
+  $self->{conns}  = {};
+  $self->{served} = 0;
+  return $self;
+}
+
+sub backend ($class_or_self) { $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION }
+
+sub loop ($self) {
+  return $self->{loop} //= _make_loop($self->{loop_type});
+}
+
+# The loop class: a name like 'Epoll' or a full class; Epoll when installed
+sub _make_loop ($type) {
+  if (defined $type && length $type) {
+    my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
+    (my $file = "$class.pm") =~ s{::}{/}g;
+    require $file;
+    return $class->new;
+  }
+  return IO::Async::Loop::Epoll->new if eval { require IO::Async::Loop::Epoll; 1 };
+  return IO::Async::Loop->new;
+}
+
+sub port ($self) { $self->{bound_port} // $self->{port} }
+
+# ---- logging -------------------------------------------------------------------
+
+sub log ($self, $level, $msg) {
+  return if $LEVEL{$level} > $self->{level};
+  my @t = localtime;
+  printf STDERR "[%04d-%02d-%02d %02d:%02d:%02d] [%s] %s\n",
+    $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0], $level, $msg;
+}
+
+sub access_log_line ($self, $line) {
+  my $fh = $self->{access_log} or return;
+  print {$fh} $line;
+}
+
+my ($log_time_at, $log_time) = (-1, '');
+my @MON = qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec);
+
+# Common Log Format time, rebuilt once a second
+sub _log_time ($self) {
+  my $now = time;
+  return $log_time if $now == $log_time_at;
+  my @t = gmtime($log_time_at = $now);
+  return $log_time = sprintf '%02d/%s/%04d:%02d:%02d:%02d +0000',
+    $t[3], $MON[$t[4]], $t[5] + 1900, @t[2, 1, 0];
+}
+
+sub _hires_time ($self) { Time::HiRes::time() }
+
+# ---- lifespan ------------------------------------------------------------------
+
+# Runs the lifespan startup; the Future fails only when the app says startup failed
+sub _lifespan_startup ($self) {
+  my $loop = $self->loop;
+  my $startup = $loop->new_future;
+  my $shutdown_evt = $loop->new_future;
+  my $life = $self->{lifespan} = {shutdown_event => $shutdown_evt};
+  my $received = 0;
+  my $receive = sub {
+    return Future->done({type => 'lifespan.startup'}) if !$received++;
+    return $shutdown_evt;
+  };
+  my $send = sub ($ev) {
+    my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
+    if ($type eq 'lifespan.startup.complete' || $type eq 'lifespan.startup.failed') {
+      return Future->fail("$type sent twice or too late\n") if $startup->is_ready;
+      $life->{supported} = 1;
+      if ($type eq 'lifespan.startup.complete') { $startup->done }
+      else { $startup->fail($ev->{message} // '') }
+      return Future->done;
+    }
+    if ($type eq 'lifespan.shutdown.complete' || $type eq 'lifespan.shutdown.failed') {
+      my $f = $life->{shutdown} or return Future->fail("$type before lifespan.shutdown\n");
+      $self->log(error => 'lifespan shutdown failed: ' . ($ev->{message} // ''))
+        if $type eq 'lifespan.shutdown.failed';
+      $f->done unless $f->is_ready;
+      return Future->done;
+    }
+    return Future->fail("unknown event type '$type' for a lifespan scope\n");
+  };
+  my $scope = {
+    type  => 'lifespan',
+    pagi  => {version => '0.3', spec_version => '0.3', is_worker => 0, worker_num => undef},
+    state => $self->{state},
+  };
+  my $app_f = eval { $self->{app}->($scope, $receive, $send) };
+  $app_f = Future->fail($@ || "application did not return a Future\n")
+    unless blessed $app_f && $app_f->can('on_ready');
+  $life->{app_future} = $app_f;
+  $app_f->on_ready(sub ($f) {
+    if (!$startup->is_ready) {
+      # Raising or returning before startup means: no lifespan support
+      my $why = $f->is_failed ? ': ' . (($f->failure)[0] =~ s/\s+\z//r) : '';
+      $self->log(info => "application does not support lifespan$why");
+      $life->{supported} = 0;
+      $startup->done;
+    }
+    elsif ($f->is_failed) {
+      $self->log(error => 'lifespan application error: ' . (($f->failure)[0] =~ s/\s+\z//r));
+    }
+    $life->{shutdown}->done if $life->{shutdown} && !$life->{shutdown}->is_ready;
+  });
+  my $timeout = $loop->delay_future(after => LIFESPAN_TIMEOUT)->then(sub {
+    Future->fail("lifespan startup did not finish within " . LIFESPAN_TIMEOUT . " seconds\n");
+  });
+  return Future->wait_any($startup, $timeout);
+}
+
+sub _lifespan_shutdown ($self) {
+  my $life = $self->{lifespan};
+  return Future->done unless $life && $life->{supported} && !$life->{app_future}->is_ready;
+  my $f = $life->{shutdown} = $self->loop->new_future;
+  $life->{shutdown_event}->done({type => 'lifespan.shutdown'});
+  return Future->wait_any($f, $self->loop->delay_future(after => LIFESPAN_TIMEOUT));
+}
+
+# ---- listening and accepting -----------------------------------------------------
+
+# Starts serving: lifespan startup, then bind and accept. Returns a Future.
+sub listen ($self) {
+  my $loop = $self->loop;
+  return $self->_lifespan_startup->then(sub { $self->_bind; Future->done($self) }, sub ($msg, @) {
+    Future->fail("lifespan startup failed: $msg");
+  });
+}
+
+sub _bind ($self) {
+  my $sock = IO::Socket::IP->new(
+    LocalHost => $self->{host},
+    LocalPort => $self->{port},
+    Listen    => $self->{backlog},
+    ReuseAddr => 1,
+    Blocking  => 0,
+  ) or die "PAGI::Server: cannot listen on $self->{host}:$self->{port}: $@\n";
+  $self->{listener}   = $sock;
+  $self->{bound_port} = $sock->sockport;
+  weaken(my $weak = $self);
+  $self->loop->watch_io(handle => $sock, on_read_ready => sub { $weak->_accept if $weak });
+  $self->_tick_timer;
+  my $h = $self->{host} =~ /:/ ? "[$self->{host}]" : $self->{host};
+  $self->log(info => sprintf 'PAGI::Server %s (backend %s, loop %s) listening on http://%s:%d/',
+    $VERSION, $self->backend, ref $self->loop, $h, $self->{bound_port});
+}
+
+# Lean accept path: accept a batch, make each socket non-blocking, hand it over
+sub _accept ($self) {
+  my $listener = $self->{listener} or return;
+  for (1 .. 64) {
+    my $fh;
+    if (!accept($fh, $listener)) {
+      last if $! == EAGAIN || $! == EWOULDBLOCK;
+      next if $! == EINTR || $! == ECONNABORTED;
+      $self->log(error => "accept failed: $!");
+      last;
+    }
+    fcntl($fh, F_SETFL, O_NONBLOCK);
+    setsockopt($fh, IPPROTO_TCP, TCP_NODELAY, 1);
+    my $conn = PAGI::Server::Connection->new($self, $fh);
+    $self->{conns}{refaddr $conn} = $conn;
+  }
+}
+
+sub _forget ($self, $conn) {
+  delete $self->{conns}{refaddr $conn};
+  $self->_maybe_stopped if $self->{stopping};
+}
+
+sub connection_count ($self) { scalar keys %{$self->{conns}} }
+
+sub _tick_timer ($self) {
+  weaken(my $weak = $self);
+  my $tick;
+  $tick = sub {
+    return unless $weak;
+    $NOW = time;
+    for my $c (values %{$weak->{conns}}) { $c->_tick($NOW) }
+    my $log = $weak->{access_log};
+    $log->flush if $log && $log != \*STDERR && $log->can('flush');
+    $weak->{tick_id} = $weak->loop->watch_time(after => 1, code => $tick);
+  };
+  $self->{tick_id} = $self->loop->watch_time(after => 1, code => $tick);
+}
+
+# ---- stopping ------------------------------------------------------------------
+
+# Graceful stop: no new connections, busy ones finish (bounded), lifespan shutdown
+sub shutdown ($self) {
+  return $self->{stopped} if $self->{stopped};
+  my $loop = $self->loop;
+  $self->{stopping} = 1;
+  $self->{stopped}  = $loop->new_future;
+  if (my $l = delete $self->{listener}) {
+    $loop->unwatch_io(handle => $l, on_read_ready => 1);
+    close $l;
+  }
+  $self->log(info => 'shutting down: waiting for ' . $self->connection_count . ' connection(s)')
+    if $self->connection_count;
+  $_->_shutdown for values %{$self->{conns}};
+  weaken(my $weak = $self);
+  $self->{grace_id} = $loop->watch_time(after => $self->{shutdown_timeout}, code => sub {
+    return unless $weak;
+    my $n = $weak->connection_count or return;
+    $weak->log(warn => "shutdown timeout: closing $n connection(s)");
+    $_->_shutdown(1) for values %{$weak->{conns}};
+  });
+  $self->_maybe_stopped;
+  return $self->{stopped};
+}
+
+sub _maybe_stopped ($self) {
+  return if $self->connection_count || $self->{lifespan_stopping}++;
+  my $loop = $self->loop;
+  $loop->unwatch_time($self->{grace_id}) if $self->{grace_id};
+  $loop->unwatch_time($self->{tick_id})  if $self->{tick_id};
+  $self->_lifespan_shutdown->on_ready(sub { $self->{stopped}->done unless $self->{stopped}->is_ready });
+}
+
+# Blocks: serve until SIGINT/SIGTERM, then stop gracefully. Returns the exit status.
+sub run ($self) {
+  my $loop = $self->loop;
+  local $SIG{PIPE} = 'IGNORE';
+  my $f = $self->listen;
+  my $ok = eval { $f->get; 1 };
+  if (!$ok) {
+    my $err = $@ =~ s/\s+\z//r;
+    $self->log(error => $err);
+    return 1;
+  }
+  for my $sig (qw(INT TERM)) {
+    $loop->watch_signal($sig => sub {
+      $self->log(info => "SIG$sig received");
+      $self->shutdown->on_done(sub { $loop->stop });
+    });
+  }
+  $loop->run;
+  $self->log(info => "stopped after $self->{served} request(s)");
+  return 0;
+}
+
+# Loads an app file: the file's last value must be the PAGI application coderef
+sub load_app ($class, $file) {
+  my $path = $file =~ m{\A/} ? $file : "./$file";
+  my $app = do $path;
+  die "PAGI::Server: cannot load '$file': $@" if $@;
+  die "PAGI::Server: cannot read '$file': $!\n" if !defined $app && $!;
+  die "PAGI::Server: '$file' did not return a code reference (its last statement must be the app)\n"
+    unless ref $app eq 'CODE';
+  return $app;
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server - a fast, correct PAGI server on IO::Async, with a Rust hot path
+
+=head1 SYNOPSIS
+
+  use PAGI::Server;
+  use Future::AsyncAwait;
+
+  my $app = async sub ($scope, $receive, $send) {
+    die "unsupported scope $scope->{type}" unless $scope->{type} eq 'http';
+    await $send->({type => 'http.response.start', status => 200,
+      headers => [['content-type', 'text/plain']]});
+    await $send->({type => 'http.response.body', body => "Hello\n"});
+  };
+
+  my $server = PAGI::Server->new(app => $app, host => '127.0.0.1', port => 5000);
+  exit $server->run;
+
+=head1 DESCRIPTION
+
+PAGI::Server serves a PAGI application (PAGI specification 0.3: C<http> scopes with
+streamed request and response bodies, files and trailers, and C<lifespan>) over
+HTTP/1.1, with keep-alive, pipelining, HTTP/1.0, chunked bodies both ways and
+C<Expect: 100-continue>. It runs on an L<IO::Async> loop (L<IO::Async::Loop::Epoll>
+when installed). Malformed requests get a 4xx and a close; limits and timeouts are
+options; application errors become 500 responses and a log line.
+
+=head1 ATTRIBUTES
+
+Given to C<new>; unknown options are an error.
+
+=over
+
+=item app
+
+The PAGI application, a code reference returning a L<Future>. Required.
+
+=item host, port
+
+Where to listen. Default C<127.0.0.1> and C<5000>; port C<0> picks a free port
+(see C<port>).
+
+=item loop, loop_type
+
+An L<IO::Async::Loop> to use, or the name of a loop class (C<Epoll>, C<Poll>,
+C<Select> or a full class name). Default: Epoll when installed.
+
+=item access_log
+
+A filehandle for the access log (Common Log Format plus the time taken in
+seconds); C<undef> disables it. Default C<STDERR>.
+
+=item log_level, quiet
+
+C<error>, C<warn>, C<info> (default) or C<debug>. C<quiet> lowers C<info> to C<warn>.
+
+=item timeout
+
+Seconds without progress while reading a request body or writing a response before
+the connection is closed (408 when nothing was answered yet). Default 60.
+
+=item header_timeout
+
+Seconds from the first byte of a request head to its end (slow clients get 408).
+Default 30.
+
+=item keepalive_timeout
+
+Seconds an idle connection is kept open, before the first request and between
+requests. Default 5.
+
+=item shutdown_timeout
+
+Seconds in-flight requests get to finish after SIGINT/SIGTERM. Default 10.
+
+=item max_header_size, max_headers, max_line
+
+Largest request head in bytes (431 beyond), most header fields (431), longest
+request line (414). Defaults 16384, 100, 8192.
+
+=item max_body_size
+
+Largest request body in bytes (413 beyond); 0 means no limit. Default 10 MiB.
+
+=item root_path
+
+The scope's C<root_path> (the mount point of the app). Default empty.
+
+=back
+
+=head1 METHODS
+
+=head2 run
+
+Starts (lifespan startup, listen), serves until SIGINT or SIGTERM, then stops
+gracefully: no new connections, idle ones are closed, in-flight requests get
+C<shutdown_timeout> seconds, then lifespan shutdown runs. Returns the exit status
+(0, or 1 when startup failed).
+
+=head2 listen
+
+Lifespan startup then listen, as a L<Future>; for use inside your own loop.
+
+=head2 shutdown
+
+The graceful stop, as a L<Future>.
+
+=head2 port
+
+The port actually bound.
+
+=head2 backend
+
+C<XS> or C<PP>: which codec implementation is active.
+
+=head1 IMPLEMENTATIONS
+
+The byte-level work (request heads, chunked bodies, response heads, connection
+addresses) lives in L<PAGI::Server::Protocol::HTTP1>, implemented twice: in Rust,
+reached through XS (C<PAGI::Server::Protocol::HTTP1::XS>), and in pure Perl
+(C<PAGI::Server::Protocol::HTTP1::PP>). Both give identical results; a test checks
+that they do. The XS backend is used when it was built (C<perl Makefile.PL && make>);
+C<PAGI_SERVER_BACKEND=pp> forces pure Perl, C<PAGI_SERVER_BACKEND=xs> demands XS.
+C<< PAGI::Server->backend >>, C<pagi-server --version> and the startup log line say
+which one is active.
+
+=head1 DEBUGGING
+
+C<log_level =E<gt> 'debug'> (C<--log-level debug>) logs which response path each
+response took.
+
+=head1 SEE ALSO
+
+L<pagi-server>, L<PAGI::Server::Protocol::HTTP1>, the PAGI specification.
+
+=cut

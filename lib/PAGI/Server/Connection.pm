@@ -1,0 +1,724 @@
+package PAGI::Server::Connection;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
+use Scalar::Util qw(weaken blessed);
+use Socket qw(SHUT_WR);
+use Future;
+use PAGI::Server::Protocol::HTTP1;
+use PAGI::Server::ConnectionState;
+
+our $VERSION = '0.001';
+
+# One object per accepted connection: IO::Async glue and PAGI events. The bytes go
+# through PAGI::Server::Protocol::HTTP1, which is the only place that knows whether
+# the codec is Rust or Perl.
+
+BEGIN {
+  *parse_request      = \&PAGI::Server::Protocol::HTTP1::parse_request;
+  *decode_chunked     = \&PAGI::Server::Protocol::HTTP1::decode_chunked;
+  *serialize_response = \&PAGI::Server::Protocol::HTTP1::serialize_response;
+  *serialize_chunk    = \&PAGI::Server::Protocol::HTTP1::serialize_chunk;
+  *serialize_trailers = \&PAGI::Server::Protocol::HTTP1::serialize_trailers;
+}
+use constant {
+  F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4,
+  M_NONE => 0, M_LENGTH => 1, M_CHUNKED => 2, M_CLOSE => 3,
+};
+
+# Phases of the connection
+use constant {
+  IDLE    => 0,    # waiting for (more of) a request head
+  REQUEST => 1,    # a request is being served (its body may still be arriving)
+  CLOSING => 2,    # flushing the last bytes, then closing
+  CLOSED  => 3,
+};
+
+use constant READ_SIZE      => 65536;
+use constant MAX_PIPELINE   => 1 << 20;     # stop reading ahead beyond this much unparsed input
+use constant BODY_HIGH      => 1 << 20;     # body bytes queued for the app before we pause reading
+use constant WRITE_HIGH     => 1 << 18;     # $send waits for the socket above this much queued output
+use constant WRITE_LOW      => 1 << 16;
+use constant DRAIN_BODY_MAX => 1 << 16;     # unread request body we read and drop to keep a connection
+use constant LINGER_SECONDS => 2;
+use constant FILE_CHUNK     => 1 << 16;
+
+my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
+
+sub new ($class, $server, $fh) {
+  my $self = bless {
+    server  => $server,
+    loop    => $server->{loop},
+    fh      => $fh,
+    fd      => fileno($fh),
+    rbuf    => '',
+    wbuf    => '',
+    phase   => IDLE,
+    eof     => 0,
+    reading => 1,
+    keep    => 0,
+  }, $class;
+
+  # Connection info is read once and shared by every scope on this connection
+  my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->{fd}) || [];
+  $self->{client}      = defined $info->[0] ? [$info->[0], $info->[1]] : undef;
+  $self->{server_addr} = [$info->[2], $info->[3]];
+
+  # The per-connection callbacks, made once; request state lives in fields
+  weaken(my $weak = $self);
+  $self->{receive}  = sub { $weak ? $weak->_receive : Future->done({type => 'http.disconnect'}) };
+  $self->{send}     = sub { $weak ? $weak->_send($_[0]) : Future->done };
+  $self->{on_read}  = sub { $weak->_on_read if $weak };
+  $self->{on_write} = sub { $weak->_on_write if $weak };
+  $self->{on_app}   = sub { $weak->_app_done($_[0]) if $weak };
+
+  $self->{deadline}      = $PAGI::Server::NOW + $server->{keepalive_timeout};
+  $self->{deadline_kind} = 'idle';
+  $self->{loop}->watch_io(handle => $fh, on_read_ready => $self->{on_read});
+  return $self;
+}
+
+# ---- reading -------------------------------------------------------------------
+
+sub _on_read ($self) {
+  my $n = sysread($self->{fh}, $self->{rbuf}, READ_SIZE, length $self->{rbuf});
+  if (!defined $n) {
+    return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+    return $self->_abort('read_error');
+  }
+  if ($n == 0) { return $self->_on_eof }
+  my $phase = $self->{phase};
+  if ($phase == CLOSING) { $self->{rbuf} = ''; return }    # lingering: drop input
+  $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout}
+    if $self->{deadline_kind} eq 'body';
+  $self->_process;
+}
+
+sub _on_eof ($self) {
+  $self->{eof} = 1;
+  $self->_pause_read;
+  my $phase = $self->{phase};
+  if ($phase == CLOSING) { return $self->_close }
+  if ($phase == IDLE) {
+    # A partial head that will never complete is dropped; complete ones are served
+    $self->_process if length $self->{rbuf};
+    return $self->_close if $self->{phase} == IDLE;
+    return;
+  }
+  # The client went away while its request was being served (PAGI: FIN = disconnect)
+  $self->_abort('client_closed');
+}
+
+sub _pause_read ($self) {
+  return unless $self->{reading};
+  $self->{reading} = 0;
+  $self->{loop}->unwatch_io(handle => $self->{fh}, on_read_ready => 1);
+}
+
+sub _resume_read ($self) {
+  return if $self->{reading} || $self->{eof} || $self->{phase} == CLOSED;
+  $self->{reading} = 1;
+  $self->{loop}->watch_io(handle => $self->{fh}, on_read_ready => $self->{on_read});
+}
+
+# Parses what is buffered: a new request head, or more of the current body
+sub _process ($self) {
+  my $server = $self->{server};
+  while ($self->{phase} == IDLE) {
+    return unless length $self->{rbuf};
+    my ($req, $consumed) = parse_request($self->{rbuf}, $server->{max_header_size},
+      $server->{max_headers}, $server->{max_line});
+    if (!defined $req) {
+      # The head timeout runs from its first byte, so trickling bytes cannot extend it
+      if ($self->{deadline_kind} ne 'head') {
+        $self->{deadline_kind} = 'head';
+        $self->{deadline}      = $PAGI::Server::NOW + $server->{header_timeout};
+      }
+      $self->_pause_read if $self->{eof};
+      return;
+    }
+    if (exists $req->{error}) {
+      return $self->_wire_error(
+        PAGI::Server::Protocol::HTTP1::error_status($req->{error}), $req->{message});
+    }
+    substr($self->{rbuf}, 0, $consumed, '');
+    $self->_start_request($req);
+  }
+  if ($self->{phase} == REQUEST) {
+    $self->_feed_body if $self->{body_mode};
+    # Bytes beyond this request wait (pipelining); stop reading if too many pile up
+    $self->_pause_read if length $self->{rbuf} > MAX_PIPELINE;
+  }
+}
+
+# ---- one request ---------------------------------------------------------------
+
+sub _start_request ($self, $req) {
+  my $server = $self->{server};
+  $self->{phase}         = REQUEST;
+  $self->{req}           = $req;
+  $self->{deadline_kind} = '';
+  $self->{started}       = 0;       # http.response.start seen
+  $self->{head_sent}     = 0;       # head bytes written
+  $self->{complete}      = 0;       # final body/trailers written
+  $self->{app_running}   = 1;
+  $self->{body_buf}      = '';
+  $self->{body_seen}     = 0;
+  $self->{body_final}    = 0;       # the app has been given more => 0
+  $self->{sent_bytes}    = 0;
+  $self->{status}        = 0;
+  $self->{recv_wait}     = undef;
+  $self->{req_time}      = $server->{access_log} ? $server->_hires_time : 0;
+  $self->{keep}          = $req->{keep_alive} && !$server->{stopping};
+
+  # Request body framing, decided by the parser in its single pass
+  my $mode = 0;
+  if ($req->{chunked}) {
+    $mode = 2;
+    $self->{chunk_state} = -1;
+  }
+  elsif (my $cl = $req->{content_length}) {
+    if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
+      return $self->_wire_error(413, 'request body too large');
+    }
+    $mode = 1;
+    $self->{body_left} = $cl;
+  }
+  $self->{body_mode} = $mode;
+  $self->{body_done} = $mode ? 0 : 1;
+  if ($mode) {
+    $self->{deadline_kind} = 'body';
+    $self->{deadline}      = $PAGI::Server::NOW + $server->{timeout};
+  }
+
+  my $cstate = $self->{cstate} = PAGI::Server::ConnectionState->new;
+  my $scope = {
+    type              => 'http',
+    pagi              => {version => '0.3', spec_version => '0.3'},
+    http_version      => $req->{http_version},
+    method            => $req->{method},
+    scheme            => $server->{scheme},
+    path              => $req->{path},
+    raw_path          => $req->{raw_path},
+    query_string      => $req->{query_string},
+    root_path         => $server->{root_path},
+    headers           => $req->{headers},
+    client            => $self->{client},
+    server            => $self->{server_addr},
+    state             => {%{$server->{state}}},
+    extensions        => {},
+    'pagi.connection' => $cstate,
+  };
+
+  $self->_feed_body if $mode && length $self->{rbuf};
+  return if $self->{phase} != REQUEST;    # the body was already rejected
+
+  my $f = eval { $server->{app}->($scope, $self->{receive}, $self->{send}) };
+  if (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
+  elsif (!(blessed $f && $f->can('on_ready'))) {
+    $f = Future->fail("application returned a non-Future value\n");
+  }
+  if ($f->is_ready) { return $self->_app_done($f) }
+  $self->{app_future} = $f;
+  $f->on_ready($self->{on_app});
+}
+
+# Moves request body bytes from the read buffer to the app's queue
+sub _feed_body ($self) {
+  my $server = $self->{server};
+  my $got;
+  if ($self->{body_mode} == 1) {
+    my $take = length $self->{rbuf};
+    $take = $self->{body_left} if $take > $self->{body_left};
+    return unless $take;
+    $got = substr($self->{rbuf}, 0, $take, '');
+    $self->{body_left} -= $take;
+    $self->{body_done} = 1 if !$self->{body_left};
+  }
+  else {
+    my ($data, $consumed, $state)
+      = decode_chunked($self->{rbuf}, $self->{chunk_state}, $server->{max_header_size});
+    if (ref $data) {
+      return $self->_body_error(PAGI::Server::Protocol::HTTP1::error_status($data->{error}),
+        $data->{message}, 'protocol_error');
+    }
+    substr($self->{rbuf}, 0, $consumed, '');
+    $self->{chunk_state} = $state;
+    $self->{body_done}   = 1 if $state == -4;
+    $got = $data;
+  }
+  $self->{body_seen} += length $got;
+  if ($server->{max_body_size} && $self->{body_seen} > $server->{max_body_size}) {
+    return $self->_body_error(413, 'request body too large', 'body_too_large');
+  }
+  if ($self->{body_done}) {
+    $self->{body_mode}     = 0;
+    $self->{deadline_kind} = '';
+  }
+  return if $self->{draining};
+  $self->{body_buf} .= $got;
+  $self->_pause_read if length $self->{body_buf} > BODY_HIGH;
+  $self->_deliver_body if $self->{recv_wait};
+}
+
+# The request body is invalid or too large: answer if we still can, then close
+sub _body_error ($self, $status, $message, $reason) {
+  $self->{keep} = 0;
+  if (!$self->{started} && !$self->{complete}) {
+    $self->_disconnect($reason, 1);
+    return $self->_wire_error($status, $message);
+  }
+  $self->_abort($reason);
+}
+
+sub _receive ($self) {
+  my $cstate = $self->{cstate};
+  return Future->done({type => 'http.disconnect'})
+    if !$cstate || !$cstate->{connected} || $self->{body_final} && $self->{complete};
+  if ($self->{body_final}) {
+    # The body was delivered; the next event is the disconnect
+    return $self->{recv_wait} //= Future->new;
+  }
+  if ($self->{req}{expect_continue} && !$self->{continued} && !$self->{started}) {
+    $self->{continued} = 1;
+    $self->_write($CONTINUE);
+  }
+  if ($self->{body_done} || length $self->{body_buf}) {
+    my $body = $self->{body_buf};
+    $self->{body_buf} = '';
+    $self->_resume_read if !$self->{reading} && $self->{phase} == REQUEST;
+    $self->{body_final} = $self->{body_done};
+    return Future->done({type => 'http.request', body => $body, more => $self->{body_done} ? 0 : 1});
+  }
+  return $self->{recv_wait} //= Future->new;
+}
+
+sub _deliver_body ($self) {
+  my $f = delete $self->{recv_wait};
+  return if $self->{body_final};
+  my $body = $self->{body_buf};
+  $self->{body_buf}   = '';
+  $self->{body_final} = $self->{body_done};
+  $f->done({type => 'http.request', body => $body, more => $self->{body_done} ? 0 : 1});
+}
+
+# ---- responses -----------------------------------------------------------------
+
+sub _send ($self, $ev) {
+  my $cstate = $self->{cstate};
+  return Future->done if !$cstate || !$cstate->{connected};
+  my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
+  if ($type eq 'http.response.body') {
+    return Future->fail("http.response.body before http.response.start\n") unless $self->{started};
+    return Future->fail("$type after the response was complete\n") if $self->{complete};
+    if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
+    my $body = $ev->{body} // '';
+    if (utf8::is_utf8($body)) {
+      # Only the representation may be upgraded; characters above 0xFF are not bytes
+      utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
+    }
+    my $more = $ev->{more} // $ev->{more_body};
+    if (!$self->{head_sent}) {
+      if (!$more && !$self->{trailers}) {
+        # Fast path: head and body in one buffer, one write
+        my ($bytes, $mode, $close) = serialize_response($self->{status}, $self->{headers},
+          $self->{flags}, $body);
+        return Future->fail("http.response.start: $mode\n") unless defined $bytes;
+        $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: fast path");
+        $self->{head_sent} = 1;
+        $self->{keep} = 0 if $close;
+        $self->{sent_bytes} += length $body if $mode;
+        $self->_write($bytes);
+        return $self->_response_complete;
+      }
+      my $err = $self->_write_head;
+      return Future->fail($err) if $err;
+    }
+    $self->_write_body($body) if length $body;
+    if (!$more) {
+      return Future->done if $self->{trailers} && $self->{resp_mode} == M_CHUNKED;
+      $self->_write("0\r\n\r\n") if $self->{resp_mode} == M_CHUNKED;
+      return $self->_response_complete;
+    }
+    return $self->_send_future;
+  }
+  if ($type eq 'http.response.start') {
+    return Future->fail("http.response.start sent twice\n") if $self->{started};
+    my $status = $ev->{status};
+    return Future->fail("http.response.start: status must be an integer\n")
+      unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
+    my $headers = $ev->{headers} // [];
+    return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
+      if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+    my $flags = 0;
+    $flags |= F_HEAD   if $self->{req}{method} eq 'HEAD';
+    $flags |= F_CLOSE  if !$self->{keep};
+    $flags |= F_HTTP10 if $self->{req}{http_version} eq '1.0';
+    $self->{status}   = 0 + $status;
+    $self->{headers}  = $headers;
+    $self->{flags}    = $flags;
+    $self->{trailers} = $ev->{trailers} ? 1 : 0;
+    $self->{started}  = 1;
+    $self->{cstate}{started} = 1;
+    return Future->done;
+  }
+  if ($type eq 'http.response.trailers') {
+    return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
+      unless $self->{started} && $self->{trailers};
+    return Future->fail("$type after the response was complete\n") if $self->{complete};
+    my $err = !$self->{head_sent} && $self->_write_head;
+    return Future->fail($err) if $err;
+    if ($self->{resp_mode} == M_CHUNKED) {
+      my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
+      return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
+      $self->_write($bytes);
+    }
+    return $self->_response_complete;
+  }
+  return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
+    if $type eq 'http.fullflush';
+  return Future->fail("unknown event type '$type' for an http scope\n");
+}
+
+# Writes the response head for the streaming path; returns an error message or ''
+sub _write_head ($self) {
+  my ($bytes, $mode, $close) = serialize_response($self->{status}, $self->{headers},
+    $self->{flags}, undef);
+  return "http.response.start: $mode\n" unless defined $bytes;
+  $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: general path");
+  $self->{head_sent} = 1;
+  $self->{resp_mode} = $mode;
+  $self->{keep} = 0 if $close;
+  $self->_write($bytes);
+  return '';
+}
+
+sub _write_body ($self, $body) {
+  my $mode = $self->{resp_mode};
+  return if $mode == M_NONE;
+  $self->{sent_bytes} += length $body;
+  $self->_write($mode == M_CHUNKED ? serialize_chunk($body) : $body);
+}
+
+# A send's Future: done now, unless the socket is backed up
+sub _send_future ($self) {
+  return Future->done if length $self->{wbuf} < WRITE_HIGH;
+  return $self->{drain} //= Future->new;
+}
+
+sub _send_file ($self, $ev) {
+  my ($fh, $close_fh);
+  if (defined $ev->{file}) {
+    open($fh, '<:raw', $ev->{file})
+      or return Future->fail("http.response.body: cannot open $ev->{file}: $!\n");
+    $close_fh = 1;
+  }
+  else {
+    $fh = $ev->{fh};
+    return Future->fail("http.response.body: fh is not an open filehandle\n")
+      unless ref $fh && defined fileno($fh);
+  }
+  my $offset = $ev->{offset} // 0;
+  my $length = $ev->{length};
+  return Future->fail("http.response.body: offset and length must be non-negative integers\n")
+    if $offset !~ /\A[0-9]+\z/ || defined $length && $length !~ /\A[0-9]+\z/;
+  if ($offset) {
+    seek($fh, $offset, 0) or return Future->fail("http.response.body: cannot seek: $!\n");
+  }
+  if (!$self->{head_sent}) {
+    # A file's length is known: frame it with Content-Length unless the app did
+    if (-f $fh) {
+      my $size = (-s _) - $offset;
+      $size = 0 if $size < 0;
+      $size = $length if defined $length && $length < $size;
+      $self->{headers} = [@{$self->{headers}}, ['content-length', $size]]
+        unless grep { lc $_->[0] eq 'content-length' } @{$self->{headers}};
+    }
+    my $err = $self->_write_head;
+    return Future->fail($err) if $err;
+  }
+  return $self->_pump_file($fh, $length, $close_fh);
+}
+
+# Streams a file in chunks, waiting for the socket to drain between them
+sub _pump_file ($self, $fh, $left, $close_fh) {
+  my $done = Future->new;
+  weaken(my $weak = $self);
+  my $step;
+  $step = sub {
+    while ($weak && $weak->{cstate}{connected}) {
+      my $want = FILE_CHUNK;
+      $want = $left if defined $left && $left < $want;
+      my $n = $want ? read($fh, my $buf, $want) : 0;
+      if (!defined $n) {
+        close $fh if $close_fh;
+        undef $step;
+        $weak->_abort('server_error');
+        return $done->fail("http.response.body: read failed: $!\n");
+      }
+      if ($n == 0) {
+        close $fh if $close_fh;
+        undef $step;
+        $weak->_write("0\r\n\r\n") if $weak->{resp_mode} == M_CHUNKED && !$weak->{trailers};
+        if ($weak->{trailers} && $weak->{resp_mode} == M_CHUNKED) { return $done->done }
+        $weak->_response_complete;
+        return $done->done;
+      }
+      $left -= $n if defined $left;
+      $weak->_write_body($buf);
+      if (length $weak->{wbuf} >= WRITE_HIGH) {
+        ($weak->{drain} //= Future->new)->on_ready(sub { $step->() if $step });
+        return;
+      }
+    }
+    close $fh if $close_fh;
+    undef $step;
+    $done->done unless $done->is_ready;
+  };
+  $step->();
+  return $done;
+}
+
+sub _response_complete ($self) {
+  $self->{complete} = 1;
+  my $cstate = $self->{cstate};
+  $cstate->_complete;
+  $self->_access_log if $self->{server}{access_log};
+  if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) if $self->{body_final} }
+  $self->_next_request unless $self->{app_running};
+  return Future->done;
+}
+
+sub _app_done ($self, $f) {
+  $self->{app_running} = 0;
+  delete $self->{app_future};
+  my $server = $self->{server};
+  my $error = $f->is_failed ? ($f->failure)[0] : undef;
+  $error = 'cancelled' if !defined $error && $f->is_cancelled;
+  my $cstate = $self->{cstate};
+  if (!$cstate->{connected}) {
+    # The client has gone: no 500, no error log
+    return $self->_close if $self->{phase} == REQUEST;
+    return;
+  }
+  if (defined $error) {
+    chomp(my $e = "$error");
+    $server->log(error => "application error: $e");
+  }
+  if (!$self->{started}) {
+    $server->log(error => 'application returned without sending a response') unless defined $error;
+    $self->{cstate}{started} = 1;
+    $self->_disconnect('server_error', 1);
+    return $self->_wire_error(500, 'internal server error');
+  }
+  if (!$self->{complete}) {
+    $server->log(error => 'application finished without completing its response; closing')
+      unless defined $error;
+    return $self->_abort('server_error');
+  }
+  $self->_next_request;
+}
+
+# Both the response and the app are done: keep-alive or close
+sub _next_request ($self) {
+  return if $self->{phase} != REQUEST;
+  if ($self->{keep} && !$self->{body_done}) {
+    # The app did not read the whole body: read and drop a small rest, else close
+    my $left = $self->{body_mode} == 1 ? $self->{body_left} : DRAIN_BODY_MAX + 1;
+    if ($self->{body_mode} == 2 || $left > DRAIN_BODY_MAX - length $self->{rbuf}) {
+      $self->{draining} = 1;
+      $self->_feed_body;
+      $self->{keep} = 0 unless $self->{body_done};
+      $self->{draining} = 0;
+    }
+    else {
+      $self->{draining} = 1;
+      $self->{deadline_kind} = 'body';
+      $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+      $self->_feed_body;
+      return $self->_resume_read unless $self->{body_done};
+      $self->{draining} = 0;
+    }
+  }
+  $self->{draining} = 0;
+  $self->{req} = $self->{cstate} = undef;
+  $self->{headers} = undef;
+  $self->{server}{served}++;
+  if (!$self->{keep} || $self->{server}{stopping}) { return $self->_close_after_flush }
+  $self->{phase}         = IDLE;
+  $self->{deadline_kind} = 'idle';
+  $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{keepalive_timeout};
+  $self->_resume_read;
+  $self->_process if length $self->{rbuf};
+}
+
+# ---- writing -------------------------------------------------------------------
+
+sub _write ($self, $data) {
+  return if $self->{phase} == CLOSED;
+  if (length $self->{wbuf}) { $self->{wbuf} .= $data; return }
+  my $n = syswrite($self->{fh}, $data);
+  if (!defined $n) {
+    return $self->_abort('write_error') unless $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+    $n = 0;
+  }
+  return if $n == length $data;
+  $self->{wbuf} = substr($data, $n);
+  $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+  $self->{loop}->watch_io(handle => $self->{fh}, on_write_ready => $self->{on_write});
+}
+
+sub _on_write ($self) {
+  my $n = syswrite($self->{fh}, $self->{wbuf});
+  if (!defined $n) {
+    return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+    return $self->_abort('write_error');
+  }
+  substr($self->{wbuf}, 0, $n, '');
+  $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+  if (length $self->{wbuf} < WRITE_LOW and my $f = delete $self->{drain}) { $f->done }
+  return if length $self->{wbuf};
+  $self->{wdeadline} = undef;
+  $self->{loop}->unwatch_io(handle => $self->{fh}, on_write_ready => 1);
+  $self->_finish_close if $self->{phase} == CLOSING;
+}
+
+# ---- errors, disconnects, closing ------------------------------------------------
+
+# The one wire-error builder: a close-delimited text/plain response
+sub _wire_error ($self, $status, $message) {
+  my $server = $self->{server};
+  my $peer = $self->{client} ? "$self->{client}[0]:$self->{client}[1]" : 'unix socket';
+  $server->log(warn => "$peer: $status $message");
+  my $reason = $PAGI::Server::Protocol::HTTP1::PP::REASON{$status}
+    // ($status == 500 ? 'Internal Server Error' : 'Error');
+  my ($bytes) = serialize_response($status,
+    [['Content-Type', 'text/plain; charset=utf-8']], F_CLOSE, "$reason\n");
+  $self->{status} = $status;
+  $self->{sent_bytes} = length($reason) + 1;
+  $self->_write($bytes);
+  $self->_access_log if $server->{access_log} && $self->{req};
+  $self->{keep} = 0;
+  $self->_close_after_flush(1);
+}
+
+# The client is gone or the connection is broken: tell the app, stop everything
+sub _abort ($self, $reason) {
+  $self->_disconnect($reason);
+  $self->_close;
+}
+
+# Marks the current request disconnected and notifies the app, in the spec's order
+sub _disconnect ($self, $reason, $keep_socket = 0) {
+  my $cstate = $self->{cstate} or return;
+  return unless $cstate->{connected};
+  $cstate->_disconnect($reason);
+  if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) }
+  if (my $f = delete $self->{drain})     { $f->done }
+}
+
+sub _close_after_flush ($self, $linger = 0) {
+  return if $self->{phase} >= CLOSING;
+  $self->{phase}  = CLOSING;
+  $self->{linger} = $linger;
+  return $self->_finish_close unless length $self->{wbuf};
+  $self->{deadline_kind} = 'closing';
+  $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+}
+
+# Output flushed: close, after a short linger when the peer may still be sending
+sub _finish_close ($self) {
+  if ($self->{linger} && !$self->{eof}) {
+    # Closing with unread input would reset the connection and could destroy the
+    # response in flight; half-close and drain the input for a moment instead
+    shutdown($self->{fh}, SHUT_WR);
+    $self->{rbuf} = '';
+    $self->{deadline_kind} = 'linger';
+    $self->{deadline} = $PAGI::Server::NOW + LINGER_SECONDS;
+    $self->{reading} = 0;
+    $self->_resume_read;
+    return;
+  }
+  $self->_close;
+}
+
+sub _close ($self) {
+  return if $self->{phase} == CLOSED;
+  my $fh = $self->{fh};
+  $self->_disconnect('client_closed') if $self->{cstate};
+  $self->{phase} = CLOSED;
+  $self->{loop}->unwatch_io(handle => $fh, on_read_ready => 1, on_write_ready => 1);
+  close $fh;
+  $self->{wbuf} = $self->{rbuf} = '';
+  if (my $f = delete $self->{drain}) { $f->done }
+  # The app may still be running; it keeps us alive until it finishes
+  if ($self->{app_running} && $self->{app_future}) {
+    my $keep = $self;
+    $self->{app_future}->on_ready(sub { undef $keep });
+  }
+  $self->{server}->_forget($self);
+}
+
+# Called once a second by the server: enforce the deadline of the current phase
+sub _tick ($self, $now) {
+  if (defined $self->{wdeadline} && $now > $self->{wdeadline}) {
+    return $self->_abort('write_timeout');
+  }
+  my $kind = $self->{deadline_kind} or return;
+  return if $now <= $self->{deadline};
+  if ($kind eq 'idle') { return $self->_close }
+  if ($kind eq 'head') {
+    # A request head that is too slow: 408 and close
+    return $self->_wire_error(408, 'request timeout') if length $self->{rbuf};
+    return $self->_close;
+  }
+  if ($kind eq 'body') {
+    $self->{deadline_kind} = '';
+    return $self->_body_error(408, 'request timeout', 'client_timeout') unless $self->{draining};
+    return $self->_close;
+  }
+  $self->_close;    # closing or linger took too long
+}
+
+# Server shutdown: idle connections close now, busy ones after their response
+sub _shutdown ($self, $force = 0) {
+  $self->{keep} = 0;
+  if ($force) {
+    $self->_disconnect('server_shutdown');
+    return $self->_close;
+  }
+  $self->_close if $self->{phase} == IDLE && !length $self->{rbuf};
+}
+
+sub _access_log ($self) {
+  my $server = $self->{server};
+  my $req = $self->{req} or return;
+  my $client = $self->{client} ? $self->{client}[0] : '-';
+  my $target = $req->{raw_path} . (length $req->{query_string} ? "?$req->{query_string}" : '');
+  my $took = $self->{req_time} ? sprintf('%.6f', $server->_hires_time - $self->{req_time}) : '-';
+  $server->access_log_line(sprintf qq{%s - - [%s] "%s %s HTTP/%s" %d %s %s\n},
+    $client, $server->_log_time, $req->{method}, $target, $req->{http_version},
+    $self->{status}, $self->{sent_bytes} || '-', $took);
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Connection - one HTTP/1.1 connection of PAGI::Server
+
+=head1 DESCRIPTION
+
+Internal. Reads requests through L<PAGI::Server::Protocol::HTTP1>, calls the PAGI
+application once per request with a new scope, and writes its response events. The
+C<$receive> and C<$send> callbacks are made once per connection; the state of the
+current request lives in the object's fields and is reset for the next one.
+Responses to pipelined requests are written strictly in order: the next request is
+parsed only when the previous response is complete and its application has returned.
+
+A response whose C<http.response.start> is followed by one final
+C<http.response.body> is serialized into one buffer and written with one write (the
+fast path); at log level C<debug> each response says which path it took.
+
+=cut

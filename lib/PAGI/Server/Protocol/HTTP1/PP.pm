@@ -1,0 +1,382 @@
+package PAGI::Server::Protocol::HTTP1::PP;
+use strict;
+use warnings;
+use Socket qw(AF_INET AF_INET6 AF_UNIX sockaddr_family unpack_sockaddr_in
+  unpack_sockaddr_in6 unpack_sockaddr_un inet_ntop);
+
+our $VERSION = '0.001';
+
+# The pure-Perl HTTP/1.1 codec: the reference semantics of doc/codec.md.
+# Every function here has a twin of the same name in ::XS (Rust).
+
+my %MESSAGE = (
+  bad_request_line              => 'invalid request line',
+  bad_header                    => 'invalid header field',
+  bad_host                      => 'missing or duplicate host header',
+  bad_content_length            => 'invalid content-length',
+  conflicting_length            => 'conflicting message length',
+  bad_transfer_encoding         => 'invalid transfer-encoding',
+  bad_chunk                     => 'invalid chunked encoding',
+  body_too_large                => 'request body too large',
+  uri_too_long                  => 'request line too long',
+  headers_too_large             => 'request header fields too large',
+  unsupported_transfer_encoding => 'unsupported transfer-encoding',
+  unsupported_version           => 'http version not supported',
+);
+
+sub _error { return ({error => $_[0], message => $MESSAGE{$_[0]}}, 0) }
+
+my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
+
+my $UTF8 = qr/\A(?:[\x00-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]
+  |[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}
+  |[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*\z/x;
+
+sub parse_request {
+  my ($buf, $max_header_size, $max_headers, $max_line) = @_;
+
+  # Skip empty lines before the request line (RFC 9112 2.2)
+  my $start = 0;
+  $start = $+[0] if $buf =~ /\A(?:\r?\n)+/;
+
+  my $nl = index($buf, "\n", $start);
+  if ($nl < 0) {
+    my $have = length($buf) - $start;
+    return _error('uri_too_long')      if $have > $max_line;
+    return _error('headers_too_large') if $have > $max_header_size;
+    return (undef, 0);
+  }
+
+  # Request line, validated as soon as it is complete
+  my $line_end = $nl;
+  $line_end-- if $line_end > $start && substr($buf, $line_end - 1, 1) eq "\r";
+  return _error('uri_too_long') if $line_end - $start > $max_line;
+  my $line = substr($buf, $start, $line_end - $start);
+  my ($method, $target, $version)
+    = $line =~ m{\A($TCHAR+) ([\x21-\x7e\x80-\xff]+) ([^ ]*)\z} or return _error('bad_request_line');
+  if ($version ne 'HTTP/1.1' && $version ne 'HTTP/1.0') {
+    return _error($version =~ m{\AHTTP/[0-9]\.[0-9]\z} ? 'unsupported_version' : 'bad_request_line');
+  }
+
+  my $raw_path;
+  if (substr($target, 0, 1) eq '/') { $raw_path = $target }
+  elsif ($target eq '*')            { $raw_path = '*' }
+  elsif ($target =~ m{\A[A-Za-z][A-Za-z0-9+\-.]*://([^/]*)(.*)\z}s) {
+    $raw_path = length $2 ? $2 : '/';
+  }
+  else { return _error('bad_request_line') }
+  my $query_string = '';
+  my $q = index($raw_path, '?');
+  if ($q >= 0) {
+    $query_string = substr($raw_path, $q + 1);
+    $raw_path     = substr($raw_path, 0, $q);
+  }
+
+  # Find the end of the head: the first blank line after the request line
+  my $end;
+  pos($buf) = $nl;
+  $end = pos($buf) if $buf =~ /\n\r?\n/g;
+  if (!defined $end) {
+    return _error('headers_too_large') if length($buf) - $start > $max_header_size;
+    return (undef, 0);
+  }
+  return _error('headers_too_large') if $end - $start > $max_header_size;
+
+  my @lines = _header_lines($buf, $nl + 1);
+  return _error('headers_too_large') if @lines > $max_headers;
+
+  my (@headers, $cookie_at);
+  my ($cl, $cl_error, $te, $keep, $close, $conn_upgrade, $upgrade, $ws_key, $ws_version);
+  my ($sse, $expect, $host, $host_count) = (0, 0, undef, 0);
+  for my $l (@lines) {
+    $l =~ /\A($TCHAR+):[ \t]*(.*?)[ \t]*\z/s or return _error('bad_header');
+    my ($name, $value) = (lc $1, $2);
+    return _error('bad_header') if $value =~ /[^\t\x20-\x7e\x80-\xff]/;
+    if ($name eq 'cookie') {
+      if (defined $cookie_at) { $headers[$cookie_at][1] .= "; $value"; next }
+      $cookie_at = @headers;
+    }
+    push @headers, [$name, $value];
+    if    ($name eq 'host') { $host //= $value; $host_count++ }
+    elsif ($name eq 'content-length') {
+      for my $e (split /,/, $value, -1) {
+        $e =~ s/\A[ \t]+//; $e =~ s/[ \t]+\z//;
+        if ($e !~ /\A[0-9]{1,18}\z/) { $cl_error //= 'bad_content_length'; next }
+        if (defined $cl && $cl != $e) { $cl_error //= 'conflicting_length'; next }
+        $cl = 0 + $e;
+      }
+    }
+    elsif ($name eq 'transfer-encoding') { $te = defined $te ? "$te,$value" : $value }
+    elsif ($name eq 'connection') {
+      for my $t (split /,/, $value) {
+        $t =~ s/\A[ \t]+//; $t =~ s/[ \t]+\z//; $t = lc $t;
+        if    ($t eq 'close')      { $close = 1 }
+        elsif ($t eq 'keep-alive') { $keep = 1 }
+        elsif ($t eq 'upgrade')    { $conn_upgrade = 1 }
+      }
+    }
+    elsif ($name eq 'upgrade')               { $upgrade    = lc $value }
+    elsif ($name eq 'sec-websocket-key')     { $ws_key     = $value }
+    elsif ($name eq 'sec-websocket-version') { $ws_version = $value }
+    elsif ($name eq 'accept')                { $sse        = 1 if $value =~ m{text/event-stream}i }
+    elsif ($name eq 'expect')                { $expect     = 1 if lc($value) eq '100-continue' }
+  }
+
+  my $http10 = $version eq 'HTTP/1.0';
+  return _error('bad_host') if $http10 ? $host_count > 1 : $host_count != 1;
+  return _error($cl_error) if defined $cl_error;
+  my $chunked = 0;
+  if (defined $te) {
+    return _error('conflicting_length') if defined $cl;
+    my @codings = grep { length } map { s/\A[ \t]+//r =~ s/[ \t]+\z//r } split /,/, lc $te;
+    return _error('bad_transfer_encoding') unless @codings;
+    return _error('unsupported_transfer_encoding') unless @codings == 1 && $codings[0] eq 'chunked';
+    $chunked = 1;
+  }
+
+  my $path = $raw_path;
+  $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+  # Characters only when the bytes are well-formed UTF-8 (RFC 3629); else keep bytes
+  utf8::decode($path) if $path =~ /[\x80-\xff]/ && $path =~ $UTF8;
+
+  return ({
+    method          => $method,
+    path            => $path,
+    raw_path        => $raw_path,
+    query_string    => $query_string,
+    http_version    => $http10 ? '1.0' : '1.1',
+    headers         => \@headers,
+    content_length  => $cl,
+    chunked         => $chunked,
+    keep_alive      => $close ? 0 : $http10 ? ($keep ? 1 : 0) : 1,
+    upgrade         => $conn_upgrade ? $upgrade : undef,
+    ws_key          => $ws_key,
+    ws_version      => $ws_version,
+    sse             => $sse,
+    expect_continue => $expect,
+    host            => $host,
+  }, $end);
+}
+
+# Header lines of a complete head, from $from up to the blank line
+sub _header_lines {
+  my ($buf, $from) = @_;
+  my @lines;
+  while (1) {
+    my $nl = index($buf, "\n", $from);
+    my $line = substr($buf, $from, $nl - $from);
+    chop $line if substr($line, -1) eq "\r";
+    last if $line eq '';
+    push @lines, $line;
+    $from = $nl + 1;
+  }
+  return @lines;
+}
+
+my $MAX_CHUNK_LINE = 4096;
+
+sub decode_chunked {
+  my ($buf, $state, $max_trailer) = @_;
+  my ($pos, $len, $data) = (0, length $buf, '');
+  while ($pos < $len) {
+    if ($state > 0) {
+      my $take = $len - $pos < $state ? $len - $pos : $state;
+      $data .= substr($buf, $pos, $take);
+      $pos += $take;
+      $state -= $take;
+      $state = -2 if $state == 0;
+    }
+    elsif ($state == -1) {
+      my $nl = index($buf, "\n", $pos);
+      if ($nl < 0) {
+        return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+          if $len - $pos > $MAX_CHUNK_LINE;
+        last;
+      }
+      my $line = substr($buf, $pos, $nl - $pos);
+      chop $line if substr($line, -1) eq "\r";
+      $line =~ /\A([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\z/
+        or return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
+      my $size = hex $1;
+      $state = $size ? $size : -3;
+      $pos = $nl + 1;
+    }
+    elsif ($state == -2) {
+      my $c = substr($buf, $pos, 1);
+      if ($c eq "\n") { $pos++; $state = -1; next }
+      if ($c eq "\r") {
+        last if $pos + 1 >= $len;
+        if (substr($buf, $pos + 1, 1) eq "\n") { $pos += 2; $state = -1; next }
+      }
+      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
+    }
+    elsif ($state == -3) {
+      my $nl = index($buf, "\n", $pos);
+      if ($nl < 0) {
+        return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
+          if $len - $pos > $max_trailer;
+        last;
+      }
+      my $line = substr($buf, $pos, $nl - $pos);
+      chop $line if substr($line, -1) eq "\r";
+      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+        if index($line, "\r") >= 0;
+      return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
+        if $nl + 1 - $pos > $max_trailer;
+      $pos = $nl + 1;
+      if ($line eq '') { $state = -4; last }
+      # Keep the trailer budget across lines by counting what was used
+      $max_trailer -= length($line) + 1;
+    }
+    else { last }
+  }
+  return ($data, $pos, $state);
+}
+
+our %REASON = (
+  100 => 'Continue', 101 => 'Switching Protocols', 102 => 'Processing', 103 => 'Early Hints',
+  200 => 'OK', 201 => 'Created', 202 => 'Accepted', 203 => 'Non-Authoritative Information',
+  204 => 'No Content', 205 => 'Reset Content', 206 => 'Partial Content', 207 => 'Multi-Status',
+  208 => 'Already Reported', 226 => 'IM Used',
+  300 => 'Multiple Choices', 301 => 'Moved Permanently', 302 => 'Found', 303 => 'See Other',
+  304 => 'Not Modified', 305 => 'Use Proxy', 307 => 'Temporary Redirect',
+  308 => 'Permanent Redirect',
+  400 => 'Bad Request', 401 => 'Unauthorized', 402 => 'Payment Required', 403 => 'Forbidden',
+  404 => 'Not Found', 405 => 'Method Not Allowed', 406 => 'Not Acceptable',
+  407 => 'Proxy Authentication Required', 408 => 'Request Timeout', 409 => 'Conflict',
+  410 => 'Gone', 411 => 'Length Required', 412 => 'Precondition Failed',
+  413 => 'Content Too Large', 414 => 'URI Too Long', 415 => 'Unsupported Media Type',
+  416 => 'Range Not Satisfiable', 417 => 'Expectation Failed', 418 => "I'm a teapot",
+  421 => 'Misdirected Request', 422 => 'Unprocessable Content', 423 => 'Locked',
+  424 => 'Failed Dependency', 425 => 'Too Early', 426 => 'Upgrade Required',
+  428 => 'Precondition Required', 429 => 'Too Many Requests',
+  431 => 'Request Header Fields Too Large', 451 => 'Unavailable For Legal Reasons',
+  500 => 'Internal Server Error', 501 => 'Not Implemented', 502 => 'Bad Gateway',
+  503 => 'Service Unavailable', 504 => 'Gateway Timeout', 505 => 'HTTP Version Not Supported',
+  506 => 'Variant Also Negotiates', 507 => 'Insufficient Storage', 508 => 'Loop Detected',
+  510 => 'Not Extended', 511 => 'Network Authentication Required',
+);
+
+my @DAY = qw(Sun Mon Tue Wed Thu Fri Sat);
+my @MON = qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec);
+my ($date_time, $date_line) = (-1, '');
+
+# The Date line, rebuilt at most once a second
+sub _date_line {
+  my $now = time;
+  return $date_line if $now == $date_time;
+  my ($s, $m, $h, $d, $mon, $y, $wd) = gmtime $now;
+  $date_time = $now;
+  return $date_line = sprintf "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+    $DAY[$wd], $d, $MON[$mon], $y + 1900, $h, $m, $s;
+}
+
+# Validates app headers and writes them; returns (bytes, seen-flags) or (undef, message)
+sub _app_headers {
+  my ($headers) = @_;
+  my ($out, $date, $server, $cl, $close) = ('', 0, 0, 0, 0);
+  for my $h (@$headers) {
+    my ($n, $v) = @$h;
+    $n = '' unless defined $n;
+    $v = '' unless defined $v;
+    return (undef, "invalid header name: $n") if $n !~ /\A$TCHAR+\z/;
+    return (undef, "invalid header value for $n") if $v =~ /[\r\n\0]|[^\x00-\xff]/;
+    my $lc = lc $n;
+    if ($lc eq 'transfer-encoding') { next }
+    if ($lc eq 'connection') {
+      $close = 1 if grep { lc(s/\A[ \t]+//r =~ s/[ \t]+\z//r) eq 'close' } split /,/, $v;
+      next;
+    }
+    if    ($lc eq 'date')           { $date   = 1 }
+    elsif ($lc eq 'server')         { $server = 1 }
+    elsif ($lc eq 'content-length') { $cl     = 1 }
+    $out .= "$n: $v\r\n";
+  }
+  return ($out, $date, $server, $cl, $close);
+}
+
+sub serialize_response {
+  my ($status, $headers, $flags, $body) = @_;
+  return (undef, 'invalid status')
+    unless defined $status && $status =~ /\A[0-9]{3}\z/ && $status >= 100;
+  my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
+  return (undef, $date) unless defined $out;
+  $flags //= 0;
+  my $head = $flags & 1;
+  my $mode;
+  my $frame = '';
+  if ($status < 200 || $status == 204 || $status == 304) { $mode = 0 }
+  elsif ($cl) { $mode = $head ? 0 : 1 }
+  elsif (defined $body) {
+    $frame = 'Content-Length: ' . length($body) . "\r\n";
+    $mode  = $head ? 0 : 1;
+  }
+  elsif (!($flags & 4)) {
+    $frame = "Transfer-Encoding: chunked\r\n";
+    $mode  = $head ? 0 : 2;
+  }
+  else { $mode = 3 }
+  $close = 1 if $flags & 2 || $mode == 3;
+  my $reason = $REASON{$status} // '';
+  my $bytes = "HTTP/1.1 $status $reason\r\n$out"
+    . ($date   ? '' : _date_line())
+    . ($server ? '' : "Server: PAGI-Server\r\n")
+    . $frame
+    . ($close ? "Connection: close\r\n" : $flags & 4 ? "Connection: keep-alive\r\n" : '')
+    . "\r\n";
+  $bytes .= $body if defined $body && $mode != 0;
+  return ($bytes, $mode, $close);
+}
+
+sub serialize_chunk {
+  my ($data) = @_;
+  return '' unless length $data;
+  return sprintf("%x\r\n", length $data) . $data . "\r\n";
+}
+
+sub serialize_trailers {
+  my ($headers) = @_;
+  my $out = '';
+  for my $h (@{$headers // []}) {
+    my ($n, $v) = @$h;
+    $n = '' unless defined $n;
+    $v = '' unless defined $v;
+    return (undef, "invalid header name: $n") if $n !~ /\A$TCHAR+\z/;
+    return (undef, "invalid header value for $n") if $v =~ /[\r\n\0]|[^\x00-\xff]/;
+    $out .= "$n: $v\r\n";
+  }
+  return ("0\r\n$out\r\n");
+}
+
+sub _host_port {
+  my ($addr) = @_;
+  my $family = sockaddr_family($addr);
+  if ($family == AF_INET) {
+    my ($port, $ip) = unpack_sockaddr_in($addr);
+    return (inet_ntop(AF_INET, $ip), $port);
+  }
+  if ($family == AF_INET6) {
+    my ($port, $ip) = unpack_sockaddr_in6($addr);
+    my $host = inet_ntop(AF_INET6, $ip);
+    $host =~ s/\A::ffff:(?=[0-9]+\.)//i;
+    return ($host, $port);
+  }
+  return;
+}
+
+sub connection_info {
+  my ($fd) = @_;
+  # A dup, so that closing our handle leaves the connection's descriptor alone
+  open(my $fh, '+<&', $fd) or return undef;
+  my $local = getsockname($fh);
+  my $peer  = getpeername($fh);
+  close $fh;
+  return undef unless defined $local && defined $peer;
+  if (sockaddr_family($local) == AF_UNIX) {
+    my $path = eval { unpack_sockaddr_un($local) } // '';
+    return [undef, undef, $path, undef];
+  }
+  return [_host_port($peer), _host_port($local)];
+}
+
+1;
