@@ -40,7 +40,7 @@ my %DEFAULT = (
   log_level         => 'info',
   quiet             => 0,
 );
-my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app loop loop_type access_log backend);
+my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app loop loop_type access_log backend on_listen);
 
 # How long lifespan startup/shutdown may take before we stop waiting
 use constant LIFESPAN_TIMEOUT => 60;
@@ -49,6 +49,8 @@ sub new ($class, %opt) {
   my @unknown = sort grep { !$KNOWN{$_} } keys %opt;
   Carp::croak("PAGI::Server->new: unknown option(s): @unknown") if @unknown;
   Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $opt{app} eq 'CODE';
+  Carp::croak('PAGI::Server->new: on_listen must be a code reference')
+    if defined $opt{on_listen} && ref $opt{on_listen} ne 'CODE';
   if (defined $opt{backend} && $opt{backend} ne 'auto'
     && uc $opt{backend} ne $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION) {
     Carp::croak("PAGI::Server->new: backend '$opt{backend}' requested but "
@@ -214,6 +216,7 @@ sub _bind ($self) {
   my $h = $self->{host} =~ /:/ ? "[$self->{host}]" : $self->{host};
   $self->log(info => sprintf 'PAGI::Server %s (backend %s, loop %s) listening on http://%s:%d/',
     $VERSION, $self->backend, ref $self->loop, $h, $self->{bound_port});
+  $self->{on_listen}->($self) if $self->{on_listen};
 }
 
 # Lean accept path: accept a batch, make each socket non-blocking, hand it over
@@ -412,6 +415,13 @@ Largest request body in bytes (413 beyond); 0 means no limit. Default 10 MiB.
 =item root_path
 
 The scope's C<root_path> (the mount point of the app). Default empty.
+
+=item on_listen
+
+A code reference called once with the server, right after the listening socket is
+bound (so after lifespan startup) and before the first connection is accepted; C<<
+$server->port >> then gives the bound port. Useful with C<port =E<gt> 0>, e.g. to tell a
+parent process where to connect.
 
 =back
 
