@@ -35,6 +35,8 @@ my %DEFAULT = (
   max_headers       => 100,
   max_line          => 8192,
   max_body_size     => 10 * 1024 * 1024,
+  max_ws_message_size => 16 * 1024 * 1024,
+  ws_close_timeout  => 5,
   backlog           => 1024,
   root_path         => '',
   log_level         => 'info',
@@ -58,7 +60,7 @@ sub new ($class, %opt) {
   }
   my $self = bless {%DEFAULT, %opt}, $class;
   for my $k (qw(port timeout header_timeout keepalive_timeout shutdown_timeout max_header_size
-    max_headers max_line max_body_size backlog)) {
+    max_headers max_line max_body_size max_ws_message_size ws_close_timeout backlog)) {
     Carp::croak("PAGI::Server->new: $k must be a non-negative number, not '$self->{$k}'")
       unless defined $self->{$k} && $self->{$k} =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
   }
@@ -411,6 +413,15 @@ request line (414). Defaults 16384, 100, 8192.
 =item max_body_size
 
 Largest request body in bytes (413 beyond); 0 means no limit. Default 10 MiB.
+
+=item max_ws_message_size
+
+Largest WebSocket message (and frame) in bytes; a bigger one closes the connection
+with 1009 (the app sees 1006). Default 16 MiB.
+
+=item ws_close_timeout
+
+Seconds a WebSocket peer has to answer the server's Close frame. Default 5.
 
 =item root_path
 

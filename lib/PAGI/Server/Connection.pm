@@ -156,6 +156,10 @@ sub _process ($self) {
 
 sub _start_request ($self, $req) {
   my $server = $self->{server};
+  if (defined $req->{upgrade} && $req->{upgrade} eq 'websocket' && $req->{method} eq 'GET'
+    && $req->{http_version} eq '1.1') {
+    return PAGI::Server::Connection::WebSocket::_start($self, $req);
+  }
   $self->{phase}         = REQUEST;
   $self->{req}           = $req;
   $self->{deadline_kind} = '';
@@ -192,29 +196,44 @@ sub _start_request ($self, $req) {
     $self->{deadline}      = $PAGI::Server::NOW + $server->{timeout};
   }
 
-  my $cstate = $self->{cstate} = PAGI::Server::ConnectionState->new;
-  my $scope = {
-    type              => 'http',
-    pagi              => {version => '0.3', spec_version => '0.3'},
-    http_version      => $req->{http_version},
-    method            => $req->{method},
-    scheme            => $server->{scheme},
-    path              => $req->{path},
-    raw_path          => $req->{raw_path},
-    query_string      => $req->{query_string},
-    root_path         => $server->{root_path},
-    headers           => $req->{headers},
-    client            => $self->{client},
-    server            => $self->{server_addr},
-    state             => {%{$server->{state}}},
-    extensions        => {},
-    'pagi.connection' => $cstate,
-  };
-
+  $self->{cstate} = PAGI::Server::ConnectionState->new;
   $self->_feed_body if $mode && length $self->{rbuf};
   return if $self->{phase} != REQUEST;    # the body was already rejected
 
-  my $f = eval { $server->{app}->($scope, $self->{receive}, $self->{send}) };
+  if ($req->{sse}) {
+    # Accept: text/event-stream makes any method an SSE stream
+    bless $self, 'PAGI::Server::Connection::SSE';
+    return $self->_call_app($self->_scope('sse'));
+  }
+  my $scope = $self->_scope('http');
+  $scope->{'pagi.connection'} = $self->{cstate};
+  $self->_call_app($scope);
+}
+
+# The scope keys shared by http, sse and websocket scopes
+sub _scope ($self, $type) {
+  my $server = $self->{server};
+  my $req    = $self->{req};
+  return {
+    type         => $type,
+    pagi         => {version => '0.3', spec_version => '0.3'},
+    http_version => $req->{http_version},
+    method       => $req->{method},
+    scheme       => $server->{scheme},
+    path         => $req->{path},
+    raw_path     => $req->{raw_path},
+    query_string => $req->{query_string},
+    root_path    => $server->{root_path},
+    headers      => $req->{headers},
+    client       => $self->{client},
+    server       => $self->{server_addr},
+    state        => {%{$server->{state}}},
+    extensions   => {},
+  };
+}
+
+sub _call_app ($self, $scope) {
+  my $f = eval { $self->{server}{app}->($scope, $self->{receive}, $self->{send}) };
   if (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
   elsif (!(blessed $f && $f->can('on_ready'))) {
     $f = Future->fail("application returned a non-Future value\n");
@@ -587,14 +606,14 @@ sub _on_write ($self) {
 # ---- errors, disconnects, closing ------------------------------------------------
 
 # The one wire-error builder: a close-delimited text/plain response
-sub _wire_error ($self, $status, $message) {
+sub _wire_error ($self, $status, $message, $headers = []) {
   my $server = $self->{server};
   my $peer = $self->{client} ? "$self->{client}[0]:$self->{client}[1]" : 'unix socket';
   $server->log(warn => "$peer: $status $message");
   my $reason = $PAGI::Server::Protocol::HTTP1::PP::REASON{$status}
     // ($status == 500 ? 'Internal Server Error' : 'Error');
   my ($bytes) = serialize_response($status,
-    [['Content-Type', 'text/plain; charset=utf-8']], F_CLOSE, "$reason\n");
+    [['Content-Type', 'text/plain; charset=utf-8'], @$headers], F_CLOSE, "$reason\n");
   $self->{status} = $status;
   $self->{sent_bytes} = length($reason) + 1;
   $self->_write($bytes);
@@ -646,7 +665,7 @@ sub _finish_close ($self) {
 sub _close ($self) {
   return if $self->{phase} == CLOSED;
   my $fh = $self->{fh};
-  $self->_disconnect('client_closed') if $self->{cstate};
+  $self->_disconnect('client_closed');
   $self->{phase} = CLOSED;
   $self->{loop}->unwatch_io(handle => $fh, on_read_ready => 1, on_write_ready => 1);
   close $fh;
@@ -701,6 +720,10 @@ sub _access_log ($self) {
     $client, $server->_log_time, $req->{method}, $target, $req->{http_version},
     $self->{status}, $self->{sent_bytes} || '-', $took);
 }
+
+# The protocols that take a connection over after its request head
+require PAGI::Server::Connection::WebSocket;
+require PAGI::Server::Connection::SSE;
 
 1;
 

@@ -1,0 +1,124 @@
+package PAGI::Server::Connection::SSE;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Future;
+use PAGI::Server::Connection ();
+use PAGI::Server::Protocol::SSE;
+our @ISA = ('PAGI::Server::Connection');
+
+our $VERSION = '0.001';
+
+# A connection serving a Server-Sent Events stream: the request (any method) was
+# read as HTTP; the app's sse.* events become a chunked text/event-stream response,
+# or, declined, an ordinary HTTP response. The connection closes when it ends.
+
+sub _receive ($self) {
+  my $f = $self->SUPER::_receive;
+  return $f->then(sub ($ev) {
+    if ($ev->{type} eq 'http.request') { $ev->{type} = 'sse.request'; return Future->done($ev) }
+    my $reason = $self->{cstate} && $self->{cstate}{reason};
+    return Future->done({type => 'sse.disconnect', reason => $reason // 'client_closed'});
+  });
+}
+
+sub _send ($self, $ev) {
+  my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
+  my $mode = $self->{sse} // '';
+  if ($type eq 'sse.send' || $type eq 'sse.comment' || $type eq 'sse.keepalive') {
+    return Future->fail("$type after sse.close\n") if $self->{sse_closed};
+    return Future->fail("$type after a declined (sse.http.response) start\n") if $mode eq 'decline';
+    return Future->done if !$self->{cstate} || !$self->{cstate}{connected};
+    if ($type eq 'sse.keepalive') {
+      my $interval = $ev->{interval} // 0;
+      return Future->fail("sse.keepalive: interval must be a number >= 0\n")
+        unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
+      $self->{ka_interval} = $interval;
+      $self->{ka_comment}  = $ev->{comment} // '';
+      $self->{ka_next}     = $PAGI::Server::NOW + $interval;
+      return Future->done;
+    }
+    return Future->fail("$type before sse.start\n") if $mode ne 'stream';
+    my ($bytes, $err);
+    if ($type eq 'sse.send') { ($bytes, $err) = PAGI::Server::Protocol::SSE::format_event($ev) }
+    else {
+      return Future->fail("sse.comment: comment is required\n") unless defined $ev->{comment};
+      $bytes = PAGI::Server::Protocol::SSE::format_comment($ev->{comment});
+    }
+    return Future->fail("$err\n") unless defined $bytes;
+    $self->_write_body($bytes);
+    return $self->_send_future;
+  }
+  if ($type eq 'sse.start') {
+    return Future->fail("sse.start after the response started\n") if $mode;
+    return Future->done if !$self->{cstate}{connected};
+    my $headers = $ev->{headers} // [];
+    return Future->fail("sse.start: headers must be an array of [name, value] pairs\n")
+      if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+    my %have = map { lc($_->[0] // '') => 1 } @$headers;
+    $headers = [@$headers];
+    push @$headers, ['Content-Type', 'text/event-stream'] unless $have{'content-type'};
+    push @$headers, ['Cache-Control', 'no-cache'] unless $have{'cache-control'};
+    my $f = $self->SUPER::_send({type => 'http.response.start', status => $ev->{status} // 200,
+      headers => $headers});
+    return $f if $f->is_failed;
+    $self->{sse} = 'stream';
+    # The head goes out now: the client is waiting for the stream to open
+    my $err = $self->_write_head;
+    return $err ? Future->fail($err =~ s/http\.response\.start/sse.start/r) : Future->done;
+  }
+  if ($type eq 'sse.close') {
+    return Future->done if $self->{sse_closed} || $mode ne 'stream';
+    $self->{sse_closed} = 1;
+    return $self->_end_stream;
+  }
+  if ($type eq 'sse.http.response.start' || $type eq 'sse.http.response.body') {
+    return Future->fail("$type after sse.start\n") if $mode eq 'stream';
+    return Future->done if !$self->{cstate}{connected};
+    $self->{sse}  = 'decline';
+    $self->{keep} = 0;
+    (my $http = $type) =~ s/\Asse\./http./;
+    return $self->SUPER::_send({%$ev, type => $http});
+  }
+  return Future->fail("unknown event type '$type' for an sse scope\n");
+}
+
+sub _end_stream ($self) {
+  return Future->done if $self->{complete} || !$self->{cstate}{connected};
+  $self->{keep} = 0;
+  $self->_write("0\r\n\r\n") if $self->{resp_mode} == PAGI::Server::Connection::M_CHUNKED;
+  return $self->_response_complete;
+}
+
+sub _app_done ($self, $f) {
+  # Returning ends an open stream the way sse.close does
+  $self->_end_stream if ($self->{sse} // '') eq 'stream' && !$f->is_failed;
+  $self->SUPER::_app_done($f);
+}
+
+sub _tick ($self, $now) {
+  if ($self->{ka_interval} && ($self->{sse} // '') eq 'stream' && !$self->{complete}
+    && $now >= $self->{ka_next}) {
+    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->{ka_comment}));
+    $self->{ka_next} = $now + $self->{ka_interval};
+  }
+  $self->SUPER::_tick($now);
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Connection::SSE - a PAGI::Server connection serving an SSE stream
+
+=head1 DESCRIPTION
+
+Internal. Requests whose C<Accept> contains C<text/event-stream> (any method) get an
+C<sse> scope. C<sse.request> carries the request body, C<sse.start> opens the stream
+(adding C<Content-Type: text/event-stream> and C<Cache-Control: no-cache> when the app
+did not set them), C<sse.send> and C<sse.comment> write events, C<sse.keepalive>
+sends comments on an interval, C<sse.close> or returning ends the stream, and
+C<sse.http.response.*> declines with an ordinary response. A client that goes away
+gets the app an C<sse.disconnect> with a reason.
+
+=cut

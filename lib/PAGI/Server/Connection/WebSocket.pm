@@ -1,0 +1,380 @@
+package PAGI::Server::Connection::WebSocket;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Future;
+use PAGI::Server::Connection ();
+use PAGI::Server::Protocol::WebSocket;
+our @ISA = ('PAGI::Server::Connection');
+
+our $VERSION = '0.001';
+
+# A connection after a WebSocket upgrade request: the handshake (completed only when
+# the app accepts), then RFC 6455 frames through PAGI::Server::Protocol::WebSocket.
+
+BEGIN {
+  *parse_frame = \&PAGI::Server::Protocol::WebSocket::parse_frame;
+  *build_frame = \&PAGI::Server::Protocol::WebSocket::build_frame;
+  *utf8_check  = \&PAGI::Server::Protocol::WebSocket::utf8_check;
+}
+use constant {
+  WS_CONTINUATION => 0, WS_TEXT => 1, WS_BINARY => 2,
+  WS_CLOSE => 8, WS_PING => 9, WS_PONG => 10,
+};
+use constant INBOX_HIGH => 64;    # queued messages before we stop reading
+
+# States: handshake (app not answered), open, closing (our Close sent), closed
+sub _start ($self, $req) {
+  my $server = $self->{server};
+  if (!defined $req->{ws_version} || $req->{ws_version} ne '13') {
+    $self->{req} = $req;
+    return $self->_wire_error(426, 'unsupported websocket version',
+      [['Sec-WebSocket-Version', '13']]);
+  }
+  if (!PAGI::Server::Protocol::WebSocket::valid_key($req->{ws_key})
+    || $req->{chunked} || $req->{content_length}) {
+    $self->{req} = $req;
+    return $self->_wire_error(400, 'invalid websocket handshake');
+  }
+  bless $self, __PACKAGE__;
+  $self->{phase}         = PAGI::Server::Connection::REQUEST;
+  $self->{req}           = $req;
+  $self->{deadline_kind} = '';
+  $self->{keep}          = 0;
+  $self->{app_running}   = 1;
+  $self->{ws}            = 'handshake';
+  $self->{inbox}         = [];
+  $self->{connected}     = 1;
+  $self->{msg_op}        = undef;
+  $self->{msg}           = '';
+  $self->{sent_bytes}    = 0;
+  $self->{status}        = 0;
+  $self->{req_time}      = $server->{access_log} ? $server->_hires_time : 0;
+
+  my $scope = $self->_scope('websocket');
+  delete $scope->{method};
+  $scope->{scheme} = $server->{scheme} eq 'https' ? 'wss' : 'ws';
+  $scope->{subprotocols} = [];
+  for my $h (@{$req->{headers}}) {
+    next unless $h->[0] eq 'sec-websocket-protocol';
+    push @{$scope->{subprotocols}}, grep { length } map { s/\A\s+|\s+\z//gr } split /,/, $h->[1];
+  }
+  $scope->{extensions} = {'websocket.http.response' => {}};
+  $self->_call_app($scope);
+}
+
+# ---- events from the app -----------------------------------------------------------
+
+sub _receive ($self) {
+  if (!$self->{connect_sent}) {
+    $self->{connect_sent} = 1;
+    return Future->done({type => 'websocket.connect'});
+  }
+  my $inbox = $self->{inbox};
+  if (@$inbox) {
+    my $ev = shift @$inbox;
+    $self->_resume_read if !$self->{reading} && @$inbox < INBOX_HIGH && $self->{ws} eq 'open';
+    return Future->done($ev);
+  }
+  return Future->done($self->_disconnect_event) unless $self->{connected};
+  return $self->{recv_wait} //= Future->new;
+}
+
+sub _disconnect_event ($self) {
+  my $d = $self->{ws_disconnect} || {code => 1006, reason => 'client_closed'};
+  return {type => 'websocket.disconnect', code => $d->{code}, reason => $d->{reason}};
+}
+
+sub _send ($self, $ev) {
+  my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
+  my $state = $self->{ws};
+  if ($type eq 'websocket.send') {
+    return Future->done unless $self->{connected};
+    return Future->fail("websocket.send before websocket.accept\n") if $state eq 'handshake';
+    return Future->fail("websocket.send after websocket.close\n") if $state ne 'open';
+    my ($op, $data);
+    if (defined $ev->{bytes}) {
+      return Future->fail("websocket.send: only one of bytes and text\n") if defined $ev->{text};
+      $data = $ev->{bytes};
+      utf8::downgrade($data, 1)
+        or return Future->fail("websocket.send: bytes must be bytes, not characters\n");
+      $op = WS_BINARY;
+    }
+    elsif (defined $ev->{text}) {
+      $data = $ev->{text};
+      utf8::encode($data);
+      $op = WS_TEXT;
+    }
+    else { return Future->fail("websocket.send needs bytes or text\n") }
+    $self->_write(build_frame($op, $data, 1));
+    return $self->_send_future;
+  }
+  if ($type eq 'websocket.accept') {
+    return Future->done unless $self->{connected};
+    return Future->fail("websocket.accept: the handshake is already answered\n")
+      if $state ne 'handshake' || $self->{deny};
+    return $self->_accept($ev);
+  }
+  if ($type eq 'websocket.close') {
+    if ($state eq 'handshake') {
+      return Future->done unless $self->{connected};
+      return Future->fail("websocket.close after a denial response started\n") if $self->{deny};
+      # Closing before accepting refuses the handshake
+      $self->{ws} = 'closed';
+      $self->{connected} = 0;
+      $self->_wire_error(403, 'websocket connection refused');
+      return Future->done;
+    }
+    return Future->done unless $self->{connected};
+    return Future->fail("websocket.close sent twice\n") if $state ne 'open';
+    my $code = $ev->{code} // 1000;
+    return Future->fail("websocket.close: invalid code $code\n")
+      unless $code =~ /\A[0-9]+\z/ && ($code == 1000 || PAGI::Server::Protocol::WebSocket::valid_close_code($code));
+    my $reason = $ev->{reason} // '';
+    utf8::encode($reason);
+    return Future->fail("websocket.close: reason longer than 123 bytes\n") if length $reason > 123;
+    $self->_send_close($code, $reason);
+    return Future->done;
+  }
+  if ($type eq 'websocket.keepalive') {
+    return Future->done unless $self->{connected};
+    my $interval = $ev->{interval} // 0;
+    my $timeout  = $ev->{timeout};
+    return Future->fail("websocket.keepalive: interval must be a number >= 0\n")
+      unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
+    $self->{ping_interval} = $interval;
+    $self->{ping_timeout}  = $timeout;
+    $self->{next_ping}     = $interval ? $PAGI::Server::NOW + $interval : undef;
+    return Future->done;
+  }
+  if ($type eq 'websocket.http.response.start' || $type eq 'websocket.http.response.body') {
+    # Denial events after accept are ignored (PAGI spec)
+    return Future->done if $state ne 'handshake' || !$self->{connected};
+    return $self->_deny($type, $ev);
+  }
+  return Future->fail("unknown event type '$type' for a websocket scope\n");
+}
+
+sub _accept ($self, $ev) {
+  my @headers = (['Upgrade', 'websocket'], ['Connection', 'Upgrade'],
+    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->{req}{ws_key})]);
+  if (defined(my $proto = $ev->{subprotocol})) {
+    push @headers, ['Sec-WebSocket-Protocol', $proto];
+  }
+  my $extra = $ev->{headers} // [];
+  return Future->fail("websocket.accept: headers must be an array of [name, value] pairs\n")
+    if ref $extra ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$extra;
+  # serialize_response validates the app's headers and drops any Connection field
+  # (the handshake's is added below)
+  my ($bytes, $err) = PAGI::Server::Connection::serialize_response(101, [@headers, @$extra], 0, undef);
+  return Future->fail("websocket.accept: $err\n") unless defined $bytes;
+  $bytes =~ s/\r\n/\r\nConnection: Upgrade\r\n/;
+  $self->{status} = 101;
+  $self->{ws} = 'open';
+  $self->_write($bytes);
+  $self->_access_log if $self->{server}{access_log};
+  $self->_process if length $self->{rbuf};
+  return Future->done;
+}
+
+# websocket.http.response.*: an HTTP response instead of the handshake, then close
+sub _deny ($self, $type, $ev) {
+  if ($type eq 'websocket.http.response.start') {
+    return Future->fail("$type sent twice\n") if $self->{deny};
+    my $status = $ev->{status};
+    return Future->fail("$type: status must be an integer\n")
+      unless defined $status && $status =~ /\A[0-9]+\z/;
+    $self->{deny} = {status => $status, headers => $ev->{headers} // [], body => ''};
+    return Future->done;
+  }
+  my $deny = $self->{deny} or return Future->fail("$type before websocket.http.response.start\n");
+  my $body = $ev->{body} // '';
+  utf8::downgrade($body, 1) or return Future->fail("$type: body must be bytes\n");
+  $deny->{body} .= $body;
+  return Future->done if $ev->{more} // $ev->{more_body};
+  my ($bytes, $err) = PAGI::Server::Connection::serialize_response($deny->{status},
+    $deny->{headers}, PAGI::Server::Connection::F_CLOSE, $deny->{body});
+  return Future->fail("websocket.http.response.start: $err\n") unless defined $bytes;
+  $self->{status} = $deny->{status};
+  $self->{sent_bytes} = length $deny->{body};
+  $self->{ws} = 'closed';
+  $self->{connected} = 0;
+  $self->_write($bytes);
+  $self->_access_log if $self->{server}{access_log};
+  $self->_close_after_flush(1);
+  return Future->done;
+}
+
+sub _send_close ($self, $code, $reason = '') {
+  $self->{ws} = 'closing';
+  $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code) . $reason, 1));
+  # The peer has this long to answer our Close before we drop the connection
+  $self->{deadline_kind} = 'closing';
+  $self->{deadline}      = $PAGI::Server::NOW + ($self->{server}{ws_close_timeout} // 5);
+}
+
+# ---- frames from the peer ------------------------------------------------------------
+
+sub _process ($self) {
+  my $max = $self->{server}{max_ws_message_size};
+  while (length $self->{rbuf}) {
+    my $state = $self->{ws};
+    return if $state eq 'handshake' || $state eq 'closed';
+    my ($frame, $consumed) = parse_frame($self->{rbuf}, $max);
+    return unless defined $frame;
+    if (ref $frame eq 'HASH') {
+      my $code = $PAGI::Server::Protocol::WebSocket::ERROR_CLOSE{$frame->{error}};
+      # A message over the limit shows as 1006 to the app (PAGI spec)
+      return $self->_fail_connection($code, $frame->{message}, $code == 1009 ? 1006 : $code);
+    }
+    substr($self->{rbuf}, 0, $consumed, '');
+    my ($fin, $op, $payload) = @$frame;
+    if ($op >= WS_CLOSE) {
+      if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
+      if ($op == WS_PONG) { $self->{pong_deadline} = undef; next }
+      return $self->_on_close_frame($payload);
+    }
+    next if $state ne 'open';    # data after our Close is dropped
+    if ($op == WS_CONTINUATION) {
+      return $self->_fail_connection(1002, 'continuation without a message')
+        unless defined $self->{msg_op};
+      $self->{msg} .= $payload;
+    }
+    else {
+      return $self->_fail_connection(1002, 'new message inside a fragmented message')
+        if defined $self->{msg_op};
+      $self->{msg_op} = $op;
+      $self->{msg}    = $payload;
+    }
+    return $self->_fail_connection(1009, 'message too large', 1006) if length $self->{msg} > $max;
+    if ($self->{msg_op} == WS_TEXT) {
+      # Invalid UTF-8 fails as early as it shows, even across fragments
+      my $ok = utf8_check($self->{msg});
+      return $self->_fail_connection(1007, 'invalid UTF-8 in a text message')
+        if !$ok || $fin && $ok != 1;
+    }
+    next unless $fin;
+    my $msg = $self->{msg};
+    my $ev;
+    if ($self->{msg_op} == WS_TEXT) {
+      utf8::decode($msg);
+      $ev = {type => 'websocket.receive', text => $msg};
+    }
+    else { $ev = {type => 'websocket.receive', bytes => $msg} }
+    $self->{msg_op} = undef;
+    $self->{msg}    = '';
+    if (my $f = delete $self->{recv_wait}) { $f->done($ev) }
+    else {
+      push @{$self->{inbox}}, $ev;
+      $self->_pause_read if @{$self->{inbox}} >= INBOX_HIGH;
+    }
+  }
+}
+
+sub _on_close_frame ($self, $payload) {
+  my ($code, $reason) = PAGI::Server::Protocol::WebSocket::parse_close($payload);
+  return $self->_fail_connection($reason, 'invalid close frame') unless defined $code;
+  # Echo the Close (RFC 6455 5.5.1) unless this answers ours
+  $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code), 1))
+    if $self->{ws} eq 'open';
+  $self->_ws_disconnect($code, $reason);
+  $self->_close_after_flush;
+}
+
+# A protocol violation: send a Close with the code, tell the app, close
+sub _fail_connection ($self, $code, $why, $app_code = $code) {
+  $self->{server}->log(info => "websocket closed with $code: $why");
+  $self->_write(build_frame(WS_CLOSE, pack('n', $code), 1)) if $self->{ws} eq 'open';
+  $self->_ws_disconnect($app_code, 'protocol_error');
+  $self->_close_after_flush(1);
+}
+
+sub _ws_disconnect ($self, $code, $reason) {
+  return unless $self->{connected};
+  $self->{connected} = 0;
+  $self->{ws} = 'closed';
+  $self->{ws_disconnect} = {code => $code, reason => $reason};
+  if (my $f = delete $self->{recv_wait}) { $f->done($self->_disconnect_event) }
+  if (my $f = delete $self->{drain})     { $f->done }
+}
+
+# Abnormal end (EOF, IO error, timeout, shutdown): 1006 with the reason token
+sub _disconnect ($self, $reason, @) { $self->_ws_disconnect(1006, $reason) }
+
+sub _on_eof ($self) {
+  $self->{eof} = 1;
+  $self->_pause_read;
+  $self->_ws_disconnect(1006, 'client_closed');
+  $self->_close;
+}
+
+sub _app_done ($self, $f) {
+  $self->{app_running} = 0;
+  delete $self->{app_future};
+  my $error = $f->is_failed ? ($f->failure)[0] : undef;
+  if (defined $error) {
+    chomp(my $e = "$error");
+    $self->{server}->log(error => "application error: $e");
+  }
+  my $state = $self->{ws};
+  if ($state eq 'handshake' && $self->{connected} && !$self->{deny}) {
+    # Returning without accepting refuses the connection (403); dying is a 500
+    $self->{connected} = 0;
+    $self->{ws} = 'closed';
+    return $self->_wire_error(defined $error ? 500 : 403,
+      defined $error ? 'internal server error' : 'websocket connection refused');
+  }
+  if ($state eq 'open') {
+    $self->_send_close(defined $error ? 1011 : 1000);
+    return;
+  }
+  $self->_close_after_flush if $self->{phase} == PAGI::Server::Connection::REQUEST && !$self->{connected}
+    && $state ne 'closing';
+}
+
+sub _tick ($self, $now) {
+  if ($self->{ws} eq 'open' && $self->{ping_interval}) {
+    if (defined $self->{pong_deadline} && $now > $self->{pong_deadline}) {
+      $self->_ws_disconnect(1006, 'keepalive_timeout');
+      return $self->_close;
+    }
+    if ($now >= $self->{next_ping}) {
+      $self->_write(build_frame(WS_PING, '', 1));
+      $self->{next_ping} = $now + $self->{ping_interval};
+      $self->{pong_deadline} //= $now + $self->{ping_timeout} if $self->{ping_timeout};
+    }
+  }
+  if (($self->{deadline_kind} // '') eq 'closing' && $self->{phase} == PAGI::Server::Connection::REQUEST
+    && $now > $self->{deadline}) {
+    # No Close came back in time
+    $self->_ws_disconnect(1006, 'client_closed');
+    return $self->_close;
+  }
+  $self->SUPER::_tick($now);
+}
+
+sub _shutdown ($self, $force = 0) {
+  if ($force) {
+    $self->_ws_disconnect(1006, 'server_shutdown');
+    return $self->_close;
+  }
+  # Going away (RFC 6455 7.4.1)
+  $self->_send_close(1001) if $self->{ws} eq 'open';
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Connection::WebSocket - a PAGI::Server connection speaking RFC 6455
+
+=head1 DESCRIPTION
+
+Internal. Takes over a L<PAGI::Server::Connection> whose request asked for a
+WebSocket upgrade: answers C<websocket.connect>, completes the handshake only on
+C<websocket.accept> (C<websocket.close> first gives 403, C<websocket.http.response.*>
+sends that HTTP response instead, a wrong C<Sec-WebSocket-Version> gives 426), then
+reassembles fragmented messages, answers pings, echoes the close handshake, and
+closes with 1002 (framing), 1007 (invalid UTF-8) or 1009 (too large) on bad input.
+
+=cut
