@@ -100,12 +100,8 @@ sub _on_eof ($self) {
   $self->_pause_read;
   my $phase = $self->{phase};
   if ($phase == CLOSING) { return $self->_close }
-  if ($phase == IDLE) {
-    # A partial head that will never complete is dropped; complete ones are served
-    $self->_process if length $self->{rbuf};
-    return $self->_close if $self->{phase} == IDLE;
-    return;
-  }
+  # Complete pipelined heads are still served; a partial one is dropped
+  return $self->_process if $phase == IDLE;
   # The client went away while its request was being served (PAGI: FIN = disconnect)
   $self->_abort('client_closed');
 }
@@ -126,7 +122,7 @@ sub _resume_read ($self) {
 sub _process ($self) {
   my $server = $self->{server};
   while ($self->{phase} == IDLE) {
-    return unless length $self->{rbuf};
+    return $self->{eof} ? $self->_close : undef unless length $self->{rbuf};
     my ($req, $consumed) = parse_request($self->{rbuf}, $server->{max_header_size},
       $server->{max_headers}, $server->{max_line});
     if (!defined $req) {
@@ -135,7 +131,7 @@ sub _process ($self) {
         $self->{deadline_kind} = 'head';
         $self->{deadline}      = $PAGI::Server::NOW + $server->{header_timeout};
       }
-      $self->_pause_read if $self->{eof};
+      return $self->_close if $self->{eof};    # this head will never complete
       return;
     }
     if (exists $req->{error}) {
@@ -275,7 +271,10 @@ sub _feed_body ($self) {
     $self->{body_mode}     = 0;
     $self->{deadline_kind} = '';
   }
-  return if $self->{draining};
+  if ($self->{draining}) {
+    return $self->_next_request if $self->{body_done};
+    return $self->_resume_read;
+  }
   $self->{body_buf} .= $got;
   $self->_pause_read if length $self->{body_buf} > BODY_HIGH;
   $self->_deliver_body if $self->{recv_wait};
@@ -542,23 +541,18 @@ sub _app_done ($self, $f) {
 # Both the response and the app are done: keep-alive or close
 sub _next_request ($self) {
   return if $self->{phase} != REQUEST;
-  if ($self->{keep} && !$self->{body_done}) {
-    # The app did not read the whole body: read and drop a small rest, else close
-    my $left = $self->{body_mode} == 1 ? $self->{body_left} : DRAIN_BODY_MAX + 1;
-    if ($self->{body_mode} == 2 || $left > DRAIN_BODY_MAX - length $self->{rbuf}) {
-      $self->{draining} = 1;
-      $self->_feed_body;
-      $self->{keep} = 0 unless $self->{body_done};
-      $self->{draining} = 0;
-    }
-    else {
-      $self->{draining} = 1;
+  if (!$self->{body_done} && !$self->{draining}) {
+    # The app did not read the whole body. A small rest of a Content-Length body is
+    # read and dropped to keep the connection; otherwise close. A client still waiting
+    # for "100 Continue" will not send its body at all.
+    if ($self->{keep} && $self->{body_mode} == 1 && $self->{body_left} <= DRAIN_BODY_MAX
+      && !($self->{req}{expect_continue} && !$self->{continued})) {
+      $self->{draining}      = 1;
       $self->{deadline_kind} = 'body';
-      $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout};
-      $self->_feed_body;
-      return $self->_resume_read unless $self->{body_done};
-      $self->{draining} = 0;
+      $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{timeout};
+      return $self->_feed_body;    # comes back here once the body is done
     }
+    $self->{keep} = 0;
   }
   $self->{draining} = 0;
   $self->{req} = $self->{cstate} = undef;
