@@ -99,7 +99,10 @@ sub parse_request {
     push @headers, [$name, $value];
     if    ($name eq 'host') { $host //= $value; $host_count++ }
     elsif ($name eq 'content-length') {
-      for my $e (split /,/, $value, -1) {
+      # An empty value is one empty (invalid) element, not "no length"
+      my @elements = split /,/, $value, -1;
+      @elements = ('') unless @elements;
+      for my $e (@elements) {
         $e =~ s/\A[ \t]+//; $e =~ s/[ \t]+\z//;
         if ($e !~ /\A[0-9]{1,18}\z/) { $cl_error //= 'bad_content_length'; next }
         if (defined $cl && $cl != $e) { $cl_error //= 'conflicting_length'; next }
@@ -197,7 +200,7 @@ sub decode_chunked {
       chop $line if substr($line, -1) eq "\r";
       $line =~ /\A([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\z/
         or return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
-      my $size = hex $1;
+      my $size = do { no warnings 'portable'; hex $1 };    # up to 15 digits: 60 bits
       $state = $size ? $size : -3;
       $pos = $nl + 1;
     }
