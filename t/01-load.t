@@ -1,0 +1,97 @@
+use strict;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use lib 't/lib';
+use PAGI::Test::Server qw(ROOT);
+
+# Modules load, the codec backend is chosen as documented, and PAGI::Server->new
+# validates its options. XS-specific checks live in t/30-* and t/31-*.
+
+use_ok($_) for qw(PAGI::Server PAGI::Server::Connection PAGI::Server::ConnectionState
+  PAGI::Server::Protocol::HTTP1 PAGI::Server::Protocol::HTTP1::PP);
+
+my $impl = do { no warnings 'once'; $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION };
+like($impl, qr/\A(?:XS|PP)\z/, "an implementation is selected (\$IMPLEMENTATION is $impl)");
+is(PAGI::Server->backend, $impl, 'PAGI::Server->backend names it');
+is(PAGI::Server::Protocol::HTTP1::backend(), $impl, 'the facade names it too');
+my $env = lc($ENV{PAGI_SERVER_BACKEND} // '');
+is($impl, 'PP', 'PAGI_SERVER_BACKEND=pp in this environment gives PP') if $env eq 'pp';
+is($impl, 'XS', 'PAGI_SERVER_BACKEND=xs in this environment gives XS') if $env eq 'xs';
+
+# The facade's functions are the implementation's own (aliased, not wrapped)
+for my $f (@PAGI::Server::Protocol::HTTP1::FUNCTIONS) {
+  my $facade = PAGI::Server::Protocol::HTTP1->can($f);
+  ok($facade, "facade has $f");
+  is($facade, "PAGI::Server::Protocol::HTTP1::$impl"->can($f), "facade $f is ${impl}::$f itself");
+}
+is_deeply([sort @PAGI::Server::Protocol::HTTP1::FUNCTIONS],
+  [sort qw(parse_request decode_chunked serialize_response serialize_chunk serialize_trailers
+    connection_info)], 'the facade exports the documented functions');
+
+# Selection, in fresh perls (the choice is made once, at load time)
+sub perl_backend ($env, $code = 'print PAGI::Server->backend') {
+  local %ENV = %ENV;
+  delete $ENV{PAGI_SERVER_BACKEND};
+  $ENV{$_} = $env->{$_} for keys %$env;
+  my $pid = open(my $fh, '-|') // die "fork: $!";
+  if (!$pid) {
+    open(STDERR, '>&', \*STDOUT);
+    exec($^X, '-I' . ROOT . '/lib', '-MPAGI::Server', '-e', $code) or exit 127;
+  }
+  local $/;
+  my $out = <$fh>;
+  close $fh;
+  return ($out // '', $? >> 8);
+}
+
+my ($out, $rc) = perl_backend({PAGI_SERVER_BACKEND => 'pp'});
+is($out, 'PP', 'PAGI_SERVER_BACKEND=pp forces PP');
+is($rc, 0, '... and exits 0');
+($out, $rc) = perl_backend({PAGI_SERVER_BACKEND => 'PP'});
+is($out, 'PP', 'the value is case-insensitive (PP)');
+($out) = perl_backend({PAGI_SERVER_BACKEND => 'auto'});
+like($out, qr/\A(?:XS|PP)\z/, "auto picks one ($out)");
+($out) = perl_backend({});
+like($out, qr/\A(?:XS|PP)\z/, "unset picks one ($out)");
+($out, $rc) = perl_backend({PAGI_SERVER_BACKEND => 'turbo'});
+isnt($rc, 0, 'an unknown PAGI_SERVER_BACKEND value makes loading fail');
+like($out, qr/PAGI_SERVER_BACKEND must be 'xs', 'pp' or 'auto', not 'turbo'/,
+  '... with a message naming the variable and the bad value');
+($out) = perl_backend({}, 'BEGIN { $PAGI::Server::BACKEND = "pp" } use PAGI::Server; print PAGI::Server->backend');
+is($out, 'PP', '$PAGI::Server::BACKEND = "pp" set before loading forces PP');
+($out) = perl_backend({PAGI_SERVER_BACKEND => 'pp'},
+  'BEGIN { $PAGI::Server::BACKEND = "xs" } use PAGI::Server; print PAGI::Server->backend');
+is($out, 'PP', 'the environment wins over $PAGI::Server::BACKEND');
+
+# new: option validation (the runner contract's options are accepted)
+my $app = sub { Future->done };
+for my $case (
+  [[app => $app, host => '127.0.0.1', port => 0, quiet => 1, access_log => undef, loop_type => 'Select'],
+    undef, 'the runner contract options are accepted'],
+  [[app => $app, bogus => 1, other => 2], qr/unknown option\(s\): bogus other/, 'unknown options are named'],
+  [[], qr/app must be a code reference/, 'a missing app croaks'],
+  [[app => 'app.pl'], qr/app must be a code reference/, 'a non-code app croaks'],
+  [[app => $app, port => 'http'], qr/port must be a non-negative number, not 'http'/, 'a non-numeric port croaks'],
+  [[app => $app, timeout => -1], qr/timeout must be a non-negative number/, 'a negative timeout croaks'],
+  [[app => $app, max_body_size => undef], qr/max_body_size must be a non-negative number/, 'an undef limit croaks'],
+  [[app => $app, log_level => 'loud'], qr/log_level must be one of/, 'an unknown log_level croaks'],
+  [[app => $app, on_listen => 1], qr/on_listen must be a code reference/, 'a non-code on_listen croaks'],
+  [[app => $app, backend => lc $impl], undef, 'backend naming the loaded implementation is accepted'],
+  [[app => $app, backend => 'auto'], undef, 'backend => auto is accepted'],
+  [[app => $app, backend => ($impl eq 'PP' ? 'xs' : 'pp')], qr/requested but $impl is loaded/,
+    'backend naming the other implementation croaks'],
+) {
+  my ($args, $err, $name) = @$case;
+  my $s = eval { PAGI::Server->new(@$args) };
+  if ($err) { like($@, $err, $name); ok(!$s, '... and returns nothing') }
+  else      { isa_ok($s, 'PAGI::Server', $name) or diag $@ }
+}
+
+my $s = PAGI::Server->new(app => $app, quiet => 1);
+is($s->{log_level}, 'warn', 'quiet lowers the log level to warn');
+is($s->port, 5000, 'port defaults to 5000 before listening');
+is(PAGI::Server->new(app => $app, quiet => 1, log_level => 'error')->{log_level}, 'error',
+  'quiet keeps a lower level');
+
+done_testing;
