@@ -61,7 +61,7 @@ sub new ($class, %opt) {
   my $self = bless {%DEFAULT, %opt}, $class;
   for my $k (qw(port timeout header_timeout keepalive_timeout shutdown_timeout max_header_size
     max_headers max_line max_body_size max_ws_message_size ws_close_timeout backlog)) {
-    Carp::croak("PAGI::Server->new: $k must be a non-negative number, not '$self->{$k}'")
+    Carp::croak("PAGI::Server->new: $k must be a non-negative number, not '" . ($self->{$k} // 'undef') . "'")
       unless defined $self->{$k} && $self->{$k} =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
   }
   Carp::croak("PAGI::Server->new: log_level must be one of error, warn, info, debug")
