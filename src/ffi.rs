@@ -1,0 +1,534 @@
+//! The flat C ABI the XS glue (`perl/XS.xs`) calls. Declared for C in
+//! `perl/pagi_server.h`; the two must change together.
+//!
+//! Rules of this boundary:
+//! - every entry runs inside [`guard`] (`catch_unwind`): a panic becomes
+//!   [`PAGI_PANIC`] and the glue croaks; nothing unwinds into C;
+//! - results are plain structs of integers and `(pointer, length)` pairs that point into
+//!   the caller's input or into per-thread scratch space owned by this module, valid until
+//!   the next call on the same thread;
+//! - no Perl, no IO (except `pagi_connection_info`).
+
+use crate::chunked::decode_chunked;
+use crate::conninfo::{connection_info, Endpoint};
+use crate::date::http_date;
+use crate::error::ErrorKind;
+use crate::request::{Limits, Parser, Span, Status};
+use crate::response::{chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn};
+use crate::status::reason_phrase;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+/// A Rust panic was caught; the glue croaks.
+pub const PAGI_PANIC: c_int = -1;
+/// Need more bytes.
+pub const PAGI_PARTIAL: c_int = 0;
+/// Success.
+pub const PAGI_DONE: c_int = 1;
+/// Invalid input: the `error` field says which kind.
+pub const PAGI_ERROR: c_int = 2;
+
+/// Bytes: `ptr == NULL` means undef.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PagiSpan {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl PagiSpan {
+    const UNDEF: PagiSpan = PagiSpan { ptr: std::ptr::null(), len: 0 };
+}
+
+/// One header of a parsed request.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PagiField {
+    pub name: PagiSpan,
+    pub value: PagiSpan,
+}
+
+/// The result of `pagi_parse_request`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PagiRequest {
+    pub method: PagiSpan,
+    pub path: PagiSpan,
+    pub raw_path: PagiSpan,
+    pub query_string: PagiSpan,
+    pub upgrade: PagiSpan,
+    pub ws_key: PagiSpan,
+    pub ws_version: PagiSpan,
+    pub host: PagiSpan,
+    pub headers: *const PagiField,
+    pub n_headers: usize,
+    pub consumed: usize,
+    /// -1: undef.
+    pub content_length: i64,
+    /// An error kind code (`PAGI_ERROR`), else 0.
+    pub error: i32,
+    pub http_minor: u8,
+    pub chunked: u8,
+    pub keep_alive: u8,
+    pub sse: u8,
+    pub expect_continue: u8,
+    /// The path is well-formed UTF-8 with a non-ASCII byte: make it a character string.
+    pub path_utf8: u8,
+}
+
+/// A range of the input.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PagiRange {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The result of `pagi_decode_chunked`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PagiChunked {
+    pub ranges: *const PagiRange,
+    pub n_ranges: usize,
+    /// Sum of the ranges' lengths.
+    pub data_len: usize,
+    pub consumed: usize,
+    pub state: i64,
+    pub error: i32,
+}
+
+/// One header given by the application. `wide`: bit 1 the name, bit 2 the value had a
+/// character above 0xFF.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct PagiFieldIn {
+    pub name: *const u8,
+    pub name_len: usize,
+    pub value: *const u8,
+    pub value_len: usize,
+    pub wide: u32,
+}
+
+/// The result of `pagi_serialize_response` / `pagi_serialize_trailers`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PagiResponse {
+    pub head: *const u8,
+    pub head_len: usize,
+    /// `PAGI_ERROR`: 1 invalid status, 2 invalid name, 3 invalid value (of header
+    /// `error_index`).
+    pub error: i32,
+    pub error_index: usize,
+    pub mode: i32,
+    pub close: u8,
+    pub append_body: u8,
+}
+
+/// One end of a connection: kind 0 other family, 1 inet (`text` = host, `port`), 2 unix
+/// (`text` = path).
+#[repr(C)]
+#[derive(Debug)]
+pub struct PagiEndpoint {
+    pub kind: i32,
+    pub port: i32,
+    pub len: usize,
+    pub text: [u8; 112],
+}
+
+/// The result of `pagi_connection_info`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PagiConnInfo {
+    pub peer: PagiEndpoint,
+    pub local: PagiEndpoint,
+}
+
+/// Per-thread scratch space behind the pointers handed out.
+#[derive(Debug, Default)]
+struct Scratch {
+    parser: Parser,
+    fields: Vec<PagiField>,
+    ranges: Vec<(usize, usize)>,
+    c_ranges: Vec<PagiRange>,
+    out: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+static QUIET_HOOK: Once = Once::new();
+
+/// Records a panic's message for `pagi_last_panic` instead of printing it.
+fn install_quiet_hook() {
+    QUIET_HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info.payload();
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let text = match info.location() {
+                Some(l) => format!("{what} at {}:{}", l.file(), l.line()),
+                None => what.to_string(),
+            };
+            let _ = LAST_PANIC.try_with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    *p = text;
+                }
+            });
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into `on_panic`.
+fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    install_quiet_hook();
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(on_panic)
+}
+
+/// A byte slice from C; NULL is the empty slice.
+///
+/// # Safety
+/// Unless `ptr` is NULL it must point to `len` readable bytes that outlive the use.
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller guarantees `len` readable bytes at `ptr`.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+fn span_ptr(buf: &[u8], scratch: &[u8], s: Span) -> PagiSpan {
+    let src = if s.scratch { scratch } else { buf };
+    PagiSpan { ptr: src[s.start..s.start + s.len].as_ptr(), len: s.len }
+}
+
+fn opt_span(buf: &[u8], scratch: &[u8], s: Option<Span>) -> PagiSpan {
+    s.map_or(PagiSpan::UNDEF, |s| span_ptr(buf, scratch, s))
+}
+
+/// Installs the quiet panic hook (the glue's BOOT calls this once).
+#[no_mangle]
+pub extern "C" fn pagi_init() {
+    guard((), install_quiet_hook);
+}
+
+/// Parses one request head. Returns `PAGI_PARTIAL`, `PAGI_DONE`, `PAGI_ERROR` (kind in
+/// `out.error`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `buf` points to `len` readable bytes (or is NULL with `len == 0`); `out` is writable.
+/// The spans written to `out` stay valid until the next call into this module on this
+/// thread and while `buf` is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_parse_request(
+    buf: *const u8,
+    len: usize,
+    max_header_size: i64,
+    max_headers: i64,
+    max_line: i64,
+    out: *mut PagiRequest,
+) -> c_int {
+    // SAFETY: the caller guarantees the buffer (see above).
+    let buf = unsafe { bytes(buf, len) };
+    // SAFETY: the caller guarantees `out` is a valid, writable PagiRequest.
+    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
+    guard(PAGI_PANIC, || {
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
+            let limits = Limits { max_header_size, max_headers, max_line };
+            out.error = 0;
+            let head = match s.parser.parse(buf, &limits) {
+                Err(kind) => {
+                    out.error = kind.code();
+                    return PAGI_ERROR;
+                }
+                Ok(Status::Partial) => return PAGI_PARTIAL,
+                Ok(Status::Complete(head)) => head,
+            };
+            let scratch = s.parser.scratch();
+            s.fields.clear();
+            s.fields.extend(s.parser.headers().iter().map(|&(n, v)| PagiField {
+                name: span_ptr(buf, scratch, n),
+                value: span_ptr(buf, scratch, v),
+            }));
+            out.method = span_ptr(buf, scratch, head.method);
+            out.path = span_ptr(buf, scratch, head.path);
+            out.raw_path = span_ptr(buf, scratch, head.raw_path);
+            out.query_string = span_ptr(buf, scratch, head.query_string);
+            out.upgrade = opt_span(buf, scratch, head.upgrade);
+            out.ws_key = opt_span(buf, scratch, head.ws_key);
+            out.ws_version = opt_span(buf, scratch, head.ws_version);
+            out.host = opt_span(buf, scratch, head.host);
+            out.headers = s.fields.as_ptr();
+            out.n_headers = s.fields.len();
+            out.consumed = head.consumed;
+            out.content_length = head.content_length.map_or(-1, |n| n as i64);
+            out.http_minor = head.http_minor;
+            out.chunked = head.chunked as u8;
+            out.keep_alive = head.keep_alive as u8;
+            out.sse = head.sse as u8;
+            out.expect_continue = head.expect_continue as u8;
+            out.path_utf8 = head.path_utf8 as u8;
+            PAGI_DONE
+        })
+    })
+}
+
+/// Decodes chunked data. Returns `PAGI_DONE` (progress in `out`), `PAGI_ERROR` (kind in
+/// `out.error`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// As `pagi_parse_request`: `buf`/`len` readable, `out` writable; the ranges stay valid
+/// until the next call on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_decode_chunked(
+    buf: *const u8,
+    len: usize,
+    state: i64,
+    max_trailer_size: i64,
+    out: *mut PagiChunked,
+) -> c_int {
+    // SAFETY: the caller guarantees the buffer.
+    let buf = unsafe { bytes(buf, len) };
+    // SAFETY: the caller guarantees `out`.
+    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
+    guard(PAGI_PANIC, || {
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
+            s.ranges.clear();
+            out.error = 0;
+            match decode_chunked(buf, state, max_trailer_size, &mut s.ranges) {
+                Err(kind) => {
+                    out.error = kind.code();
+                    out.consumed = 0;
+                    out.state = state;
+                    PAGI_ERROR
+                }
+                Ok(p) => {
+                    s.c_ranges.clear();
+                    s.c_ranges.extend(s.ranges.iter().map(|&(start, len)| PagiRange { start, len }));
+                    out.ranges = s.c_ranges.as_ptr();
+                    out.n_ranges = s.c_ranges.len();
+                    out.data_len = s.ranges.iter().map(|r| r.1).sum();
+                    out.consumed = p.consumed;
+                    out.state = p.state;
+                    PAGI_DONE
+                }
+            }
+        })
+    })
+}
+
+/// # Safety
+/// `headers` points to `n` readable `PagiFieldIn` whose byte pointers are readable.
+unsafe fn fields_in<'a>(headers: *const PagiFieldIn, n: usize) -> Vec<HeaderIn<'a>> {
+    // SAFETY: the caller guarantees `n` readable entries.
+    let raw = unsafe { if headers.is_null() || n == 0 { &[][..] } else { std::slice::from_raw_parts(headers, n) } };
+    raw.iter()
+        .map(|f| HeaderIn {
+            // SAFETY: the caller guarantees the name and value bytes.
+            name: unsafe { bytes(f.name, f.name_len) },
+            // SAFETY: as above.
+            value: unsafe { bytes(f.value, f.value_len) },
+            name_wide: f.wide & 1 != 0,
+            value_wide: f.wide & 2 != 0,
+        })
+        .collect()
+}
+
+fn app_error(out: &mut PagiResponse, e: AppError) -> c_int {
+    let (code, index) = match e {
+        AppError::Status => (1, 0),
+        AppError::Name(i) => (2, i),
+        AppError::Value(i) => (3, i),
+    };
+    out.error = code;
+    out.error_index = index;
+    out.head = std::ptr::null();
+    out.head_len = 0;
+    PAGI_ERROR
+}
+
+/// Builds a response head (the glue appends the body when `out.append_body`).
+/// `has_body`/`body_len`: the body's presence and its length as Perl's `length`.
+/// Returns `PAGI_DONE`, `PAGI_ERROR` (`out.error`, `out.error_index`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `status` points to `status_len` readable bytes; `headers` to `n` readable entries;
+/// `out` is writable. `out.head` stays valid until the next call on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_serialize_response(
+    status: *const u8,
+    status_len: usize,
+    headers: *const PagiFieldIn,
+    n: usize,
+    flags: u32,
+    has_body: c_int,
+    body_len: usize,
+    out: *mut PagiResponse,
+) -> c_int {
+    // SAFETY: the caller guarantees the status bytes.
+    let status = unsafe { bytes(status, status_len) };
+    // SAFETY: the caller guarantees `out`.
+    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
+    guard(PAGI_PANIC, || {
+        // SAFETY: the caller guarantees the header entries.
+        let fields = unsafe { fields_in(headers, n) };
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
+            let body = (has_body != 0).then_some(body_len);
+            match serialize_response(&mut s.out, status, &fields, flags, body, &http_date()) {
+                Err(e) => app_error(out, e),
+                Ok(Framing { mode, close, append_body }) => {
+                    out.error = 0;
+                    out.head = s.out.as_ptr();
+                    out.head_len = s.out.len();
+                    out.mode = i32::from(mode);
+                    out.close = close as u8;
+                    out.append_body = append_body as u8;
+                    PAGI_DONE
+                }
+            }
+        })
+    })
+}
+
+/// Builds the end of a chunked body with trailers. Returns as `pagi_serialize_response`.
+///
+/// # Safety
+/// As `pagi_serialize_response`.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_serialize_trailers(headers: *const PagiFieldIn, n: usize, out: *mut PagiResponse) -> c_int {
+    // SAFETY: the caller guarantees `out`.
+    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
+    guard(PAGI_PANIC, || {
+        // SAFETY: the caller guarantees the header entries.
+        let fields = unsafe { fields_in(headers, n) };
+        SCRATCH.with(|s| {
+            let s = &mut *s.borrow_mut();
+            match serialize_trailers(&mut s.out, &fields) {
+                Err(e) => app_error(out, e),
+                Ok(()) => {
+                    out.error = 0;
+                    out.head = s.out.as_ptr();
+                    out.head_len = s.out.len();
+                    out.mode = 0;
+                    out.close = 0;
+                    out.append_body = 0;
+                    PAGI_DONE
+                }
+            }
+        })
+    })
+}
+
+/// Writes `<hex len>\r\n` into `out` (room for 18 bytes) and returns its length, or 0
+/// after a panic.
+///
+/// # Safety
+/// `out` points to at least 18 writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_chunk_prefix(len: usize, out: *mut u8) -> usize {
+    if out.is_null() {
+        return 0;
+    }
+    guard(0, || {
+        let mut v = Vec::with_capacity(18);
+        chunk_prefix(&mut v, len);
+        // SAFETY: at most 16 hex digits + CRLF = 18 bytes, and the caller provides 18.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out, v.len()) };
+        v.len()
+    })
+}
+
+fn fill_endpoint(e: &Endpoint, out: &mut PagiEndpoint) {
+    let (kind, port, text): (i32, i32, &[u8]) = match e {
+        Endpoint::Inet { host, port } => (1, i32::from(*port), host.as_bytes()),
+        Endpoint::Unix(path) => (2, 0, path),
+        Endpoint::Other => (0, 0, &[]),
+    };
+    let n = text.len().min(out.text.len());
+    out.kind = kind;
+    out.port = port;
+    out.len = n;
+    out.text[..n].copy_from_slice(&text[..n]);
+}
+
+/// Both ends of socket `fd`: 1 and `out` filled; 0 when it is not a connected socket;
+/// `PAGI_PANIC`.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo) -> c_int {
+    // SAFETY: the caller guarantees `out`.
+    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
+    guard(PAGI_PANIC, || match connection_info(fd) {
+        None => 0,
+        Some(info) => {
+            fill_endpoint(&info.peer, &mut out.peer);
+            fill_endpoint(&info.local, &mut out.local);
+            1
+        }
+    })
+}
+
+/// The `error` string of a kind code (NUL-terminated, static), or NULL.
+#[no_mangle]
+pub extern "C" fn pagi_error_kind(code: c_int) -> *const c_char {
+    guard(std::ptr::null(), || ErrorKind::from_code(code).map_or(std::ptr::null(), |k| k.kind_c().as_ptr()))
+}
+
+/// The `message` string of a kind code (NUL-terminated, static), or NULL.
+#[no_mangle]
+pub extern "C" fn pagi_error_message(code: c_int) -> *const c_char {
+    guard(std::ptr::null(), || ErrorKind::from_code(code).map_or(std::ptr::null(), |k| k.message_c().as_ptr()))
+}
+
+/// The reason phrase of a status (static; `*len` set), `""` when unknown.
+///
+/// # Safety
+/// `len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_reason_phrase(status: c_int, len: *mut usize) -> *const u8 {
+    let r = guard("", || u16::try_from(status).map_or("", reason_phrase));
+    if !len.is_null() {
+        // SAFETY: the caller guarantees `len` is writable.
+        unsafe { *len = r.len() };
+    }
+    r.as_ptr()
+}
+
+/// The last caught panic's message on this thread (for the croak); `*len` set.
+///
+/// # Safety
+/// `len` is writable. The bytes stay valid until the next panic on this thread.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_last_panic(len: *mut usize) -> *const u8 {
+    let (ptr, n) = LAST_PANIC
+        .try_with(|p| p.try_borrow().map(|s| (s.as_ptr(), s.len())).unwrap_or((std::ptr::null(), 0)))
+        .unwrap_or((std::ptr::null(), 0));
+    if !len.is_null() {
+        // SAFETY: the caller guarantees `len` is writable.
+        unsafe { *len = n };
+    }
+    ptr
+}
+
+/// Panics on purpose inside the guard: the glue's test hook that a panic becomes a croak.
+#[no_mangle]
+pub extern "C" fn pagi_debug_panic(code: c_int) -> c_int {
+    guard(PAGI_PANIC, || {
+        if code >= 0 {
+            panic!("pagi_debug_panic({code}) called");
+        }
+        code
+    })
+}

@@ -1,0 +1,29 @@
+//! The HTTP/1.1 codec core of PAGI-Server.
+//!
+//! Pure functions over bytes, the same contract as the Perl reference implementation
+//! (`PAGI::Server::Protocol::HTTP1::PP`, described in `doc/codec.md`):
+//!
+//! - [`request::Parser::parse`] / [`request::parse_request`]: one request head;
+//! - [`chunked::decode_chunked`]: the chunked transfer coding, incrementally;
+//! - [`response::serialize_response`], [`response::serialize_chunk`],
+//!   [`response::serialize_trailers`]: what the server writes;
+//! - [`conninfo::connection_info`]: both ends of a socket (the only OS call);
+//! - [`status::reason_phrase`]: THE reason-phrase table;
+//! - [`error::ErrorKind`]: the closed set of peer-input errors.
+//!
+//! [`ffi`] is the flat C ABI the XS glue in `perl/` calls. Nothing here knows Perl.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations)]
+
+pub mod chars;
+pub mod chunked;
+pub mod conninfo;
+pub mod date;
+pub mod error;
+pub mod ffi;
+pub mod request;
+pub mod response;
+pub mod status;
+
+pub use error::ErrorKind;

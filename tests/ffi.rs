@@ -1,0 +1,158 @@
+//! The C ABI, called as the XS glue calls it.
+
+use pagi_server::ffi::*;
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+
+unsafe fn span<'a>(s: PagiSpan) -> Option<&'a [u8]> {
+    if s.ptr.is_null() {
+        None
+    } else {
+        // SAFETY: spans from the module point to `len` readable bytes until the next call.
+        Some(unsafe { std::slice::from_raw_parts(s.ptr, s.len) })
+    }
+}
+
+fn parse(buf: &[u8]) -> (i32, PagiRequest) {
+    let mut out = MaybeUninit::<PagiRequest>::zeroed();
+    // SAFETY: a valid buffer and a writable, zeroed result struct.
+    let rc = unsafe { pagi_parse_request(buf.as_ptr(), buf.len(), 16384, 100, 8192, out.as_mut_ptr()) };
+    // SAFETY: zeroed is a valid PagiRequest (null pointers, zero integers).
+    (rc, unsafe { out.assume_init() })
+}
+
+#[test]
+fn parse_request_abi() {
+    let buf = b"GET /caf%C3%A9?q HTTP/1.1\r\nHost: h\r\nCookie: a\r\nCookie: b\r\nUpgrade: WS\r\nConnection: upgrade\r\n\r\n";
+    let (rc, r) = parse(buf);
+    assert_eq!(rc, PAGI_DONE);
+    // SAFETY: spans of the result just returned.
+    unsafe {
+        assert_eq!(span(r.method), Some(&b"GET"[..]));
+        assert_eq!(span(r.path), Some("/café".as_bytes()));
+        assert_eq!(span(r.raw_path), Some(&b"/caf%C3%A9"[..]));
+        assert_eq!(span(r.query_string), Some(&b"q"[..]));
+        assert_eq!(span(r.upgrade), Some(&b"ws"[..]));
+        assert_eq!(span(r.ws_key), None);
+        assert_eq!(span(r.host), Some(&b"h"[..]));
+        let h = std::slice::from_raw_parts(r.headers, r.n_headers);
+        assert_eq!(h.len(), 4);
+        assert_eq!(span(h[1].name), Some(&b"cookie"[..]));
+        assert_eq!(span(h[1].value), Some(&b"a; b"[..]));
+    }
+    assert_eq!((r.consumed, r.content_length, r.http_minor, r.path_utf8, r.keep_alive), (buf.len(), -1, 1, 1, 1));
+
+    let (rc, _) = parse(b"GET / HTTP/1.1\r\n");
+    assert_eq!(rc, PAGI_PARTIAL);
+    let (rc, r) = parse(b"GET / HTTP/3.0\r\n");
+    assert_eq!((rc, r.error), (PAGI_ERROR, 12));
+    // SAFETY: a NULL buffer with length 0 is the empty input.
+    let rc = unsafe { pagi_parse_request(std::ptr::null(), 0, 1, 1, 1, MaybeUninit::zeroed().as_mut_ptr()) };
+    assert_eq!(rc, PAGI_PARTIAL);
+    // SAFETY: a NULL result pointer is refused, not written.
+    assert_eq!(unsafe { pagi_parse_request(b"x".as_ptr(), 1, 1, 1, 1, std::ptr::null_mut()) }, PAGI_PANIC);
+}
+
+#[test]
+fn decode_chunked_abi() {
+    let buf = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    let mut out = MaybeUninit::<PagiChunked>::zeroed();
+    // SAFETY: valid buffer, writable result.
+    let rc = unsafe { pagi_decode_chunked(buf.as_ptr(), buf.len(), -1, 100, out.as_mut_ptr()) };
+    // SAFETY: initialised by zeroing and the call.
+    let out = unsafe { out.assume_init() };
+    assert_eq!(rc, PAGI_DONE);
+    assert_eq!((out.consumed, out.state, out.data_len, out.n_ranges), (buf.len(), -4, 5, 2));
+    let mut out = MaybeUninit::<PagiChunked>::zeroed();
+    // SAFETY: as above.
+    let rc = unsafe { pagi_decode_chunked(b"z\r\n".as_ptr(), 3, -1, 100, out.as_mut_ptr()) };
+    // SAFETY: as above.
+    let out = unsafe { out.assume_init() };
+    assert_eq!((rc, out.error, out.consumed, out.state), (PAGI_ERROR, 7, 0, -1));
+}
+
+#[test]
+fn serialize_abi() {
+    let fields = [
+        PagiFieldIn { name: b"X".as_ptr(), name_len: 1, value: b"1".as_ptr(), value_len: 1, wide: 0 },
+        PagiFieldIn { name: b"Y".as_ptr(), name_len: 1, value: b"2".as_ptr(), value_len: 1, wide: 2 },
+    ];
+    let mut out = MaybeUninit::<PagiResponse>::zeroed();
+    // SAFETY: valid status bytes, 1 readable field, writable result.
+    let rc = unsafe { pagi_serialize_response(b"200".as_ptr(), 3, fields.as_ptr(), 1, 4, 1, 3, out.as_mut_ptr()) };
+    // SAFETY: initialised.
+    let out = unsafe { out.assume_init() };
+    assert_eq!(rc, PAGI_DONE);
+    // SAFETY: the head stays valid until the next call on this thread.
+    let head = unsafe { std::slice::from_raw_parts(out.head, out.head_len) };
+    let head = String::from_utf8(head.to_vec()).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\nX: 1\r\nDate: "), "{head}");
+    assert!(head.ends_with(" GMT\r\nServer: PAGI-Server\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"), "{head}");
+    assert_eq!((out.mode, out.close, out.append_body), (1, 0, 1));
+    let mut out = MaybeUninit::<PagiResponse>::zeroed();
+    // SAFETY: two readable fields.
+    let rc = unsafe { pagi_serialize_response(b"200".as_ptr(), 3, fields.as_ptr(), 2, 0, 0, 0, out.as_mut_ptr()) };
+    // SAFETY: initialised.
+    let out = unsafe { out.assume_init() };
+    assert_eq!((rc, out.error, out.error_index), (PAGI_ERROR, 3, 1));
+    let mut out = MaybeUninit::<PagiResponse>::zeroed();
+    // SAFETY: as above.
+    let rc = unsafe { pagi_serialize_trailers(fields.as_ptr(), 1, out.as_mut_ptr()) };
+    // SAFETY: initialised.
+    let out = unsafe { out.assume_init() };
+    assert_eq!(rc, PAGI_DONE);
+    // SAFETY: valid until the next call.
+    assert_eq!(unsafe { std::slice::from_raw_parts(out.head, out.head_len) }, b"0\r\nX: 1\r\n\r\n");
+    let mut buf = [0u8; 18];
+    // SAFETY: 18 writable bytes.
+    let n = unsafe { pagi_chunk_prefix(0x1abc, buf.as_mut_ptr()) };
+    assert_eq!(&buf[..n], b"1abc\r\n");
+}
+
+#[test]
+fn tables_abi() {
+    // SAFETY: static NUL-terminated strings.
+    unsafe {
+        assert_eq!(CStr::from_ptr(pagi_error_kind(9)).to_str(), Ok("uri_too_long"));
+        assert_eq!(CStr::from_ptr(pagi_error_message(9)).to_str(), Ok("request line too long"));
+    }
+    assert!(pagi_error_kind(0).is_null());
+    assert!(pagi_error_message(99).is_null());
+    let mut len = 0;
+    // SAFETY: `len` is writable; the phrase is static.
+    let p = unsafe { pagi_reason_phrase(431, &mut len) };
+    // SAFETY: `len` bytes at `p`.
+    assert_eq!(unsafe { std::slice::from_raw_parts(p, len) }, b"Request Header Fields Too Large");
+    // SAFETY: as above.
+    unsafe { pagi_reason_phrase(70000, &mut len) };
+    assert_eq!(len, 0);
+}
+
+#[test]
+fn panics_are_caught_and_reported() {
+    pagi_init();
+    assert_eq!(pagi_debug_panic(-5), -5);
+    assert_eq!(pagi_debug_panic(7), PAGI_PANIC);
+    let mut len = 0;
+    // SAFETY: `len` writable; the message stays valid until the next panic on this thread.
+    let msg = unsafe { std::slice::from_raw_parts(pagi_last_panic(&mut len), len) };
+    let msg = String::from_utf8_lossy(msg);
+    assert!(msg.starts_with("pagi_debug_panic(7) called at src/ffi.rs:"), "{msg}");
+    // And everything still works afterwards
+    assert_eq!(parse(b"GET / HTTP/1.0\r\n\r\n").0, PAGI_DONE);
+}
+
+#[test]
+fn connection_info_abi() {
+    use std::os::fd::AsRawFd;
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut out = MaybeUninit::<PagiConnInfo>::zeroed();
+    // SAFETY: writable result.
+    assert_eq!(unsafe { pagi_connection_info(a.as_raw_fd(), out.as_mut_ptr()) }, 1);
+    // SAFETY: initialised.
+    let out = unsafe { out.assume_init() };
+    assert_eq!((out.local.kind, out.local.len, out.peer.kind), (2, 0, 2));
+    let mut out = MaybeUninit::<PagiConnInfo>::zeroed();
+    // SAFETY: writable result.
+    assert_eq!(unsafe { pagi_connection_info(-1, out.as_mut_ptr()) }, 0);
+}
