@@ -15,7 +15,7 @@ use Time::HiRes ();
 # HTTP response parser. Nothing here depends on which codec backend is active.
 
 our @EXPORT_OK = qw(start_server start_cli run_cli http_connect http_exchange
-  parse_response report wait_for slurp ROOT);
+  parse_response report respond delay wait_for slurp ROOT);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 use constant START_TIMEOUT => 15;    # seconds for a server to report its port
@@ -182,6 +182,18 @@ sub DESTROY ($self) {
 # Strings are kept as code points (JSON \u escapes), so bytes and characters survive.
 sub report (%data) {
   print STDERR 'PAGI-TEST ', $JSON->encode(\%data), "\n";
+}
+
+# Sends a whole response: start, then one final body
+sub respond ($send, $status, $body = '', @headers) {
+  return $send->({type => 'http.response.start', status => $status, headers => \@headers})
+    ->then(sub { $send->({type => 'http.response.body', body => $body}) });
+}
+
+# A Future done after $seconds, on the server's loop (the one IO::Async::Loop->new gives)
+sub delay ($seconds) {
+  require IO::Async::Loop;
+  return IO::Async::Loop->new->delay_future(after => $seconds);
 }
 
 # ---- small utilities ---------------------------------------------------------------
