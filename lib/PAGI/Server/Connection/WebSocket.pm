@@ -110,9 +110,11 @@ sub _send ($self, $ev) {
     return $self->_send_future;
   }
   if ($type eq 'websocket.accept') {
-    return Future->done unless $self->{connected};
+    # Checked first: after a denial or refusal the connection is gone, but accepting
+    # then is still the app's mistake
     return Future->fail("websocket.accept: the handshake is already answered\n")
-      if $state ne 'handshake' || $self->{deny};
+      if $self->{answered} || $self->{deny};
+    return Future->done unless $self->{connected};
     return $self->_accept($ev);
   }
   if ($type eq 'websocket.close') {
@@ -120,6 +122,7 @@ sub _send ($self, $ev) {
       return Future->done unless $self->{connected};
       return Future->fail("websocket.close after a denial response started\n") if $self->{deny};
       # Closing before accepting refuses the handshake
+      $self->{answered} = 1;
       $self->{ws} = 'closed';
       $self->{connected} = 0;
       $self->_wire_error(403, 'websocket connection refused');
@@ -170,6 +173,7 @@ sub _accept ($self, $ev) {
   return Future->fail("websocket.accept: $err\n") unless defined $bytes;
   $bytes =~ s/\r\n/\r\nConnection: Upgrade\r\n/;
   $self->{status} = 101;
+  $self->{answered} = 1;
   $self->{ws} = 'open';
   $self->_write($bytes);
   $self->_access_log if $self->{server}{access_log};

@@ -11,11 +11,20 @@ our $VERSION = '0.001';
 # backend the HTTP/1.1 codec chose.
 our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
 our $IMPLEMENTATION = $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION;
+our $LOAD_ERROR;
 
 {
   my $impl = "PAGI::Server::Protocol::WebSocket::$IMPLEMENTATION";
   (my $file = "$impl.pm") =~ s{::}{/}g;
-  require $file;
+  if (!eval { require $file; 1 }) {
+    # A build whose Rust library has no WebSocket codec (yet) still serves WebSocket:
+    # fall back to PP when the XS module is absent; a broken one is still fatal
+    die $@ unless $IMPLEMENTATION eq 'XS' && $@ =~ /\ACan't locate \Q$file\E in \@INC/;
+    $LOAD_ERROR = $@;
+    $IMPLEMENTATION = 'PP';
+    $impl = 'PAGI::Server::Protocol::WebSocket::PP';
+    require PAGI::Server::Protocol::WebSocket::PP;
+  }
   no strict 'refs';
   for my $f (@FUNCTIONS) {
     my $code = $impl->can($f) or die "$impl does not implement $f\n";
@@ -78,5 +87,10 @@ L<PAGI::Server::Protocol::WebSocket::XS> (Rust) or C<::PP>, whichever backend
 L<PAGI::Server::Protocol::HTTP1> selected; contract in F<doc/codec.md>. Also the
 handshake and Close-frame helpers (C<accept_key>, C<valid_key>, C<parse_close>), which
 run once per connection and are written once, in Perl.
+
+C<$IMPLEMENTATION> says which codec is in use. When the HTTP/1.1 codec is XS but the
+build has no C<PAGI::Server::Protocol::WebSocket::XS> module, the WebSocket codec is
+the pure-Perl one (C<$LOAD_ERROR> keeps the reason); an XS module that exists but
+fails to load is an error.
 
 =cut
