@@ -118,33 +118,44 @@ sub _resume_read ($self) {
   $self->{loop}->watch_io(handle => $self->{fh}, on_read_ready => $self->{on_read});
 }
 
-# Parses what is buffered: a new request head, or more of the current body
+# Parses what is buffered: a new request head, or more of the current body.
+# Not re-entered: a request that completes synchronously inside it (the app answered
+# at once) only flips the phase back to IDLE, and this loop takes the next pipelined
+# head, so the stack stays flat however many requests are queued.
 sub _process ($self) {
+  return if $self->{in_process};
+  local $self->{in_process} = 1;
   my $server = $self->{server};
-  while ($self->{phase} == IDLE) {
-    return $self->{eof} ? $self->_close : undef unless length $self->{rbuf};
-    my ($req, $consumed) = parse_request($self->{rbuf}, $server->{max_header_size},
-      $server->{max_headers}, $server->{max_line});
-    if (!defined $req) {
-      # The head timeout runs from its first byte, so trickling bytes cannot extend it
-      if ($self->{deadline_kind} ne 'head') {
-        $self->{deadline_kind} = 'head';
-        $self->{deadline}      = $PAGI::Server::NOW + $server->{header_timeout};
+  while (1) {
+    if ($self->{phase} == IDLE) {
+      return $self->{eof} ? $self->_close : undef unless length $self->{rbuf};
+      my ($req, $consumed) = parse_request($self->{rbuf}, $server->{max_header_size},
+        $server->{max_headers}, $server->{max_line});
+      if (!defined $req) {
+        # The head timeout runs from its first byte, so trickling bytes cannot extend it
+        if ($self->{deadline_kind} ne 'head') {
+          $self->{deadline_kind} = 'head';
+          $self->{deadline}      = $PAGI::Server::NOW + $server->{header_timeout};
+        }
+        return $self->_close if $self->{eof};    # this head will never complete
+        return;
       }
-      return $self->_close if $self->{eof};    # this head will never complete
-      return;
+      if (exists $req->{error}) {
+        return $self->_wire_error(
+          PAGI::Server::Protocol::HTTP1::error_status($req->{error}), $req->{message});
+      }
+      substr($self->{rbuf}, 0, $consumed, '');
+      $self->_start_request($req);
+      next;
     }
-    if (exists $req->{error}) {
-      return $self->_wire_error(
-        PAGI::Server::Protocol::HTTP1::error_status($req->{error}), $req->{message});
+    return if $self->{phase} != REQUEST;
+    if ($self->{body_mode} && length $self->{rbuf}) {
+      $self->_feed_body;
+      next if $self->{phase} == IDLE;    # a drained body finished the request
     }
-    substr($self->{rbuf}, 0, $consumed, '');
-    $self->_start_request($req);
-  }
-  if ($self->{phase} == REQUEST) {
-    $self->_feed_body if $self->{body_mode};
     # Bytes beyond this request wait (pipelining); stop reading if too many pile up
     $self->_pause_read if length $self->{rbuf} > MAX_PIPELINE;
+    return;
   }
 }
 
@@ -275,6 +286,8 @@ sub _feed_body ($self) {
     return $self->_next_request if $self->{body_done};
     return $self->_resume_read;
   }
+  # No new bytes (a partial chunk-size line): no empty event for the app
+  return unless length $got || $self->{body_done};
   $self->{body_buf} .= $got;
   $self->_pause_read if length $self->{body_buf} > BODY_HIGH;
   $self->_deliver_body if $self->{recv_wait};
@@ -563,7 +576,7 @@ sub _next_request ($self) {
   $self->{deadline_kind} = 'idle';
   $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{keepalive_timeout};
   $self->_resume_read;
-  $self->_process if length $self->{rbuf};
+  $self->_process;    # the next pipelined request (inside _process: its loop does it)
 }
 
 # ---- writing -------------------------------------------------------------------
