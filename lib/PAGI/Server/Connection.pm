@@ -171,6 +171,7 @@ sub _start_request ($self, $req) {
   $self->{req}           = $req;
   $self->{deadline_kind} = '';
   $self->{started}       = 0;       # http.response.start seen
+  $self->{continued}     = 0;       # "100 Continue" written
   $self->{head_sent}     = 0;       # head bytes written
   $self->{complete}      = 0;       # final body/trailers written
   $self->{app_running}   = 1;
@@ -382,6 +383,9 @@ sub _send ($self, $ev) {
     my $headers = $ev->{headers} // [];
     return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
       if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+    # A client still waiting for a "100 Continue" will not send its body: this
+    # connection cannot carry another request, so say so in this response
+    $self->{keep} = 0 if $self->{req}{expect_continue} && !$self->{continued} && !$self->{body_done};
     my $flags = 0;
     $flags |= F_HEAD   if $self->{req}{method} eq 'HEAD';
     $flags |= F_CLOSE  if !$self->{keep};
