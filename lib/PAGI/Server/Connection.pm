@@ -369,7 +369,8 @@ sub _send ($self, $ev) {
     }
     $self->_write_body($body) if length $body;
     if (!$more) {
-      return Future->done if $self->{trailers} && $self->{resp_mode} == M_CHUNKED;
+      # Declared trailers complete the response, whatever the framing
+      return Future->done if $self->{trailers};
       $self->_write("0\r\n\r\n") if $self->{resp_mode} == M_CHUNKED;
       return $self->_response_complete;
     }
@@ -495,8 +496,8 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       if ($n == 0) {
         close $fh if $close_fh;
         undef $step;
-        $weak->_write("0\r\n\r\n") if $weak->{resp_mode} == M_CHUNKED && !$weak->{trailers};
-        if ($weak->{trailers} && $weak->{resp_mode} == M_CHUNKED) { return $done->done }
+        return $done->done if $weak->{trailers};    # http.response.trailers completes it
+        $weak->_write("0\r\n\r\n") if $weak->{resp_mode} == M_CHUNKED;
         $weak->_response_complete;
         return $done->done;
       }
