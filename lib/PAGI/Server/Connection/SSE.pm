@@ -77,7 +77,7 @@ sub _send ($self, $ev) {
     return Future->done if !$self->{cstate}{connected};
     $self->{sse}  = 'decline';
     $self->{keep} = 0;
-    (my $http = $type) =~ s/\Asse\./http./;
+    (my $http = $type) =~ s/\Asse\.//;
     return $self->SUPER::_send({%$ev, type => $http});
   }
   return Future->fail("unknown event type '$type' for an sse scope\n");

@@ -18,8 +18,9 @@ sub format_event {
       if defined $ev->{$field} && $ev->{$field} =~ /[\r\n]/;
   }
   my $out = defined $ev->{event} ? "event: $ev->{event}\n" : '';
-  # One data line per line of the payload, whatever its line endings
-  $out .= "data: $_\n" for split /\r\n|\r|\n/, $data, -1;
+  # One data line per line of the payload, whatever its line endings (split gives
+  # no fields for '', but empty data is still one empty line)
+  $out .= "data: $_\n" for length $data ? split(/\r\n|\r|\n/, $data, -1) : ('');
   $out .= "id: $ev->{id}\n" if defined $ev->{id};
   if (defined(my $retry = $ev->{retry})) {
     return (undef, 'sse.send: retry must be an integer >= 0') unless $retry =~ /\A[0-9]+\z/;

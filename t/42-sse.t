@@ -1,0 +1,326 @@
+use strict;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use Future::AsyncAwait;
+use Time::HiRes ();
+use lib 't/lib';
+use PAGI::Test::Server qw(:all);
+
+# Server-Sent Events (spec section 5) over loopback with a raw client: detection by
+# Accept for GET and POST (the body arrives in sse.request), sse.start's headers,
+# sse.send's wire format (event, multi-line data split on CRLF/CR/LF, id, retry),
+# sse.comment, sse.keepalive, sse.close (later sends raise, a second close is
+# ignored), returning, declining with sse.http.response.*, sse.disconnect on a client
+# drop, HTTP/1.0, and what bad events get (a newline in event or id fails the send).
+
+async sub attempt ($send, $ev) {
+  my $ok = eval { await $send->($ev); 1 };
+  return $ok ? 'ok' : "error: $@" =~ s/\s+\z//r;
+}
+
+my %route;
+my $app = async sub ($scope, $receive, $send) {
+  return if $scope->{type} eq 'lifespan';
+  if ($scope->{type} eq 'http') {
+    await $receive->();
+    await $send->({type => 'http.response.start', status => 200, headers => []});
+    await $send->({type => 'http.response.body', body => "plain http\n"});
+    return;
+  }
+  my $h = $route{$scope->{path}} or die "no route for $scope->{path}\n";
+  await $h->($scope, $receive, $send);
+};
+
+$route{'/scope'} = async sub ($scope, $receive, $send) {
+  my @events;
+  while (1) {
+    my $ev = await $receive->();
+    push @events, $ev;
+    last unless $ev->{type} eq 'sse.request' && $ev->{more};
+  }
+  report(case => 'scope', events => \@events, has_connection => exists $scope->{'pagi.connection'} ? 1 : 0,
+    map { $_ => $scope->{$_} } qw(type method path query_string http_version scheme headers pagi));
+  await $send->({type => 'sse.start'});
+  await $send->({type => 'sse.send', data => 'hi'});
+};
+
+$route{'/events'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  my %r;
+  $r{before_start} = await attempt($send, {type => 'sse.send', data => 'early'});
+  await $send->({type => 'sse.start', headers => [['X-Stream', 'yes']]});
+  $r{start_twice} = await attempt($send, {type => 'sse.start'});
+  await $send->({type => 'sse.send', data => 'plain'});
+  await $send->({type => 'sse.send', event => 'update', id => '42', retry => 3000,
+    data => "line1\r\nline2\rline3\nline4"});
+  await $send->({type => 'sse.send', data => "caf\x{e9} \x{2603}", event => "\x{e9}v"});
+  await $send->({type => 'sse.send', data => '', id => ''});
+  await $send->({type => 'sse.send', data => "trailing\n"});
+  await $send->({type => 'sse.comment', comment => 'a comment'});
+  await $send->({type => 'sse.comment', comment => ":already\nsecond"});
+  $r{event_nl} = await attempt($send, {type => 'sse.send', data => 'x', event => "a\nb"});
+  $r{event_cr} = await attempt($send, {type => 'sse.send', data => 'x', event => "a\rb"});
+  $r{id_nl} = await attempt($send, {type => 'sse.send', data => 'x', id => "1\n2"});
+  $r{retry_bad} = await attempt($send, {type => 'sse.send', data => 'x', retry => 'soon'});
+  $r{retry_neg} = await attempt($send, {type => 'sse.send', data => 'x', retry => -1});
+  $r{no_data} = await attempt($send, {type => 'sse.send', event => 'x'});
+  $r{ref_data} = await attempt($send, {type => 'sse.send', data => ['x']});
+  $r{no_comment} = await attempt($send, {type => 'sse.comment'});
+  $r{decline_after_start} = await attempt($send, {type => 'sse.http.response.start', status => 204});
+  $r{unknown} = await attempt($send, {type => 'sse.frobnicate'});
+  $r{http_event} = await attempt($send, {type => 'http.response.body', body => 'x'});
+  await $send->({type => 'sse.send', data => 'last'});
+  $r{close} = await attempt($send, {type => 'sse.close'});
+  $r{send_after_close} = await attempt($send, {type => 'sse.send', data => 'late'});
+  $r{comment_after_close} = await attempt($send, {type => 'sse.comment', comment => 'late'});
+  $r{keepalive_after_close} = await attempt($send, {type => 'sse.keepalive', interval => 1});
+  $r{close_again} = await attempt($send, {type => 'sse.close'});
+  report(case => 'events', results => \%r);
+};
+
+$route{'/keepalive'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  await $send->({type => 'sse.start'});
+  my $bad = await attempt($send, {type => 'sse.keepalive', interval => 'often'});
+  await $send->({type => 'sse.keepalive', interval => 1, comment => $scope->{query_string}});
+  report(case => 'keepalive', bad => $bad);
+  my $ev = await $receive->();    # until the client leaves
+  report(case => 'keepalive-end', ev => $ev);
+};
+
+$route{'/disconnect'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  await $send->({type => 'sse.start'});
+  await $send->({type => 'sse.send', data => 'hello'});
+  my $ev = await $receive->();
+  my $after = await attempt($send, {type => 'sse.send', data => 'into the void'});
+  report(case => 'disconnect', ev => $ev, after => $after);
+};
+
+$route{'/return'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  await $send->({type => 'sse.start'});
+  for my $i (1 .. 3) { await $send->({type => "sse.send", data => $i}) }
+};
+
+$route{'/decline'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  my ($status) = $scope->{query_string} =~ /status=([0-9]+)/;
+  my %r;
+  $r{start} = await attempt($send, {type => 'sse.http.response.start', status => $status,
+    headers => [['Content-Type', 'text/plain']]});
+  $r{body} = await attempt($send, {type => 'sse.http.response.body',
+    body => $status == 204 ? '' : 'go away'});
+  $r{send_after} = await attempt($send, {type => 'sse.send', data => 'x'});
+  $r{start_after} = await attempt($send, {type => 'sse.start'});
+  report(case => 'decline', status => $status, results => \%r);
+};
+
+$route{'/die'} = async sub ($scope, $receive, $send) { await $receive->(); die "sse boom\n" };
+
+my $srv = start_server(app => $app);
+ok($srv->port, 'server started') or BAIL_OUT('server did not start: ' . $srv->log);
+my $port = $srv->port;
+
+sub reports_of ($case, $n = 1, $timeout = 5) {
+  my @r;
+  wait_for(sub { @r = grep { $_->{case} eq $case } $srv->reports; @r >= $n }, $timeout);
+  return @r;
+}
+
+sub sse_request ($path, %opt) {
+  my $method = $opt{method} // 'GET';
+  my $version = $opt{version} // '1.1';
+  my $body = $opt{body} // '';
+  my $req = "$method $path HTTP/$version\r\nHost: 127.0.0.1\r\n"
+    . ($opt{no_accept} ? '' : 'Accept: ' . ($opt{accept} // 'text/event-stream') . "\r\n");
+  $req .= "$_->[0]: $_->[1]\r\n" for @{$opt{headers} || []};
+  $req .= 'Content-Length: ' . length($body) . "\r\n" if length $body && !$opt{chunked};
+  $req .= "Transfer-Encoding: chunked\r\n" if $opt{chunked};
+  return "$req\r\n" . ($opt{chunked} ? $opt{chunked} : $body);
+}
+
+# A streaming response as it stands: ($head, $body so far, $complete).
+# Chunked bodies are decoded; a close-delimited one is complete once the server closed.
+sub stream_of ($c) {
+  my $buf = $c->buffer;
+  my $end = index($buf, "\r\n\r\n");
+  return ('', '', 0) if $end < 0;
+  my $head = substr($buf, 0, $end + 4);
+  my $rest = substr($buf, $end + 4);
+  return ($head, $rest, $c->closed ? 1 : 0) unless $head =~ /^transfer-encoding: *chunked\r$/mi;
+  my $body = '';
+  while ($rest =~ s/\A([0-9a-f]+)\r\n//i) {
+    my $size = hex $1;
+    return ($head, $body, 1) if $size == 0 && $rest =~ /\A\r\n/;
+    if (length($rest) < $size + 2) { $rest = ''; last }
+    $body .= substr($rest, 0, $size);
+    substr($rest, 0, $size + 2, '');
+  }
+  return ($head, $body, 0);
+}
+
+# Reads until the body matches $re (or the stream ends, or $timeout)
+sub read_until ($c, $re, $timeout = 5) {
+  my ($head, $body, $done);
+  wait_for(sub {
+    $c->pause(0.02);
+    ($head, $body, $done) = stream_of($c);
+    $body =~ $re || $done || $c->closed;
+  }, $timeout);
+  return ($head, $body, $done);
+}
+
+subtest 'detection and scope: GET, POST with a body, plain HTTP without Accept' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/scope?q=1', accept => 'text/html, TEXT/Event-Stream;q=0.9'));
+  my ($head, $body) = read_until($c, qr/data: hi/);
+  like($head, qr{\AHTTP/1\.1 200 OK\r\n}, 'GET with Accept: text/event-stream streams');
+  my ($r) = reports_of('scope');
+  is($r->{type}, 'sse', 'scope type sse');
+  is($r->{method}, 'GET', 'method');
+  is($r->{path}, '/scope', 'path');
+  is($r->{query_string}, 'q=1', 'query_string');
+  is($r->{has_connection}, 0, 'no pagi.connection in an sse scope');
+  is($r->{pagi}{version}, '0.3', 'pagi version');
+  is_deeply($r->{events}, [{type => 'sse.request', body => '', more => 0}], 'a GET gives one sse.request');
+
+  $c = http_connect($port);
+  $c->send(sse_request('/scope', method => 'POST', body => 'a=1&b=2'));
+  read_until($c, qr/data: hi/);
+  ($r) = (reports_of('scope', 2))[1];
+  is($r->{method}, 'POST', 'POST with Accept: text/event-stream is SSE too');
+  is(join('', map { $_->{body} } @{$r->{events}}), 'a=1&b=2', 'its body arrives in sse.request');
+  is($r->{events}[-1]{more}, 0, '... ending with more => 0');
+
+  $c = http_connect($port);
+  $c->send(sse_request('/scope', method => 'POST', chunked => "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"));
+  read_until($c, qr/data: hi/);
+  ($r) = (reports_of('scope', 3))[2];
+  is(join('', map { $_->{body} } @{$r->{events}}), 'abcde', 'a chunked POST body too');
+  is_deeply([map { $_->{type} } @{$r->{events}}], [('sse.request') x @{$r->{events}}], 'all sse.request');
+
+  my ($res) = http_exchange($port, sse_request('/scope', no_accept => 1));
+  is($res->[0]{body}, "plain http\n", 'without the Accept header it is an http scope');
+};
+
+subtest 'sse.start, sse.send, sse.comment, sse.close' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/events'));
+  my ($head, $body, $done) = read_until($c, qr/data: last\n\n/);
+  my ($res) = PAGI::Test::Server::parse_response($head . "0\r\n\r\n", 0);
+  is($res->{status}, 200, 'status 200');
+  is($res->{h}{'content-type'}, 'text/event-stream', 'Content-Type: text/event-stream added');
+  is($res->{h}{'cache-control'}, 'no-cache', 'Cache-Control: no-cache added');
+  is($res->{h}{'transfer-encoding'}, 'chunked', 'chunked on HTTP/1.1');
+  ok(!defined $res->{h}{'content-length'}, 'no Content-Length');
+  ok(defined $res->{h}{date}, 'Date');
+  is($res->{h}{'x-stream'}, 'yes', "the app's header");
+  my $want = join '',
+    "data: plain\n\n",
+    "event: update\ndata: line1\ndata: line2\ndata: line3\ndata: line4\nid: 42\nretry: 3000\n\n",
+    "event: \xc3\xa9v\ndata: caf\xc3\xa9 \xe2\x98\x83\n\n",
+    "data: \nid: \n\n",
+    "data: trailing\ndata: \n\n",
+    ":a comment\n\n",
+    ":already\n:second\n\n",
+    "data: last\n\n";
+  is($body, $want, 'the event stream, byte for byte (data split on CRLF, CR and LF; UTF-8)');
+  ok(wait_for(sub { $c->pause(0.02); (stream_of($c))[2] }, 5), 'sse.close ends the chunked stream');
+  ok($c->wait_closed(5), 'and the connection closes');
+  my ($r) = reports_of('events');
+  my $x = $r->{results};
+  like($x->{before_start}, qr/error: sse.send before sse.start/, 'sse.send before sse.start fails');
+  like($x->{start_twice}, qr/error: sse.start after the response started/, 'sse.start twice fails');
+  like($x->{event_nl}, qr/error: sse.send: event must not contain a newline/, 'LF in event fails');
+  like($x->{event_cr}, qr/error: sse.send: event must not contain a newline/, 'CR in event fails');
+  like($x->{id_nl}, qr/error: sse.send: id must not contain a newline/, 'LF in id fails');
+  like($x->{retry_bad}, qr/error: sse.send: retry must be an integer/, 'a non-integer retry fails');
+  like($x->{retry_neg}, qr/error: sse.send: retry must be an integer >= 0/, 'a negative retry fails');
+  like($x->{no_data}, qr/error: sse.send: data is required/, 'data is required');
+  like($x->{ref_data}, qr/error: sse.send: data must be a string/, 'data must be a string');
+  like($x->{no_comment}, qr/error: sse.comment: comment is required/, 'comment is required');
+  like($x->{decline_after_start}, qr/error: sse.http.response.start after sse.start/,
+    'declining after sse.start fails');
+  like($x->{unknown}, qr/error: unknown event type 'sse.frobnicate'/, 'unknown event type fails');
+  like($x->{http_event}, qr/error: unknown event type 'http.response.body' for an sse scope/,
+    'http events are not sse events');
+  is($x->{close}, 'ok', 'sse.close');
+  like($x->{send_after_close}, qr/error: sse.send after sse.close/, 'sse.send after sse.close raises');
+  like($x->{comment_after_close}, qr/error: sse.comment after sse.close/, 'sse.comment too');
+  like($x->{keepalive_after_close}, qr/error: sse.keepalive after sse.close/, 'sse.keepalive too');
+  is($x->{close_again}, 'ok', 'a second sse.close is ignored');
+  unlike($body, qr/late|x\n/, 'nothing from the failed sends reached the wire');
+};
+
+subtest 'sse.keepalive' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/keepalive?ka'));
+  my $t0 = Time::HiRes::time();
+  my ($head, $body) = read_until($c, qr/(?::ka\n\n){2}/, 5);
+  is($body, ":ka\n\n:ka\n\n", 'keepalive comments arrive on the interval');
+  my ($r) = reports_of('keepalive');
+  like($r->{bad}, qr/error: sse.keepalive: interval must be a number/, 'a bad interval fails');
+  $c->close;
+  my ($end) = reports_of('keepalive-end');
+  is_deeply($end->{ev}, {type => 'sse.disconnect', reason => 'client_closed'}, 'then the client leaves');
+
+  $c = http_connect($port);
+  $c->send(sse_request('/keepalive'));
+  ($head, $body) = read_until($c, qr/:\n\n/, 5);
+  is($body, ":\n\n", 'an empty keepalive comment is ":"');
+};
+
+subtest 'client disconnect: sse.disconnect client_closed' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/disconnect'));
+  read_until($c, qr/data: hello/);
+  $c->close;
+  my ($r) = reports_of('disconnect');
+  is_deeply($r->{ev}, {type => 'sse.disconnect', reason => 'client_closed'}, 'sse.disconnect client_closed');
+  is($r->{after}, 'ok', 'a send after the client left is a silent no-op');
+};
+
+subtest 'returning ends the stream' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/return'));
+  my ($head, $body, $done) = read_until($c, qr/NEVER/, 5);
+  is($body, "data: 1\n\ndata: 2\n\ndata: 3\n\n", 'the events');
+  ok($done, 'the chunked stream is terminated');
+  ok($c->wait_closed(5), 'the connection closes');
+};
+
+subtest 'HTTP/1.0: close-delimited' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/return', version => '1.0'));
+  ok($c->wait_closed(5), 'closed at the end');
+  my ($head, $body) = stream_of($c);
+  unlike($head, qr/transfer-encoding/i, 'no chunking for HTTP/1.0');
+  is($body, "data: 1\n\ndata: 2\n\ndata: 3\n\n", 'the events, raw');
+};
+
+subtest 'decline with sse.http.response.*' => sub {
+  for my $status (204, 401) {
+    my ($res) = http_exchange($port, sse_request("/decline?status=$status"));
+    my $r = $res->[0];
+    is($r->{status}, $status, "declined with $status");
+    is($r->{body}, $status == 204 ? '' : 'go away', 'its body');
+    is($r->{h}{'content-type'}, 'text/plain', "the app's Content-Type, not text/event-stream");
+    my ($rep) = grep { $_->{status} == $status } reports_of('decline', $status == 204 ? 1 : 2);
+    is($rep->{results}{start}, 'ok', 'start ok');
+    is($rep->{results}{body}, 'ok', 'body ok');
+    like($rep->{results}{send_after}, qr/error: sse.send after a declined/, 'sse.send after a decline raises');
+    like($rep->{results}{start_after}, qr/error: sse.start after the response started/, 'sse.start too');
+  }
+};
+
+subtest 'the app dies before sse.start: 500' => sub {
+  my ($res) = http_exchange($port, sse_request('/die'));
+  is($res->[0]{status}, 500, 'status 500');
+  like($srv->log, qr/application error: sse boom/, 'logged');
+};
+
+is($srv->stop, 0, 'server exits 0');
+unlike($srv->log, qr/PAGI-TEST-CHILD-DIED/, 'no crash in the server');
+done_testing;
