@@ -30,14 +30,14 @@ is_deeply([sort @PAGI::Server::Protocol::HTTP1::FUNCTIONS],
     connection_info)], 'the facade exports the documented functions');
 
 # Selection, in fresh perls (the choice is made once, at load time)
-sub perl_backend ($env, $code = 'print PAGI::Server->backend') {
+sub perl_backend ($env, $code = 'use PAGI::Server; print PAGI::Server->backend') {
   local %ENV = %ENV;
   delete $ENV{PAGI_SERVER_BACKEND};
   $ENV{$_} = $env->{$_} for keys %$env;
   my $pid = open(my $fh, '-|') // die "fork: $!";
   if (!$pid) {
     open(STDERR, '>&', \*STDOUT);
-    exec($^X, '-I' . ROOT . '/lib', '-MPAGI::Server', '-e', $code) or exit 127;
+    exec($^X, '-I' . ROOT . '/lib', '-e', $code) or exit 127;
   }
   local $/;
   my $out = <$fh>;
