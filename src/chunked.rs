@@ -28,6 +28,14 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 /// At most this many HEXDIGs in a chunk-size (so the size fits in 60 bits).
 pub const MAX_CHUNK_SIZE_DIGITS: usize = 15;
 
+/// An error, with the state the decoder had reached when it found it (what the
+/// reference implementation returns as the third value; nothing is consumed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkError {
+    pub kind: ErrorKind,
+    pub state: i64,
+}
+
 /// The result of one call: the decoded data are the `data` ranges of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -59,8 +67,8 @@ fn line_at(buf: &[u8], pos: usize, nl: usize) -> &[u8] {
 }
 
 /// Decodes as much of `buf` as possible from `state`. The decoded bytes are appended to
-/// `data` as `(start, len)` ranges of `buf`. On error nothing counts as consumed and the
-/// caller keeps its state (doc/codec.md: `({error...}, 0, $state)`).
+/// `data` as `(start, len)` ranges of `buf`. On error nothing counts as consumed
+/// (doc/codec.md: `({error...}, 0, $state)`); the error carries the state reached.
 ///
 /// `max_trailer_size` bounds the trailer bytes seen in this call: each complete trailer
 /// line (the final empty line included) must fit in what is left of it, and so must an
@@ -70,7 +78,8 @@ pub fn decode_chunked(
     mut state: i64,
     mut max_trailer_size: i64,
     data: &mut Vec<(usize, usize)>,
-) -> Result<Progress, ErrorKind> {
+) -> Result<Progress, ChunkError> {
+    let fail = |kind, state| Err(ChunkError { kind, state });
     let len = buf.len();
     let mut pos = 0;
     while pos < len {
@@ -85,12 +94,14 @@ pub fn decode_chunked(
         } else if state == STATE_SIZE {
             let Some(off) = memchr(b'\n', &buf[pos..]) else {
                 if len - pos > MAX_CHUNK_LINE {
-                    return Err(ErrorKind::BadChunk);
+                    return fail(ErrorKind::BadChunk, state);
                 }
                 break;
             };
             let nl = pos + off;
-            let size = chunk_size(line_at(buf, pos, nl)).ok_or(ErrorKind::BadChunk)?;
+            let Some(size) = chunk_size(line_at(buf, pos, nl)) else {
+                return fail(ErrorKind::BadChunk, state);
+            };
             state = if size == 0 { STATE_TRAILER } else { size as i64 };
             pos = nl + 1;
         } else if state == STATE_DATA_END {
@@ -104,22 +115,22 @@ pub fn decode_chunked(
                     pos += 2;
                     state = STATE_SIZE;
                 }
-                _ => return Err(ErrorKind::BadChunk),
+                _ => return fail(ErrorKind::BadChunk, state),
             }
         } else if state == STATE_TRAILER {
             let Some(off) = memchr(b'\n', &buf[pos..]) else {
-                if (len - pos) as u64 as i128 > i128::from(max_trailer_size) {
-                    return Err(ErrorKind::HeadersTooLarge);
+                if (len - pos) as i128 > i128::from(max_trailer_size) {
+                    return fail(ErrorKind::HeadersTooLarge, state);
                 }
                 break;
             };
             let nl = pos + off;
             let line = line_at(buf, pos, nl);
             if memchr(b'\r', line).is_some() {
-                return Err(ErrorKind::BadChunk);
+                return fail(ErrorKind::BadChunk, state);
             }
             if (nl + 1 - pos) as i128 > i128::from(max_trailer_size) {
-                return Err(ErrorKind::HeadersTooLarge);
+                return fail(ErrorKind::HeadersTooLarge, state);
             }
             pos = nl + 1;
             if line.is_empty() {
@@ -136,7 +147,7 @@ pub fn decode_chunked(
 }
 
 /// [`decode_chunked`] with the data copied out (tests and tools).
-pub fn decode_chunked_vec(buf: &[u8], state: i64, max_trailer_size: i64) -> Result<(Vec<u8>, Progress), ErrorKind> {
+pub fn decode_chunked_vec(buf: &[u8], state: i64, max_trailer_size: i64) -> Result<(Vec<u8>, Progress), ChunkError> {
     let mut ranges = Vec::new();
     let p = decode_chunked(buf, state, max_trailer_size, &mut ranges)?;
     let mut data = Vec::new();

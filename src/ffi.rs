@@ -213,6 +213,21 @@ fn opt_span(buf: &[u8], scratch: &[u8], s: Option<Span>) -> PagiSpan {
     s.map_or(PagiSpan::UNDEF, |s| span_ptr(buf, scratch, s))
 }
 
+/// The glue's BOOT passes the `sizeof` of each shared struct as its C compiler sees
+/// them; 1 when they match this crate's layout, 0 when `perl/pagi_server.h` and this
+/// file have drifted apart (the glue then refuses to load).
+#[no_mangle]
+pub extern "C" fn pagi_abi_check(request: usize, chunked: usize, response: usize, field_in: usize, conninfo: usize) -> c_int {
+    use std::mem::size_of;
+    c_int::from(
+        request == size_of::<PagiRequest>()
+            && chunked == size_of::<PagiChunked>()
+            && response == size_of::<PagiResponse>()
+            && field_in == size_of::<PagiFieldIn>()
+            && conninfo == size_of::<PagiConnInfo>(),
+    )
+}
+
 /// Installs the quiet panic hook (the glue's BOOT calls this once).
 #[no_mangle]
 pub extern "C" fn pagi_init() {
@@ -305,10 +320,10 @@ pub unsafe extern "C" fn pagi_decode_chunked(
             s.ranges.clear();
             out.error = 0;
             match decode_chunked(buf, state, max_trailer_size, &mut s.ranges) {
-                Err(kind) => {
-                    out.error = kind.code();
+                Err(e) => {
+                    out.error = e.kind.code();
                     out.consumed = 0;
-                    out.state = state;
+                    out.state = e.state;
                     PAGI_ERROR
                 }
                 Ok(p) => {

@@ -1,6 +1,6 @@
 //! decode_chunked against doc/codec.md.
 
-use pagi_server::chunked::{decode_chunked_vec, Progress, STATE_DATA_END, STATE_DONE, STATE_SIZE, STATE_TRAILER};
+use pagi_server::chunked::{decode_chunked_vec, ChunkError, Progress, STATE_DATA_END, STATE_DONE, STATE_SIZE, STATE_TRAILER};
 use pagi_server::ErrorKind::{self, *};
 
 fn dec(buf: &[u8], state: i64) -> (Vec<u8>, usize, i64) {
@@ -9,7 +9,7 @@ fn dec(buf: &[u8], state: i64) -> (Vec<u8>, usize, i64) {
 }
 
 fn bad(buf: &[u8], state: i64, max: i64) -> ErrorKind {
-    decode_chunked_vec(buf, state, max).unwrap_err()
+    decode_chunked_vec(buf, state, max).unwrap_err().kind
 }
 
 /// Feeds `body` in pieces of `step` bytes the way the connection does: keep the
@@ -90,8 +90,10 @@ fn bad_chunks() {
     // ... but a complete one may be longer
     long.extend_from_slice(b"\r\nx");
     assert_eq!(dec(&long, STATE_SIZE).0, b"x");
-    // An error consumes nothing even after good chunks
-    assert_eq!(bad(b"1\r\na\r\nzz\r\n", STATE_SIZE, 1024), BadChunk);
+    // An error consumes nothing even after good chunks; it reports the state reached
+    assert_eq!(decode_chunked_vec(b"1\r\na\r\nzz\r\n", STATE_SIZE, 1024).unwrap_err(), ChunkError { kind: BadChunk, state: STATE_SIZE });
+    assert_eq!(decode_chunked_vec(b"5\r\nhelloX", STATE_SIZE, 1024).unwrap_err(), ChunkError { kind: BadChunk, state: STATE_DATA_END });
+    assert_eq!(decode_chunked_vec(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 5).unwrap_err(), ChunkError { kind: HeadersTooLarge, state: STATE_TRAILER });
 }
 
 #[test]
