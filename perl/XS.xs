@@ -1,0 +1,539 @@
+/*
+ * PAGI::Server::Protocol::HTTP1::XS - Perl glue for the Rust codec core.
+ *
+ * This file only converts values: Perl scalars in, the C ABI of src/ffi.rs
+ * (perl/pagi_server.h) across, Perl values out. Every rule of the protocol lives in
+ * Rust; the results must be identical to PAGI::Server::Protocol::HTTP1::PP
+ * (doc/codec.md, t/30-codec-differential.t).
+ */
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+
+#include "pagi_server.h"
+
+#define PKG "PAGI::Server::Protocol::HTTP1::XS"
+
+/* Header lists up to this size need no heap allocation */
+#define STACK_FIELDS 32
+
+/* The result hash keys, with their hashes computed once at boot */
+enum {
+    K_METHOD, K_PATH, K_RAW_PATH, K_QUERY_STRING, K_HTTP_VERSION, K_HEADERS,
+    K_CONTENT_LENGTH, K_CHUNKED, K_KEEP_ALIVE, K_UPGRADE, K_WS_KEY, K_WS_VERSION,
+    K_SSE, K_EXPECT_CONTINUE, K_HOST, K_ERROR, K_MESSAGE, K_COUNT
+};
+static const char *const key_name[K_COUNT] = {
+    "method", "path", "raw_path", "query_string", "http_version", "headers",
+    "content_length", "chunked", "keep_alive", "upgrade", "ws_key", "ws_version",
+    "sse", "expect_continue", "host", "error", "message"
+};
+static I32 key_len[K_COUNT];
+static U32 key_hash[K_COUNT];
+
+static void
+init_keys(pTHX)
+{
+    int k;
+    for (k = 0; k < K_COUNT; k++) {
+        U32 h;
+        key_len[k] = (I32)strlen(key_name[k]);
+        PERL_HASH(h, key_name[k], key_len[k]);
+        key_hash[k] = h;
+    }
+}
+
+#define STORE(hv, k, sv) \
+    (void)hv_store((hv), key_name[k], key_len[k], (sv), key_hash[k])
+
+/* A span as a new SV: undef for a NULL pointer */
+static SV *
+span_sv(pTHX_ pagi_span s)
+{
+    if (!s.ptr)
+        return newSV(0);
+    return newSVpvn(s.len ? (const char *)s.ptr : "", s.len);
+}
+
+static void
+croak_panic(pTHX_ const char *fn)
+{
+    size_t n = 0;
+    const unsigned char *m = pagi_last_panic(&n);
+    croak("%s::%s: internal error in the Rust codec (%.*s); please report this bug",
+          PKG, fn, (int)n, m ? (const char *)m : "panic");
+}
+
+/* {error => KIND, message => TEXT} */
+static SV *
+error_ref(pTHX_ int code)
+{
+    HV *hv = newHV();
+    const char *kind = pagi_error_kind(code);
+    const char *message = pagi_error_message(code);
+    STORE(hv, K_ERROR, newSVpv(kind ? kind : "internal", 0));
+    STORE(hv, K_MESSAGE, newSVpv(message ? message : "internal error", 0));
+    return newRV_noinc((SV *)hv);
+}
+
+/* The bytes of a buffer argument. undef is the empty string; a character string is
+ * downgraded to bytes, and one with a character over 0xFF is API misuse. */
+static const unsigned char *
+buffer_bytes(pTHX_ SV *sv, STRLEN *len, const char *fn)
+{
+    const char *p;
+    SvGETMAGIC(sv);
+    if (!SvOK(sv)) {
+        *len = 0;
+        return (const unsigned char *)"";
+    }
+    p = SvPV_nomg_const(sv, *len);
+    if (SvUTF8(sv)) {
+        SV *tmp = sv_2mortal(newSVpvn(p, *len));
+        SvUTF8_on(tmp);
+        if (!sv_utf8_downgrade(tmp, TRUE))
+            croak("%s::%s: the buffer must be bytes, not a string with characters over 0xFF",
+                  PKG, fn);
+        p = SvPV_const(tmp, *len);
+    }
+    return (const unsigned char *)p;
+}
+
+/* A value given by the application, as bytes. undef is "" (as in the PP code);
+ * *wide is set for a string with a character over 0xFF. */
+static const unsigned char *
+app_bytes(pTHX_ SV *sv, STRLEN *len, int *wide)
+{
+    const char *p;
+    *wide = 0;
+    if (!sv || !SvOK(sv)) {
+        *len = 0;
+        return (const unsigned char *)"";
+    }
+    p = SvPV_const(sv, *len);
+    if (SvUTF8(sv)) {
+        SV *tmp = sv_2mortal(newSVpvn(p, *len));
+        SvUTF8_on(tmp);
+        if (sv_utf8_downgrade(tmp, TRUE))
+            p = SvPV_const(tmp, *len);
+        else
+            *wide = 1;
+    }
+    return (const unsigned char *)p;
+}
+
+/* Perl's length(): characters */
+static STRLEN
+char_length(pTHX_ SV *sv)
+{
+    STRLEN len;
+    (void)SvPV_nomg_const(sv, len);
+    return SvUTF8(sv) ? sv_len_utf8_nomg(sv) : len;
+}
+
+/* Converts [[name, value], ...] for the Rust serializers. Returns the count of pairs
+ * converted; *fields points to `stack` or to a mortal heap block; names[i] keeps each
+ * name SV for the error message. A malformed list stops the conversion and sets
+ * *misuse: the caller croaks with it unless Rust finds an app error first, which is
+ * the order in which the PP code meets them. */
+static size_t
+collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
+               SV ***names, SV **stack_names, SV **misuse, const char *fn)
+{
+    AV *av;
+    SSize_t i, n;
+    *fields = stack;
+    *names = stack_names;
+    *misuse = NULL;
+    SvGETMAGIC(headers);
+    if (!SvOK(headers))
+        return 0;
+    if (!SvROK(headers) || SvTYPE(SvRV(headers)) != SVt_PVAV) {
+        *misuse = sv_2mortal(newSVpvf("%s::%s: headers must be an array reference of"
+                                      " [name, value] pairs", PKG, fn));
+        return 0;
+    }
+    av = (AV *)SvRV(headers);
+    n = av_top_index(av) + 1;
+    if (n > STACK_FIELDS) {
+        pagi_field_in *heap;
+        SV **heap_names;
+        Newx(heap, n, pagi_field_in);
+        SAVEFREEPV(heap);
+        Newx(heap_names, n, SV *);
+        SAVEFREEPV(heap_names);
+        *fields = heap;
+        *names = heap_names;
+    }
+    for (i = 0; i < n; i++) {
+        SV **elem = av_fetch(av, i, 0);
+        SV *pair = elem ? *elem : NULL;
+        AV *pav;
+        SV **name, **value;
+        STRLEN nl, vl;
+        int nw, vw;
+        if (pair)
+            SvGETMAGIC(pair);
+        if (!pair || !SvROK(pair) || SvTYPE(SvRV(pair)) != SVt_PVAV) {
+            *misuse = sv_2mortal(newSVpvf("%s::%s: header %ld is not a [name, value] array"
+                                          " reference", PKG, fn, (long)i));
+            return (size_t)i;
+        }
+        pav = (AV *)SvRV(pair);
+        name = av_fetch(pav, 0, 0);
+        value = av_fetch(pav, 1, 0);
+        (*names)[i] = name ? *name : NULL;
+        (*fields)[i].name = app_bytes(aTHX_ name ? *name : NULL, &nl, &nw);
+        (*fields)[i].name_len = nl;
+        (*fields)[i].value = app_bytes(aTHX_ value ? *value : NULL, &vl, &vw);
+        (*fields)[i].value_len = vl;
+        (*fields)[i].wide = (nw ? PAGI_WIDE_NAME : 0) | (vw ? PAGI_WIDE_VALUE : 0);
+    }
+    return (size_t)n;
+}
+
+/* The message for an invalid status or header, the name exactly as given */
+static SV *
+app_error_message(pTHX_ const pagi_response *r, SV **names)
+{
+    SV *msg, *name;
+    if (r->error == PAGI_BAD_STATUS)
+        return newSVpvs("invalid status");
+    msg = r->error == PAGI_BAD_NAME ? newSVpvs("invalid header name: ")
+                                    : newSVpvs("invalid header value for ");
+    name = names[r->error_index];
+    if (name && SvOK(name))
+        sv_catsv(msg, name);
+    return msg;
+}
+
+/* head bytes, then (optionally) the body as Perl's `.` would append it */
+static SV *
+head_and_body(pTHX_ const pagi_response *r, SV *body)
+{
+    SV *out;
+    STRLEN blen = 0;
+    const char *b = NULL;
+    if (body) {
+        b = SvPV_nomg_const(body, blen);
+    }
+    out = newSV(r->head_len + blen + 1);
+    SvPOK_on(out);
+    Copy(r->head, SvPVX(out), r->head_len, char);
+    SvCUR_set(out, r->head_len);
+    *SvEND(out) = '\0';
+    if (body) {
+        if (SvUTF8(body)) {
+            sv_catsv_nomg(out, body);
+        }
+        else {
+            Copy(b, SvEND(out), blen, char);
+            SvCUR_set(out, r->head_len + blen);
+            *SvEND(out) = '\0';
+        }
+    }
+    return out;
+}
+
+static SV *
+endpoint_host(pTHX_ const pagi_endpoint *e)
+{
+    return newSVpvn(e->len ? (const char *)e->text : "", e->len);
+}
+
+MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP1::XS
+
+PROTOTYPES: DISABLE
+
+BOOT:
+    if (!pagi_abi_check(sizeof(pagi_request), sizeof(pagi_chunked), sizeof(pagi_response),
+                        sizeof(pagi_field_in), sizeof(pagi_conninfo)))
+        croak("%s: perl/pagi_server.h does not match the Rust library (src/ffi.rs); rebuild with 'perl Makefile.PL && make'", PKG);
+    pagi_init();
+    init_keys(aTHX);
+
+void
+parse_request(buf, max_header_size, max_headers, max_line)
+    SV *buf
+    IV max_header_size
+    IV max_headers
+    IV max_line
+  PREINIT:
+    STRLEN len;
+    const unsigned char *p;
+    pagi_request r;
+    int rc;
+  PPCODE:
+    p = buffer_bytes(aTHX_ buf, &len, "parse_request");
+    rc = pagi_parse_request(p, len, (int64_t)max_header_size, (int64_t)max_headers,
+                            (int64_t)max_line, &r);
+    EXTEND(SP, 2);
+    if (rc == PAGI_DONE) {
+        HV *hv = newHV();
+        AV *headers = newAV();
+        SV *path;
+        size_t i;
+        if (r.n_headers) {
+            SV **slot;
+            av_extend(headers, (SSize_t)r.n_headers - 1);
+            slot = AvARRAY(headers);
+            for (i = 0; i < r.n_headers; i++) {
+                AV *pair = newAV();
+                av_extend(pair, 1);
+                AvARRAY(pair)[0] = span_sv(aTHX_ r.headers[i].name);
+                AvARRAY(pair)[1] = span_sv(aTHX_ r.headers[i].value);
+                AvFILLp(pair) = 1;
+                slot[i] = newRV_noinc((SV *)pair);
+            }
+            AvFILLp(headers) = (SSize_t)r.n_headers - 1;
+        }
+        path = span_sv(aTHX_ r.path);
+        if (r.path_utf8)
+            SvUTF8_on(path);    /* well-formed UTF-8, checked by Rust: utf8::decode */
+        STORE(hv, K_METHOD, span_sv(aTHX_ r.method));
+        STORE(hv, K_PATH, path);
+        STORE(hv, K_RAW_PATH, span_sv(aTHX_ r.raw_path));
+        STORE(hv, K_QUERY_STRING, span_sv(aTHX_ r.query_string));
+        STORE(hv, K_HTTP_VERSION, r.http_minor ? newSVpvs("1.1") : newSVpvs("1.0"));
+        STORE(hv, K_HEADERS, newRV_noinc((SV *)headers));
+        STORE(hv, K_CONTENT_LENGTH,
+              r.content_length < 0 ? newSV(0) : newSViv((IV)r.content_length));
+        STORE(hv, K_CHUNKED, newSViv(r.chunked));
+        STORE(hv, K_KEEP_ALIVE, newSViv(r.keep_alive));
+        STORE(hv, K_UPGRADE, span_sv(aTHX_ r.upgrade));
+        STORE(hv, K_WS_KEY, span_sv(aTHX_ r.ws_key));
+        STORE(hv, K_WS_VERSION, span_sv(aTHX_ r.ws_version));
+        STORE(hv, K_SSE, newSViv(r.sse));
+        STORE(hv, K_EXPECT_CONTINUE, newSViv(r.expect_continue));
+        STORE(hv, K_HOST, span_sv(aTHX_ r.host));
+        mPUSHs(newRV_noinc((SV *)hv));
+        mPUSHi((IV)r.consumed);
+    }
+    else if (rc == PAGI_PARTIAL) {
+        PUSHs(&PL_sv_undef);
+        mPUSHi(0);
+    }
+    else if (rc == PAGI_ERROR) {
+        mPUSHs(error_ref(aTHX_ r.error));
+        mPUSHi(0);
+    }
+    else {
+        croak_panic(aTHX_ "parse_request");
+    }
+
+void
+decode_chunked(buf, state, max_trailer_size)
+    SV *buf
+    IV state
+    IV max_trailer_size
+  PREINIT:
+    STRLEN len;
+    const unsigned char *p;
+    pagi_chunked c;
+    int rc;
+  PPCODE:
+    p = buffer_bytes(aTHX_ buf, &len, "decode_chunked");
+    rc = pagi_decode_chunked(p, len, (int64_t)state, (int64_t)max_trailer_size, &c);
+    EXTEND(SP, 3);
+    if (rc == PAGI_DONE) {
+        SV *data = newSV(c.data_len + 1);
+        char *d = SvPVX(data);
+        size_t i;
+        SvPOK_on(data);
+        for (i = 0; i < c.n_ranges; i++) {
+            Copy(p + c.ranges[i].start, d, c.ranges[i].len, char);
+            d += c.ranges[i].len;
+        }
+        SvCUR_set(data, c.data_len);
+        *SvEND(data) = '\0';
+        mPUSHs(data);
+        mPUSHi((IV)c.consumed);
+        mPUSHi((IV)c.state);
+    }
+    else if (rc == PAGI_ERROR) {
+        mPUSHs(error_ref(aTHX_ c.error));
+        mPUSHi(0);
+        mPUSHi((IV)c.state);
+    }
+    else {
+        croak_panic(aTHX_ "decode_chunked");
+    }
+
+void
+serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = &PL_sv_undef)
+    SV *status
+    SV *headers
+    SV *flags
+    SV *body
+  PREINIT:
+    pagi_field_in stack[STACK_FIELDS];
+    SV *stack_names[STACK_FIELDS];
+    pagi_field_in *fields;
+    SV **names;
+    SV *misuse;
+    size_t n;
+    STRLEN slen = 0;
+    const char *s = "";
+    int has_body;
+    STRLEN blen = 0;
+    UV f = 0;
+    pagi_response r;
+    int rc;
+  PPCODE:
+    SvGETMAGIC(status);
+    if (SvOK(status))
+        s = SvPV_nomg_const(status, slen);
+    n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse,
+                       "serialize_response");
+    SvGETMAGIC(flags);
+    if (SvOK(flags))
+        f = (UV)SvIV_nomg(flags);
+    SvGETMAGIC(body);
+    has_body = SvOK(body) ? 1 : 0;
+    if (has_body)
+        blen = char_length(aTHX_ body);
+    rc = pagi_serialize_response((const unsigned char *)s, slen, fields, n, (uint32_t)(f & 7),
+                                 has_body, blen, &r);
+    if (rc == PAGI_DONE && misuse)
+        croak_sv(misuse);
+    if (rc == PAGI_DONE) {
+        EXTEND(SP, 3);
+        mPUSHs(head_and_body(aTHX_ &r, r.append_body ? body : NULL));
+        mPUSHi(r.mode);
+        mPUSHi(r.close);
+    }
+    else if (rc == PAGI_ERROR) {
+        EXTEND(SP, 2);
+        PUSHs(&PL_sv_undef);
+        mPUSHs(app_error_message(aTHX_ &r, names));
+    }
+    else {
+        croak_panic(aTHX_ "serialize_response");
+    }
+
+SV *
+serialize_chunk(data = &PL_sv_undef)
+    SV *data
+  PREINIT:
+    unsigned char prefix[24];
+    size_t plen;
+    STRLEN len;
+  CODE:
+    SvGETMAGIC(data);
+    len = SvOK(data) ? char_length(aTHX_ data) : 0;
+    if (len == 0) {
+        RETVAL = newSVpvs("");
+    }
+    else {
+        plen = pagi_chunk_prefix(len, prefix);
+        if (plen == 0)
+            croak_panic(aTHX_ "serialize_chunk");
+        RETVAL = newSV(plen + len + 3);
+        sv_setpvn(RETVAL, (const char *)prefix, plen);
+        sv_catsv_nomg(RETVAL, data);
+        sv_catpvs(RETVAL, "\r\n");
+    }
+  OUTPUT:
+    RETVAL
+
+void
+serialize_trailers(headers = &PL_sv_undef)
+    SV *headers
+  PREINIT:
+    pagi_field_in stack[STACK_FIELDS];
+    SV *stack_names[STACK_FIELDS];
+    pagi_field_in *fields;
+    SV **names;
+    SV *misuse;
+    size_t n;
+    pagi_response r;
+    int rc;
+  PPCODE:
+    n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse,
+                       "serialize_trailers");
+    rc = pagi_serialize_trailers(fields, n, &r);
+    if (rc == PAGI_DONE && misuse)
+        croak_sv(misuse);
+    if (rc == PAGI_DONE) {
+        XPUSHs(sv_2mortal(newSVpvn((const char *)r.head, r.head_len)));
+    }
+    else if (rc == PAGI_ERROR) {
+        EXTEND(SP, 2);
+        PUSHs(&PL_sv_undef);
+        mPUSHs(app_error_message(aTHX_ &r, names));
+    }
+    else {
+        croak_panic(aTHX_ "serialize_trailers");
+    }
+
+SV *
+connection_info(fd)
+    SV *fd
+  PREINIT:
+    pagi_conninfo ci;
+    int rc;
+    AV *av;
+  CODE:
+    SvGETMAGIC(fd);
+    if (!SvOK(fd))
+        XSRETURN_UNDEF;
+    rc = pagi_connection_info((int)SvIV_nomg(fd), &ci);
+    if (rc == PAGI_PANIC)
+        croak_panic(aTHX_ "connection_info");
+    if (rc == 0)
+        XSRETURN_UNDEF;
+    av = newAV();
+    if (ci.local.kind == 2) {
+        av_push(av, newSV(0));
+        av_push(av, newSV(0));
+        av_push(av, newSVpvn(ci.local.len ? (const char *)ci.local.text : "", ci.local.len));
+        av_push(av, newSV(0));
+    }
+    else {
+        if (ci.peer.kind == 1) {
+            av_push(av, endpoint_host(aTHX_ &ci.peer));
+            av_push(av, newSViv(ci.peer.port));
+        }
+        if (ci.local.kind == 1) {
+            av_push(av, endpoint_host(aTHX_ &ci.local));
+            av_push(av, newSViv(ci.local.port));
+        }
+    }
+    RETVAL = newRV_noinc((SV *)av);
+  OUTPUT:
+    RETVAL
+
+SV *
+_reason_phrase(status)
+    IV status
+  PREINIT:
+    size_t len = 0;
+    const unsigned char *p;
+  CODE:
+    p = pagi_reason_phrase((int)status, &len);
+    RETVAL = newSVpvn(len ? (const char *)p : "", len);
+  OUTPUT:
+    RETVAL
+
+void
+_error_kinds()
+  PREINIT:
+    int code;
+  PPCODE:
+    for (code = 1; pagi_error_kind(code); code++) {
+        AV *pair = newAV();
+        av_push(pair, newSVpv(pagi_error_kind(code), 0));
+        av_push(pair, newSVpv(pagi_error_message(code), 0));
+        XPUSHs(sv_2mortal(newRV_noinc((SV *)pair)));
+    }
+
+IV
+_debug_panic(code)
+    IV code
+  CODE:
+    RETVAL = pagi_debug_panic((int)code);
+    if (RETVAL == PAGI_PANIC)
+        croak_panic(aTHX_ "_debug_panic");
+  OUTPUT:
+    RETVAL

@@ -1,0 +1,103 @@
+/* The C ABI of the Rust codec core (src/ffi.rs). The two must change together;
+ * pagi_abi_check() catches a layout drift when the XS object boots. */
+#ifndef PAGI_SERVER_H
+#define PAGI_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGI_PANIC   (-1) /* a Rust panic was caught: croak */
+#define PAGI_PARTIAL 0    /* need more bytes */
+#define PAGI_DONE    1    /* success */
+#define PAGI_ERROR   2    /* invalid input: see the error field */
+
+/* Bytes; ptr == NULL means undef. Points into the caller's input or into per-thread
+ * scratch space of the Rust side, valid until the next call on the same thread. */
+typedef struct {
+    const unsigned char *ptr;
+    size_t len;
+} pagi_span;
+
+typedef struct {
+    pagi_span name;  /* lowercased */
+    pagi_span value;
+} pagi_field;
+
+typedef struct {
+    pagi_span method, path, raw_path, query_string, upgrade, ws_key, ws_version, host;
+    const pagi_field *headers;
+    size_t n_headers;
+    size_t consumed;
+    int64_t content_length;   /* -1: undef */
+    int32_t error;            /* error kind code when PAGI_ERROR */
+    uint8_t http_minor, chunked, keep_alive, sse, expect_continue, path_utf8;
+} pagi_request;
+
+typedef struct {
+    size_t start, len;
+} pagi_range;
+
+typedef struct {
+    const pagi_range *ranges;
+    size_t n_ranges;
+    size_t data_len;
+    size_t consumed;
+    int64_t state;
+    int32_t error;
+} pagi_chunked;
+
+#define PAGI_WIDE_NAME  1u
+#define PAGI_WIDE_VALUE 2u
+
+typedef struct {
+    const unsigned char *name;
+    size_t name_len;
+    const unsigned char *value;
+    size_t value_len;
+    uint32_t wide;
+} pagi_field_in;
+
+#define PAGI_BAD_STATUS 1
+#define PAGI_BAD_NAME   2
+#define PAGI_BAD_VALUE  3
+
+typedef struct {
+    const unsigned char *head;
+    size_t head_len;
+    int32_t error;       /* PAGI_BAD_* when PAGI_ERROR */
+    size_t error_index;  /* the header concerned */
+    int32_t mode;
+    uint8_t close;
+    uint8_t append_body;
+} pagi_response;
+
+typedef struct {
+    int32_t kind;        /* 0 other family, 1 inet (text = host), 2 unix (text = path) */
+    int32_t port;
+    size_t len;
+    unsigned char text[112];
+} pagi_endpoint;
+
+typedef struct {
+    pagi_endpoint peer, local;
+} pagi_conninfo;
+
+int pagi_abi_check(size_t request, size_t chunked, size_t response, size_t field_in, size_t conninfo);
+void pagi_init(void);
+int pagi_parse_request(const unsigned char *buf, size_t len, int64_t max_header_size,
+                       int64_t max_headers, int64_t max_line, pagi_request *out);
+int pagi_decode_chunked(const unsigned char *buf, size_t len, int64_t state,
+                        int64_t max_trailer_size, pagi_chunked *out);
+int pagi_serialize_response(const unsigned char *status, size_t status_len,
+                            const pagi_field_in *headers, size_t n, uint32_t flags,
+                            int has_body, size_t body_len, pagi_response *out);
+int pagi_serialize_trailers(const pagi_field_in *headers, size_t n, pagi_response *out);
+size_t pagi_chunk_prefix(size_t len, unsigned char *out /* >= 18 bytes */);
+int pagi_connection_info(int fd, pagi_conninfo *out);
+const char *pagi_error_kind(int code);
+const char *pagi_error_message(int code);
+const unsigned char *pagi_reason_phrase(int status, size_t *len);
+const unsigned char *pagi_last_panic(size_t *len);
+int pagi_debug_panic(int code);
+
+#endif
