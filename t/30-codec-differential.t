@@ -1,0 +1,296 @@
+use v5.32;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use File::Temp qw(tempdir);
+use IO::Socket::IP;
+use IO::Socket::UNIX;
+use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC);
+use PAGI::Test::CodecCorpus qw(requests bad_requests limit_sets chunked_bodies responses
+  chunk_datas trailer_sets mutate canon strip_date);
+
+# The two HTTP/1.1 codec backends must give identical results (doc/codec.md): this feeds
+# one corpus (valid requests, every malformed class, every split point, a seeded random
+# mutation run) to ::PP and ::XS and compares everything, error kinds, messages, undef vs
+# "" vs 0 and the path's UTF-8 flag included. Only the Date value may differ.
+
+BEGIN {
+  eval { require PAGI::Server::Protocol::HTTP1::XS; 1 }
+    or plan skip_all => 'the XS backend is not built (perl Makefile.PL && make): '
+    . ($@ =~ s/\n.*//sr);
+}
+require PAGI::Server::Protocol::HTTP1::PP;
+
+my %IMPL = (pp => 'PAGI::Server::Protocol::HTTP1::PP', xs => 'PAGI::Server::Protocol::HTTP1::XS');
+my $SEED = $ENV{PAGI_TEST_SEED} // 20261127;
+my $MUTATIONS = $ENV{PAGI_TEST_MUTATIONS} // 12_000;
+
+# Calls one function of both backends; returns the canonical text of each result (or of
+# its exception, with the location removed) and the warnings each emitted
+my %WARNINGS = (pp => 0, xs => 0);
+sub run_both ($fn, $args, $flags = 1, $post = undef) {
+  my %out;
+  for my $b (qw(pp xs)) {
+    my @w;
+    local $SIG{__WARN__} = sub { push @w, $_[0] };
+    my @r = eval { $IMPL{$b}->can($fn)->(@$args) };
+    $WARNINGS{$b} += @w;
+    my $died = $@ =~ s/ at \S+ line \d+\.?\n\z//r;
+    @r = map { $post->($_) } @r if $post;
+    $out{$b} = $died ne '' ? "DIED" : canon(\@r, $flags);
+  }
+  return ($out{pp}, $out{xs});
+}
+
+# Compares and, on a difference, shows both (bulk loops call it with $quiet)
+my @FAILS;
+sub same ($name, $fn, $args, %opt) {
+  my ($pp, $xs) = run_both($fn, $args, $opt{flags} // 1, $opt{post});
+  return 1 if $pp eq $xs;
+  push @FAILS, "$name\n  pp: $pp\n  xs: $xs";
+  return 0;
+}
+
+sub tally_ok ($count, $name) {
+  my @f = splice @FAILS;
+  ok(!@f, "$name ($count cases)") or diag(join "\n", @f[0 .. ($#f < 9 ? $#f : 9)]);
+}
+
+subtest 'interface' => sub {
+  for my $fn (qw(parse_request decode_chunked serialize_response serialize_chunk serialize_trailers
+    connection_info)) {
+    ok($IMPL{$_}->can($fn), "$IMPL{$_} can $fn") for qw(pp xs);
+  }
+  is(PAGI::Server::Protocol::HTTP1::XS->VERSION, PAGI::Server::Protocol::HTTP1::PP->VERSION,
+    'same version');
+};
+
+subtest 'reason phrases: every status 100-999' => sub {
+  my $n = 0;
+  for my $status (100 .. 999) {
+    $n++;
+    same("status $status", 'serialize_response', [$status, [], 0, ''], flags => 0, post => \&strip_date);
+  }
+  tally_ok($n, 'status lines');
+  no warnings 'once';
+  is(PAGI::Server::Protocol::HTTP1::XS::_reason_phrase($_), $PAGI::Server::Protocol::HTTP1::PP::REASON{$_} // '',
+    "reason $_") for 100, 200, 413, 414, 418, 422, 599;
+};
+
+subtest 'error kinds: the same closed set' => sub {
+  my %xs = map { @$_ } PAGI::Server::Protocol::HTTP1::XS::_error_kinds();
+  is(scalar keys %xs, 12, 'twelve kinds');
+  # Each kind's message as the PP code gives it
+  my %pp;
+  for my $kind (sort keys %xs) {
+    my ($e) = PAGI::Server::Protocol::HTTP1::PP::_error($kind);
+    $pp{$kind} = $e->{message};
+  }
+  is_deeply(\%xs, \%pp, 'kinds and messages');
+};
+
+my @valid = requests();
+my @invalid = bad_requests();
+my @limits = limit_sets();
+
+subtest 'parse_request: corpus under every limit set' => sub {
+  for my $e (@valid, @invalid) {
+    my ($name, $bytes) = @$e;
+    my ($pp, $xs) = ('', '');
+    for my $l (@limits) {
+      my ($p, $x) = run_both('parse_request', [$bytes, @$l]);
+      $pp .= "@$l: $p\n";
+      $xs .= "@$l: $x\n";
+    }
+    is($xs, $pp, $name);
+  }
+  # The valid ones are complete; the corpus reaches every parser error kind
+  my %kinds;
+  for my $e (@invalid) {
+    my ($r) = PAGI::Server::Protocol::HTTP1::XS::parse_request($e->[1], 16384, 100, 8192);
+    $kinds{$r->{error}}++ if ref $r && $r->{error};
+  }
+  for my $e (@valid) {
+    my ($r) = PAGI::Server::Protocol::HTTP1::XS::parse_request($e->[1], 16384, 100, 8192);
+    ok(ref $r && !$r->{error}, "valid: $e->[0]");
+  }
+  is_deeply([sort keys %kinds], [sort qw(bad_request_line bad_header bad_host bad_content_length
+    conflicting_length bad_transfer_encoding uri_too_long headers_too_large
+    unsupported_transfer_encoding unsupported_version)], 'every parser error kind is covered');
+};
+
+subtest 'parse_request: every split point' => sub {
+  my $n = 0;
+  for my $e (@valid, @invalid) {
+    my ($name, $bytes) = @$e;
+    for my $cut (0 .. length $bytes) {
+      for my $l ($limits[0], $limits[1]) {
+        $n++;
+        same("$name, first $cut bytes, limits @$l", 'parse_request', [substr($bytes, 0, $cut), @$l]);
+      }
+    }
+  }
+  tally_ok($n, 'prefixes');
+};
+
+subtest 'parse_request: long and odd inputs' => sub {
+  my $long_utf8 = "GET /" . ('%C3%A9' x 20_000) . " HTTP/1.1\r\nHost: a\r\n\r\n";
+  same('20k percent-encoded UTF-8 characters', 'parse_request', [$long_utf8, 1e6, 100, 1e6]);
+  same('undef buffer', 'parse_request', [undef, 16384, 100, 8192]);
+  same('empty buffer', 'parse_request', ['', 16384, 100, 8192]);
+  my $upgraded = "GET /\xE9 HTTP/1.1\r\nHost: a\r\n\r\n";
+  utf8::upgrade($upgraded);
+  # (characters compared: PP's substrings keep the buffer's internal upgrade)
+  same('an upgraded buffer of bytes', 'parse_request', [$upgraded, 16384, 100, 8192], flags => 0);
+  same('limits as strings', 'parse_request', ["GET / HTTP/1.1\r\nHost: a\r\n\r\n", '30', '1', '20']);
+  my $many = "GET / HTTP/1.1\r\nHost: a\r\n" . join('', map "X-$_: $_\r\n", 1 .. 3000) . "\r\n";
+  same('3000 headers', 'parse_request', [$many, 1e6, 5000, 8192]);
+  tally_ok(6, 'long and odd inputs');
+};
+
+# Decodes a whole body the way the connection does: append what arrives, decode, drop
+# what was consumed. Returns the trace of every call.
+sub feed ($impl, $body, $cuts, $state = -1, $max = 16384) {
+  my ($buf, @trace, $pos) = ('');
+  my @pieces;
+  my $from = 0;
+  for my $cut (@$cuts, length $body) {
+    push @pieces, substr($body, $from, $cut - $from);
+    $from = $cut;
+  }
+  for my $piece (@pieces) {
+    $buf .= $piece;
+    my @r = $IMPL{$impl}->can('decode_chunked')->($buf, $state, $max);
+    push @trace, \@r;
+    last if ref $r[0];
+    substr($buf, 0, $r[1], '');
+    $state = $r[2];
+  }
+  return canon([\@trace, $buf]);
+}
+
+subtest 'decode_chunked: corpus, every state, every split point, byte by byte' => sub {
+  my @bodies = chunked_bodies();
+  my $n = 0;
+  for my $e (@bodies) {
+    my ($name, $body) = @$e;
+    for my $state (-1, -2, -3, -4, 0, 1, 5, 100, -7) {
+      for my $max (16384, 1000, 20, 0) {
+        $n++;
+        same("$name, state $state, max $max", 'decode_chunked', [$body, $state, $max]);
+      }
+    }
+    for my $cut (0 .. length $body) {
+      $n += 2;
+      same("$name, prefix $cut", 'decode_chunked', [substr($body, 0, $cut), -1, 16384]);
+      my ($pp, $xs) = (feed('pp', $body, [$cut]), feed('xs', $body, [$cut]));
+      push @FAILS, "$name, fed in two at $cut\n  pp: $pp\n  xs: $xs" if $pp ne $xs;
+    }
+    if (length $body < 600) {
+      $n++;
+      my @every = 1 .. length($body) - 1;
+      my ($pp, $xs) = (feed('pp', $body, \@every), feed('xs', $body, \@every));
+      push @FAILS, "$name, byte by byte\n  pp: $pp\n  xs: $xs" if $pp ne $xs;
+    }
+  }
+  tally_ok($n, 'decode_chunked');
+};
+
+subtest 'serialize_response, serialize_chunk, serialize_trailers' => sub {
+  for my $e (responses()) {
+    my ($name, @args) = @$e;
+    ok(same($name, 'serialize_response', \@args, flags => 0, post => \&strip_date), "serialize_response: $name")
+      or diag(pop @FAILS);
+  }
+  for my $e (chunk_datas()) {
+    my ($name, @args) = @$e;
+    ok(same($name, 'serialize_chunk', \@args, flags => 0), "serialize_chunk: $name") or diag(pop @FAILS);
+  }
+  for my $e (trailer_sets()) {
+    my ($name, @args) = @$e;
+    ok(same($name, 'serialize_trailers', \@args, flags => 0), "serialize_trailers: $name")
+      or diag(pop @FAILS);
+  }
+  # Misuse dies in both (the messages differ: that is not peer input)
+  for my $bad ({}, [1], [{}], 'x') {
+    my ($pp, $xs) = run_both('serialize_response', [200, $bad, 0, '']);
+    is($xs, $pp, 'malformed headers ' . canon($bad) . ': both die');
+  }
+  # The Date line is the same shape in both, and present unless the app sent one
+  my ($pp) = PAGI::Server::Protocol::HTTP1::PP::serialize_response(200, [], 0, '');
+  my ($xs) = PAGI::Server::Protocol::HTTP1::XS::serialize_response(200, [], 0, '');
+  isnt(strip_date($xs), $xs, 'XS sends a well-formed Date');
+  isnt(strip_date($pp), $pp, 'PP sends a well-formed Date');
+};
+
+subtest "random mutations (seed $SEED, $MUTATIONS cases)" => sub {
+  srand $SEED;
+  my @sources = (@valid, @invalid);
+  my @bodies = chunked_bodies();
+  my ($n, %kinds) = (0);
+  for my $i (1 .. $MUTATIONS) {
+    my $e = $sources[rand @sources];
+    my $bytes = mutate($e->[1]);
+    my $l = rand() < 0.6 ? $limits[0] : $limits[rand @limits];
+    $n++;
+    same("case $i: mutated '$e->[0]' " . canon($bytes) . " limits @$l", 'parse_request', [$bytes, @$l]);
+    my ($r) = PAGI::Server::Protocol::HTTP1::XS::parse_request($bytes, @$l);
+    $kinds{ref $r ? ($r->{error} // 'complete') : 'partial'}++;
+
+    my $b = $bodies[rand @bodies];
+    my $body = mutate($b->[1]);
+    my $state = (-1, -1, -1, -2, -3, -4, 1, 3, 7)[rand 9];
+    my $max = (16384, 16384, 40, 5)[rand 4];
+    $n++;
+    same("case $i: mutated '$b->[0]' " . canon($body) . " state $state max $max", 'decode_chunked',
+      [$body, $state, $max]);
+  }
+  tally_ok($n, "seed $SEED");
+  note(join ', ', map "$_: $kinds{$_}", sort keys %kinds);
+  ok(keys %kinds >= 10, 'the mutations reach complete, partial and most error kinds');
+};
+
+subtest 'connection_info' => sub {
+  socketpair(my $a, my $b, AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
+  ok(same('socketpair', 'connection_info', [fileno $a]), 'socketpair') or diag(pop @FAILS);
+
+  my $l4 = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 5) or die $!;
+  my $c4 = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $l4->sockport) or die $!;
+  my $s4 = $l4->accept or die $!;
+  ok(same('tcp v4, server side', 'connection_info', [fileno $s4]), 'tcp v4, server side') or diag(pop @FAILS);
+  ok(same('tcp v4, client side', 'connection_info', [fileno $c4]), 'tcp v4, client side') or diag(pop @FAILS);
+  ok(same('listening socket', 'connection_info', [fileno $l4]), 'listening socket: undef') or diag(pop @FAILS);
+
+  SKIP: {
+    my $l6 = IO::Socket::IP->new(LocalHost => '::', LocalPort => 0, Listen => 5, V6Only => 0)
+      or skip 'no IPv6', 2;
+    if (my $c6 = IO::Socket::IP->new(PeerHost => '::1', PeerPort => $l6->sockport)) {
+      my $s6 = $l6->accept;
+      ok(same('tcp v6', 'connection_info', [fileno $s6]), 'tcp v6') or diag(pop @FAILS);
+    }
+    else { pass('no ::1') }
+    if (my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $l6->sockport)) {
+      my $s = $l6->accept;
+      ok(same('v4-mapped', 'connection_info', [fileno $s]), 'IPv4-mapped IPv6') or diag(pop @FAILS);
+    }
+    else { pass('no dual stack') }
+  }
+
+  my $dir = tempdir(CLEANUP => 1);
+  my $lu = IO::Socket::UNIX->new(Local => "$dir/s", Listen => 1) or die $!;
+  my $cu = IO::Socket::UNIX->new(Peer => "$dir/s") or die $!;
+  my $su = $lu->accept or die $!;
+  ok(same('unix, server side', 'connection_info', [fileno $su]), 'unix path, server side') or diag(pop @FAILS);
+  ok(same('unix, client side', 'connection_info', [fileno $cu]), 'unix path, client side') or diag(pop @FAILS);
+
+  open my $null, '<', '/dev/null' or die $!;
+  ok(same('not a socket', 'connection_info', [fileno $null]), 'not a socket: undef') or diag(pop @FAILS);
+  ok(same('closed descriptor', 'connection_info', [999]), 'closed descriptor: undef') or diag(pop @FAILS);
+};
+
+is($WARNINGS{xs}, 0, 'the XS backend never warned');
+note("the PP backend warned $WARNINGS{pp} times") if $WARNINGS{pp};
+
+done_testing;
