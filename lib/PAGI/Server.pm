@@ -41,8 +41,12 @@ my %DEFAULT = (
   root_path         => '',
   log_level         => 'info',
   quiet             => 0,
+  workers           => 0,
+  max_requests      => 0,
+  max_connections   => 0,
 );
-my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app loop loop_type access_log backend on_listen);
+my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app loop loop_type access_log backend on_listen
+  listen socket ssl_cert ssl_key ssl_ca ssl_verify_client);
 
 # How long lifespan startup/shutdown may take before we stop waiting
 use constant LIFESPAN_TIMEOUT => 60;
@@ -60,7 +64,8 @@ sub new ($class, %opt) {
   }
   my $self = bless {%DEFAULT, %opt}, $class;
   for my $k (qw(port timeout header_timeout keepalive_timeout shutdown_timeout max_header_size
-    max_headers max_line max_body_size max_ws_message_size ws_close_timeout backlog)) {
+    max_headers max_line max_body_size max_ws_message_size ws_close_timeout backlog
+    workers max_requests max_connections)) {
     Carp::croak("PAGI::Server->new: $k must be a non-negative number, not '" . ($self->{$k} // 'undef') . "'")
       unless defined $self->{$k} && $self->{$k} =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
   }
@@ -70,11 +75,49 @@ sub new ($class, %opt) {
   $self->{level}  = $LEVEL{$self->{log_level}};
   $self->{debug}  = $self->{level} >= $LEVEL{debug} ? 1 : 0;
   $self->{access_log} = \*STDERR unless exists $opt{access_log};
-  $self->{scheme} = 'http';
+  for my $k (qw(workers max_requests max_connections)) {
+    Carp::croak("PAGI::Server->new: $k must be a whole number, not '$self->{$k}'")
+      unless $self->{$k} =~ /\A[0-9]+\z/;
+  }
+  Carp::croak('PAGI::Server->new: max_requests needs workers (a worker that reaches it is replaced)')
+    if $self->{max_requests} && !$self->{workers};
+  Carp::croak('PAGI::Server->new: a loop object cannot be shared by worker processes; use loop_type')
+    if $self->{workers} && $self->{loop};
+  $self->{listen_specs} = _listen_specs($self, \%opt);
+  if (defined $self->{ssl_cert} || defined $self->{ssl_key}) {
+    Carp::croak('PAGI::Server->new: ssl_cert and ssl_key go together')
+      unless defined $self->{ssl_cert} && defined $self->{ssl_key};
+    Carp::croak("PAGI::Server->new: cannot read $_ '$self->{$_}'") for grep { !-r $self->{$_} } qw(ssl_cert ssl_key);
+    Carp::croak('PAGI::Server->new: ssl_verify_client must be none, optional or require')
+      unless ($self->{ssl_verify_client} //= 'none') =~ /\A(?:none|optional|require)\z/;
+    require PAGI::Server::TLS;
+    $self->{tls} = 1;
+  }
+  $self->{scheme} = $self->{tls} ? 'https' : 'http';
   $self->{state}  = {};
   $self->{conns}  = {};
+  $self->{handshakes} = {};
   $self->{served} = 0;
   return $self;
+}
+
+# Where to listen: listen => [spec, ...] ('HOST:PORT', '[V6]:PORT', 'PORT', 'unix:PATH'),
+# socket => PATH, and host/port (used when given, or when nothing else is)
+sub _listen_specs ($self, $opt) {
+  my @specs;
+  my @listen = ref $self->{listen} eq 'ARRAY' ? @{$self->{listen}} : grep { defined } $self->{listen};
+  for my $l (@listen) {
+    if ($l =~ m{\Aunix:(.+)\z} || $l =~ m{\A(/.*)\z}) { push @specs, {path => $1}; next }
+    my ($h, $p) = $l =~ /\A\[([^\]]+)\]:([0-9]+)\z/ ? ($1, $2)
+      : $l =~ /\A([^:]*):([0-9]+)\z/ ? ($1, $2)
+      : $l =~ /\A([0-9]+)\z/ ? ($self->{host}, $1)
+      : Carp::croak("PAGI::Server->new: cannot parse listen address '$l' (HOST:PORT, [IPv6]:PORT, PORT or unix:PATH)");
+    push @specs, {host => length $h ? $h : $self->{host}, port => $p};
+  }
+  push @specs, {path => $self->{socket}} if defined $self->{socket};
+  unshift @specs, {host => $self->{host}, port => $self->{port}}
+    if !@specs || exists $opt->{host} || exists $opt->{port};
+  return \@specs;
 }
 
 sub backend ($class_or_self) { $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION }
@@ -103,7 +146,7 @@ sub log ($self, $level, $msg) {
   return if $LEVEL{$level} > $self->{level};
   my @t = localtime;
   printf STDERR "[%04d-%02d-%02d %02d:%02d:%02d] [%s] %s\n",
-    $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0], $level, $msg;
+    $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0], $level, ($self->{log_prefix} // '') . $msg;
 }
 
 sub access_log_line ($self, $line) {
@@ -158,7 +201,8 @@ sub _lifespan_startup ($self) {
   };
   my $scope = {
     type  => 'lifespan',
-    pagi  => {version => '0.3', spec_version => '0.3', is_worker => 0, worker_num => undef},
+    pagi  => {version => '0.3', spec_version => '0.3',
+      is_worker => $self->{worker_num} ? 1 : 0, worker_num => $self->{worker_num}},
     state => $self->{state},
   };
   my $app_f = eval { $self->{app}->($scope, $receive, $send) };
@@ -194,37 +238,88 @@ sub _lifespan_shutdown ($self) {
 
 # ---- listening and accepting -----------------------------------------------------
 
+use constant ACCEPT_BATCH => 64;
+
 # Starts serving: lifespan startup, then bind and accept. Returns a Future.
 sub listen ($self) {
   my $loop = $self->loop;
-  return $self->_lifespan_startup->then(sub { $self->_bind; Future->done($self) }, sub ($msg, @) {
+  return $self->_lifespan_startup->then(sub {
+    $self->_open_listeners;
+    $self->_start_accepting;
+    Future->done($self);
+  }, sub ($msg, @) {
     Future->fail("lifespan startup failed: $msg");
   });
 }
 
-sub _bind ($self) {
-  my $sock = IO::Socket::IP->new(
-    LocalHost => $self->{host},
-    LocalPort => $self->{port},
-    Listen    => $self->{backlog},
-    ReuseAddr => 1,
-    Blocking  => 0,
-  ) or die "PAGI::Server: cannot listen on $self->{host}:$self->{port}: $@\n";
-  $self->{listener}   = $sock;
-  $self->{bound_port} = $sock->sockport;
-  weaken(my $weak = $self);
-  $self->loop->watch_io(handle => $sock, on_read_ready => sub { $weak->_accept if $weak });
-  $self->_tick_timer;
-  my $h = $self->{host} =~ /:/ ? "[$self->{host}]" : $self->{host};
-  $self->log(info => sprintf 'PAGI::Server %s (backend %s, loop %s) listening on http://%s:%d/',
-    $VERSION, $self->backend, ref $self->loop, $h, $self->{bound_port});
+# Binds every listening socket (once: in a pre-forked server the master does it and
+# the workers share them), reports where, and calls on_listen
+sub _open_listeners ($self) {
+  return if $self->{listeners};
+  my @l;
+  for my $spec (@{$self->{listen_specs}}) {
+    push @l, defined $spec->{path} ? $self->_bind_unix($spec->{path}) : $self->_bind_tcp($spec);
+  }
+  $self->{listeners} = \@l;
+  my ($tcp) = grep { $_->{tcp} } @l;
+  $self->{bound_port} = $tcp ? $tcp->{port} : undef;
+  # Check the certificate now, before any worker exists
+  $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
+  $self->{ssl_cert_pem} = PAGI::Server::TLS::server_pem($self->{ssl_cert}) if $self->{tls};
+  my $how = $self->{workers} ? ", $self->{workers} worker(s)" : '';
+  for my $l (@l) {
+    my $where = $l->{tcp}
+      ? sprintf('%s://%s:%d/', $self->{scheme}, $l->{host} =~ /:/ ? "[$l->{host}]" : $l->{host}, $l->{port})
+      : "unix:$l->{path}" . ($self->{tls} ? ' (TLS)' : '');
+    $self->log(info => sprintf 'PAGI::Server %s (backend %s%s) listening on %s',
+      $VERSION, $self->backend, $how, $where);
+  }
   $self->{on_listen}->($self) if $self->{on_listen};
 }
 
+sub _bind_tcp ($self, $spec) {
+  my $sock = IO::Socket::IP->new(
+    LocalHost => $spec->{host},
+    LocalPort => $spec->{port},
+    Listen    => $self->{backlog},
+    ReuseAddr => 1,
+    Blocking  => 0,
+  ) or die "PAGI::Server: cannot listen on $spec->{host}:$spec->{port}: $@\n";
+  return {fh => $sock, tcp => 1, host => $spec->{host}, port => $sock->sockport};
+}
+
+sub _bind_unix ($self, $path) {
+  require IO::Socket::UNIX;
+  if (-S $path) {
+    # A socket file left by a server that died is removed; a live one is an error
+    die "PAGI::Server: cannot listen on unix:$path: another server is listening there\n"
+      if IO::Socket::UNIX->new(Peer => $path, Type => Socket::SOCK_STREAM());
+    unlink $path;
+  }
+  elsif (-e $path) { die "PAGI::Server: cannot listen on unix:$path: the file exists and is not a socket\n" }
+  my $sock = IO::Socket::UNIX->new(Local => $path, Type => Socket::SOCK_STREAM(),
+    Listen => $self->{backlog})
+    or die "PAGI::Server: cannot listen on unix:$path: $!\n";
+  $sock->blocking(0);
+  push @{$self->{unlink}}, [$path, $$];
+  return {fh => $sock, tcp => 0, path => $path};
+}
+
+# Watches the listening sockets (in a worker: after its fork and lifespan startup)
+sub _start_accepting ($self) {
+  weaken(my $weak = $self);
+  for my $l (@{$self->{listeners}}) {
+    $self->loop->watch_io(handle => $l->{fh}, on_read_ready => sub { $weak->_accept($l) if $weak });
+  }
+  $self->_tick_timer;
+}
+
 # Lean accept path: accept a batch, make each socket non-blocking, hand it over
-sub _accept ($self) {
-  my $listener = $self->{listener} or return;
-  for (1 .. 64) {
+sub _accept ($self, $l) {
+  my $listener = $l->{fh};
+  return $self->_retire if $self->{max_requests} && $self->{served} >= $self->{max_requests};
+  my $max = $self->{max_connections};
+  for (1 .. ACCEPT_BATCH) {
     my $fh;
     if (!accept($fh, $listener)) {
       last if $! == EAGAIN || $! == EWOULDBLOCK;
@@ -233,10 +328,29 @@ sub _accept ($self) {
       last;
     }
     fcntl($fh, F_SETFL, O_NONBLOCK);
-    setsockopt($fh, IPPROTO_TCP, TCP_NODELAY, 1);
+    setsockopt($fh, IPPROTO_TCP, TCP_NODELAY, 1) if $l->{tcp};
+    if ($self->{tls}) { $self->_tls_accept($fh, $l); next }
     my $conn = PAGI::Server::Connection->new($self, $fh);
     $self->{conns}{refaddr $conn} = $conn;
+    # Over the limit: a 503 through the connection's wire-error path, then close
+    $conn->_wire_error(503, 'too many connections') if $max && keys %{$self->{conns}} > $max;
   }
+}
+
+# TLS: the handshake runs in the loop; the connection exists once it is done
+sub _tls_accept ($self, $fh, $l) {
+  bless $fh, $l->{tcp} ? 'IO::Socket::IP' : 'IO::Socket::UNIX';
+  my $max = $self->{max_connections};
+  my $over = $max && keys(%{$self->{conns}}) + keys(%{$self->{handshakes}}) >= $max;
+  weaken(my $weak = $self);
+  PAGI::Server::TLS::handshake($self, $fh, sub ($ssl, $info) {
+    return close $ssl unless $weak && !$weak->{stopping};
+    my $conn = PAGI::Server::Connection->new($weak, $ssl, $info);
+    $weak->{conns}{refaddr $conn} = $conn;
+    return $conn->_wire_error(503, 'too many connections') if $over;
+    # Bytes OpenSSL already decrypted do not make the socket readable again
+    $conn->{on_read}->() if $ssl->pending;
+  });
 }
 
 sub _forget ($self, $conn) {
@@ -253,6 +367,11 @@ sub _tick_timer ($self) {
     return unless $weak;
     $NOW = time;
     for my $c (values %{$weak->{conns}}) { $c->_tick($NOW) }
+    if (%{$weak->{handshakes}}) {
+      # TLS handshakes get header_timeout
+      $_->{deadline} < $NOW and $_->{abort}->() for values %{$weak->{handshakes}};
+    }
+    $weak->_worker_tick if $weak->{worker_num};
     my $log = $weak->{access_log};
     $log->flush if $log && $log != \*STDERR && $log->can('flush');
     $weak->{tick_id} = $weak->loop->watch_time(after => 1, code => $tick);
@@ -262,19 +381,38 @@ sub _tick_timer ($self) {
 
 # ---- stopping ------------------------------------------------------------------
 
-# Graceful stop: no new connections, busy ones finish (bounded), lifespan shutdown
-sub shutdown ($self) {
-  return $self->{stopped} if $self->{stopped};
+# Graceful stop: no new connections, busy ones finish (bounded), lifespan shutdown.
+# soft => 1 (a worker retiring while others serve on): idle keep-alive connections
+# are not cut; each is closed after its next response or when its idle time runs out,
+# so a client that has just sent a request on one is answered, not reset.
+sub shutdown ($self, %opt) {
+  if ($self->{stopped}) {
+    # Asked again: a soft stop becomes a normal one; a normal one closes everything now
+    return $self->{stopped} if $opt{soft} || $self->{stopped}->is_ready;
+    my $force = !$self->{soft};
+    $self->{soft} = 0;
+    $self->log(info => 'closing ' . $self->connection_count . ' connection(s) now')
+      if $force && $self->connection_count;
+    $_->_shutdown($force) for values %{$self->{conns}};
+    return $self->{stopped};
+  }
   my $loop = $self->loop;
   $self->{stopping} = 1;
+  $self->{soft}     = $opt{soft} ? 1 : 0;
   $self->{stopped}  = $loop->new_future;
-  if (my $l = delete $self->{listener}) {
-    $loop->unwatch_io(handle => $l, on_read_ready => 1);
-    close $l;
+  for my $l (@{$self->{listeners} || []}) {
+    $loop->unwatch_io(handle => $l->{fh}, on_read_ready => 1);
+    # A worker closes only its copy: the master keeps the socket for the others
+    close $l->{fh};
   }
+  $self->{listeners} = [];
+  $_->{abort}->() for values %{$self->{handshakes}};
   $self->log(info => 'shutting down: waiting for ' . $self->connection_count . ' connection(s)')
     if $self->connection_count;
-  $_->_shutdown for values %{$self->{conns}};
+  for my $c (values %{$self->{conns}}) {
+    if ($opt{soft} && ref $c eq 'PAGI::Server::Connection') { $c->{keep} = 0 unless $c->{started} }
+    else { $c->_shutdown }
+  }
   weaken(my $weak = $self);
   $self->{grace_id} = $loop->watch_time(after => $self->{shutdown_timeout}, code => sub {
     return unless $weak;
@@ -287,36 +425,102 @@ sub shutdown ($self) {
 }
 
 sub _maybe_stopped ($self) {
-  return if $self->connection_count || $self->{lifespan_stopping}++;
+  return if $self->connection_count || %{$self->{handshakes}} || $self->{lifespan_stopping}++;
   my $loop = $self->loop;
   $loop->unwatch_time($self->{grace_id}) if $self->{grace_id};
   $loop->unwatch_time($self->{tick_id})  if $self->{tick_id};
   $self->_lifespan_shutdown->on_ready(sub { $self->{stopped}->done unless $self->{stopped}->is_ready });
 }
 
+# Unix socket files this process created
+sub _unlink_sockets ($self) {
+  for (@{$self->{unlink} || []}) { unlink $_->[0] if $_->[1] == $$ }
+}
+
 # Blocks: serve until SIGINT/SIGTERM, then stop gracefully. Returns the exit status.
+# With workers, this process becomes the master of a pre-forked pool instead.
 sub run ($self) {
+  if ($self->{workers}) {
+    require PAGI::Server::Prefork;
+    return PAGI::Server::Prefork->new($self)->run;
+  }
   my $loop = $self->loop;
   local $SIG{PIPE} = 'IGNORE';
+  # A stop signal during startup is kept and acted on once serving
+  my $early;
+  local @SIG{qw(INT TERM)} = map { my $s = $_; sub { $early //= $s } } qw(INT TERM);
   my $f = $self->listen;
   my $ok = eval { $f->get; 1 };
   if (!$ok) {
     my $err = $@ =~ s/\s+\z//r;
     $self->log(error => $err);
+    $self->_unlink_sockets;
     return 1;
   }
-  for my $sig (qw(INT TERM)) {
-    $loop->watch_signal($sig => sub {
-      $self->log(info => "SIG$sig received");
-      $self->shutdown->on_done(sub { $loop->stop });
-    });
-  }
+  my $stop = sub ($sig) {
+    $self->log(info => "SIG$sig received");
+    $self->shutdown->on_done(sub { $loop->stop });
+  };
+  for my $sig (qw(INT TERM)) { $loop->watch_signal($sig => sub { $stop->($sig) }) }
+  $loop->later(sub { $stop->($early) }) if $early;    # (inside run, so that stop works)
   $loop->run;
+  $self->_unlink_sockets;
   $self->log(info => "stopped after $self->{served} request(s)");
   return 0;
 }
 
-# Loads an app file: the file's last value must be the PAGI application coderef
+# ---- one worker of a pre-forked server (see PAGI::Server::Prefork) ---------------
+
+# Runs in the forked child: its own loop and TLS context, lifespan with is_worker and
+# worker_num, then accept on the shared sockets. $notify->(WORD) tells the master.
+# Returns the exit status (STARTUP_FAILED when lifespan startup failed).
+sub _run_worker ($self, $num, $notify, $early) {
+  $self->{worker_num} = $num;
+  $self->{log_prefix} = "[worker $num pid $$] ";
+  $self->{notify}     = $notify;
+  $self->{master_pid} = getppid;
+  undef $IO::Async::Loop::ONE_TRUE_LOOP;
+  my $loop = $self->{loop} = _make_loop($self->{loop_type});
+  $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
+  $NOW = time;
+  my $ok = eval { $self->_lifespan_startup->get; 1 };
+  if (!$ok) {
+    $self->log(error => 'lifespan startup failed: ' . ($@ =~ s/\s+\z//r));
+    return PAGI::Server::Prefork::STARTUP_FAILED();
+  }
+  my $stop = sub ($soft) { $self->shutdown(soft => $soft)->on_done(sub { $loop->stop }) };
+  for my $sig (qw(INT TERM)) {
+    $loop->watch_signal($sig => sub { $self->log(debug => "SIG$sig received"); $stop->(0) });
+  }
+  # The master's "retire": finish in-flight work while the other workers serve on
+  $loop->watch_signal(USR2 => sub { $self->log(debug => 'retiring'); $stop->(1) });
+  $self->_start_accepting;
+  $notify->('ready');
+  if (my $sig = $early->()) { $loop->later(sub { $stop->($sig eq 'USR2' ? 1 : 0) }) }
+  $loop->run;
+  $self->log(debug => "stopped after $self->{served} request(s)");
+  return 0;
+}
+
+# Once a second in a worker: stop when the master is gone, retire after max_requests
+sub _worker_tick ($self) {
+  return if $self->{stopping};
+  if (getppid != $self->{master_pid}) {
+    $self->log(warn => 'the master process is gone: stopping');
+    return $self->shutdown->on_done(sub { $self->loop->stop });
+  }
+  $self->_retire if $self->{max_requests} && $self->{served} >= $self->{max_requests};
+}
+
+# max_requests reached: stop accepting, tell the master (which starts the replacement
+# at once), finish in-flight requests, exit
+sub _retire ($self) {
+  return if $self->{stopping};
+  $self->log(info => "served $self->{served} request(s) (max_requests): retiring");
+  $self->{notify}->('retire') if $self->{notify};
+  $self->shutdown(soft => 1)->on_done(sub { $self->loop->stop });
+}
+
 sub load_app ($class, $file) {
   my $path = $file =~ m{\A/} ? $file : "./$file";
   my $app = do $path;

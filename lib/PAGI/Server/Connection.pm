@@ -46,7 +46,7 @@ use constant FILE_CHUNK     => 1 << 16;
 
 my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
-sub new ($class, $server, $fh) {
+sub new ($class, $server, $fh, $tls = undef) {
   my $self = bless {
     server  => $server,
     loop    => $server->{loop},
@@ -72,6 +72,11 @@ sub new ($class, $server, $fh) {
   $self->{on_read}  = sub { $weak->_on_read if $weak };
   $self->{on_write} = sub { $weak->_on_write if $weak };
   $self->{on_app}   = sub { $weak->_app_done($_[0]) if $weak };
+  if ($tls) {
+    # A TLS handle (IO::Socket::SSL): the scope's tls extension, TLS-aware callbacks
+    $self->{tls} = $tls;
+    PAGI::Server::TLS::setup_connection($self);
+  }
 
   $self->{deadline}      = $PAGI::Server::NOW + $server->{keepalive_timeout};
   $self->{deadline_kind} = 'idle';
@@ -84,7 +89,10 @@ sub new ($class, $server, $fh) {
 sub _on_read ($self) {
   my $n = sysread($self->{fh}, $self->{rbuf}, READ_SIZE, length $self->{rbuf});
   if (!defined $n) {
-    return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+    if ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR) {
+      PAGI::Server::TLS::again($self, 'read') if $self->{tls};
+      return;
+    }
     return $self->_abort('read_error');
   }
   if ($n == 0) { return $self->_on_eof }
@@ -236,7 +244,7 @@ sub _scope ($self, $type) {
     client       => $self->{client},
     server       => $self->{server_addr},
     state        => {%{$server->{state}}},
-    extensions   => {},
+    extensions   => $self->{tls} ? {tls => $self->{tls}} : {},
   };
 }
 
@@ -298,8 +306,10 @@ sub _feed_body ($self) {
 sub _body_error ($self, $status, $message, $reason) {
   $self->{keep} = 0;
   if (!$self->{started} && !$self->{complete}) {
-    $self->_disconnect($reason, 1);
-    return $self->_wire_error($status, $message);
+    # Answer first: the disconnect resumes the app at once, and an app that returns
+    # then must find the connection already closing, or it would just close it
+    $self->_wire_error($status, $message);
+    return $self->_disconnect($reason);
   }
   $self->_abort($reason);
 }
@@ -575,8 +585,12 @@ sub _next_request ($self) {
   $self->{draining} = 0;
   $self->{req} = $self->{cstate} = undef;
   $self->{headers} = undef;
-  $self->{server}{served}++;
-  if (!$self->{keep} || $self->{server}{stopping}) { return $self->_close_after_flush }
+  my $server = $self->{server};
+  # max_requests (0 = off): the worker retires after its Nth request
+  $server->_retire if ++$server->{served} == $server->{max_requests};
+  # A soft stop (a retiring worker) keeps a keep-alive connection for one more request,
+  # answered with Connection: close, rather than cut it under a client's next request
+  if (!$self->{keep} || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
   $self->{phase}         = IDLE;
   $self->{deadline_kind} = 'idle';
   $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{keepalive_timeout};
@@ -598,12 +612,16 @@ sub _write ($self, $data) {
   $self->{wbuf} = substr($data, $n);
   $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
   $self->{loop}->watch_io(handle => $self->{fh}, on_write_ready => $self->{on_write});
+  PAGI::Server::TLS::again($self, 'write') if $self->{tls};
 }
 
 sub _on_write ($self) {
   my $n = syswrite($self->{fh}, $self->{wbuf});
   if (!defined $n) {
-    return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+    if ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR) {
+      PAGI::Server::TLS::again($self, 'write') if $self->{tls};
+      return;
+    }
     return $self->_abort('write_error');
   }
   substr($self->{wbuf}, 0, $n, '');

@@ -59,7 +59,7 @@ sub _start ($self, $req) {
     next unless $h->[0] eq 'sec-websocket-protocol';
     push @{$scope->{subprotocols}}, grep { length } map { s/\A\s+|\s+\z//gr } split /,/, $h->[1];
   }
-  $scope->{extensions} = {'websocket.http.response' => {}};
+  $scope->{extensions}{'websocket.http.response'} = {};    # keeps tls, if any
   $self->_call_app($scope);
 }
 

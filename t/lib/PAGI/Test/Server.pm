@@ -181,7 +181,7 @@ sub DESTROY ($self) {
 # Writes one observation to the server log, for the test to read with ->reports.
 # Strings are kept as code points (JSON \u escapes), so bytes and characters survive.
 sub report (%data) {
-  print STDERR 'PAGI-TEST ', $JSON->encode(\%data), "\n";
+  print STDERR 'PAGI-TEST ' . $JSON->encode(\%data) . "\n";    # one write: workers share the log
 }
 
 # Sends a whole response: start, then one final body

@@ -1,0 +1,303 @@
+package PAGI::Server::Prefork;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
+use POSIX qw(WNOHANG);
+use Time::HiRes ();
+
+our $VERSION = '0.001';
+
+# The master of a pre-forked PAGI::Server: it binds the listening sockets, forks the
+# workers (each runs its own IO::Async loop and lifespan), and supervises them with a
+# plain loop: select() on a pipe that signal handlers and workers write to, waitpid()
+# to reap. It never runs the application.
+
+use constant {
+  STARTUP_FAILED => 3,      # a worker's exit status when lifespan startup failed
+  BACKOFF_MIN    => 0.1,    # first respawn delay after a worker died young
+  BACKOFF_MAX    => 5,      # the delay doubles up to this
+  STABLE_AFTER   => 10,     # a worker that lived this long resets its slot's backoff
+  READY_TIMEOUT  => 70,     # a HUP replacement that is not ready by then: retire the old one anyway
+  KILL_GRACE     => 30,     # after shutdown_timeout, SIGKILL workers still running
+  MAX_WAIT       => 1,      # longest select() sleep (bounds a signal's rare select race)
+};
+
+my @SIGNALS = qw(INT TERM QUIT HUP TTIN TTOU CHLD USR1 USR2);
+
+sub new ($class, $server) {
+  return bless {
+    server  => $server,
+    n       => $server->{workers},    # slots 1..n are wanted
+    gen     => 1,                     # HUP starts a new generation
+    workers => {},                    # pid => {pid, slot, gen, born, ready, told}
+    slots   => {},                    # slot => {fails, due}
+    status  => 0,
+    flags   => [],
+  }, $class;
+}
+
+sub log ($self, $level, $msg) { $self->{server}->log($level, $msg) }
+
+sub run ($self) {
+  my $server = $self->{server};
+  local $SIG{PIPE} = 'IGNORE';
+  my $ok = eval { $server->_open_listeners; 1 };
+  if (!$ok) {
+    $self->log(error => $@ =~ s/\s+\z//r);
+    $server->_unlink_sockets;
+    return 1;
+  }
+  $self->log(info => "master pid $$: starting $self->{n} worker(s)");
+
+  # One pipe wakes the loop: signal handlers write "!" to it, workers "WORD PID\n"
+  pipe(my $r, my $w) or die "PAGI::Server: pipe: $!\n";
+  $_->blocking(0) for $r, $w;
+  $w->autoflush(1);
+  @$self{qw(rpipe wpipe)} = ($r, $w);
+  local @SIG{@SIGNALS} = map {
+    my $sig = $_;
+    sub { push @{$self->{flags}}, $sig; syswrite $w, '!' }
+  } @SIGNALS;
+
+  my $buf = '';
+  while (1) {
+    $self->_reap;
+    $self->_signals;
+    return $self->_finish if $self->{stopping} && !%{$self->{workers}};
+    $self->_maintain;
+    my $wait = $self->_next_wait;
+    vec(my $rin = '', fileno $r, 1) = 1;
+    my $n = select(my $rout = $rin, undef, undef, $wait);
+    next if $n <= 0;
+    while (1) {
+      my $got = sysread($r, $buf, 4096, length $buf);
+      last unless $got;
+    }
+    $buf =~ tr/!//d;
+    while ($buf =~ s/\A([a-z]+) ([0-9]+)\n//) { $self->_message($1, $2) }
+  }
+}
+
+# ---- workers -------------------------------------------------------------------
+
+sub _spawn ($self, $slot) {
+  my $server = $self->{server};
+  # Signals wait until the child has its own handlers (else a TERM sent right after
+  # the fork would run the master's handler in the worker and be lost)
+  my $block = POSIX::SigSet->new(map { POSIX->can("SIG$_")->() } @SIGNALS);
+  my $old = POSIX::SigSet->new;
+  POSIX::sigprocmask(POSIX::SIG_BLOCK(), $block, $old);
+  my $pid = fork;
+  POSIX::sigprocmask(POSIX::SIG_SETMASK(), $old) if $pid || !defined $pid;
+  if (!defined $pid) {
+    $self->log(error => "fork failed: $!; retrying in 1 s");
+    $self->{slots}{$slot}{due} = Time::HiRes::time() + 1;
+    return;
+  }
+  if ($pid) {
+    $self->{workers}{$pid} = {pid => $pid, slot => $slot, gen => $self->{gen},
+      born => Time::HiRes::time(), ready => 0, told => ''};
+    $self->log(info => "worker $slot started (pid $pid)");
+    return;
+  }
+
+  # The worker. Its signals: INT/TERM stop, USR2 retires; the master's others are
+  # ignored (a TTIN/TTOU sent to the process group must not stop it)
+  my $early;
+  $SIG{$_} = 'IGNORE' for qw(HUP TTIN TTOU USR1 QUIT PIPE);
+  $SIG{CHLD} = 'DEFAULT';
+  $SIG{$_} = do { my $s = $_; sub { $early //= $s } } for qw(INT TERM USR2);
+  POSIX::sigprocmask(POSIX::SIG_SETMASK(), $old);
+  close $self->{rpipe};
+  my $w = $self->{wpipe};
+  my $notify = sub ($word) { syswrite $w, "$word $$\n" };
+  my $rc = eval { $server->_run_worker($slot, $notify, sub { $early }) };
+  if (!defined $rc) {
+    $server->log(error => 'worker failed: ' . ($@ =~ s/\s+\z//r));
+    $rc = 1;
+  }
+  # No END blocks or destructors of the master's state: flush and leave
+  $server->{access_log}->flush if $server->{access_log} && $server->{access_log}->can('flush');
+  STDOUT->flush;
+  STDERR->flush;
+  POSIX::_exit($rc);
+}
+
+sub _message ($self, $word, $pid) {
+  my $wk = $self->{workers}{$pid} or return;
+  if ($word eq 'ready') {
+    $wk->{ready} = 1;
+    $self->{ever_ready} = 1;
+    $self->log(debug => "worker $wk->{slot} ready (pid $pid)");
+  }
+  elsif ($word eq 'retire') {
+    # max_requests: the replacement starts now, while this one finishes its work
+    $wk->{told} ||= 'retire';
+  }
+}
+
+sub _tell ($self, $wk, $what) {
+  return if $wk->{told} eq $what || $wk->{told} eq 'stop';
+  $wk->{told} = $what;
+  kill $what eq 'retire' ? 'USR2' : 'TERM', $wk->{pid};
+}
+
+sub _reap ($self) {
+  while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
+    my $raw = $?;
+    my $wk = delete $self->{workers}{$pid} or next;
+    my $slot = $wk->{slot};
+    my $how = $raw & 127 ? 'signal ' . ($raw & 127) : 'status ' . ($raw >> 8);
+    if ($wk->{told} || $self->{stopping}) {
+      $self->log(info => "worker $slot (pid $pid) exited ($how)");
+      next;
+    }
+    $self->log(warn => "worker $slot (pid $pid) exited unexpectedly ($how)");
+    if (!($raw & 127) && $raw >> 8 == STARTUP_FAILED && !$wk->{ready} && !$self->{ever_ready}) {
+      # The application refuses to start: stopping beats restarting it forever
+      $self->log(error => 'lifespan startup failed in a worker; stopping');
+      $self->{status} = 1;
+      $self->_stop;
+      next;
+    }
+    # Backoff for a slot whose workers keep dying young; a long-lived one resets it
+    my $s = $self->{slots}{$slot} //= {fails => 0};
+    my $lived = Time::HiRes::time() - $wk->{born};
+    $s->{fails} = $lived >= STABLE_AFTER ? 0 : $s->{fails} + 1;
+    my $delay = $s->{fails} ? BACKOFF_MIN * 2 ** ($s->{fails} - 1) : 0;
+    $delay = BACKOFF_MAX if $delay > BACKOFF_MAX;
+    $s->{due} = Time::HiRes::time() + $delay;
+    $self->log(warn => sprintf 'restarting worker %d in %.1f s', $slot, $delay) if $delay >= 1;
+  }
+}
+
+# Starts the workers that are missing, retires the ones no longer wanted
+sub _maintain ($self) {
+  return if $self->{stopping};
+  my $now = Time::HiRes::time();
+  my (%current, %ready);
+  for my $wk (values %{$self->{workers}}) {
+    next if $wk->{told} || $wk->{gen} != $self->{gen};
+    $current{$wk->{slot}} = 1;
+    $ready{$wk->{slot}} = 1 if $wk->{ready};
+  }
+  for my $slot (1 .. $self->{n}) {
+    next if $current{$slot};
+    my $s = $self->{slots}{$slot} //= {fails => 0};
+    next if ($s->{due} // 0) > $now;
+    $self->_spawn($slot);
+  }
+  for my $wk (values %{$self->{workers}}) {
+    next if $wk->{told};
+    if ($wk->{slot} > $self->{n}) { $self->_tell($wk, 'retire'); next }
+    next if $wk->{gen} == $self->{gen};
+    # HUP: the old worker of a slot retires once its replacement is ready
+    $self->_tell($wk, 'retire')
+      if $ready{$wk->{slot}} || $now - $self->{hup_at} > READY_TIMEOUT;
+  }
+}
+
+# How long select may sleep: until the next respawn is due, at most MAX_WAIT
+sub _next_wait ($self) {
+  my $wait = MAX_WAIT;
+  my $now = Time::HiRes::time();
+  for my $s (values %{$self->{slots}}) {
+    next unless defined $s->{due} && $s->{due} > $now;
+    $wait = $s->{due} - $now if $s->{due} - $now < $wait;
+  }
+  if ($self->{stopping} && $self->{kill_at}) {
+    kill 'KILL', keys %{$self->{workers}} if $now >= $self->{kill_at} && !$self->{killed}++;
+  }
+  return $wait < 0.01 ? 0.01 : $wait;
+}
+
+# ---- signals -------------------------------------------------------------------
+
+sub _signals ($self) {
+  my $flags = $self->{flags};
+  while (@$flags) {
+    my $sig = shift @$flags;
+    if ($sig eq 'CHLD' || $sig eq 'USR1' || $sig eq 'USR2') { next }
+    if ($sig eq 'INT' || $sig eq 'TERM' || $sig eq 'QUIT') {
+      $self->log(info => "SIG$sig received: stopping " . keys(%{$self->{workers}}) . ' worker(s)');
+      $self->_stop;
+    }
+    elsif ($self->{stopping}) { next }
+    elsif ($sig eq 'HUP') {
+      $self->log(info => 'SIGHUP received: replacing the workers');
+      $self->{gen}++;
+      $self->{hup_at} = Time::HiRes::time();
+      $_->{fails} = 0, delete $_->{due} for values %{$self->{slots}};
+    }
+    elsif ($sig eq 'TTIN') {
+      $self->{n}++;
+      $self->log(info => "SIGTTIN received: $self->{n} worker(s)");
+    }
+    elsif ($sig eq 'TTOU') {
+      if ($self->{n} > 1) { $self->{n}--; $self->log(info => "SIGTTOU received: $self->{n} worker(s)") }
+      else { $self->log(info => 'SIGTTOU received: keeping the last worker') }
+    }
+  }
+}
+
+# Graceful stop: every worker finishes its in-flight work; a second signal is passed
+# on too (a worker then closes its connections at once)
+sub _stop ($self) {
+  my $again = $self->{stopping}++;
+  my $server = $self->{server};
+  $self->{kill_at} //= Time::HiRes::time() + $server->{shutdown_timeout} + KILL_GRACE;
+  for my $wk (values %{$self->{workers}}) {
+    if ($again) { kill 'TERM', $wk->{pid}; next }
+    $self->_tell($wk, 'stop');
+  }
+}
+
+sub _finish ($self) {
+  my $server = $self->{server};
+  close $_->{fh} for @{$server->{listeners} || []};
+  $server->_unlink_sockets;
+  $self->log(info => 'all workers stopped; master exiting');
+  return $self->{status};
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Prefork - the master process of a pre-forked PAGI::Server
+
+=head1 DESCRIPTION
+
+Internal; used by C<< PAGI::Server->run >> when C<workers> is 1 or more.
+
+The master binds every listening socket once and forks C<workers> processes that
+share them (the kernel gives each new connection to one worker that accepts it).
+Each worker creates its own L<IO::Async> loop and TLS context after the fork, runs
+lifespan with C<is_worker =E<gt> 1> and C<worker_num> 1..N, then accepts. The master
+never loads a loop or runs the application: it is a plain Perl loop that sleeps in
+C<select> on a pipe written by its signal handlers and by the workers (C<ready>,
+C<retire>), and reaps children with C<waitpid>.
+
+A worker that dies unexpectedly is started again in the same slot: at once if it had
+lived 10 s or more, otherwise after a delay that starts at 0.1 s and doubles up to
+5 s, so an application that crashes at once costs a few forks a second at most. If
+lifespan startup fails in the first workers (none ever became ready), the master
+stops and exits 1.
+
+=head2 Signals
+
+  master   TERM, INT, QUIT  graceful stop: workers finish in-flight requests
+                            (shutdown_timeout), run lifespan shutdown, exit; the
+                            master exits 0 once all are gone. A second signal makes
+                            the workers close their connections at once; workers
+                            still alive shutdown_timeout + 30 s later are killed.
+           HUP              graceful restart: a new worker is started for each slot;
+                            each old worker retires once its replacement is ready
+           TTIN / TTOU      one worker more / fewer (never fewer than 1)
+  worker   TERM, INT        graceful stop
+           USR2             retire (sent by the master): stop accepting, finish the
+                            in-flight requests, close idle keep-alive connections
+                            after their next response or idle timeout, exit
+
+=cut

@@ -1,0 +1,158 @@
+use strict;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use lib 't/lib';
+use PAGI::Test::Server qw(start_server http_exchange wait_for);
+use PAGI::Test::Load qw(start_load run_load worker_app children_of);
+
+# Pre-forked workers (workers => N): lifespan per worker, a shared listening socket,
+# respawn after a crash (with backoff), max_requests recycling, startup failure.
+
+my $GET = "GET /r/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+
+sub get_pid ($port, $path = '/r/1') {
+  my ($r) = http_exchange($port, "GET $path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  return $r->[0] && $r->[0]{status} == 200 ? $r->[0]{h}{'x-pid'} : undef;
+}
+
+# Waits until the master has $n live children; returns them
+sub wait_children ($master, $n, $timeout = 10) {
+  my @k;
+  wait_for(sub { @k = children_of($master); @k == $n }, $timeout);
+  return @k;
+}
+
+subtest 'two workers: lifespan per worker, both serve' => sub {
+  my $srv = start_server(app => worker_app(), workers => 2);
+  ok($srv->port, 'the master reports a port');
+  my @r = $srv->wait_reports(2, 10);
+  my @start = grep { $_->{lifespan} eq 'startup' } @r;
+  is(scalar @start, 2, 'lifespan startup ran twice (once per worker)');
+  is_deeply([sort map { $_->{worker_num} } @start], [1, 2], 'worker_num is 1 and 2');
+  is_deeply([map { $_->{is_worker} } @start], [1, 1], 'is_worker is 1');
+  my @kids = wait_children($srv->pid, 2);
+  is(scalar @kids, 2, 'the master has two children');
+  is_deeply([sort { $a <=> $b } map { $_->{pid} } @start], \@kids, 'lifespan ran in the workers, not the master');
+  my $res = run_load(port => $srv->port, conns => 20, requests => 400, procs => 2);
+  is($res->{ok}, 400, 'all 400 requests answered correctly') or diag explain $res->{error_list};
+  is_deeply([sort { $a <=> $b } keys %{$res->{pids}}], \@kids, 'both workers served requests');
+  is($srv->stop, 0, 'SIGTERM: the master exits 0');
+  is(scalar(my @left = children_of($srv->pid)), 0, 'no worker is left');
+  my @stop = grep { $_->{lifespan} eq 'shutdown' } $srv->reports;
+  is(scalar @stop, 2, 'lifespan shutdown ran in each worker');
+  unlike($srv->log, qr/\[error\]/, 'no error logged');
+};
+
+subtest 'single process: is_worker 0' => sub {
+  my $srv = start_server(app => worker_app());
+  my ($r) = $srv->wait_reports(1, 10);
+  is($r->{is_worker}, 0, 'is_worker 0');
+  is($r->{worker_num}, undef, 'worker_num undef');
+  is($r->{pid}, $srv->pid, 'lifespan runs in the server process');
+  is($srv->stop, 0, 'exits 0');
+};
+
+subtest 'kill -9 of one worker under load: the others serve, it is respawned' => sub {
+  my $srv = start_server(app => worker_app(), workers => 3);
+  my @kids = wait_children($srv->pid, 3);
+  is(scalar @kids, 3, 'three workers');
+  $srv->wait_reports(3, 10);
+  my $load = start_load(port => $srv->port, conns => 30, requests => 6000, procs => 2,
+    duration => 3);
+  select(undef, undef, undef, 1);
+  my $victim = $kids[0];
+  ok(kill('KILL', $victim), "SIGKILL worker $victim under load");
+  my $res = $load->wait;
+  my @now = wait_children($srv->pid, 3);
+  is(scalar @now, 3, 'three workers again');
+  ok(!grep({ $_ == $victim } @now), 'the killed one was replaced');
+  my @new = grep { my $p = $_; !grep { $_ == $p } @kids } @now;
+  is(scalar @new, 1, 'by exactly one new worker');
+  cmp_ok($res->{ok}, '>', 1000, "requests kept being answered ($res->{ok} ok)");
+  # Only requests in flight on the killed worker's connections may be lost
+  cmp_ok($res->{errors}, '<=', 30, "at most one lost request per connection ($res->{errors})")
+    or diag explain $res->{error_list};
+  note 'served by: ' . join ', ', map { "$_ x$res->{pids}{$_}" } sort keys %{$res->{pids}};
+  ok($res->{pids}{$kids[1]} || $res->{pids}{$kids[2]}, 'surviving workers served');
+  # New connections (one request each) reach every worker, the new one included
+  my %after;
+  my $lost = 0;
+  for (1 .. 150) { my $p = get_pid($srv->port); $p ? $after{$p}++ : $lost++ }
+  note 'after the kill: ' . join ', ', map { "$_ x$after{$_}" } sort keys %after;
+  is($lost, 0, '150 requests on new connections after the crash: none lost');
+  is_deeply([sort { $a <=> $b } keys %after], \@now, 'all three workers serve them');
+  like($srv->log, qr/worker \d \(pid $victim\) exited unexpectedly \(signal 9\)/, 'the crash is logged');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest 'a crashing worker is restarted with backoff, not in a loop' => sub {
+  # Each worker dies 0.05 s after it starts serving
+  my $app = sub ($scope, $receive, $send) {
+    if ($scope->{type} eq 'lifespan') {
+      return $receive->()->then(sub {
+        require IO::Async::Loop;
+        IO::Async::Loop->new->watch_time(after => 0.05, code => sub { POSIX::_exit(9) });
+        PAGI::Test::Server::report(started => $$);
+        $send->({type => 'lifespan.startup.complete'});
+      });
+    }
+    die "no\n";
+  };
+  my $srv = start_server(app => $app, workers => 1);
+  ok($srv->port, 'started');
+  select(undef, undef, undef, 3);
+  my $starts = () = $srv->reports;
+  cmp_ok($starts, '>=', 3, "the worker was restarted ($starts starts in 3 s)");
+  cmp_ok($starts, '<=', 10, '... but with a growing delay, not in a tight loop');
+  my $t0 = time;
+  is($srv->stop, 0, 'SIGTERM during the backoff: the master exits 0');
+  cmp_ok(time - $t0, '<=', 6, '... promptly');
+  is(scalar(my @left = children_of($srv->pid)), 0, 'no worker left');
+};
+
+subtest 'lifespan.startup.failed in the workers: the master stops with status 1' => sub {
+  my $app = sub ($scope, $receive, $send) {
+    return $receive->()->then(sub {
+      $send->({type => 'lifespan.startup.failed', message => 'no database'});
+    }) if $scope->{type} eq 'lifespan';
+    die "no\n";
+  };
+  my $srv = start_server(app => $app, workers => 2);
+  my $st = $srv->wait_exit(15);
+  is($st, 1, 'the master exits 1');
+  like($srv->log, qr/lifespan startup failed.*no database/, 'the reason is logged');
+  my $forks = () = $srv->log =~ /worker \d started/g;
+  cmp_ok($forks, '<=', 4, "no restart loop ($forks worker starts)");
+};
+
+subtest 'max_requests: a worker retires and is replaced, no request dropped' => sub {
+  my $srv = start_server(app => worker_app(), workers => 2, max_requests => 300);
+  my @kids = wait_children($srv->pid, 2);
+  $srv->wait_reports(2, 10);
+  my $res = run_load(port => $srv->port, conns => 20, requests => 3000, procs => 2);
+  is($res->{ok}, 3000, 'all 3000 requests answered correctly') or diag explain $res;
+  is($res->{errors}, 0, 'no request failed');
+  my $served_by = keys %{$res->{pids}};
+  cmp_ok($served_by, '>=', 5, "workers were recycled ($served_by different pids served)");
+  my ($most) = sort { $b <=> $a } values %{$res->{pids}};
+  # Checked on accept and once a second: a worker may overshoot on its open connections
+  cmp_ok($most, '<=', 3000, "the busiest worker served $most");
+  like($srv->log, qr/served \d+ request\(s\) \(max_requests\): retiring/, 'retiring is logged');
+  unlike($srv->log, qr/exited unexpectedly/, 'no worker exited unexpectedly');
+  my @now = wait_children($srv->pid, 2);
+  is(scalar @now, 2, 'two workers remain');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest 'options' => sub {
+  require PAGI::Server;
+  my $app = sub { };
+  ok(!eval { PAGI::Server->new(app => $app, max_requests => 5); 1 }, 'max_requests without workers croaks');
+  like($@, qr/max_requests needs workers/, '... saying why');
+  ok(!eval { PAGI::Server->new(app => $app, workers => 'two'); 1 }, 'a non-numeric workers croaks');
+  ok(!eval { PAGI::Server->new(app => $app, workers => 2, loop => bless({}, 'X')); 1 },
+    'a loop object with workers croaks');
+};
+
+done_testing;
