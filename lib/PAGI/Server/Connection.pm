@@ -640,8 +640,7 @@ sub _wire_error ($self, $status, $message, $headers = []) {
   my $server = $self->{server};
   my $peer = $self->{client} ? "$self->{client}[0]:$self->{client}[1]" : 'unix socket';
   $server->log(warn => "$peer: $status $message");
-  my $reason = $PAGI::Server::Protocol::HTTP1::PP::REASON{$status}
-    // ($status == 500 ? 'Internal Server Error' : 'Error');
+  my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);
   my ($bytes) = serialize_response($status,
     [['Content-Type', 'text/plain; charset=utf-8'], @$headers], F_CLOSE, "$reason\n");
   $self->{status} = $status;

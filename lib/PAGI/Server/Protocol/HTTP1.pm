@@ -64,6 +64,23 @@ our %ERROR_STATUS = (
 
 sub error_status { $ERROR_STATUS{$_[0]} // 400 }
 
+# Reason phrases of the responses the server writes itself (the body of its error
+# responses), kept here so that they do not depend on which backend is loaded
+our %ERROR_REASON = (
+  400 => 'Bad Request',
+  403 => 'Forbidden',
+  408 => 'Request Timeout',
+  413 => 'Content Too Large',
+  414 => 'URI Too Long',
+  426 => 'Upgrade Required',
+  431 => 'Request Header Fields Too Large',
+  500 => 'Internal Server Error',
+  501 => 'Not Implemented',
+  505 => 'HTTP Version Not Supported',
+);
+
+sub error_reason { $ERROR_REASON{$_[0]} // 'Error' }
+
 # Flags for serialize_response
 use constant { F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4 };
 # Body framing modes returned by serialize_response
@@ -112,6 +129,14 @@ C<$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION>.
   my $status = error_status($kind);
 
 The HTTP status for one of the codec's error kinds.
+
+=head2 error_reason
+
+  my $text = error_reason($status);
+
+The reason phrase for a status the server answers by itself (400, 403, 408, 413,
+414, 426, 431, 500, 501, 505), the same whichever backend is active; C<Error> for
+others.
 
 =head1 SEE ALSO
 
