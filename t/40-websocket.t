@@ -74,6 +74,7 @@ $route{'/bad-accept'} = async sub ($scope, $receive, $send) {
   push @r, await attempt($send, {type => 'websocket.accept', headers => [['X-Bad', "a\nb"]]});
   push @r, await attempt($send, {type => 'websocket.accept', headers => [["X-B\rad", 'v']]});
   push @r, await attempt($send, {type => 'websocket.accept', headers => 'nope'});
+  push @r, await attempt($send, {type => 'websocket.accept', subprotocol => "chat\r\nX-Injected: 1"});
   report(case => 'bad-accept', results => \@r);
   # Still unanswered: closing now refuses the handshake (403)
   await $send->({type => 'websocket.close'});
@@ -107,6 +108,14 @@ $route{'/deny'} = async sub ($scope, $receive, $send) {
   report(case => 'deny', results => \@r);
 };
 
+$route{'/deny-unfinished'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  await $send->({type => 'websocket.http.response.start', status => 401});
+  await $send->({type => 'websocket.http.response.body', body => 'part', more => 1})
+    if $scope->{query_string} eq 'body';
+  return;
+};
+
 $route{'/misuse'} = async sub ($scope, $receive, $send) {
   await $receive->();
   my %r;
@@ -122,6 +131,8 @@ $route{'/misuse'} = async sub ($scope, $receive, $send) {
   $r{long_reason} = await attempt($send, {type => 'websocket.close', reason => 'x' x 124});
   $r{deny_after_accept} = await attempt($send, {type => 'websocket.http.response.start', status => 403});
   $r{keepalive_bad} = await attempt($send, {type => 'websocket.keepalive', interval => 'soon'});
+  $r{keepalive_timeout_bad} = await attempt($send, {type => 'websocket.keepalive', interval => 1,
+    timeout => 'never'});
   $r{send_ok} = await attempt($send, {type => 'websocket.send', text => 'still open'});
   report(case => 'misuse', results => \%r);
   await $send->({type => 'websocket.close', code => 1000});
@@ -238,6 +249,8 @@ subtest 'a header with CR/LF makes accept fail' => sub {
   like($r->{results}[1], qr/error: websocket.accept: invalid header value/, 'LF in a value fails');
   like($r->{results}[2], qr/error: websocket.accept: invalid header name/, 'CR in a name fails');
   like($r->{results}[3], qr/error: websocket.accept: headers must be an array/, 'non-array headers fail');
+  like($r->{results}[4], qr/error: websocket.accept: invalid header value for Sec-WebSocket-Protocol/,
+    'a subprotocol with CRLF fails');
   unlike($res->{raw}, qr/X-Bad/, 'nothing of the bad header reached the wire');
 };
 
@@ -278,6 +291,14 @@ subtest 'denial via websocket.http.response' => sub {
   is_deeply([@{$r->{results}}[0 .. 2]], [qw(ok ok ok)], 'the denial sends succeed');
   like($r->{results}[3], qr/error: websocket.accept: the handshake is already answered/,
     'accept after a denial fails');
+};
+
+subtest 'an unfinished denial: 500' => sub {
+  for my $q ('start', 'body') {
+    my ($ws, $res) = ws_connect($port, path => "/deny-unfinished?$q");
+    is($res->{status}, 500, "denial started ($q) but not finished when the app returns: 500");
+    ok($ws->wait_closed(5), '... and the connection closes');
+  }
 };
 
 subtest 'handshake validation: 426 and 400' => sub {
@@ -325,6 +346,7 @@ subtest 'misuse of $send' => sub {
   like($x->{long_reason}, qr/error: websocket.close: reason longer than 123 bytes/, 'reason too long');
   is($x->{deny_after_accept}, 'ok', 'denial after accept is ignored');
   like($x->{keepalive_bad}, qr/error: websocket.keepalive: interval/, 'bad keepalive interval');
+  like($x->{keepalive_timeout_bad}, qr/error: websocket.keepalive: timeout/, 'bad keepalive timeout');
   is($x->{send_ok}, 'ok', 'a good send after all that');
   my ($end) = reports_of('misuse-end');
   is_deeply($end->{ev}, {type => 'websocket.disconnect', code => 1000, reason => ''}, 'disconnect');
@@ -341,6 +363,20 @@ subtest 'abrupt TCP drop: 1006 client_closed' => sub {
     'disconnect 1006 client_closed');
 };
 
-is($srv->stop, 0, 'server exits 0');
+subtest 'graceful shutdown: Close 1001' => sub {
+  my ($ws) = ws_connect($port, path => '/echo');
+  $ws->send_text('x');
+  is_deeply($ws->read_message, {text => 'echo: x'}, 'open');
+  my $n = () = reports_of('echo', 0);
+  kill 'TERM', $srv->pid;
+  my ($code) = $ws->read_close(5);
+  is($code, 1001, 'SIGTERM: the server sends Close 1001 (going away)');
+  $ws->send_close(1001);
+  ok($ws->wait_closed(5), 'and closes once answered');
+  my @r = reports_of('echo', $n + 1);
+  is_deeply($r[-1]{ev}, {type => 'websocket.disconnect', code => 1001, reason => ''}, 'the app sees 1001');
+};
+
+is($srv->wait_exit, 0, 'server exits 0');
 unlike($srv->log, qr/PAGI-TEST-CHILD-DIED/, 'no crash in the server');
 done_testing;

@@ -119,7 +119,7 @@ $route{'/decline'} = async sub ($scope, $receive, $send) {
 
 $route{'/die'} = async sub ($scope, $receive, $send) { await $receive->(); die "sse boom\n" };
 
-my $srv = start_server(app => $app);
+my $srv = start_server(app => $app, shutdown_timeout => 10);
 ok($srv->port, 'server started') or BAIL_OUT('server did not start: ' . $srv->log);
 my $port = $srv->port;
 
@@ -321,6 +321,19 @@ subtest 'the app dies before sse.start: 500' => sub {
   like($srv->log, qr/application error: sse boom/, 'logged');
 };
 
-is($srv->stop, 0, 'server exits 0');
+subtest 'graceful shutdown ends open streams: sse.disconnect server_shutdown' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/disconnect'));
+  read_until($c, qr/data: hello/);
+  my $t0 = Time::HiRes::time();
+  kill 'TERM', $srv->pid;
+  ok(wait_for(sub { $c->pause(0.02); (stream_of($c))[2] }, 5), 'the stream is terminated cleanly');
+  ok($c->wait_closed(5), 'and the connection closed');
+  my ($r) = (reports_of('disconnect', 2))[1];
+  is_deeply($r->{ev}, {type => 'sse.disconnect', reason => 'server_shutdown'}, 'the app sees server_shutdown');
+  is($srv->wait_exit, 0, 'server exits 0');
+  cmp_ok(Time::HiRes::time() - $t0, '<', 5, 'without waiting for shutdown_timeout');
+};
+
 unlike($srv->log, qr/PAGI-TEST-CHILD-DIED/, 'no crash in the server');
 done_testing;

@@ -105,6 +105,20 @@ sub _tick ($self, $now) {
   $self->SUPER::_tick($now);
 }
 
+# Server shutdown: an event stream never ends by itself, so a graceful stop ends it
+# now (terminated cleanly; EventSource reconnects) and tells the app server_shutdown,
+# instead of holding the stop for shutdown_timeout
+sub _shutdown ($self, $force = 0) {
+  if (!$force && ($self->{sse} // '') eq 'stream' && !$self->{complete}
+    && $self->{cstate} && $self->{cstate}{connected}) {
+    $self->{keep} = 0;
+    $self->_write("0\r\n\r\n") if $self->{resp_mode} == PAGI::Server::Connection::M_CHUNKED;
+    $self->_disconnect('server_shutdown', 1);
+    return $self->_close_after_flush;
+  }
+  $self->SUPER::_shutdown($force);
+}
+
 1;
 
 =head1 NAME
@@ -119,6 +133,7 @@ C<sse> scope. C<sse.request> carries the request body, C<sse.start> opens the st
 did not set them), C<sse.send> and C<sse.comment> write events, C<sse.keepalive>
 sends comments on an interval, C<sse.close> or returning ends the stream, and
 C<sse.http.response.*> declines with an ordinary response. A client that goes away
-gets the app an C<sse.disconnect> with a reason.
+gets the app an C<sse.disconnect> with a reason. A graceful server stop ends open
+streams at once (reason C<server_shutdown>).
 
 =cut

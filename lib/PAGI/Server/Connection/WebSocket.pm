@@ -145,6 +145,8 @@ sub _send ($self, $ev) {
     my $timeout  = $ev->{timeout};
     return Future->fail("websocket.keepalive: interval must be a number >= 0\n")
       unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
+    return Future->fail("websocket.keepalive: timeout must be a number >= 0\n")
+      if defined $timeout && $timeout !~ /\A[0-9]+(?:\.[0-9]+)?\z/;
     $self->{ping_interval} = $interval;
     $self->{ping_timeout}  = $timeout;
     $self->{next_ping}     = $interval ? $PAGI::Server::NOW + $interval : undef;
@@ -321,12 +323,16 @@ sub _app_done ($self, $f) {
     $self->{server}->log(error => "application error: $e");
   }
   my $state = $self->{ws};
-  if ($state eq 'handshake' && $self->{connected} && !$self->{deny}) {
-    # Returning without accepting refuses the connection (403); dying is a 500
+  if ($state eq 'handshake' && $self->{connected}) {
+    # Returning without accepting refuses the connection (403); dying, or leaving a
+    # denial response unfinished (nothing of it is written yet), is a 500
+    my $status = defined $error || $self->{deny} ? 500 : 403;
+    $self->{server}->log(error => 'application finished without completing its denial response')
+      if $self->{deny} && !defined $error;
     $self->{connected} = 0;
     $self->{ws} = 'closed';
-    return $self->_wire_error(defined $error ? 500 : 403,
-      defined $error ? 'internal server error' : 'websocket connection refused');
+    return $self->_wire_error($status,
+      $status == 500 ? 'internal server error' : 'websocket connection refused');
   }
   if ($state eq 'open') {
     $self->_send_close(defined $error ? 1011 : 1000);
