@@ -429,7 +429,10 @@ sub _maybe_stopped ($self) {
   my $loop = $self->loop;
   $loop->unwatch_time($self->{grace_id}) if $self->{grace_id};
   $loop->unwatch_time($self->{tick_id})  if $self->{tick_id};
-  $self->_lifespan_shutdown->on_ready(sub { $self->{stopped}->done unless $self->{stopped}->is_ready });
+  # Held: a wait_any nobody references is destroyed, and its callback never runs
+  $self->{lifespan_stop} = $self->_lifespan_shutdown->on_ready(sub {
+    $self->{stopped}->done unless $self->{stopped}->is_ready;
+  });
 }
 
 # Unix socket files this process created
