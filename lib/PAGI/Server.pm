@@ -278,13 +278,15 @@ sub _open_listeners ($self) {
 }
 
 sub _bind_tcp ($self, $spec) {
+  # Not Blocking => 0 here: IO::Socket::IP then returns an unbound socket instead
+  # of failing when the address is in use (and accept() on it fails forever)
   my $sock = IO::Socket::IP->new(
     LocalHost => $spec->{host},
     LocalPort => $spec->{port},
     Listen    => $self->{backlog},
     ReuseAddr => 1,
-    Blocking  => 0,
   ) or die "PAGI::Server: cannot listen on $spec->{host}:$spec->{port}: $@\n";
+  $sock->blocking(0);
   return {fh => $sock, tcp => 1, host => $spec->{host}, port => $sock->sockport};
 }
 
