@@ -76,6 +76,7 @@ our %ERROR_REASON = (
   431 => 'Request Header Fields Too Large',
   500 => 'Internal Server Error',
   501 => 'Not Implemented',
+  503 => 'Service Unavailable',
   505 => 'HTTP Version Not Supported',
 );
 
@@ -135,7 +136,7 @@ The HTTP status for one of the codec's error kinds.
   my $text = error_reason($status);
 
 The reason phrase for a status the server answers by itself (400, 403, 408, 413,
-414, 426, 431, 500, 501, 505), the same whichever backend is active; C<Error> for
+414, 426, 431, 500, 501, 503, 505), the same whichever backend is active; C<Error> for
 others.
 
 =head1 SEE ALSO
