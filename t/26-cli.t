@@ -1,0 +1,191 @@
+use strict;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use File::Temp ();
+use IO::Socket::IP;
+use Time::HiRes ();
+use lib 't/lib';
+use PAGI::Test::Server qw(:all);
+use PAGI::Server;
+
+# bin/pagi-server as a user runs it: --help documents every option the code accepts,
+# --version names the backend, --port 0 with the port read from the startup line, a
+# graceful SIGTERM with a request in flight, the access log, and startup errors.
+
+my $dir = File::Temp->newdir;
+sub write_file ($name, $text) {
+  my $path = "$dir/$name";
+  open(my $fh, '>', $path) or die "$path: $!";
+  print {$fh} $text;
+  close $fh;
+  return $path;
+}
+
+my $APP = write_file('app.pl', <<'APP');
+use strict;
+use warnings;
+use experimental 'signatures';
+use Future::AsyncAwait;
+use IO::Async::Loop;
+
+async sub ($scope, $receive, $send) {
+  return if $scope->{type} eq 'lifespan';
+  my $body = '';
+  while (1) {
+    my $ev = await $receive->();
+    last if $ev->{type} ne 'http.request';
+    $body .= $ev->{body};
+    last unless $ev->{more};
+  }
+  if ($scope->{path} eq '/slow') {
+    print STDERR "SLOW-START\n";
+    await IO::Async::Loop->new->delay_future(after => 1);
+  }
+  my $status = $scope->{path} eq '/missing' ? 404 : 200;
+  my $text = $scope->{method} eq 'POST' ? "posted " . length($body) : "hello";
+  await $send->({type => 'http.response.start', status => $status,
+    headers => [['content-type', 'text/plain'], ['content-length', length $text]]});
+  await $send->({type => 'http.response.body', body => $text});
+};
+APP
+
+subtest '--help documents every option the code accepts' => sub {
+  my $r = run_cli(args => ['--help']);
+  is($r->{exit}, 0, '--help exits 0');
+  like($r->{stdout}, qr/\AUsage: pagi-server/, 'usage on stdout');
+  open(my $fh, '<', ROOT . '/bin/pagi-server') or die $!;
+  my $src = do { local $/; <$fh> };
+  my ($spec) = $src =~ /GetOptions\((.*?)\)\s*or usage/s or die 'GetOptions not found';
+  my @specs = $spec =~ /'([^']+)'\s*=>/g;
+  cmp_ok(scalar @specs, '>=', 20, scalar(@specs) . ' option specs found in bin/pagi-server');
+  my @missing;
+  for my $s (@specs) {
+    (my $names = $s) =~ s/[=:!+].*//;
+    for my $n (split /\|/, $names) {
+      my $flag = length $n == 1 ? "-$n" : "--$n";
+      push @missing, $flag unless $r->{stdout} =~ /(?:^|[\s,])\Q$flag\E(?=[\s,=]|$)/m;
+    }
+  }
+  is_deeply(\@missing, [], 'every option name and alias appears in --help');
+  my $bad = run_cli(args => ['--no-such-option']);
+  is($bad->{exit}, 2, 'an unknown option exits 2');
+  like($bad->{stderr}, qr/no-such-option.*Usage: pagi-server/s, '... naming it, with the usage on stderr');
+};
+
+subtest '--version names the backend' => sub {
+  my $r = run_cli(args => ['--version']);
+  is($r->{exit}, 0, 'exits 0');
+  my $b = PAGI::Server->backend;
+  like($r->{stdout}, qr/\Apagi-server \(PAGI::Server\) [0-9.]+, backend \Q$b\E, perl v?5\.[0-9.]+\n\z/,
+    "names the active backend ($b)");
+  $r = run_cli(args => ['--version', '--backend', 'pp']);
+  like($r->{stdout}, qr/backend PP/, '--backend pp: backend PP');
+  $r = run_cli(args => ['--version', '--backend', 'fast']);
+  isnt($r->{exit}, 0, '--backend with an unknown name fails');
+  like($r->{stderr}, qr/--backend must be auto, xs or pp/, '... saying what is allowed');
+};
+
+subtest 'startup errors' => sub {
+  my $r = run_cli(args => []);
+  is($r->{exit}, 2, 'no app file: exit 2');
+  like($r->{stderr}, qr/no application file given/, '... with a message');
+  $r = run_cli(args => ["$dir/nope.pl", '--port', 0]);
+  is($r->{exit}, 2, 'a missing app file: exit 2');
+  like($r->{stderr}, qr/cannot (?:read|load) '\Q$dir\E\/nope\.pl'/, '... naming it');
+  my $not_code = write_file('notcode.pl', "42;\n");
+  $r = run_cli(args => [$not_code, '--port', 0]);
+  is($r->{exit}, 2, 'an app file that returns no code reference: exit 2');
+  like($r->{stderr}, qr/did not return a code reference/, '... saying so');
+  my $broken = write_file('broken.pl', "sub { ;\n");
+  $r = run_cli(args => [$broken, '--port', 0]);
+  is($r->{exit}, 2, 'an app file with a syntax error: exit 2');
+  like($r->{stderr}, qr/cannot load/, '... saying so');
+  $r = run_cli(args => [$APP, '--port', 0, '--log-level', 'loud']);
+  is($r->{exit}, 2, 'an invalid option value: exit 2');
+  like($r->{stderr}, qr/log_level must be one of/, '... naming the option');
+  my $taken = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1) or die $@;
+  $r = run_cli(args => [$APP, '--port', $taken->sockport]);
+  isnt($r->{exit}, 0, 'a port already in use: non-zero exit');
+  like($r->{stderr}, qr/cannot listen on 127\.0\.0\.1:[0-9]+/, '... saying where');
+};
+
+subtest '--port 0: the port from the startup line; -I; SIGTERM with a request in flight' => sub {
+  my $libdir = File::Temp->newdir;
+  mkdir "$libdir/My";
+  open(my $fh, '>', "$libdir/My/Greeting.pm") or die $!;
+  print {$fh} "package My::Greeting; sub text { 'from -I' } 1;\n";
+  close $fh;
+  my $app2 = write_file('app2.pl', <<'APP');
+use My::Greeting;
+my $app = do $ENV{PAGI_TEST_APP} or die $@ || $!;
+sub { my ($scope) = @_; print STDERR 'GREETING ', My::Greeting::text(), "\n" if $scope->{type} eq 'lifespan'; $app->(@_) };
+APP
+  my $srv = start_cli(args => [$app2, '--port', 0, '-I', "$libdir", '--no-access-log'],
+    env => {PAGI_TEST_APP => $APP});
+  ok($srv->port, 'the port is read from "listening on http://127.0.0.1:PORT/"') or diag $srv->log;
+  like($srv->log, qr/GREETING from -I/, '-I DIR puts DIR on @INC');
+  my ($r) = http_exchange($srv->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  is($r->[0]{body}, 'hello', 'serves the app file');
+
+  my $c = http_connect($srv->port);
+  $c->send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+  ok($srv->wait_log(qr/SLOW-START/), 'the slow request is in the app');
+  my $t0 = Time::HiRes::time();
+  kill 'TERM', $srv->pid;
+  ok(wait_for(sub { !IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->port, Timeout => 1) }, 3),
+    'after SIGTERM no new connection is accepted');
+  my ($slow) = $c->read_responses(timeout => 8);
+  is($slow && $slow->{status}, 200, 'the in-flight request completes');
+  is($slow && $slow->{body}, 'hello', '... with its whole body');
+  is($slow && $slow->{h}{connection}, 'close', '... and Connection: close');
+  ok($c->wait_closed(3), '... then the connection is closed');
+  is($srv->wait_exit(10), 0, 'exit status 0');
+  cmp_ok(Time::HiRes::time() - $t0, '<', 8, 'promptly after the request finished');
+  like($srv->log, qr/SIGTERM received/, 'the signal is logged');
+  like($srv->log, qr/stopped after 2 request/, 'the stop is logged with the request count');
+};
+
+subtest '--access-log FILE: Common Log Format' => sub {
+  my $log = "$dir/access.log";
+  my $srv = start_cli(args => [$APP, '--port', 0, '--access-log', $log, '--max-body-size', 10]);
+  ok($srv->port, 'started');
+  my $c = http_connect($srv->port);
+  $c->send("GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: t\r\nUser-Agent: t\r\n\r\n"
+    . "HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n"
+    . "POST /post HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd"
+    . "GET /missing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  my @r = $c->read_responses(n => 4, methods => [qw(GET HEAD POST GET)]);
+  is(scalar @r, 4, 'four responses');
+  my ($big) = http_exchange($srv->port, "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n",
+    read => 1, until_close => 1);
+  is($big->[0]{status}, 413, 'a body over --max-body-size: 413');
+  is($srv->stop, 0, 'exit 0');
+  my @lines = split /\n/, slurp($log);
+  is(scalar @lines, 5, 'one line per request');
+  my $clf = qr{\A(\S+) (\S+) (\S+) \[([0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4})\] "([^"]*)" ([0-9]{3}) ([0-9]+|-)(?: .*)?\z};
+  my @f = map { [$_ =~ $clf] } @lines;
+  is(scalar(grep { @$_ } @f), 5, 'every line is Common Log Format: host ident user [time] "request" status bytes')
+    or diag join "\n", @lines;
+  is_deeply([map { [@$_[0 .. 2]] } @f], [(['127.0.0.1', '-', '-']) x 5], 'client address, - -');
+  is_deeply([map { $_->[4] } @f], ['GET /a/b?x=1&y=2 HTTP/1.1', 'HEAD /head HTTP/1.1', 'POST /post HTTP/1.1',
+    'GET /missing HTTP/1.0', 'POST /big HTTP/1.1'], 'request lines with the query string');
+  is_deeply([map { $_->[5] } @f], [200, 200, 200, 404, 413], 'statuses');
+  is_deeply([map { $_->[6] } @f], [5, '-', length('posted 4'), 5, length("Content Too Large\n")],
+    'body bytes sent ("-" for none)');
+  my @t = map { $_->[3] } @f;
+  ok(@t == 5 && !grep({ !/ \+0000\z/ } @t), 'times in UTC');
+};
+
+subtest '--no-access-log and the default (stderr)' => sub {
+  my $srv = start_cli(args => [$APP, '--port', 0]);
+  http_exchange($srv->port, "GET /default HTTP/1.1\r\nHost: t\r\n\r\n");
+  is($srv->stop, 0, 'exit 0');
+  like($srv->log, qr{^127\.0\.0\.1 - - \[[^]]+\] "GET /default HTTP/1\.1" 200 5}m, 'access log on stderr by default');
+  $srv = start_cli(args => [$APP, '--port', 0, '--no-access-log']);
+  http_exchange($srv->port, "GET /none HTTP/1.1\r\nHost: t\r\n\r\n");
+  is($srv->stop, 0, 'exit 0');
+  unlike($srv->log, qr{"GET /none}, '--no-access-log: no access line');
+};
+
+done_testing;
