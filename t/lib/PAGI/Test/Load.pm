@@ -195,7 +195,7 @@ sub _client (%opt) {
 # Resident set size of a process in kB (Linux /proc), or undef
 sub rss_kb ($pid) {
   open(my $fh, '<', "/proc/$pid/status") or return undef;
-  while (<$fh>) { return $1 if /\AVmRSS:\s+([0-9]+) kB/ }
+  while (my $l = <$fh>) { return $1 if $l =~ /\AVmRSS:\s+([0-9]+) kB/ }
   return undef;
 }
 

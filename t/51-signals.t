@@ -1,0 +1,96 @@
+use strict;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use lib 't/lib';
+use PAGI::Test::Server qw(start_server http_connect wait_for);
+use PAGI::Test::Load qw(start_load worker_app children_of);
+
+# Signals of a pre-forked server: TERM (graceful stop with in-flight requests),
+# HUP under load (no request refused or dropped), TTIN/TTOU (worker count).
+
+sub wait_children ($master, $n, $timeout = 10) {
+  my @k;
+  wait_for(sub { @k = children_of($master); @k == $n }, $timeout);
+  return @k;
+}
+
+subtest 'TERM: in-flight requests finish, lifespan shutdown runs, master exits 0' => sub {
+  my $srv = start_server(app => worker_app(slow => 1), workers => 2);
+  wait_children($srv->pid, 2);
+  $srv->wait_reports(2, 10);
+  my @c = map { http_connect($srv->port) } 1 .. 4;
+  $_->send("GET /slow/$_ HTTP/1.1\r\nHost: x\r\n\r\n") for @c;
+  select(undef, undef, undef, 0.3);
+  kill 'TERM', $srv->pid;
+  my $i = 0;
+  for my $c (@c) {
+    $i++;
+    my ($r) = $c->read_responses(timeout => 5);
+    ok($r && $r->{status} == 200, "in-flight request $i answered");
+  }
+  is($srv->wait_exit(15), 0, 'the master exits 0');
+  my @left = children_of($srv->pid);
+  is(scalar @left, 0, 'no worker left');
+  my $down = grep { $_->{lifespan} eq 'shutdown' } $srv->reports;
+  is($down, 2, 'lifespan shutdown ran in both workers');
+};
+
+subtest 'HUP under load: new workers replace the old, no request dropped' => sub {
+  my $srv = start_server(app => worker_app(), workers => 2);
+  my @old = wait_children($srv->pid, 2);
+  $srv->wait_reports(2, 10);
+  my $load = start_load(port => $srv->port, conns => 40, requests => 40_000, procs => 2,
+    duration => 4, slow_every => 50);
+  select(undef, undef, undef, 1.2);
+  ok(kill('HUP', $srv->pid), 'SIGHUP to the master');
+  my $res = $load->wait;
+  is($res->{errors}, 0, "no request failed ($res->{ok} answered)") or diag explain $res->{error_list};
+  cmp_ok($res->{ok}, '>', 1000, 'the load kept being served');
+  my @new = wait_children($srv->pid, 2);
+  is(scalar @new, 2, 'two workers afterwards');
+  ok(!grep({ my $p = $_; grep { $_ == $p } @old } @new), 'both are new processes');
+  my %by = %{$res->{pids}};
+  ok((grep { $by{$_} } @old) && (grep { $by{$_} } @new), 'old and new workers both served the load');
+  note 'served by: ' . join ', ', map { "$_ x$by{$_}" } sort keys %by;
+  my @starts = grep { $_->{lifespan} eq 'startup' } $srv->reports;
+  is(scalar @starts, 4, 'lifespan startup ran in the 2 old and the 2 new workers');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest 'TTIN and TTOU change the number of workers' => sub {
+  my $srv = start_server(app => worker_app(), workers => 2);
+  my @k = wait_children($srv->pid, 2);
+  is(scalar @k, 2, 'two workers');
+  kill 'TTIN', $srv->pid;
+  @k = wait_children($srv->pid, 3);
+  is(scalar @k, 3, 'TTIN: three workers');
+  my @r = $srv->wait_reports(3, 10);
+  is_deeply([sort map { $_->{worker_num} } @r], [1, 2, 3], 'the new one is worker_num 3');
+  kill 'TTIN', $srv->pid;
+  @k = wait_children($srv->pid, 4);
+  is(scalar @k, 4, 'TTIN: four workers');
+  kill 'TTOU', $srv->pid;
+  @k = wait_children($srv->pid, 3);
+  is(scalar @k, 3, 'TTOU: three workers');
+  kill 'TTOU', $srv->pid;
+  @k = wait_children($srv->pid, 2);
+  is(scalar @k, 2, 'TTOU: two workers');
+  for (1 .. 2) {
+    kill 'TTOU', $srv->pid;
+    select(undef, undef, undef, 0.5);
+  }
+  @k = wait_children($srv->pid, 1);
+  is(scalar @k, 1, 'TTOU stops at one worker');
+  select(undef, undef, undef, 0.5);
+  @k = children_of($srv->pid);
+  is(scalar @k, 1, '... and keeps it');
+  my $c = http_connect($srv->port);
+  $c->send("GET /r/7 HTTP/1.1\r\nHost: x\r\n\r\n");
+  my ($r) = $c->read_responses;
+  is($r && $r->{body}, "ok /r/7\n", 'the last worker serves');
+  unlike($srv->log, qr/exited unexpectedly/, 'every exit was expected');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
+done_testing;
