@@ -116,6 +116,15 @@ $route{'/deny-unfinished'} = async sub ($scope, $receive, $send) {
   return;
 };
 
+$route{'/deny-bad-header'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  my @r;
+  push @r, await attempt($send, {type => 'websocket.http.response.start', status => 403,
+    headers => [['X-Evil', "a\r\nInjected: 1"]]});
+  push @r, await attempt($send, {type => 'websocket.http.response.body', body => 'Injected body'});
+  report(case => 'deny-bad-header', results => \@r);
+};
+
 $route{'/misuse'} = async sub ($scope, $receive, $send) {
   await $receive->();
   my %r;
@@ -299,6 +308,16 @@ subtest 'an unfinished denial: 500' => sub {
     is($res->{status}, 500, "denial started ($q) but not finished when the app returns: 500");
     ok($ws->wait_closed(5), '... and the connection closes');
   }
+};
+
+subtest 'a denial header with CR/LF: the send fails' => sub {
+  my ($ws, $res) = ws_connect($port, path => '/deny-bad-header');
+  is($res->{status}, 500, 'nothing of the denial is sent; the app returned without finishing it: 500');
+  unlike($res->{raw} . $ws->read_all(2), qr/Injected/, 'the bad bytes never reach the wire');
+  my ($r) = reports_of('deny-bad-header');
+  is($r->{results}[0], 'ok', 'the start is buffered');
+  like($r->{results}[1], qr/error: websocket.http.response.start: invalid header value for X-Evil/,
+    'the final body send fails, naming the header');
 };
 
 subtest 'handshake validation: 426 and 400' => sub {

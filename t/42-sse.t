@@ -117,6 +117,20 @@ $route{'/decline'} = async sub ($scope, $receive, $send) {
   report(case => 'decline', status => $status, results => \%r);
 };
 
+$route{'/bad-header'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  my $evil = ['X-Evil', "a\r\nInjected: 1"];
+  my @r;
+  if ($scope->{query_string} eq 'start') {
+    push @r, await attempt($send, {type => 'sse.start', headers => [$evil]});
+  }
+  else {
+    push @r, await attempt($send, {type => 'sse.http.response.start', status => 403, headers => [$evil]});
+    push @r, await attempt($send, {type => 'sse.http.response.body', body => 'Injected body'});
+  }
+  report(case => 'bad-header', mode => $scope->{query_string}, results => \@r);
+};
+
 $route{'/die'} = async sub ($scope, $receive, $send) { await $receive->(); die "sse boom\n" };
 
 my $srv = start_server(app => $app, shutdown_timeout => 10);
@@ -312,6 +326,18 @@ subtest 'decline with sse.http.response.*' => sub {
     is($rep->{results}{body}, 'ok', 'body ok');
     like($rep->{results}{send_after}, qr/error: sse.send after a declined/, 'sse.send after a decline raises');
     like($rep->{results}{start_after}, qr/error: sse.start after the response started/, 'sse.start too');
+  }
+};
+
+subtest 'a header with CR/LF in sse.start or a decline: the send fails' => sub {
+  for my $mode (qw(start decline)) {
+    my $c = http_connect($port);
+    $c->send(sse_request("/bad-header?$mode"));
+    my $bytes = $c->read_all(3);
+    my ($r) = grep { $_->{mode} eq $mode } reports_of('bad-header', $mode eq 'start' ? 1 : 2);
+    like($r->{results}[-1], qr/error: .*invalid header value for X-Evil/, "$mode: the send fails");
+    unlike($bytes, qr/Injected/, "$mode: the bad bytes never reach the wire");
+    ok($c->closed, "$mode: the connection is closed");
   }
 };
 

@@ -62,9 +62,10 @@ sub _send ($self, $ev) {
     my $f = $self->SUPER::_send({type => 'http.response.start', status => $ev->{status} // 200,
       headers => $headers});
     return $f if $f->is_failed;
-    $self->{sse} = 'stream';
-    # The head goes out now: the client is waiting for the stream to open
+    # The head goes out now: the client is waiting for the stream to open. If it
+    # cannot (a bad header), nothing was written and there is no stream to end.
     my $err = $self->_write_head;
+    $self->{sse} = $err ? 'failed' : 'stream';
     return $err ? Future->fail($err =~ s/http\.response\.start/sse.start/r) : Future->done;
   }
   if ($type eq 'sse.close') {
