@@ -316,8 +316,9 @@ sub _body_error ($self, $status, $message, $reason) {
 
 sub _receive ($self) {
   my $cstate = $self->{cstate};
+  # After the response is complete the next event is the disconnect, read or not
   return Future->done({type => 'http.disconnect'})
-    if !$cstate || !$cstate->{connected} || $self->{body_final} && $self->{complete};
+    if !$cstate || !$cstate->{connected} || $self->{complete};
   if ($self->{body_final}) {
     # The body was delivered; the next event is the disconnect
     return $self->{recv_wait} //= Future->new;
@@ -531,7 +532,7 @@ sub _response_complete ($self) {
   my $cstate = $self->{cstate};
   $cstate->_complete;
   $self->_access_log if $self->{server}{access_log};
-  if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) if $self->{body_final} }
+  if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) }
   $self->_next_request unless $self->{app_running};
   return Future->done;
 }
