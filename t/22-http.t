@@ -137,6 +137,35 @@ $route{'/file'} = async sub ($scope, $receive, $send) {
   await $send->({type => 'http.response.body', body => 'fallback'}) unless $ok;
 };
 
+# Answers before the body arrives, with a receive still pending
+$route{'/early-answer'} = async sub ($scope, $receive, $send) {
+  my $pending = $receive->();
+  my $was_ready = $pending->is_ready ? 1 : 0;
+  await respond($send, 200, 'early');
+  my $ev = await Future->wait_any($pending, delay(3)->then_done({type => 'timeout'}));
+  my $again = await Future->wait_any($receive->(), delay(3)->then_done({type => 'timeout'}));
+  report(early => {was_ready => $was_ready, pending => $ev->{type}, again => $again->{type}});
+};
+
+# A 16 MiB response in 64 KiB sends, counting the sends that completed
+my $big_done = 0;
+$route{'/big'} = async sub ($scope, $receive, $send) {
+  $big_done = 0;
+  await $send->({type => 'http.response.start', status => 200, headers => [['content-length', 256 * 65536]]});
+  for my $i (1 .. 256) {
+    await $send->({type => 'http.response.body', body => chr(64 + $i % 26) x 65536, more => $i < 256 ? 1 : 0});
+    $big_done++;
+  }
+};
+$route{'/big-progress'} = async sub ($scope, $receive, $send) { await respond($send, 200, $big_done) };
+
+# Pipelined requests whose apps finish in reverse order
+$route{'/sleep'} = async sub ($scope, $receive, $send) {
+  my ($ms) = $scope->{query_string} =~ /ms=([0-9]+)/;
+  await delay($ms / 1000);
+  await respond($send, 200, "slept $ms");
+};
+
 my $srv = start_server(app => $app);
 ok($srv->port, 'server started') or BAIL_OUT($srv->log);
 
@@ -354,6 +383,40 @@ subtest 'file and fh bodies' => sub {
   $c->send(join '', map { "GET /file?via=file&offset=$_&length=3 HTTP/1.1\r\nHost: t\r\n\r\n" } 0 .. 9);
   my @r = $c->read_responses(n => 10);
   is_deeply([map { $_->{body} } @r], [map { substr($FILE_DATA, $_, 3) } 0 .. 9], 'pipelined file responses, in order');
+};
+
+subtest 'a receive pending when the response completes gets http.disconnect' => sub {
+  my @before = $srv->reports;
+  my $c = http_connect($srv->port);
+  $c->send("POST /early-answer HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n");
+  my ($r) = $c->read_responses;
+  is($r->{body}, 'early', 'the early answer');
+  $c->send('0123456789');
+  my @rep = $srv->wait_reports(@before + 1, 8);
+  is_deeply($rep[-1]{early}, {was_ready => 0, pending => 'http.disconnect', again => 'http.disconnect'},
+    'the pending receive resolves with http.disconnect, and so does the next one');
+  $c->send("GET /resource HTTP/1.1\r\nHost: t\r\n\r\n");
+  ($r) = $c->read_responses;
+  is($r->{status}, 200, 'the unread body was dropped; the connection goes on');
+};
+
+subtest 'flow control: sends wait while the client does not read' => sub {
+  my $c = http_connect($srv->port, timeout => 20);
+  $c->send("GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+  Time::HiRes::sleep(0.7);    # not reading
+  my ($progress) = get('/big-progress');
+  cmp_ok($progress->{body}, '<', 256, "while the client is not reading, sends wait ($progress->{body} of 256 done)");
+  my ($r) = $c->read_responses(timeout => 20);
+  is(length($r->{body}), 256 * 65536, 'then the whole 16 MiB arrives');
+  ok($r->{body} eq join('', map { chr(64 + $_ % 26) x 65536 } 1 .. 256), '... intact and in order');
+};
+
+subtest 'pipelined requests answered in order even when later apps finish first' => sub {
+  my $c = http_connect($srv->port);
+  my @ms = (300, 200, 100, 0, 50);
+  $c->send(join '', map { "GET /sleep?ms=$_ HTTP/1.1\r\nHost: t\r\n\r\n" } @ms);
+  my @r = $c->read_responses(n => scalar @ms, timeout => 8);
+  is_deeply([map { $_->{body} } @r], [map { "slept $_" } @ms], 'responses in request order');
 };
 
 is($srv->stop, 0, 'server exits 0 on SIGTERM');
