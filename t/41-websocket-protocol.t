@@ -23,6 +23,11 @@ my $app = async sub ($scope, $receive, $send) {
   my $id = $scope->{query_string};
   await $receive->();
   await $send->({type => 'websocket.accept'});
+  if ($scope->{path} eq '/slow') {
+    # Not reading for a while: the server queues, then stops reading the socket
+    require IO::Async::Loop;
+    await IO::Async::Loop->new->delay_future(after => 1);
+  }
   if ($scope->{path} eq '/keepalive') {
     my ($interval, $timeout) = split /,/, $id;
     await $send->({type => 'websocket.keepalive', interval => $interval,
@@ -176,6 +181,19 @@ subtest 'message size limit: 1009 on the wire, 1006 for the app' => sub {
   my ($ws) = connect_ws();
   $ws->send_binary('z' x MAX_MESSAGE);
   is(length(($ws->read_message || {})->{bytes} // ''), MAX_MESSAGE, 'exactly the limit is fine');
+};
+
+subtest 'an app that reads slowly: nothing lost, order kept' => sub {
+  my ($ws, $id) = connect_ws('/slow');
+  my $count = 300;
+  $ws->send(join '', map { client_frame(WS_TEXT, "m$_ " . ('x' x 900)) } 1 .. $count);
+  my @got;
+  while (@got < $count) {
+    my $m = $ws->read_message(5) or last;
+    push @got, $m->{text} =~ /\Am([0-9]+) / ? $1 : 'bad';
+  }
+  is_deeply(\@got, [1 .. $count], "all $count messages echoed, in order");
+  $ws->send_close(1000);
 };
 
 subtest 'abrupt TCP drop: 1006 client_closed' => sub {
