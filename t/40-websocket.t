@@ -105,6 +105,8 @@ $route{'/deny'} = async sub ($scope, $receive, $send) {
   push @r, await attempt($send, {type => 'websocket.http.response.body', body => 'no ', more => 1});
   push @r, await attempt($send, {type => 'websocket.http.response.body', body => 'entry'});
   push @r, await attempt($send, {type => 'websocket.accept'});
+  my $ev = eval { await $receive->() };
+  push @r, $ev ? "event: $ev->{type}" : "error: $@" =~ s/\s+\z//r;
   report(case => 'deny', results => \@r);
 };
 
@@ -300,6 +302,8 @@ subtest 'denial via websocket.http.response' => sub {
   is_deeply([@{$r->{results}}[0 .. 2]], [qw(ok ok ok)], 'the denial sends succeed');
   like($r->{results}[3], qr/error: websocket.accept: the handshake is already answered/,
     'accept after a denial fails');
+  like($r->{results}[4], qr/error: websocket: the handshake was denied/,
+    'no websocket.disconnect after a denial: receiving fails instead');
 };
 
 subtest 'an unfinished denial: 500' => sub {

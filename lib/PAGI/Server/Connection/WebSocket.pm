@@ -22,6 +22,7 @@ use constant {
   WS_CLOSE => 8, WS_PING => 9, WS_PONG => 10,
 };
 use constant INBOX_HIGH => 64;    # queued messages before we stop reading
+use constant DENIED => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
 # States: handshake (app not answered), open, closing (our Close sent), closed
 sub _start ($self, $req) {
@@ -76,6 +77,8 @@ sub _receive ($self) {
     $self->_resume_read if !$self->{reading} && @$inbox < INBOX_HIGH && $self->{ws} eq 'open';
     return Future->done($ev);
   }
+  # After a denial there is no websocket.disconnect (PAGI spec): receiving is a mistake
+  return Future->fail(DENIED) if $self->{denied};
   return Future->done($self->_disconnect_event) unless $self->{connected};
   return $self->{recv_wait} //= Future->new;
 }
@@ -205,6 +208,8 @@ sub _deny ($self, $type, $ev) {
   $self->{sent_bytes} = length $deny->{body};
   $self->{ws} = 'closed';
   $self->{connected} = 0;
+  $self->{denied} = 1;
+  if (my $f = delete $self->{recv_wait}) { $f->fail(DENIED) }
   $self->_write($bytes);
   $self->_access_log if $self->{server}{access_log};
   $self->_close_after_flush(1);
@@ -383,7 +388,8 @@ PAGI::Server::Connection::WebSocket - a PAGI::Server connection speaking RFC 645
 Internal. Takes over a L<PAGI::Server::Connection> whose request asked for a
 WebSocket upgrade: answers C<websocket.connect>, completes the handshake only on
 C<websocket.accept> (C<websocket.close> first gives 403, C<websocket.http.response.*>
-sends that HTTP response instead, a wrong C<Sec-WebSocket-Version> gives 426), then
+sends that HTTP response instead, after which C<$receive> fails rather than giving a
+C<websocket.disconnect>; a wrong C<Sec-WebSocket-Version> gives 426), then
 reassembles fragmented messages, answers pings, echoes the close handshake, and
 closes with 1002 (framing), 1007 (invalid UTF-8) or 1009 (too large) on bad input.
 
