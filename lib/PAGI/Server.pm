@@ -238,7 +238,7 @@ sub _lifespan_shutdown ($self) {
 
 # ---- listening and accepting -----------------------------------------------------
 
-use constant ACCEPT_BATCH => 64;
+use constant {ACCEPT_BATCH => 64, WORKER_ACCEPT_BATCH => 4};
 
 # Starts serving: lifespan startup, then bind and accept. Returns a Future.
 sub listen ($self) {
@@ -321,7 +321,7 @@ sub _accept ($self, $l) {
   my $listener = $l->{fh};
   return $self->_retire if $self->{max_requests} && $self->{served} >= $self->{max_requests};
   my $max = $self->{max_connections};
-  for (1 .. ACCEPT_BATCH) {
+  for (1 .. ($self->{accept_batch} // ACCEPT_BATCH)) {
     my $fh;
     if (!accept($fh, $listener)) {
       last if $! == EAGAIN || $! == EWOULDBLOCK;
@@ -481,6 +481,9 @@ sub run ($self) {
 # Returns the exit status (STARTUP_FAILED when lifespan startup failed).
 sub _run_worker ($self, $num, $notify, $early) {
   $self->{worker_num} = $num;
+  # Workers share the listening socket: taking a few connections per wake-up (not 64)
+  # spreads a burst of new connections over all of them
+  $self->{accept_batch} = WORKER_ACCEPT_BATCH;
   $self->{log_prefix} = "[worker $num pid $$] ";
   $self->{notify}     = $notify;
   $self->{master_pid} = getppid;
@@ -636,6 +639,52 @@ Seconds a WebSocket peer has to answer the server's Close frame. Default 5.
 
 The scope's C<root_path> (the mount point of the app). Default empty.
 
+=item listen, socket
+
+More places to listen. C<listen> is a list (or one string) of C<HOST:PORT>,
+C<[IPv6]:PORT>, C<PORT> or C<unix:PATH>; C<socket> is a Unix domain socket path.
+C<host>/C<port> are listened on as well when given, or when neither of these is. On a
+Unix socket the scope has C<server =E<gt> [PATH, undef]> and C<client =E<gt> undef>. A
+socket file left behind by a dead server is replaced (a live one is an error); the
+file is removed at exit.
+
+=item workers
+
+Pre-fork this many worker processes (default 0: a single process). The master binds
+every listening socket once, before forking, and the workers share them (the kernel
+gives each new connection to one of the workers that accept). Each worker creates its
+own L<IO::Async> loop (C<loop_type>; a C<loop> object cannot be shared and is refused)
+and TLS context after the fork, and runs lifespan with C<is_worker =E<gt> 1> and
+C<worker_num> 1..N; the master never runs the application. With C<workers> 0 lifespan
+gets C<is_worker =E<gt> 0> and C<worker_num =E<gt> undef>. A worker that dies is started
+again, with a delay that grows (0.1 s doubling to 5 s) while workers keep dying young.
+See L<PAGI::Server::Prefork> for the master and its signals.
+
+=item max_requests
+
+A worker that has served this many requests stops accepting, tells the master (which
+starts its replacement at once), finishes its in-flight requests, answers one more
+request on each open keep-alive connection with C<Connection: close>, and exits.
+Needs C<workers>. Default 0 (never).
+
+=item max_connections
+
+The most connections a process (each worker) holds; a connection beyond it is
+answered C<503 Service Unavailable> (text/plain, C<Connection: close>) and closed,
+while the open ones carry on. Default 0 (no limit).
+
+=item ssl_cert, ssl_key, ssl_ca, ssl_verify_client
+
+Serve TLS on every listener: the certificate (PEM, intermediates after the leaf) and
+its key. Scopes then have C<scheme> C<https> (WebSocket: C<wss>) and the C<tls>
+extension (C<server_cert>, C<client_cert_chain>, C<client_cert_name>,
+C<client_cert_error>, C<tls_version>, C<cipher_suite>), which plain connections never
+have. C<ssl_verify_client> is C<none> (default), C<optional> (ask for a client
+certificate, verify it against C<ssl_ca>, report a failure in C<client_cert_error>)
+or C<require> (refuse the handshake without a valid one). The handshake runs inside
+the loop without blocking and is bounded by C<header_timeout>. See
+L<PAGI::Server::TLS>.
+
 =item on_listen
 
 A code reference called once with the server, right after the listening socket is
@@ -651,8 +700,24 @@ parent process where to connect.
 
 Starts (lifespan startup, listen), serves until SIGINT or SIGTERM, then stops
 gracefully: no new connections, idle ones are closed, in-flight requests get
-C<shutdown_timeout> seconds, then lifespan shutdown runs. Returns the exit status
-(0, or 1 when startup failed).
+C<shutdown_timeout> seconds, then lifespan shutdown runs; a second signal closes the
+remaining connections at once. Returns the exit status (0, or 1 when startup
+failed). With C<workers>, the process becomes the master of the pool and returns
+when every worker has stopped.
+
+=head1 SIGNALS
+
+  signal      single process                 with workers (sent to the master)
+  TERM, INT   graceful stop, exit 0          graceful stop of every worker, exit 0
+  HUP         -                              graceful restart: new workers, then
+                                             the old ones retire
+  TTIN, TTOU  -                              one worker more / fewer (at least 1)
+
+A second TERM or INT closes the remaining connections at once. Workers that have not
+exited C<shutdown_timeout> + 30 s after a stop are killed. HUP forks the new workers
+from the master, so they run the application the master loaded: it renews the
+processes (memory, connections, lifespan state), not the code; deploy new code with
+a full restart (C<systemctl restart>).
 
 =head2 listen
 
@@ -688,6 +753,7 @@ response took.
 
 =head1 SEE ALSO
 
-L<pagi-server>, L<PAGI::Server::Protocol::HTTP1>, the PAGI specification.
+L<pagi-server>, L<PAGI::Server::Prefork>, L<PAGI::Server::TLS>,
+L<PAGI::Server::Protocol::HTTP1>, the PAGI specification.
 
 =cut
