@@ -2,6 +2,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Test::More;
+use Time::HiRes ();
 use Future::AsyncAwait;
 use lib 't/lib';
 use PAGI::Test::Server qw(:all);
@@ -88,6 +89,9 @@ subtest 'fragmentation and reassembly' => sub {
   $ws->send(client_frame(WS_TEXT, "snow \xe2", fin => 0) . client_frame(WS_CONT, "\x98", fin => 0)
     . client_frame(WS_CONT, '', fin => 0) . client_frame(WS_CONT, "\x83!"));
   is_deeply($ws->read_message, {text => "snow \x{2603}!"}, 'a UTF-8 character split across fragments');
+  $ws->send(join '', map({ client_frame($_ ? WS_CONT : WS_TEXT, $_ == 3 ? "\x{80}" : substr("\xf0\x9f\x98", $_, 1), fin => 0) } 0 .. 3),
+    client_frame(WS_CONT, "\xf0\x9f", fin => 0), client_frame(WS_CONT, "\x98\x80"));
+  is_deeply($ws->read_message, {text => "\x{1f600}\x{1f600}"}, 'a 4-byte character one byte per fragment, and 2+2');
   # One byte at a time, and frames coalesced with the handshake are covered below
   ok($ws->send_slowly([split //, client_frame(WS_TEXT, 'slow')], 0.001), 'sent byte by byte');
   is_deeply($ws->read_message, {text => 'slow'}, 'a frame trickled in byte by byte');
@@ -95,7 +99,8 @@ subtest 'fragmentation and reassembly' => sub {
   is(($ws->read_close)[0], 1000, 'close');
   my @ev = events_of($id);
   is_deeply([map { $_->{text} // $_->{bytes} // $_->{code} } @ev],
-    ['Hello world', "\x00\x01\xff", "snow \x{2603}!", 'slow', 1000], 'the app saw whole messages');
+    ['Hello world', "\x00\x01\xff", "snow \x{2603}!", "\x{1f600}\x{1f600}", 'slow', 1000],
+    'the app saw whole messages');
 };
 
 subtest 'frames sent together with the handshake' => sub {
@@ -162,6 +167,11 @@ subtest 'invalid UTF-8: 1007' => sub {
   violation('truncated at the end of the message', client_frame(WS_TEXT, "ab\xe2\x98"), 1007);
   violation('invalid across fragments',
     [client_frame(WS_TEXT, "a\xc3", fin => 0), client_frame(WS_CONT, "\x28b")], 1007);
+  violation('invalid across three fragments',
+    [client_frame(WS_TEXT, "ok\xf0", fin => 0), client_frame(WS_CONT, "\x9f", fin => 0),
+     client_frame(WS_CONT, "\x98A")], 1007);
+  violation('a valid message, then an invalid fragment',
+    [client_frame(WS_TEXT, "\xc3\xa9" x 10, fin => 0), client_frame(WS_CONT, "\xc3\xa9\xed\xbf\xbf")], 1007);
   violation('close reason', client_frame(WS_CLOSE, pack('n', 1000) . "bad \xff"), 1007);
   # Fail fast: the 1007 comes before the final fragment is sent
   my ($ws, $id) = connect_ws();
@@ -172,6 +182,21 @@ subtest 'invalid UTF-8: 1007' => sub {
   ($ws, $id) = connect_ws();
   $ws->send_binary("\xff\xfe");
   is_deeply($ws->read_message, {bytes => "\xff\xfe"}, 'binary is not UTF-8 checked');
+};
+
+subtest 'a text message in many fragments is checked in linear time' => sub {
+  # Rechecking the whole message per fragment made 1000 fragments of 2 KB take ~40 s
+  my $big = start_server(app => $app);
+  my ($ws, $res) = ws_connect($big->port, path => '/echo?linear', timeout => 60);
+  my $chunk = "\xd0\x96" x 1024;
+  my $t0 = Time::HiRes::time();
+  $ws->send(join('', map { client_frame($_ == 1 ? WS_TEXT : WS_CONT, $chunk, fin => 0) } 1 .. 1000)
+    . client_frame(WS_CONT, 'end'));
+  my $m = $ws->read_message(60) || {};
+  my $took = Time::HiRes::time() - $t0;
+  is(length($m->{text} // ''), 1024 * 1000 + 3, 'the 2 MB message arrives');
+  cmp_ok($took, '<', 8, sprintf('in %.2fs', $took));
+  $big->stop;
 };
 
 subtest 'message size limit: 1009 on the wire, 1006 for the app' => sub {

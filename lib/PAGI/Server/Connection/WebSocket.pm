@@ -254,15 +254,25 @@ sub _process ($self) {
     else {
       return $self->_fail_connection(1002, 'new message inside a fragmented message')
         if defined $self->{msg_op};
-      $self->{msg_op} = $op;
-      $self->{msg}    = $payload;
+      $self->{msg_op}    = $op;
+      $self->{msg}       = $payload;
+      $self->{msg_valid} = 0;
     }
     return $self->_fail_connection(1009, 'message too large', 1006) if length $self->{msg} > $max;
     if ($self->{msg_op} == WS_TEXT) {
-      # Invalid UTF-8 fails as early as it shows, even across fragments
-      my $ok = utf8_check($self->{msg});
+      # Invalid UTF-8 fails as early as it shows, even across fragments. Only the
+      # bytes from the last complete character on are checked again: rechecking the
+      # whole message per fragment is quadratic (a CPU denial of service)
+      my $ok = utf8_check(substr($self->{msg}, $self->{msg_valid}));
       return $self->_fail_connection(1007, 'invalid UTF-8 in a text message')
         if !$ok || $fin && $ok != 1;
+      my $len = length $self->{msg};
+      if ($ok == 2) {
+        # Valid, but ending inside a character: it starts at the last lead byte
+        $len-- while $len > 0 && (ord(substr($self->{msg}, $len - 1, 1)) & 0xc0) == 0x80;
+        $len--;
+      }
+      $self->{msg_valid} = $len;
     }
     next unless $fin;
     my $msg = $self->{msg};
