@@ -3,7 +3,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Carp ();
-use Errno qw(EAGAIN EWOULDBLOCK EINTR ECONNABORTED EMFILE ENFILE);
+use Errno qw(EAGAIN EWOULDBLOCK EINTR ECONNABORTED EMFILE ENFILE ENOBUFS ENOMEM);
 use Fcntl qw(F_SETFL O_NONBLOCK);
 use IO::Socket::IP;
 use Scalar::Util qw(refaddr weaken blessed);
@@ -309,11 +309,34 @@ sub _bind_unix ($self, $path) {
 
 # Watches the listening sockets (in a worker: after its fork and lifespan startup)
 sub _start_accepting ($self) {
+  $self->_watch_listeners;
+  $self->_tick_timer;
+}
+
+sub _watch_listeners ($self) {
   weaken(my $weak = $self);
   for my $l (@{$self->{listeners}}) {
     $self->loop->watch_io(handle => $l->{fh}, on_read_ready => sub { $weak->_accept($l) if $weak });
   }
-  $self->_tick_timer;
+}
+
+# Out of file descriptors (or memory): the pending connection stays in the backlog
+# and the listener stays readable, so retrying at once would spin (and flood the
+# log). Stop watching the listeners for a moment instead; one warning per pause.
+use constant ACCEPT_PAUSE => 0.5;
+
+sub _pause_accepting ($self, $why) {
+  return if $self->{accept_paused};
+  $self->{accept_paused} = 1;
+  $self->log(warn => "accept failed: $why; not accepting for " . ACCEPT_PAUSE . ' s');
+  my $loop = $self->loop;
+  $loop->unwatch_io(handle => $_->{fh}, on_read_ready => 1) for @{$self->{listeners}};
+  weaken(my $weak = $self);
+  $loop->watch_time(after => ACCEPT_PAUSE, code => sub {
+    return unless $weak;
+    $weak->{accept_paused} = 0;
+    $weak->_watch_listeners unless $weak->{stopping};
+  });
 }
 
 # Lean accept path: accept a batch, make each socket non-blocking, hand it over
@@ -326,6 +349,7 @@ sub _accept ($self, $l) {
     if (!accept($fh, $listener)) {
       last if $! == EAGAIN || $! == EWOULDBLOCK;
       next if $! == EINTR || $! == ECONNABORTED;
+      return $self->_pause_accepting("$!") if $! == EMFILE || $! == ENFILE || $! == ENOBUFS || $! == ENOMEM;
       $self->log(error => "accept failed: $!");
       last;
     }
