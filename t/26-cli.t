@@ -177,6 +177,25 @@ subtest '--access-log FILE: Common Log Format' => sub {
   ok(@t == 5 && !grep({ !/ \+0000\z/ } @t), 'times in UTC');
 };
 
+subtest 'out of file descriptors: accepting pauses instead of spinning, then recovers' => sub {
+  my $srv = start_cli(args => [$APP, '--port', 0, '--no-access-log'], ulimit_nofile => 32);
+  ok($srv->port, 'started with at most 32 open files') or return diag $srv->log;
+  my @hold;
+  for (1 .. 60) {
+    push @hold, IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->port, Timeout => 2) // last;
+  }
+  cmp_ok(scalar @hold, '>', 32, scalar(@hold) . ' connections opened (more than the server can accept)');
+  Time::HiRes::sleep(1.5);
+  my $failed = () = $srv->log =~ /accept failed/g;
+  cmp_ok($failed, '>=', 1, 'EMFILE is logged');
+  cmp_ok($failed, '<=', 6, "... a few times, not in a loop ($failed lines in 1.5 s)");
+  @hold = ();
+  my $r;
+  ok(wait_for(sub { ($r) = http_exchange($srv->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", timeout => 2); $r->[0] }, 8),
+    'once descriptors are free again, requests are served');
+  is($srv->stop, 0, 'exit 0');
+};
+
 subtest '--no-access-log and the default (stderr)' => sub {
   my $srv = start_cli(args => [$APP, '--port', 0]);
   http_exchange($srv->port, "GET /default HTTP/1.1\r\nHost: t\r\n\r\n");

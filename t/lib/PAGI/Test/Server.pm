@@ -76,11 +76,12 @@ sub start_server (%opt) {
   return $self;
 }
 
-# start_cli(args => [...], env => {...}): bin/pagi-server as a subprocess. The port
+# start_cli(args => [...], env => {...}, ulimit_nofile => N): bin/pagi-server as a
+# subprocess (with at most N open files when given). The port
 # comes from its startup log line "listening on http://HOST:PORT/".
 sub start_cli (%opt) {
   my $log = File::Temp->new(TEMPLATE => 'pagi-cli-XXXXXX', SUFFIX => '.log', TMPDIR => 1);
-  my $pid = _spawn($opt{args} || [], $opt{env} || {}, $log->filename, $log->filename);
+  my $pid = _spawn($opt{args} || [], $opt{env} || {}, $log->filename, $log->filename, $opt{ulimit_nofile});
   my $self = bless {pid => $pid, log => $log, log_file => $log->filename}, __PACKAGE__;
   my $port;
   wait_for(sub {
@@ -102,13 +103,16 @@ sub run_cli (%opt) {
   return {exit => $exit, stdout => slurp($out->filename), stderr => slurp($err->filename)};
 }
 
-sub _spawn ($args, $env, $out, $err) {
+sub _spawn ($args, $env, $out, $err, $nofile = undef) {
   my $pid = fork // die "fork: $!";
   if (!$pid) {
     open(STDIN, '<', File::Spec->devnull);
     open(STDOUT, '>>', $out) or POSIX::_exit(126);
     open(STDERR, '>>', $err) or POSIX::_exit(126);
     $ENV{$_} = $env->{$_} for keys %$env;
+    # A lower descriptor limit goes through the shell's ulimit
+    exec('/bin/sh', '-c', "ulimit -n $nofile && exec \"\$@\"", 'sh', $^X, "$ROOT/bin/pagi-server", @$args)
+      if $nofile;
     exec($^X, "$ROOT/bin/pagi-server", @$args) or POSIX::_exit(127);
   }
   return $pid;
