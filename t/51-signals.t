@@ -93,4 +93,22 @@ subtest 'TTIN and TTOU change the number of workers' => sub {
   is($srv->stop, 0, 'the master exits 0');
 };
 
+subtest 'the master dies (SIGKILL): the workers notice and stop' => sub {
+  my $srv = start_server(app => worker_app(), workers => 2);
+  my @k = wait_children($srv->pid, 2);
+  $srv->wait_reports(2, 10);
+  kill 'KILL', $srv->pid;
+  is($srv->wait_exit(5), 'signal 9', 'master killed');
+  my $alive = sub {
+    my $n = 0;
+    for my $pid (@k) {
+      open(my $fh, '<', "/proc/$pid/stat") or next;
+      $n++ if (<$fh> // '') =~ /\) [^Z] /;    # a zombie has exited
+    }
+    return $n;
+  };
+  ok(wait_for(sub { !$alive->() }, 8), 'both orphaned workers exit within seconds');
+  like($srv->log, qr/the master process is gone: stopping/, '... saying why');
+};
+
 done_testing;

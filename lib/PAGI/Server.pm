@@ -266,7 +266,8 @@ sub _open_listeners ($self) {
   # Check the certificate now, before any worker exists
   $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
   $self->{ssl_cert_pem} = PAGI::Server::TLS::server_pem($self->{ssl_cert}) if $self->{tls};
-  my $how = $self->{workers} ? ", $self->{workers} worker(s)" : '';
+  # (the master of a pre-forked server has no loop: each worker makes its own)
+  my $how = $self->{workers} ? ", $self->{workers} worker(s)" : ', loop ' . ref $self->loop;
   for my $l (@l) {
     my $where = $l->{tcp}
       ? sprintf('%s://%s:%d/', $self->{scheme}, $l->{host} =~ /:/ ? "[$l->{host}]" : $l->{host}, $l->{port})
