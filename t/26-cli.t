@@ -39,8 +39,12 @@ async sub ($scope, $receive, $send) {
     last unless $ev->{more};
   }
   if ($scope->{path} eq '/slow') {
+    my ($ms) = ($scope->{query_string} // '') =~ /ms=([0-9]+)/;
     print STDERR "SLOW-START\n";
-    await IO::Async::Loop->new->delay_future(after => 1);
+    my $conn = $scope->{'pagi.connection'};
+    my $gone = $conn->disconnect_future;
+    await Future->wait_any($gone, IO::Async::Loop->new->delay_future(after => ($ms // 1000) / 1000));
+    print STDERR 'SLOW-END ', ($conn->disconnect_reason // 'connected'), "\n";
   }
   my $status = $scope->{path} eq '/missing' ? 404 : 200;
   my $text = $scope->{method} eq 'POST' ? "posted " . length($body) : "hello";
@@ -144,6 +148,27 @@ APP
   cmp_ok(Time::HiRes::time() - $t0, '<', 8, 'promptly after the request finished');
   like($srv->log, qr/SIGTERM received/, 'the signal is logged');
   like($srv->log, qr/stopped after 2 request/, 'the stop is logged with the request count');
+};
+
+subtest 'SIGTERM: idle connections close at once; past --shutdown-timeout the rest are cut' => sub {
+  my $srv = start_cli(args => [$APP, '--port', 0, '--no-access-log', '--shutdown-timeout', 1]);
+  my $idle = http_connect($srv->port);
+  $idle->send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  my ($r) = $idle->read_responses;
+  is($r->{status}, 200, 'an idle keep-alive connection');
+  my $busy = http_connect($srv->port);
+  $busy->send("GET /slow?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n");
+  ok($srv->wait_log(qr/SLOW-START/), 'and a request that takes 5 s');
+  my $t0 = Time::HiRes::time();
+  kill 'TERM', $srv->pid;
+  ok($idle->wait_closed(2), 'SIGTERM: the idle connection is closed at once');
+  ok($busy->wait_closed(5), 'the busy one is closed after --shutdown-timeout 1');
+  is($busy->buffer, '', '... without a response');
+  ok($srv->wait_log(qr/SLOW-END server_shutdown/), "the app sees disconnect reason server_shutdown");
+  is($srv->wait_exit(5), 0, 'exit 0');
+  my $took = Time::HiRes::time() - $t0;
+  cmp_ok($took, '<', 4, sprintf('within about the shutdown timeout (%.1fs)', $took));
+  like($srv->log, qr/shutdown timeout: closing 1 connection/, 'the forced close is logged');
 };
 
 subtest '--access-log FILE: Common Log Format' => sub {
