@@ -9,9 +9,9 @@ use lib 't/lib';
 use PAGI::Test::Server qw(:all);
 
 # Interoperability with a WebSocket client that is not ours: Python's `websockets`
-# (sync client) against the server on loopback. Echo of text and binary, fragmented
-# sends, a large message, ping/pong, subprotocol negotiation and the close code and
-# reason round trip. Skips only when python3 or the module is not installed
+# (sync client) against the server on loopback, over ws:// and wss:// (TLS). Echo of
+# text and binary, fragmented sends, a large message, ping/pong, subprotocol
+# negotiation and the close code and reason round trip. Skips only when python3 or the module is not installed
 # (script/install-deps installs it).
 
 my $python = $ENV{PAGI_TEST_PYTHON} // 'python3';
@@ -21,12 +21,18 @@ plan skip_all => "needs python3 with the websockets module (pip install websocke
 diag "python websockets $probe" =~ s/\s+\z//r;
 
 my $client = <<'PY';
-import json, sys
+import json, ssl, sys
 from websockets.sync.client import connect
 port = int(sys.argv[1])
+tls = len(sys.argv) > 2 and sys.argv[2] == "wss"
+ctx = None
+if tls:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
 out = {}
-with connect(f"ws://127.0.0.1:{port}/echo", subprotocols=["chat", "superchat"],
-             open_timeout=5, close_timeout=5, max_size=2**22) as ws:
+with connect(f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/echo", subprotocols=["chat", "superchat"],
+             open_timeout=5, close_timeout=5, max_size=2**22, ssl=ctx) as ws:
     out["subprotocol"] = ws.subprotocol
     ws.send("h\u00e9llo \u2603")
     out["text"] = ws.recv(timeout=5)
@@ -51,6 +57,7 @@ PY
 my $app = async sub ($scope, $receive, $send) {
   return if $scope->{type} eq 'lifespan';
   await $receive->();
+  report(scheme => $scope->{scheme});
   my ($proto) = grep { $_ eq 'superchat' } @{$scope->{subprotocols}};
   await $send->({type => 'websocket.accept', subprotocol => $proto});
   while (1) {
@@ -61,30 +68,50 @@ my $app = async sub ($scope, $receive, $send) {
   }
 };
 
-my $srv = start_server(app => $app);
-ok($srv->port, 'server started') or BAIL_OUT('server did not start: ' . $srv->log);
-
 my $script = File::Temp->new(SUFFIX => '.py', TMPDIR => 1);
 print {$script} $client;
 close $script;
-my $out = `timeout 30 $python $script @{[$srv->port]} 2>&1`;
-is($?, 0, 'the python client ran to the end') or diag $out;
-my ($json) = $out =~ /^(\{.*\})$/m;
-my $r = eval { JSON::PP->new->decode($json // '') } || {};
 
-is($r->{subprotocol}, 'superchat', 'subprotocol negotiated');
-is($r->{text}, "echo: h\x{e9}llo \x{2603}", 'text echo (UTF-8 both ways)');
-is_deeply($r->{bytes}, [map { ord } split //, "echo: \x00\xff\x80"], 'binary echo');
-is($r->{fragmented}, "echo: fragmented \x{2603}", 'a fragmented text message is reassembled');
-is_deeply($r->{fragmented_bytes}, [map { ord } split //, "echo: \x01\x02"], 'fragmented binary');
-ok($r->{big_ok}, 'a 200 kB message both ways');
-ok($r->{pong}, 'ping answered with pong');
-is($r->{close_code}, 4001, 'the server echoes the close code');
+sub run_client ($srv, $name, @args) {
+  my $out = `timeout 30 $python $script @{[$srv->port]} @args 2>&1`;
+  is($?, 0, "$name: the python client ran to the end") or diag $out;
+  my ($json) = $out =~ /^(\{.*\})$/m;
+  my $r = eval { JSON::PP->new->decode($json // '') } || {};
+  is($r->{subprotocol}, 'superchat', "$name: subprotocol negotiated");
+  is($r->{text}, "echo: h\x{e9}llo \x{2603}", "$name: text echo (UTF-8 both ways)");
+  is_deeply($r->{bytes}, [map { ord } split //, "echo: \x00\xff\x80"], "$name: binary echo");
+  is($r->{fragmented}, "echo: fragmented \x{2603}", "$name: a fragmented text message is reassembled");
+  is_deeply($r->{fragmented_bytes}, [map { ord } split //, "echo: \x01\x02"], "$name: fragmented binary");
+  ok($r->{big_ok}, "$name: a 200 kB message both ways");
+  ok($r->{pong}, "$name: ping answered with pong");
+  is($r->{close_code}, 4001, "$name: the server echoes the close code");
+  my @rep;
+  wait_for(sub { @rep = grep { $_->{ev} } $srv->reports; @rep }, 5);
+  is_deeply($rep[0]{ev}, {type => 'websocket.disconnect', code => 4001, reason => "bye \x{2603}"},
+    "$name: the app sees the client's close code and reason");
+  return map { $_->{scheme} // () } $srv->reports;
+}
 
-my @rep;
-wait_for(sub { @rep = $srv->reports; @rep }, 5);
-is_deeply($rep[0]{ev}, {type => 'websocket.disconnect', code => 4001, reason => "bye \x{2603}"},
-  "the app sees the client's close code and reason");
+subtest 'ws://' => sub {
+  my $srv = start_server(app => $app);
+  ok($srv->port, 'server started') or return diag $srv->log;
+  my ($scheme) = run_client($srv, 'ws');
+  is($scheme, 'ws', 'scheme ws');
+  is($srv->stop, 0, 'server exits 0');
+};
 
-is($srv->stop, 0, 'server exits 0');
+subtest 'wss:// (TLS)' => sub {
+  plan skip_all => 'needs IO::Socket::SSL and the openssl command'
+    unless eval { require IO::Socket::SSL; 1 } && system('openssl version >/dev/null 2>&1') == 0;
+  my $dir = File::Temp->newdir;
+  system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+    . " -subj /CN=localhost -keyout $dir/key.pem -out $dir/cert.pem >/dev/null 2>&1") == 0
+    or plan skip_all => 'openssl could not make a certificate';
+  my $srv = start_server(app => $app, ssl_cert => "$dir/cert.pem", ssl_key => "$dir/key.pem");
+  ok($srv->port, 'TLS server started') or return diag $srv->log;
+  my ($scheme) = run_client($srv, 'wss', 'wss');
+  is($scheme, 'wss', 'scheme wss');
+  is($srv->stop, 0, 'server exits 0');
+};
+
 done_testing;
