@@ -6,7 +6,8 @@
 # then open http://127.0.0.1:5000/ in two browser windows (add ?name=alice to pick a
 # name). GET / serves the page; the page opens a WebSocket to /ws?name=NAME and sends
 # {"text": "..."}; the server broadcasts {"type": "join"|"message"|"leave", "name",
-# "text"} as JSON text messages.
+# "text"} as JSON text messages. The room lives in the process: run one process
+# (with --workers N, each worker would have a room of its own).
 use strict;
 use warnings;
 use Future;
