@@ -2,6 +2,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Test::More;
+use File::Temp ();
 use lib 't/lib';
 use PAGI::Test::Server qw(start_server http_exchange wait_for);
 use PAGI::Test::Load qw(start_load run_load worker_app children_of);
@@ -146,6 +147,19 @@ subtest 'max_requests: a worker retires and is replaced, no request dropped' => 
   my @now = wait_children($srv->pid, 2);
   is(scalar @now, 2, 'two workers remain');
   is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest 'access log: whole lines from every worker' => sub {
+  my $file = File::Temp->new(TMPDIR => 1);
+  my $srv = start_server(app => worker_app(), workers => 2, access_log_file => $file->filename);
+  $srv->wait_reports(2, 10);
+  my $res = run_load(port => $srv->port, conns => 40, requests => 2000, procs => 2);
+  is($res->{ok}, 2000, '2000 requests answered');
+  is($srv->stop, 0, 'the master exits 0');
+  my @lines = split /\n/, PAGI::Test::Server::slurp($file->filename);
+  is(scalar @lines, 2000, 'one access log line per request');
+  my @bad = grep { !m{\A127\.0\.0\.1 - - \[[^\]]+\] "GET /r/[0-9]+ HTTP/1\.1" 200 [0-9]+ [0-9.]+\z} } @lines;
+  is(scalar @bad, 0, 'every line is whole') or diag explain [@bad[0 .. ($#bad < 4 ? $#bad : 4)]];
 };
 
 subtest 'options' => sub {

@@ -401,6 +401,7 @@ sub _tick_timer ($self) {
     $weak->_worker_tick if $weak->{worker_num};
     my $log = $weak->{access_log};
     $log->flush if $log && $log != \*STDERR && $log->can('flush');
+    $weak->_flush_access_log if $weak->{access_log_file};
     $weak->{tick_id} = $weak->loop->watch_time(after => 1, code => $tick);
   };
   $self->{tick_id} = $self->loop->watch_time(after => 1, code => $tick);
@@ -516,6 +517,12 @@ sub _run_worker ($self, $num, $notify, $early) {
   my $loop = $self->{loop} = _make_loop($self->{loop_type});
   $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
   $NOW = time;
+  if ($self->{access_log} && $self->{access_log} != \*STDERR) {
+    # Workers share the access log file: a buffered handle would flush pieces of
+    # lines into each other's, so lines are collected and written whole each second
+    $self->{access_log_file} = $self->{access_log};
+    $self->_access_buffer;
+  }
   my $ok = eval { $self->_lifespan_startup->get; 1 };
   if (!$ok) {
     $self->log(error => 'lifespan startup failed: ' . ($@ =~ s/\s+\z//r));
@@ -531,8 +538,30 @@ sub _run_worker ($self, $num, $notify, $early) {
   $notify->('ready');
   if (my $sig = $early->()) { $loop->later(sub { $stop->($sig eq 'USR2' ? 1 : 0) }) }
   $loop->run;
+  $self->_flush_access_log if $self->{access_log_file};
   $self->log(debug => "stopped after $self->{served} request(s)");
   return 0;
+}
+
+sub _access_buffer ($self) {
+  my $buf = '';
+  open(my $mem, '>', \$buf) or die "in-memory handle: $!";
+  @$self{qw(access_log access_buf)} = ($mem, \$buf);
+}
+
+# Appends the collected access log lines to the file in one write
+sub _flush_access_log ($self) {
+  my $buf = $self->{access_buf};
+  $self->{access_log}->flush;
+  return unless length $$buf;
+  my $data = $$buf;
+  $self->_access_buffer;
+  my $off = 0;
+  while ($off < length $data) {
+    my $n = syswrite($self->{access_log_file}, $data, length($data) - $off, $off);
+    if (!defined $n) { next if $!{EINTR}; $self->log(error => "access log: $!"); last }
+    $off += $n;
+  }
 }
 
 # Once a second in a worker: stop when the master is gone, retire after max_requests

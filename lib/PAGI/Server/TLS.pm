@@ -92,7 +92,10 @@ sub server_pem ($file) {
 sub handshake ($server, $sock, $done) {
   my $loop = $server->{loop};
   my $ssl = IO::Socket::SSL->start_SSL($sock,
-    SSL_server => 1, SSL_startHandshake => 0, SSL_reuse_ctx => $server->{ssl_ctx});
+    SSL_server => 1, SSL_startHandshake => 0, SSL_reuse_ctx => $server->{ssl_ctx},
+    # A failed handshake must not close the socket behind the loop's back: the loop
+    # still watches its descriptor, which the next accept may reuse
+    SSL_error_trap => sub { });
   if (!$ssl) {
     $server->log(debug => 'TLS setup failed: ' . IO::Socket::SSL::errstr());
     close $sock;
