@@ -23,6 +23,10 @@ async sub attempt ($send, $ev) {
 my %route;
 my $app = async sub ($scope, $receive, $send) {
   return if $scope->{type} eq 'lifespan';
+  if ($scope->{type} eq 'http') {
+    await $send->({type => 'http.response.start', status => 200, headers => []});
+    return await $send->({type => 'http.response.body', body => 'plain'});
+  }
   die "unexpected scope $scope->{type}\n" unless $scope->{type} eq 'websocket';
   my $h = $route{$scope->{path}} or die "no route for $scope->{path}\n";
   await $h->($scope, $receive, $send);
@@ -46,7 +50,9 @@ $route{'/echo'} = async sub ($scope, $receive, $send) {
   await $send->({type => 'websocket.accept'});
   while (1) {
     my $ev = await $receive->();
-    report(case => 'echo', ev => $ev,
+    my $after = $ev->{type} eq 'websocket.disconnect'
+      ? await attempt($send, {type => 'websocket.send', text => 'into the void'}) : undef;
+    report(case => 'echo', ev => $ev, after => $after,
       chars => defined $ev->{text} ? length $ev->{text} : undef,
       byte_len => defined $ev->{bytes} ? length $ev->{bytes} : undef);
     last if $ev->{type} eq 'websocket.disconnect';
@@ -384,6 +390,24 @@ subtest 'abrupt TCP drop: 1006 client_closed' => sub {
   my @r = reports_of('echo', $n + 1);
   is_deeply($r[-1]{ev}, {type => 'websocket.disconnect', code => 1006, reason => 'client_closed'},
     'disconnect 1006 client_closed');
+  is($r[-1]{after}, 'ok', 'a send after the client left is a silent no-op');
+};
+
+subtest 'an upgrade on a keep-alive connection after an HTTP request' => sub {
+  my $c = http_connect($port);
+  $c->send("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
+  my ($r) = $c->read_responses(n => 1);
+  is($r->{status}, 200, 'first an HTTP response');
+  my ($ws) = bless $c, 'PAGI::Test::WebSocket';
+  $ws->send((PAGI::Test::WebSocket::ws_request(path => '/echo'))[0]);
+  ok(wait_for(sub { $ws->pause(0.02); $ws->buffer =~ /\r\n\r\n/ }, 5), 'then the upgrade is answered');
+  my ($res, $pos) = parse_response($ws->buffer, 0);
+  is($res->{status}, 101, '101');
+  $ws->{pos} += $pos;
+  $ws->send_text('again');
+  is_deeply($ws->read_message, {text => 'echo: again'}, 'and the socket works');
+  $ws->send_close(1000);
+  is(($ws->read_close)[0], 1000, 'close');
 };
 
 subtest 'graceful shutdown: Close 1001' => sub {
