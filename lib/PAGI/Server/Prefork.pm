@@ -18,7 +18,6 @@ use constant {
   BACKOFF_MIN    => 0.1,    # first respawn delay after a worker died young
   BACKOFF_MAX    => 5,      # the delay doubles up to this
   STABLE_AFTER   => 10,     # a worker that lived this long resets its slot's backoff
-  READY_TIMEOUT  => 70,     # a HUP replacement that is not ready by then: retire the old one anyway
   KILL_GRACE     => 30,     # after shutdown_timeout, SIGKILL workers still running
   MAX_WAIT       => 1,      # longest select() sleep (bounds a signal's rare select race)
 };
@@ -192,9 +191,10 @@ sub _maintain ($self) {
     next if $wk->{told};
     if ($wk->{slot} > $self->{n}) { $self->_tell($wk, 'retire'); next }
     next if $wk->{gen} == $self->{gen};
-    # HUP: the old worker of a slot retires once its replacement is ready
-    $self->_tell($wk, 'retire')
-      if $ready{$wk->{slot}} || $now - $self->{hup_at} > READY_TIMEOUT;
+    # HUP: the old worker of a slot retires once its replacement is ready (lifespan
+    # startup done, accepting); until then it serves on, so a replacement that cannot
+    # start costs nothing
+    $self->_tell($wk, 'retire') if $ready{$wk->{slot}};
   }
 }
 
@@ -227,7 +227,6 @@ sub _signals ($self) {
     elsif ($sig eq 'HUP') {
       $self->log(info => 'SIGHUP received: replacing the workers');
       $self->{gen}++;
-      $self->{hup_at} = Time::HiRes::time();
       $_->{fails} = 0, delete $_->{due} for values %{$self->{slots}};
     }
     elsif ($sig eq 'TTIN') {
