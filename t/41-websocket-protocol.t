@@ -253,5 +253,18 @@ subtest 'websocket.keepalive' => sub {
 };
 
 is($srv->stop, 0, 'server exits 0');
+
+subtest 'shutdown: a peer that never answers the 1001 gets dropped (1006 server_shutdown)' => sub {
+  my $s2 = start_server(app => $app, shutdown_timeout => 1, ws_close_timeout => 30);
+  my ($ws, $res) = ws_connect($s2->port, path => '/echo?shutdown');
+  is($res->{status}, 101, 'open');
+  kill 'TERM', $s2->pid;
+  is(($ws->read_close(5))[0], 1001, 'Close 1001 first');
+  ok($ws->wait_closed(5), 'then, unanswered, the connection is dropped after shutdown_timeout');
+  is($s2->wait_exit(10), 0, 'server exits 0');
+  my ($ev) = map { $_->{ev} } grep { $_->{id} eq 'shutdown' } $s2->reports;
+  is_deeply($ev, {type => 'websocket.disconnect', code => 1006, reason => 'server_shutdown'},
+    'the app sees 1006 server_shutdown');
+};
 unlike($srv->log, qr/PAGI-TEST-CHILD-DIED/, 'no crash in the server');
 done_testing;
