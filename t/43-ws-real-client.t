@@ -15,7 +15,7 @@ use PAGI::Test::Server qw(:all);
 # (script/install-deps installs it).
 
 my $python = $ENV{PAGI_TEST_PYTHON} // 'python3';
-my $probe = `$python -c "import websockets, sys; print(websockets.__version__)" 2>&1`;
+my $probe = `$python -c "import websockets, websockets.sync.client; print(websockets.__version__)" 2>&1`;
 plan skip_all => "needs python3 with the websockets module (pip install websockets): "
   . ($probe =~ s/\s+\z//r =~ s/.*\n//sr) if $?;
 diag "python websockets $probe" =~ s/\s+\z//r;
