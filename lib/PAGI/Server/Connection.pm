@@ -627,7 +627,11 @@ sub _on_write ($self) {
   }
   substr($self->{wbuf}, 0, $n, '');
   $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
-  if (length $self->{wbuf} < WRITE_LOW and my $f = delete $self->{drain}) { $f->done }
+  if (length $self->{wbuf} < WRITE_LOW and my $f = delete $self->{drain}) {
+    $f->done;
+    # That resumed the app, which may have finished and closed us meanwhile
+    return if $self->{phase} == CLOSED;
+  }
   return if length $self->{wbuf};
   $self->{wdeadline} = undef;
   $self->{loop}->unwatch_io(handle => $self->{fh}, on_write_ready => 1);
