@@ -123,6 +123,9 @@ sub pid ($self)      { $self->{pid} }
 sub log_file ($self) { $self->{log_file} }
 sub log ($self)      { defined $self->{log_file} ? slurp($self->{log_file}) : '' }
 
+# The log lines matching $re (for failures that show just those lines)
+sub log_grep ($self, $re) { grep { $_ =~ $re } split /\n/, $self->log }
+
 # The app's reports (see report()), decoded, in order
 sub reports ($self) {
   return map { $JSON->decode($_) } $self->log =~ /^PAGI-TEST (.*)$/mg;
