@@ -402,7 +402,7 @@ subtest 'an upgrade on a keep-alive connection after an HTTP request' => sub {
   $ws->send((PAGI::Test::WebSocket::ws_request(path => '/echo'))[0]);
   ok(wait_for(sub { $ws->pause(0.02); $ws->buffer =~ /\r\n\r\n/ }, 5), 'then the upgrade is answered');
   my ($res, $pos) = parse_response($ws->buffer, 0);
-  is($res->{status}, 101, '101');
+  is($res->{status}, 101, 'status 101');
   $ws->{pos} += $pos;
   $ws->send_text('again');
   is_deeply($ws->read_message, {text => 'echo: again'}, 'and the socket works');
@@ -426,4 +426,5 @@ subtest 'graceful shutdown: Close 1001' => sub {
 
 is($srv->wait_exit, 0, 'server exits 0');
 unlike($srv->log, qr/PAGI-TEST-CHILD-DIED/, 'no crash in the server');
+unlike($srv->log, qr/ at \S+ line \d+/, 'no Perl warning or error in the server log');
 done_testing;

@@ -221,6 +221,25 @@ subtest 'an app that reads slowly: nothing lost, order kept' => sub {
   $ws->send_close(1000);
 };
 
+subtest 'random bytes after the handshake: no crash, no warning' => sub {
+  srand(6455);
+  my $closed = 0;
+  for my $i (1 .. 40) {
+    my ($ws) = connect_ws();
+    my $garbage = join '', map { chr int rand 256 } 1 .. 1 + int rand 300;
+    $ws->send($garbage);
+    $closed++ if $ws->wait_closed(0.3);
+    $ws->close;
+  }
+  note "$closed of 40 garbage connections were closed by the server";
+  cmp_ok($closed, '>', 20, 'most garbage is refused at once (the rest waits for more bytes)');
+  my ($ws) = connect_ws();
+  $ws->send_text('still here');
+  is_deeply($ws->read_message, {text => 'still here'}, 'the server still serves');
+  $ws->send_close(1000);
+  unlike($srv->log, qr/ at \S+ line \d+/, 'no Perl warning or error in the server log');
+};
+
 subtest 'abrupt TCP drop: 1006 client_closed' => sub {
   my ($ws, $id) = connect_ws();
   $ws->send(client_frame(WS_TEXT, 'half', fin => 0) . substr(client_frame(WS_CONT, 'rest'), 0, 3));

@@ -362,4 +362,5 @@ subtest 'graceful shutdown ends open streams: sse.disconnect server_shutdown' =>
 };
 
 unlike($srv->log, qr/PAGI-TEST-CHILD-DIED/, 'no crash in the server');
+unlike($srv->log, qr/ at \S+ line \d+/, 'no Perl warning or error in the server log');
 done_testing;
