@@ -140,8 +140,9 @@ subtest 'max_requests: a worker retires and is replaced, no request dropped' => 
   my $served_by = keys %{$res->{pids}};
   cmp_ok($served_by, '>=', 5, "workers were recycled ($served_by different pids served)");
   my ($most) = sort { $b <=> $a } values %{$res->{pids}};
-  # Checked on accept and once a second: a worker may overshoot on its open connections
-  cmp_ok($most, '<=', 3000, "the busiest worker served $most");
+  # After its 300th request a retiring worker finishes what is in flight and answers one
+  # more request on each open keep-alive connection (with Connection: close)
+  cmp_ok($most, '<=', 300 + 2 * 20, "no worker served more than 300 + 2 per connection ($most)");
   like($srv->log, qr/served \d+ request\(s\) \(max_requests\): retiring/, 'retiring is logged');
   unlike($srv->log, qr/exited unexpectedly/, 'no worker exited unexpectedly');
   my @now = wait_children($srv->pid, 2);
