@@ -29,6 +29,10 @@ my $app = async sub ($scope, $receive, $send) {
     require IO::Async::Loop;
     await IO::Async::Loop->new->delay_future(after => 1);
   }
+  if ($scope->{path} eq '/flood') {
+    my $data = 'x' x 1024;
+    for my $i (1 .. 30000) { await $send->({type => 'websocket.send', bytes => $data}) }
+  }
   if ($scope->{path} eq '/keepalive') {
     my ($interval, $timeout) = split /,/, $id;
     await $send->({type => 'websocket.keepalive', interval => $interval,
@@ -238,6 +242,17 @@ subtest 'random bytes after the handshake: no crash, no warning' => sub {
   is_deeply($ws->read_message, {text => 'still here'}, 'the server still serves');
   $ws->send_close(1000);
   unlike($srv->log, qr/ at \S+ line \d+/, 'no Perl warning or error in the server log');
+};
+
+subtest 'a client that stops reading: 1006 write_timeout' => sub {
+  my $s2 = start_server(app => $app, timeout => 1);
+  my ($ws) = ws_connect($s2->port, path => '/flood?flood');
+  my @ev;
+  wait_for(sub { @ev = map { $_->{ev} } grep { $_->{id} eq 'flood' } $s2->reports; @ev }, 15);
+  is_deeply($ev[0], {type => 'websocket.disconnect', code => 1006, reason => 'write_timeout'},
+    'the app is told 1006 write_timeout');
+  $ws->close;
+  is($s2->stop, 0, 'server exits 0');
 };
 
 subtest 'abrupt TCP drop: 1006 client_closed' => sub {

@@ -131,6 +131,15 @@ $route{'/bad-header'} = async sub ($scope, $receive, $send) {
   report(case => 'bad-header', mode => $scope->{query_string}, results => \@r);
 };
 
+$route{'/flood'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  await $send->({type => 'sse.start'});
+  my $data = 'x' x 1024;
+  for my $i (1 .. 30000) { await $send->({type => 'sse.send', data => $data}) }
+  my $ev = await $receive->();
+  report(case => 'flood', ev => $ev);
+};
+
 $route{'/die'} = async sub ($scope, $receive, $send) { await $receive->(); die "sse boom\n" };
 
 my $srv = start_server(app => $app, shutdown_timeout => 10);
@@ -339,6 +348,19 @@ subtest 'a header with CR/LF in sse.start or a decline: the send fails' => sub {
     unlike($bytes, qr/Injected/, "$mode: the bad bytes never reach the wire");
     ok($c->closed, "$mode: the connection is closed");
   }
+};
+
+subtest 'a client that stops reading: sse.disconnect write_timeout' => sub {
+  my $s2 = start_server(app => $app, timeout => 1);
+  my $c = http_connect($s2->port);
+  $c->send(sse_request('/flood'));
+  # Read nothing: the server's writes back up until the write timeout
+  my @r;
+  wait_for(sub { @r = grep { $_->{case} eq 'flood' } $s2->reports; @r }, 15);
+  is_deeply($r[0]{ev}, {type => 'sse.disconnect', reason => 'write_timeout'},
+    'the app is told write_timeout (its sends waited, then became no-ops)');
+  $c->close;
+  is($s2->stop, 0, 'server exits 0');
 };
 
 subtest 'the app dies before sse.start: 500' => sub {
