@@ -126,16 +126,19 @@ sub loop ($self) {
   return $self->{loop} //= _make_loop($self->{loop_type});
 }
 
-# The loop class: a name like 'Epoll' or a full class; Epoll when installed
+# The loop class: a name like 'Epoll' or a full class; by default IO::Async's own
+# choice (Epoll when installed). The loop is IO::Async's one shared loop, so an app
+# that calls IO::Async::Loop->new (even while its file loads) gets the server's loop.
 sub _make_loop ($type) {
-  if (defined $type && length $type) {
-    my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
-    (my $file = "$class.pm") =~ s{::}{/}g;
-    require $file;
-    return $class->new;
-  }
-  return IO::Async::Loop::Epoll->new if eval { require IO::Async::Loop::Epoll; 1 };
-  return IO::Async::Loop->new;
+  my $shared = $IO::Async::Loop::ONE_TRUE_LOOP;
+  return IO::Async::Loop->new unless defined $type && length $type;
+  my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
+  return $shared if $shared && ref $shared eq $class;
+  (my $file = "$class.pm") =~ s{::}{/}g;
+  require $file;
+  my $loop = $class->new;
+  $IO::Async::Loop::ONE_TRUE_LOOP = $loop;
+  return $loop;
 }
 
 sub port ($self) { $self->{bound_port} // $self->{port} }

@@ -110,9 +110,19 @@ sub _on_eof ($self) {
   if ($phase == CLOSING) { return $self->_close }
   # Complete pipelined heads are still served; a partial one is dropped
   return $self->_process if $phase == IDLE;
-  # The client went away while its request was being served (PAGI: FIN = disconnect)
+  # The client went away while its request was being served (PAGI: FIN = disconnect).
+  # One that only half-closed after a complete request (`nc -N`, shutdown(SHUT_WR))
+  # may still read: the app is told it has gone, but the response is still written.
+  if ($self->{body_done} && $self->_half_close_ok) {
+    $self->{keep} = 0;
+    $self->{half_closed} = 1;
+    return $self->_disconnect('client_closed');
+  }
   $self->_abort('client_closed');
 }
+
+# Streams (SSE) need the end of input as their disconnect signal; plain HTTP does not
+sub _half_close_ok ($self) { 1 }
 
 sub _pause_read ($self) {
   return unless $self->{reading};
@@ -350,7 +360,7 @@ sub _deliver_body ($self) {
 
 sub _send ($self, $ev) {
   my $cstate = $self->{cstate};
-  return Future->done if !$cstate || !$cstate->{connected};
+  return Future->done if !$cstate || !$cstate->{connected} && !$self->{half_closed};
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
   if ($type eq 'http.response.body') {
     return Future->fail("http.response.body before http.response.start\n") unless $self->{started};
@@ -395,9 +405,9 @@ sub _send ($self, $ev) {
     my $headers = $ev->{headers} // [];
     return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
       if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
-    # A client still waiting for a "100 Continue" will not send its body: this
-    # connection cannot carry another request, so say so in this response
-    $self->{keep} = 0 if $self->{req}{expect_continue} && !$self->{continued} && !$self->{body_done};
+    # A body that will be neither read nor drained (too big, or its client still waits
+    # for "100 Continue") leaves this connection unusable: say so in this response
+    $self->{keep} = 0 if !$self->{body_done} && !$self->_can_drain;
     my $flags = 0;
     $flags |= F_HEAD   if $self->{req}{method} eq 'HEAD';
     $flags |= F_CLOSE  if !$self->{keep};
@@ -546,7 +556,7 @@ sub _app_done ($self, $f) {
   my $cstate = $self->{cstate};
   if (!$cstate->{connected}) {
     # The client has gone: no 500, no error log
-    return $self->_close if $self->{phase} == REQUEST;
+    return $self->_close_after_flush if $self->{phase} == REQUEST;
     return;
   }
   if (defined $error) {
@@ -567,6 +577,12 @@ sub _app_done ($self, $f) {
   $self->_next_request;
 }
 
+# Can the unread rest of the request body be read and dropped to keep the connection?
+sub _can_drain ($self) {
+  return $self->{body_mode} == 1 && $self->{body_left} <= DRAIN_BODY_MAX
+    && !($self->{req}{expect_continue} && !$self->{continued});
+}
+
 # Both the response and the app are done: keep-alive or close
 sub _next_request ($self) {
   return if $self->{phase} != REQUEST;
@@ -574,8 +590,7 @@ sub _next_request ($self) {
     # The app did not read the whole body. A small rest of a Content-Length body is
     # read and dropped to keep the connection; otherwise close. A client still waiting
     # for "100 Continue" will not send its body at all.
-    if ($self->{keep} && $self->{body_mode} == 1 && $self->{body_left} <= DRAIN_BODY_MAX
-      && !($self->{req}{expect_continue} && !$self->{continued})) {
+    if ($self->{keep} && $self->_can_drain) {
       $self->{draining}      = 1;
       $self->{deadline_kind} = 'body';
       $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{timeout};

@@ -13,6 +13,9 @@ our $VERSION = '0.001';
 # read as HTTP; the app's sse.* events become a chunked text/event-stream response,
 # or, declined, an ordinary HTTP response. The connection closes when it ends.
 
+# The end of the client's input is how a stream learns that its client left
+sub _half_close_ok ($self) { 0 }
+
 sub _receive ($self) {
   my $f = $self->SUPER::_receive;
   return $f->then(sub ($ev) {
