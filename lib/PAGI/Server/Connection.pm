@@ -8,6 +8,7 @@ use Socket qw(SHUT_WR);
 use Future;
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState;
+use PAGI::Server::Transport;
 
 our $VERSION = '0.001';
 
@@ -255,6 +256,8 @@ sub _scope ($self, $type) {
     server       => $self->{server_addr},
     state        => {%{$server->{state}}},
     extensions   => $self->{tls} ? {tls => $self->{tls}} : {},
+    'pagi.transport' => $self->{transport}
+      //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW),
   };
 }
 
@@ -618,7 +621,11 @@ sub _next_request ($self) {
 
 sub _write ($self, $data) {
   return if $self->{phase} == CLOSED;
-  if (length $self->{wbuf}) { $self->{wbuf} .= $data; return }
+  if (length $self->{wbuf}) {
+    $self->{wbuf} .= $data;
+    $self->{transport}->_high if length $self->{wbuf} >= WRITE_HIGH && $self->{transport};
+    return;
+  }
   my $n = syswrite($self->{fh}, $data);
   if (!defined $n) {
     return $self->_abort('write_error') unless $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
@@ -626,6 +633,7 @@ sub _write ($self, $data) {
   }
   return if $n == length $data;
   $self->{wbuf} = substr($data, $n);
+  $self->{transport}->_high if length $self->{wbuf} >= WRITE_HIGH && $self->{transport};
   $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
   $self->{loop}->watch_io(handle => $self->{fh}, on_write_ready => $self->{on_write});
   PAGI::Server::TLS::again($self, 'write') if $self->{tls};
@@ -642,6 +650,7 @@ sub _on_write ($self) {
   }
   substr($self->{wbuf}, 0, $n, '');
   $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+  $self->{transport}->_drain if length $self->{wbuf} < WRITE_LOW && $self->{transport};
   if (length $self->{wbuf} < WRITE_LOW and my $f = delete $self->{drain}) {
     $f->done;
     # That resumed the app, which may have finished and closed us meanwhile
