@@ -18,7 +18,7 @@
 /* Header lists up to this size need no heap allocation */
 #define STACK_FIELDS 32
 
-/* The result hash keys, with their hashes computed once at boot */
+/* The result hash keys */
 enum {
     K_METHOD, K_PATH, K_RAW_PATH, K_QUERY_STRING, K_HTTP_VERSION, K_HEADERS,
     K_CONTENT_LENGTH, K_CHUNKED, K_KEEP_ALIVE, K_UPGRADE, K_WS_KEY, K_WS_VERSION,
@@ -29,31 +29,79 @@ static const char *const key_name[K_COUNT] = {
     "content_length", "chunked", "keep_alive", "upgrade", "ws_key", "ws_version",
     "sse", "expect_continue", "host", "error", "message"
 };
-static I32 key_len[K_COUNT];
-static U32 key_hash[K_COUNT];
+#define RESULT_KEYS 15
+
+/* Room for the known strings of src/known.rs (ids 1..KNOWN_MAX) */
+#define KNOWN_MAX 127
+
+/* Per interpreter: shared (copy-on-write) strings made once, so that a result's keys,
+ * its known header names and methods and its most common values cost no allocation */
+#define MY_CXT_KEY "PAGI::Server::Protocol::HTTP1::XS::_guts" XS_VERSION
+typedef struct {
+    SV *key[K_COUNT];
+    SV *known[KNOWN_MAX + 1];
+    SV *empty, *slash, *v11, *v10;
+} my_cxt_t;
+START_MY_CXT
 
 static void
-init_keys(pTHX)
+init_cache(pTHX_ my_cxt_t *cx)
 {
     int k;
-    for (k = 0; k < K_COUNT; k++) {
-        U32 h;
-        key_len[k] = (I32)strlen(key_name[k]);
-        PERL_HASH(h, key_name[k], key_len[k]);
-        key_hash[k] = h;
+    U32 id;
+    for (k = 0; k < K_COUNT; k++)
+        cx->key[k] = newSVpvn_share(key_name[k], (I32)strlen(key_name[k]), 0);
+    for (id = 0; id <= KNOWN_MAX; id++) {
+        size_t len = 0;
+        const unsigned char *p = id ? pagi_known_string(id, &len) : NULL;
+        cx->known[id] = p ? newSVpvn_share((const char *)p, (I32)len, 0) : NULL;
     }
+    cx->empty = newSVpvn_share("", 0, 0);
+    cx->slash = newSVpvn_share("/", 1, 0);
+    cx->v11 = newSVpvn_share("1.1", 3, 0);
+    cx->v10 = newSVpvn_share("1.0", 3, 0);
 }
 
-#define STORE(hv, k, sv) \
-    (void)hv_store((hv), key_name[k], key_len[k], (sv), key_hash[k])
+#define STORE(hv, k, sv) (void)hv_store_ent((hv), cx->key[k], (sv), 0)
 
-/* A span as a new SV: undef for a NULL pointer */
+/* A copy of a cached shared string: shares its buffer (newSVhek is cheaper than the
+ * general newSVsv) */
+#define SHARED_COPY(sv) newSVhek(SvSHARED_HEK_FROM_PV(SvPVX_const(sv)))
+
+/* A span as a new SV: undef for a NULL pointer; "" and "/" as shared copies */
 static SV *
-span_sv(pTHX_ pagi_span s)
+span_sv(pTHX_ const my_cxt_t *cx, pagi_span s)
 {
     if (!s.ptr)
         return newSV(0);
-    return newSVpvn(s.len ? (const char *)s.ptr : "", s.len);
+    if (s.len == 0)
+        return SHARED_COPY(cx->empty);
+    if (s.len == 1 && s.ptr[0] == '/')
+        return SHARED_COPY(cx->slash);
+    return newSVpvn((const char *)s.ptr, s.len);
+}
+
+/* A known string (header name, method) as a shared copy, else from its span */
+static SV *
+known_sv(pTHX_ const my_cxt_t *cx, U32 id, pagi_span s)
+{
+    if (id && id <= KNOWN_MAX && cx->known[id])
+        return SHARED_COPY(cx->known[id]);
+    return span_sv(aTHX_ cx, s);
+}
+
+/* A new array with room for `n` (> 0) elements, filled by the caller (AvARRAY, then
+ * AvFILLp) */
+static AV *
+sized_av(pTHX_ SSize_t n)
+{
+#ifdef newAV_alloc_x
+    return newAV_alloc_x(n);          /* 5.36+: one allocation, no growth policy */
+#else
+    AV *av = newAV();
+    av_extend(av, n - 1);
+    return av;
+#endif
 }
 
 static void
@@ -67,7 +115,7 @@ croak_panic(pTHX_ const char *fn)
 
 /* {error => KIND, message => TEXT} */
 static SV *
-error_ref(pTHX_ int code)
+error_ref(pTHX_ const my_cxt_t *cx, int code)
 {
     HV *hv = newHV();
     const char *kind = pagi_error_kind(code);
@@ -247,11 +295,22 @@ MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::
 PROTOTYPES: DISABLE
 
 BOOT:
+{
+    MY_CXT_INIT;
     if (!pagi_abi_check(sizeof(pagi_request), sizeof(pagi_chunked), sizeof(pagi_response),
                         sizeof(pagi_field_in), sizeof(pagi_conninfo)))
         croak("%s: perl/pagi_server.h does not match the Rust library (src/ffi.rs); rebuild with 'perl Makefile.PL && make'", PKG);
     pagi_init();
-    init_keys(aTHX);
+    init_cache(aTHX_ &MY_CXT);
+}
+
+void
+CLONE(...)
+  CODE:
+    {
+        MY_CXT_CLONE;
+        init_cache(aTHX_ &MY_CXT);
+    }
 
 void
 parse_request(buf, max_header_size, max_headers, max_line)
@@ -270,43 +329,43 @@ parse_request(buf, max_header_size, max_headers, max_line)
                             (int64_t)max_line, &r);
     EXTEND(SP, 2);
     if (rc == PAGI_DONE) {
+        dMY_CXT;
+        const my_cxt_t *cx = &MY_CXT;
         HV *hv = newHV();
-        AV *headers = newAV();
+        AV *headers = r.n_headers ? sized_av(aTHX_ (SSize_t)r.n_headers) : newAV();
         SV *path;
         size_t i;
+        hv_ksplit(hv, RESULT_KEYS);
         if (r.n_headers) {
-            SV **slot;
-            av_extend(headers, (SSize_t)r.n_headers - 1);
-            slot = AvARRAY(headers);
+            SV **slot = AvARRAY(headers);
             for (i = 0; i < r.n_headers; i++) {
-                AV *pair = newAV();
-                av_extend(pair, 1);
-                AvARRAY(pair)[0] = span_sv(aTHX_ r.headers[i].name);
-                AvARRAY(pair)[1] = span_sv(aTHX_ r.headers[i].value);
+                AV *pair = sized_av(aTHX_ 2);
+                AvARRAY(pair)[0] = known_sv(aTHX_ cx, r.headers[i].name_id, r.headers[i].name);
+                AvARRAY(pair)[1] = span_sv(aTHX_ cx, r.headers[i].value);
                 AvFILLp(pair) = 1;
                 slot[i] = newRV_noinc((SV *)pair);
             }
             AvFILLp(headers) = (SSize_t)r.n_headers - 1;
         }
-        path = span_sv(aTHX_ r.path);
+        path = span_sv(aTHX_ cx, r.path);
         if (r.path_utf8)
             SvUTF8_on(path);    /* well-formed UTF-8, checked by Rust: utf8::decode */
-        STORE(hv, K_METHOD, span_sv(aTHX_ r.method));
+        STORE(hv, K_METHOD, known_sv(aTHX_ cx, r.method_id, r.method));
         STORE(hv, K_PATH, path);
-        STORE(hv, K_RAW_PATH, span_sv(aTHX_ r.raw_path));
-        STORE(hv, K_QUERY_STRING, span_sv(aTHX_ r.query_string));
-        STORE(hv, K_HTTP_VERSION, r.http_minor ? newSVpvs("1.1") : newSVpvs("1.0"));
+        STORE(hv, K_RAW_PATH, span_sv(aTHX_ cx, r.raw_path));
+        STORE(hv, K_QUERY_STRING, span_sv(aTHX_ cx, r.query_string));
+        STORE(hv, K_HTTP_VERSION, SHARED_COPY(r.http_minor ? cx->v11 : cx->v10));
         STORE(hv, K_HEADERS, newRV_noinc((SV *)headers));
         STORE(hv, K_CONTENT_LENGTH,
               r.content_length < 0 ? newSV(0) : newSViv((IV)r.content_length));
         STORE(hv, K_CHUNKED, newSViv(r.chunked));
         STORE(hv, K_KEEP_ALIVE, newSViv(r.keep_alive));
-        STORE(hv, K_UPGRADE, span_sv(aTHX_ r.upgrade));
-        STORE(hv, K_WS_KEY, span_sv(aTHX_ r.ws_key));
-        STORE(hv, K_WS_VERSION, span_sv(aTHX_ r.ws_version));
+        STORE(hv, K_UPGRADE, span_sv(aTHX_ cx, r.upgrade));
+        STORE(hv, K_WS_KEY, span_sv(aTHX_ cx, r.ws_key));
+        STORE(hv, K_WS_VERSION, span_sv(aTHX_ cx, r.ws_version));
         STORE(hv, K_SSE, newSViv(r.sse));
         STORE(hv, K_EXPECT_CONTINUE, newSViv(r.expect_continue));
-        STORE(hv, K_HOST, span_sv(aTHX_ r.host));
+        STORE(hv, K_HOST, span_sv(aTHX_ cx, r.host));
         mPUSHs(newRV_noinc((SV *)hv));
         mPUSHi((IV)r.consumed);
     }
@@ -315,7 +374,8 @@ parse_request(buf, max_header_size, max_headers, max_line)
         mPUSHi(0);
     }
     else if (rc == PAGI_ERROR) {
-        mPUSHs(error_ref(aTHX_ r.error));
+        dMY_CXT;
+        mPUSHs(error_ref(aTHX_ &MY_CXT, r.error));
         mPUSHi(0);
     }
     else {
@@ -352,7 +412,8 @@ decode_chunked(buf, state, max_trailer_size)
         mPUSHi((IV)c.state);
     }
     else if (rc == PAGI_ERROR) {
-        mPUSHs(error_ref(aTHX_ c.error));
+        dMY_CXT;
+        mPUSHs(error_ref(aTHX_ &MY_CXT, c.error));
         mPUSHi(0);
         mPUSHi((IV)c.state);
     }

@@ -19,8 +19,9 @@ typedef struct {
 } pagi_span;
 
 typedef struct {
-    pagi_span name;  /* lowercased */
+    pagi_span name;   /* lowercased */
     pagi_span value;
+    uint32_t name_id; /* id of a known string (pagi_known_string), 0 if unknown */
 } pagi_field;
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
     size_t n_headers;
     size_t consumed;
     int64_t content_length;   /* -1: undef */
+    uint32_t method_id;       /* id of a known string, 0 if unknown */
     int32_t error;            /* error kind code when PAGI_ERROR */
     uint8_t http_minor, chunked, keep_alive, sse, expect_continue, path_utf8;
 } pagi_request;
@@ -97,6 +99,7 @@ int pagi_connection_info(int fd, pagi_conninfo *out);
 const char *pagi_error_kind(int code);
 const char *pagi_error_message(int code);
 const unsigned char *pagi_reason_phrase(int status, size_t *len);
+const unsigned char *pagi_known_string(uint32_t id, size_t *len);
 const unsigned char *pagi_last_panic(size_t *len);
 int pagi_debug_panic(int code);
 

@@ -13,7 +13,7 @@ use crate::chunked::decode_chunked;
 use crate::conninfo::{connection_info, Endpoint};
 use crate::date::http_date;
 use crate::error::ErrorKind;
-use crate::request::{Limits, Parser, Span, Status};
+use crate::request::{Limits, Parser, Span, Src, Status};
 use crate::response::{chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn};
 use crate::status::reason_phrase;
 use std::cell::RefCell;
@@ -48,6 +48,8 @@ impl PagiSpan {
 pub struct PagiField {
     pub name: PagiSpan,
     pub value: PagiSpan,
+    /// The name's id in the known-string table (`pagi_known_string`), 0 if unknown.
+    pub name_id: u32,
 }
 
 /// The result of `pagi_parse_request`.
@@ -67,6 +69,8 @@ pub struct PagiRequest {
     pub consumed: usize,
     /// -1: undef.
     pub content_length: i64,
+    /// The method's id in the known-string table, 0 if unknown.
+    pub method_id: u32,
     /// An error kind code (`PAGI_ERROR`), else 0.
     pub error: i32,
     pub http_minor: u8,
@@ -205,8 +209,12 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 }
 
 fn span_ptr(buf: &[u8], scratch: &[u8], s: Span) -> PagiSpan {
-    let src = if s.scratch { scratch } else { buf };
-    PagiSpan { ptr: src[s.start..s.start + s.len].as_ptr(), len: s.len }
+    let bytes = match s.src {
+        Src::Input => &buf[s.start..s.start + s.len],
+        Src::Scratch => &scratch[s.start..s.start + s.len],
+        Src::Known => crate::known::known(s.start as u16).unwrap_or("").as_bytes(),
+    };
+    PagiSpan { ptr: bytes.as_ptr(), len: bytes.len() }
 }
 
 fn opt_span(buf: &[u8], scratch: &[u8], s: Option<Span>) -> PagiSpan {
@@ -269,9 +277,10 @@ pub unsafe extern "C" fn pagi_parse_request(
             };
             let scratch = s.parser.scratch();
             s.fields.clear();
-            s.fields.extend(s.parser.headers().iter().map(|&(n, v)| PagiField {
-                name: span_ptr(buf, scratch, n),
-                value: span_ptr(buf, scratch, v),
+            s.fields.extend(s.parser.headers().iter().map(|f| PagiField {
+                name: span_ptr(buf, scratch, f.name),
+                value: span_ptr(buf, scratch, f.value),
+                name_id: u32::from(f.id),
             }));
             out.method = span_ptr(buf, scratch, head.method);
             out.path = span_ptr(buf, scratch, head.path);
@@ -285,6 +294,7 @@ pub unsafe extern "C" fn pagi_parse_request(
             out.n_headers = s.fields.len();
             out.consumed = head.consumed;
             out.content_length = head.content_length.map_or(-1, |n| n as i64);
+            out.method_id = u32::from(head.method_id);
             out.http_minor = head.http_minor;
             out.chunked = head.chunked as u8;
             out.keep_alive = head.keep_alive as u8;
@@ -519,6 +529,21 @@ pub unsafe extern "C" fn pagi_reason_phrase(status: c_int, len: *mut usize) -> *
         unsafe { *len = r.len() };
     }
     r.as_ptr()
+}
+
+/// A known string (header name or method) by id, with `*len`; NULL for an unknown id.
+/// The glue makes one shared Perl string of each at boot.
+///
+/// # Safety
+/// `len` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_known_string(id: u32, len: *mut usize) -> *const u8 {
+    let s = guard(None, || u16::try_from(id).ok().and_then(crate::known::known));
+    if !len.is_null() {
+        // SAFETY: the caller guarantees `len` is writable.
+        unsafe { *len = s.map_or(0, str::len) };
+    }
+    s.map_or(std::ptr::null(), str::as_ptr)
 }
 
 /// The last caught panic's message on this thread (for the croak); `*len` set.

@@ -21,6 +21,7 @@ pub mod chunked;
 pub mod conninfo;
 pub mod date;
 pub mod error;
+pub mod known;
 pub mod ffi;
 pub mod request;
 pub mod response;

@@ -14,9 +14,117 @@
 //! buffer (lowercased names, the percent-decoded path, merged cookies), so a parse makes
 //! no allocation once the scratch vectors have grown.
 
-use crate::chars::{self, contains_ignore_ascii_case, is, is_ows, is_tchar, trim_ows, HEX, TARGET, VALUE};
+use crate::chars::{self, is, is_ows, is_tchar, trim_ows, HEX};
 use crate::error::ErrorKind;
+use crate::known;
 use memchr::memchr;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The index of the first byte at or after `from` that is below `below` (at most 0x80)
+/// or is DEL (0x7F), if any. Eight bytes at a time: in a word, the lowest byte flagged
+/// by either test is exact (a borrow only propagates upwards from a true hit).
+#[inline(always)]
+fn find_ctl(buf: &[u8], mut i: usize, below: u8) -> Option<usize> {
+    while i + 8 <= buf.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&buf[i..i + 8]);
+        let x = u64::from_le_bytes(word);
+        let low = x.wrapping_sub(ONES * u64::from(below)) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let del = y.wrapping_sub(ONES) & !y & HIGH;
+        let hits = low | del;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    buf[i..].iter().position(|&b| b < below || b == 0x7f).map(|p| i + p)
+}
+
+/// The ASCII-lowercase form of the token `buf[s..e]` (no byte >= 0x80, at most
+/// `out.len() - 7` bytes) in `out`, a word at a time: a byte in `A..=Z` gets its 0x20
+/// bit. Whole words are read while `buf` has them (the bytes after the token are
+/// lowercased too and ignored).
+#[inline(always)]
+fn lowercase_token(buf: &[u8], s: usize, e: usize, out: &mut [u8]) {
+    let mut i = s;
+    while i < e {
+        let x = if i + 8 <= buf.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&buf[i..i + 8]);
+            u64::from_le_bytes(word)
+        } else {
+            buf[i..e].iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b))
+        };
+        // High bit of each byte: >= 'A', and > 'Z' (ASCII only above 0x7F is masked out)
+        let ge_a = (x & !HIGH).wrapping_add(ONES * (0x80 - u64::from(b'A')));
+        let gt_z = (x & !HIGH).wrapping_add(ONES * (0x7f - u64::from(b'Z')));
+        let upper = ge_a & !gt_z & !x & HIGH;
+        out[i - s..i - s + 8].copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
+        i += 8;
+    }
+}
+
+/// How a field line ended.
+enum Line {
+    /// Valid; the index of its `\n`.
+    Done(usize),
+    /// Not a valid field line (its end is still to be found).
+    Bad,
+    /// The buffer ends inside it.
+    Incomplete,
+}
+
+/// `text/event-stream`, ASCII case-insensitively, anywhere in an Accept value: each `/`
+/// (found a word at a time) followed by `e`/`E` is a candidate worth comparing.
+#[inline]
+fn has_event_stream(v: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"text/event-stream";
+    let mut from = 4;
+    while let Some(slash) = find_byte(v, from, b'/') {
+        if slash + (NEEDLE.len() - 4) > v.len() {
+            return false;
+        }
+        if v[slash + 1] | 0x20 == b'e' && v[slash - 4..slash - 4 + NEEDLE.len()].eq_ignore_ascii_case(NEEDLE) {
+            return true;
+        }
+        from = slash + 1;
+    }
+    false
+}
+
+/// The index of the first `byte` at or after `i`: the first 64 bytes a word at a time
+/// (cheaper than a SIMD search's setup on the short strings of a request head), the
+/// rest with `memchr`.
+#[inline(always)]
+fn find(buf: &[u8], i: usize, byte: u8) -> Option<usize> {
+    let near = buf.len().min(i.saturating_add(64));
+    if let Some(p) = find_byte(&buf[..near], i, byte) {
+        return Some(p);
+    }
+    if near >= buf.len() {
+        return None;
+    }
+    memchr(byte, &buf[near..]).map(|p| near + p)
+}
+
+/// The index of the first `byte` at or after `i`, a word at a time.
+#[inline(always)]
+fn find_byte(buf: &[u8], mut i: usize, byte: u8) -> Option<usize> {
+    while i + 8 <= buf.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&buf[i..i + 8]);
+        let y = u64::from_le_bytes(word) ^ (ONES * u64::from(byte));
+        let hits = y.wrapping_sub(ONES) & !y & HIGH;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    buf.get(i..)?.iter().position(|&b| b == byte).map(|p| i + p)
+}
 
 /// The limits a server passes in (doc/codec.md: defaults 16384, 100, 8192).
 ///
@@ -63,19 +171,52 @@ impl<T> Status<T> {
     }
 }
 
-/// A byte range of the input (`scratch == false`) or of the parser's scratch buffer.
+/// Where the bytes of a [`Span`] are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Src {
+    /// The input buffer.
+    #[default]
+    Input,
+    /// The parser's scratch buffer.
+    Scratch,
+    /// A [`crate::known`] string: `start` is its id.
+    Known,
+}
+
+/// A byte range of the input, of the parser's scratch buffer or a known string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Span {
     pub start: usize,
     pub len: usize,
-    pub scratch: bool,
+    pub src: Src,
 }
 
 impl Span {
     #[inline(always)]
     fn input(start: usize, end: usize) -> Span {
-        Span { start, len: end - start, scratch: false }
+        Span { start, len: end - start, src: Src::Input }
     }
+
+    #[inline(always)]
+    fn scratch(start: usize, len: usize) -> Span {
+        Span { start, len, src: Src::Scratch }
+    }
+
+    /// The span of a known string (id from [`crate::known`]).
+    #[inline(always)]
+    pub fn known(id: u16) -> Span {
+        Span { start: usize::from(id), len: crate::known::known(id).map_or(0, str::len), src: Src::Known }
+    }
+}
+
+/// One header field of the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Field {
+    /// The lowercased name.
+    pub name: Span,
+    pub value: Span,
+    /// The name's [`crate::known`] id, 0 if it is not a known one.
+    pub id: u16,
 }
 
 /// A parsed head. Byte values are [`Span`]s, resolved with [`Parser::bytes`].
@@ -84,6 +225,8 @@ pub struct Head {
     /// Bytes up to and including the empty line's `\n` (skipped empty lines included).
     pub consumed: usize,
     pub method: Span,
+    /// The method's [`crate::known`] id, 0 if it is not a known one.
+    pub method_id: u16,
     /// The percent-decoded path (bytes).
     pub path: Span,
     /// The path has a byte >= 0x80 and is well-formed UTF-8 (RFC 3629): the Perl value
@@ -108,7 +251,7 @@ pub struct Head {
 #[derive(Debug, Default)]
 pub struct Parser {
     scratch: Vec<u8>,
-    headers: Vec<(Span, Span)>,
+    headers: Vec<Field>,
     cookies: Vec<Span>,
 }
 
@@ -176,12 +319,10 @@ fn parse_request_line(buf: &[u8], s: usize, e: usize) -> Result<RequestLine, Err
     }
     let method = Span::input(s, s + i);
 
-    // request-target: 1*( %x21-7E / %x80-FF )
+    // request-target: 1*( %x21-7E / %x80-FF ), up to the first SP/CTL/DEL
     i += 1;
     let t0 = i;
-    while i < n && is(line[i], TARGET) {
-        i += 1;
-    }
+    i = find_ctl(line, i, 0x21).unwrap_or(n);
     if i == t0 || i == n || line[i] != b' ' {
         return Err(ErrorKind::BadRequestLine);
     }
@@ -214,8 +355,8 @@ fn parse_request_line(buf: &[u8], s: usize, e: usize) -> Result<RequestLine, Err
     };
     // raw_path ends at the first "?"; the query is everything after it
     let p1 = s + t1;
-    let (raw_path, query_string) = match memchr(b'?', &buf[p0..p1]) {
-        Some(q) => (Span::input(p0, p0 + q), Span::input(p0 + q + 1, p1)),
+    let (raw_path, query_string) = match find(&buf[..p1], p0, b'?') {
+        Some(q) => (Span::input(p0, q), Span::input(q + 1, p1)),
         None => (Span::input(p0, p1), Span::input(p1, p1)),
     };
     Ok(RequestLine { method, raw_path: Some(raw_path), query_string, http_minor })
@@ -229,14 +370,17 @@ impl Parser {
     /// The bytes of a span of the last successful parse of `buf`.
     #[inline]
     pub fn bytes<'a>(&'a self, buf: &'a [u8], span: Span) -> &'a [u8] {
-        let src = if span.scratch { &self.scratch[..] } else { buf };
-        &src[span.start..span.start + span.len]
+        match span.src {
+            Src::Input => &buf[span.start..span.start + span.len],
+            Src::Scratch => &self.scratch[span.start..span.start + span.len],
+            Src::Known => crate::known::known(span.start as u16).unwrap_or("").as_bytes(),
+        }
     }
 
     /// The header list of the last successful parse: `(lowercased name, value)`, in order,
     /// all `cookie` fields merged into the first.
     #[inline]
-    pub fn headers(&self) -> &[(Span, Span)] {
+    pub fn headers(&self) -> &[Field] {
         &self.headers
     }
 
@@ -263,7 +407,7 @@ impl Parser {
         }
 
         // 1. No complete request line yet
-        let Some(rl) = memchr(b'\n', &buf[start..]) else {
+        let Some(nl) = find(buf, start, b'\n') else {
             let have = buf.len() - start;
             if over(have, limits.max_line) {
                 return Err(ErrorKind::UriTooLong);
@@ -273,7 +417,6 @@ impl Parser {
             }
             return Ok(Status::Partial);
         };
-        let nl = start + rl;
         let line_end = if nl > start && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
 
         // 2. The request line is checked as soon as it is complete
@@ -282,30 +425,38 @@ impl Parser {
         }
         let line = parse_request_line(buf, start, line_end)?;
 
-        // 3-5. Header lines up to the empty line; limits before validity
+        // 3-5. Header lines up to the empty line; limits before validity. Each line is
+        // read once: its end and its validity come from the same scan.
         let mut info = Info::default();
         let mut pos = nl + 1;
         let mut count = 0usize;
         let mut bad = false;
         let head_end = loop {
-            let Some(off) = memchr(b'\n', &buf[pos..]) else {
+            match buf.get(pos) {
+                Some(b'\n') => break pos + 1,
+                Some(b'\r') if buf.get(pos + 1) == Some(&b'\n') => break pos + 2,
+                _ => {}
+            }
+            count += 1;
+            // After a bad line, or past the count limit, only the line's end matters
+            let line = if bad || over(count, limits.max_headers) { Line::Bad } else { self.field_line(buf, pos, &mut info) };
+            let lnl = match line {
+                Line::Done(lnl) => Some(lnl),
+                Line::Incomplete => None,
+                Line::Bad => {
+                    bad |= !over(count, limits.max_headers);
+                    find(buf, pos, b'\n')
+                }
+            };
+            let Some(lnl) = lnl else {
                 if over(buf.len() - start, limits.max_header_size) {
                     return Err(ErrorKind::HeadersTooLarge);
                 }
                 return Ok(Status::Partial);
             };
-            let lnl = pos + off;
-            let le = if lnl > pos && buf[lnl - 1] == b'\r' { lnl - 1 } else { lnl };
-            if le == pos {
-                break lnl + 1;
-            }
             // Past the size limit the answer is the same whether or not the head is complete
             if over(lnl + 1 - start, limits.max_header_size) {
                 return Err(ErrorKind::HeadersTooLarge);
-            }
-            count += 1;
-            if !bad && !over(count, limits.max_headers) && !self.field_line(buf, pos, le, &mut info) {
-                bad = true;
             }
             pos = lnl + 1;
         };
@@ -352,6 +503,7 @@ impl Parser {
         Ok(Status::Complete(Head {
             consumed: head_end,
             method: line.method,
+            method_id: crate::known::method_id(self.bytes(buf, line.method)),
             path,
             path_utf8,
             raw_path,
@@ -369,50 +521,80 @@ impl Parser {
         }))
     }
 
-    /// One field line `buf[s..e]` (no terminator); false when it is not a valid field-line.
+    /// The field line that starts at `s`: validated, its end found and its information
+    /// recorded in one scan.
     #[inline]
-    fn field_line(&mut self, buf: &[u8], s: usize, e: usize, info: &mut Info) -> bool {
-        let line = &buf[s..e];
+    fn field_line(&mut self, buf: &[u8], s: usize, info: &mut Info) -> Line {
+        let n = buf.len();
         // field-name ":" with nothing between them (RFC 9112 5.1); obs-fold is refused
-        let mut i = 0;
-        while i < line.len() && is_tchar(line[i]) {
+        let mut i = s;
+        while i < n && is_tchar(buf[i]) {
             i += 1;
         }
-        if i == 0 || i == line.len() || line[i] != b':' {
-            return false;
+        if i == n {
+            return Line::Incomplete;
         }
-        let mut v0 = i + 1;
-        while v0 < line.len() && is_ows(line[v0]) {
+        if i == s || buf[i] != b':' {
+            return Line::Bad;
+        }
+        let colon = i;
+        // OWS field-value OWS, up to CRLF or LF; HTAB is the only control byte allowed
+        let mut v0 = colon + 1;
+        while v0 < n && is_ows(buf[v0]) {
             v0 += 1;
         }
-        let mut v1 = line.len();
-        while v1 > v0 && is_ows(line[v1 - 1]) {
+        let mut j = v0;
+        let (v1, lnl) = loop {
+            let Some(c) = find_ctl(buf, j, 0x20) else { return Line::Incomplete };
+            match buf[c] {
+                b'\t' => j = c + 1,
+                b'\n' => break (c, c),
+                b'\r' => match buf.get(c + 1) {
+                    Some(b'\n') => break (c, c + 1),
+                    Some(_) => return Line::Bad,
+                    None => return Line::Incomplete,
+                },
+                _ => return Line::Bad,
+            }
+        };
+        let mut v1 = v1;
+        while v1 > v0 && is_ows(buf[v1 - 1]) {
             v1 -= 1;
         }
-        if !line[v0..v1].iter().all(|&b| is(b, VALUE)) {
-            return false;
-        }
-        let value = Span::input(s + v0, s + v1);
+        let v = &buf[v0..v1];
+        let value = Span::input(v0, v1);
+        let raw_name = &buf[s..colon];
+        let i = raw_name.len();
 
-        let n0 = self.scratch.len();
-        self.scratch.extend(line[..i].iter().map(u8::to_ascii_lowercase));
-        let name = Span { start: n0, len: i, scratch: true };
-        let v = &buf[s + v0..s + v1];
-        match &self.scratch[n0..] {
-            b"cookie" => {
+        // The name, lowercased: a known id, else a copy in the scratch buffer
+        let mut lower = [0u8; known::MAX_NAME_LEN + 7];
+        let id = if i <= known::MAX_NAME_LEN {
+            lowercase_token(buf, s, colon, &mut lower);
+            known::name_id(&lower[..i])
+        } else {
+            0
+        };
+        let name = if id != 0 {
+            Span::known(id)
+        } else {
+            let n0 = self.scratch.len();
+            self.scratch.extend(raw_name.iter().map(u8::to_ascii_lowercase));
+            Span::scratch(n0, i)
+        };
+        match id {
+            known::COOKIE => {
                 self.cookies.push(value);
                 if info.cookie_at.is_some() {
-                    self.scratch.truncate(n0);
-                    return true;
+                    return Line::Done(lnl);
                 }
                 info.cookie_at = Some(self.headers.len());
             }
-            b"host" => {
+            known::HOST => {
                 info.host_count += 1;
                 info.host.get_or_insert(value);
             }
-            b"content-length" => content_length(v, info),
-            b"transfer-encoding" => {
+            known::CONTENT_LENGTH => content_length(v, info),
+            known::TRANSFER_ENCODING => {
                 info.te_present = true;
                 for coding in v.split(|&b| b == b',').map(trim_ows).filter(|c| !c.is_empty()) {
                     info.te_count += 1;
@@ -421,7 +603,7 @@ impl Parser {
                     }
                 }
             }
-            b"connection" => {
+            known::CONNECTION => {
                 for token in v.split(|&b| b == b',').map(trim_ows) {
                     if token.eq_ignore_ascii_case(b"close") {
                         info.conn_close = true;
@@ -432,15 +614,15 @@ impl Parser {
                     }
                 }
             }
-            b"upgrade" => info.upgrade = Some(value),
-            b"sec-websocket-key" => info.ws_key = Some(value),
-            b"sec-websocket-version" => info.ws_version = Some(value),
-            b"accept" => info.sse |= contains_ignore_ascii_case(v, b"text/event-stream"),
-            b"expect" => info.expect_continue |= v.eq_ignore_ascii_case(b"100-continue"),
+            known::UPGRADE => info.upgrade = Some(value),
+            known::SEC_WEBSOCKET_KEY => info.ws_key = Some(value),
+            known::SEC_WEBSOCKET_VERSION => info.ws_version = Some(value),
+            known::ACCEPT => info.sse |= has_event_stream(v),
+            known::EXPECT => info.expect_continue |= v.eq_ignore_ascii_case(b"100-continue"),
             _ => {}
         }
-        self.headers.push((name, value));
-        true
+        self.headers.push(Field { name, value, id });
+        Line::Done(lnl)
     }
 
     /// All `cookie` fields become one, at the first one's place, joined with "; ".
@@ -456,30 +638,30 @@ impl Parser {
             }
             self.scratch.extend_from_slice(&buf[c.start..c.start + c.len]);
         }
-        self.headers[at].1 = Span { start: c0, len: self.scratch.len() - c0, scratch: true };
+        self.headers[at].value = Span::scratch(c0, self.scratch.len() - c0);
     }
 
     fn push_scratch(&mut self, bytes: &[u8]) -> Span {
         let s0 = self.scratch.len();
         self.scratch.extend_from_slice(bytes);
-        Span { start: s0, len: bytes.len(), scratch: true }
+        Span::scratch(s0, bytes.len())
     }
 
     fn lowercased(&mut self, buf: &[u8], span: Span) -> Span {
         let s0 = self.scratch.len();
         self.scratch.extend(buf[span.start..span.start + span.len].iter().map(u8::to_ascii_lowercase));
-        Span { start: s0, len: span.len, scratch: true }
+        Span::scratch(s0, span.len)
     }
 
     /// path = raw_path with each `%XX` decoded; character semantics only for well-formed
     /// UTF-8 with a non-ASCII byte.
     fn decode_path(&mut self, buf: &[u8], raw: Span) -> (Span, bool) {
-        if raw.scratch {
+        if raw.src != Src::Input {
             // Only the "/" of an absolute-form target without a path lives there
             return (raw, false);
         }
         let bytes = &buf[raw.start..raw.start + raw.len];
-        if memchr(b'%', bytes).is_none() {
+        if find(bytes, 0, b'%').is_none() {
             let utf8 = !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok();
             return (raw, utf8);
         }
@@ -497,7 +679,7 @@ impl Parser {
         }
         let decoded = &self.scratch[s0..];
         let utf8 = !decoded.is_ascii() && std::str::from_utf8(decoded).is_ok();
-        (Span { start: s0, len: self.scratch.len() - s0, scratch: true }, utf8)
+        (Span::scratch(s0, self.scratch.len() - s0), utf8)
     }
 }
 
@@ -557,7 +739,7 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Result<Status<Request>, Err
         raw_path: get(head.raw_path),
         query_string: get(head.query_string),
         http_version: if head.http_minor == 1 { "1.1" } else { "1.0" },
-        headers: p.headers().iter().map(|&(n, v)| (get(n), get(v))).collect(),
+        headers: p.headers().iter().map(|f| (get(f.name), get(f.value))).collect(),
         content_length: head.content_length,
         chunked: head.chunked,
         keep_alive: head.keep_alive,

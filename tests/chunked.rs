@@ -83,7 +83,7 @@ fn bad_chunks() {
     assert_eq!(bad(b"X: a\r\r\n", STATE_TRAILER, 1024), BadChunk);
     // A size line without LF: wait up to 4096 bytes
     let mut long = b"1;".to_vec();
-    long.extend(std::iter::repeat(b'a').take(4094));
+    long.extend(std::iter::repeat_n(b'a', 4094));
     assert_eq!(dec(&long, STATE_SIZE), (vec![], 0, STATE_SIZE));
     long.push(b'a');
     assert_eq!(bad(&long, STATE_SIZE, 1024), BadChunk);

@@ -356,7 +356,10 @@ fn parser_reuse_and_spans() {
     let a = b"GET /%41 HTTP/1.1\r\nHost: a\r\nCookie: x\r\nCookie: y\r\n\r\n";
     let h = p.parse(a, &LIM).unwrap().complete().unwrap();
     assert_eq!(p.bytes(a, h.path), b"/A");
-    assert_eq!(p.bytes(a, p.headers()[1].1), b"x; y");
+    assert_eq!(p.bytes(a, p.headers()[1].value), b"x; y");
+    assert_eq!(p.bytes(a, p.headers()[1].name), b"cookie");
+    assert_eq!(p.headers()[1].id, pagi_server::known::COOKIE);
+    assert_eq!(h.method_id, pagi_server::known::FIRST_METHOD);
     assert_eq!(p.headers().len(), 2);
     let b = b"GET /b HTTP/1.0\r\n\r\n";
     let h = p.parse(b, &LIM).unwrap().complete().unwrap();
@@ -368,7 +371,7 @@ fn parser_reuse_and_spans() {
 #[test]
 fn long_inputs() {
     let mut buf = b"GET /".to_vec();
-    buf.extend(std::iter::repeat(b'a').take(100_000));
+    buf.extend(std::iter::repeat_n(b'a', 100_000));
     buf.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
     let big = Limits { max_header_size: 1 << 20, max_headers: 100, max_line: 1 << 20 };
     assert_eq!(parse_request(&buf, &big).unwrap().complete().unwrap().path.len(), 100_001);
@@ -381,4 +384,56 @@ fn long_inputs() {
     assert_eq!(err(&many), HeadersTooLarge);
     let lots = Limits { max_header_size: 1 << 20, max_headers: 10_000, max_line: 100 };
     assert_eq!(parse_request(&many, &lots).unwrap().complete().unwrap().headers.len(), 5001);
+}
+
+#[test]
+fn field_value_bytes_in_every_word_position() {
+    // Each invalid byte at each offset of a long value (the validation works in words)
+    for bad in [0u8, 1, 0x08, 0x0b, 0x0d, 0x1f, 0x7f] {
+        for at in 0..20 {
+            let mut v = vec![b'a'; 20];
+            v[at] = bad;
+            let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+            buf.extend_from_slice(&v);
+            buf.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(parse(&buf), Err(BadHeader), "{bad:#x} at {at}");
+        }
+    }
+    for good in [b'\t', b' ', 0x20, 0x21, 0x7e, 0x80, 0xff] {
+        for at in 1..19 {
+            let mut v = vec![b'a'; 20];
+            v[at] = good;
+            let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+            buf.extend_from_slice(&v);
+            buf.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(ok(&buf).headers[1].1, v, "{good:#x} at {at}");
+        }
+    }
+}
+
+#[test]
+fn event_stream_anywhere() {
+    let sse = |v: &str| ok(format!("GET / HTTP/1.1\r\nHost: a\r\nAccept: {v}\r\n\r\n").as_bytes()).sse;
+    assert!(sse("text/event-stream"));
+    assert!(sse("a/b, TEXT/EVENT-STREAM;q=1"));
+    assert!(sse("xtext/event-streamy"));
+    assert!(!sse("text/event-strea"));
+    assert!(!sse("ext/event-stream"));
+    assert!(!sse("text/html, /event-stream"));
+    assert!(!sse("/"));
+}
+
+#[test]
+fn names_lowercased_whatever_their_case() {
+    for name in ["CONTENT-TYPE", "Content-Type", "cOnTeNt-tYpE", "X-Custom-Header-With-A-Long-Name", "ABCDEFGHIJKLMNOPQRSTUVWXYZ-@", "!#$%&'*+-.^_`|~09azAZ"] {
+        if name.contains('@') {
+            continue;
+        }
+        let buf = format!("GET / HTTP/1.1\r\nHost: a\r\n{name}: v\r\n\r\n");
+        let r = ok(buf.as_bytes());
+        assert_eq!(r.headers[1].0, name.to_ascii_lowercase().as_bytes(), "{name}");
+    }
+    let all: String = (b'A'..=b'Z').map(char::from).collect();
+    let r = ok(format!("GET / HTTP/1.1\r\nHost: a\r\n{all}: v\r\n\r\n").as_bytes());
+    assert_eq!(r.headers[1].0, all.to_ascii_lowercase().as_bytes());
 }
