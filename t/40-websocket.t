@@ -36,6 +36,7 @@ $route{'/scope'} = async sub ($scope, $receive, $send) {
   my $first = await $receive->();
   report(case => 'scope', first => $first->{type}, has_method => exists $scope->{method} ? 1 : 0,
     has_connection => exists $scope->{'pagi.connection'} ? 1 : 0,
+    buffered => $scope->{'pagi.transport'} ? $scope->{'pagi.transport'}->buffered_amount : 'none',
     map { $_ => $scope->{$_} } qw(type scheme subprotocols http_version path raw_path
       query_string root_path headers client server state extensions pagi));
   await $send->({type => 'websocket.accept', subprotocol => 'superchat',
@@ -184,6 +185,7 @@ subtest 'scope and accept with subprotocol and headers' => sub {
   is($r->{type}, 'websocket', 'type websocket');
   is($r->{has_method}, 0, 'no method key');
   is($r->{has_connection}, 0, 'no pagi.connection');
+  like($r->{buffered}, qr/\A[0-9]+\z/, 'pagi.transport, with buffered_amount');
   is($r->{scheme}, 'ws', 'scheme ws');
   is($r->{http_version}, '1.1', 'http_version 1.1');
   is_deeply($r->{subprotocols}, [qw(chat superchat v2 extra)], 'subprotocols split, trimmed, empties dropped');

@@ -40,6 +40,7 @@ $route{'/scope'} = async sub ($scope, $receive, $send) {
     last unless $ev->{type} eq 'sse.request' && $ev->{more};
   }
   report(case => 'scope', events => \@events, has_connection => exists $scope->{'pagi.connection'} ? 1 : 0,
+    buffered => $scope->{'pagi.transport'} ? $scope->{'pagi.transport'}->buffered_amount : 'none',
     map { $_ => $scope->{$_} } qw(type method path query_string http_version scheme headers pagi));
   await $send->({type => 'sse.start'});
   await $send->({type => 'sse.send', data => 'hi'});
@@ -206,6 +207,7 @@ subtest 'detection and scope: GET, POST with a body, plain HTTP without Accept' 
   is($r->{path}, '/scope', 'path');
   is($r->{query_string}, 'q=1', 'query_string');
   is($r->{has_connection}, 0, 'no pagi.connection in an sse scope');
+  like($r->{buffered}, qr/\A[0-9]+\z/, 'pagi.transport, with buffered_amount');
   is($r->{pagi}{version}, '0.3', 'pagi version');
   is_deeply($r->{events}, [{type => 'sse.request', body => '', more => 0}], 'a GET gives one sse.request');
 
