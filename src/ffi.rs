@@ -2,7 +2,7 @@
 //! `perl/pagi_server.h`; the two must change together.
 //!
 //! Rules of this boundary:
-//! - every entry runs inside [`guard`] (`catch_unwind`): a panic becomes
+//! - every entry runs inside `guard` (`catch_unwind`): a panic becomes
 //!   [`PAGI_PANIC`] and the glue croaks; nothing unwinds into C;
 //! - results are plain structs of integers and `(pointer, length)` pairs that point into
 //!   the caller's input or into per-thread scratch space owned by this module, valid until

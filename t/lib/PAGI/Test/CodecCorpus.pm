@@ -72,6 +72,9 @@ sub requests () {
     ['sec-websocket fields, last wins', "GET / HTTP/1.1\r\nHost: a\r\nSec-WebSocket-Key: k1\r\nSec-WebSocket-Key:  k2 \r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Version: 13\r\n\r\n"],
     ['18-digit content-length', "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999999\r\n\r\n"],
     ['empty host', "GET / HTTP/1.1\r\nHost:\r\n\r\n"],
+    ['long, uppercase and known names', "GET / HTTP/1.1\r\nHOST: a\r\nX-A-Very-Long-Header-Name-Beyond-The-Known-Ones: 1\r\nCONTENT-TYPE: x\r\nSec-WebSocket-Extensions: y\r\nUpgrade-Insecure-Requestz: 1\r\nTE: trailers\r\n\r\n"],
+    ['every known method', join('', map "$_ / HTTP/1.1\r\nHost: a\r\n\r\n", qw(GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH))],
+    ['tabs and obs-text around values', "GET / HTTP/1.1\r\nHost: a\r\nX:\t\t\x80v\t\x80\t \r\nY: \t\r\n\r\n"],
   );
 }
 
