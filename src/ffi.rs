@@ -82,6 +82,31 @@ pub struct PagiRequest {
     pub path_utf8: u8,
 }
 
+impl PagiRequest {
+    const EMPTY: PagiRequest = PagiRequest {
+        method: PagiSpan::UNDEF,
+        path: PagiSpan::UNDEF,
+        raw_path: PagiSpan::UNDEF,
+        query_string: PagiSpan::UNDEF,
+        upgrade: PagiSpan::UNDEF,
+        ws_key: PagiSpan::UNDEF,
+        ws_version: PagiSpan::UNDEF,
+        host: PagiSpan::UNDEF,
+        headers: std::ptr::null(),
+        n_headers: 0,
+        consumed: 0,
+        content_length: -1,
+        method_id: 0,
+        error: 0,
+        http_minor: 0,
+        chunked: 0,
+        keep_alive: 0,
+        sse: 0,
+        expect_continue: 0,
+        path_utf8: 0,
+    };
+}
+
 /// A range of the input.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +126,11 @@ pub struct PagiChunked {
     pub consumed: usize,
     pub state: i64,
     pub error: i32,
+}
+
+impl PagiChunked {
+    const EMPTY: PagiChunked =
+        PagiChunked { ranges: std::ptr::null(), n_ranges: 0, data_len: 0, consumed: 0, state: 0, error: 0 };
 }
 
 /// One header given by the application. `wide`: bit 1 the name, bit 2 the value had a
@@ -130,6 +160,11 @@ pub struct PagiResponse {
     pub append_body: u8,
 }
 
+impl PagiResponse {
+    const EMPTY: PagiResponse =
+        PagiResponse { head: std::ptr::null(), head_len: 0, error: 0, error_index: 0, mode: 0, close: 0, append_body: 0 };
+}
+
 /// One end of a connection: kind 0 other family, 1 inet (`text` = host, `port`), 2 unix
 /// (`text` = path).
 #[repr(C)]
@@ -147,6 +182,21 @@ pub struct PagiEndpoint {
 pub struct PagiConnInfo {
     pub peer: PagiEndpoint,
     pub local: PagiEndpoint,
+}
+
+impl PagiEndpoint {
+    const EMPTY: PagiEndpoint = PagiEndpoint { kind: 0, port: 0, len: 0, text: [0; 112] };
+}
+
+/// Writes a whole result through the caller's pointer (never forming a reference to
+/// memory the caller may not have initialised) and returns `rc`.
+///
+/// # Safety
+/// `out` is non-NULL, aligned and writable for a `T`.
+unsafe fn put<T>(out: *mut T, (rc, value): (c_int, T)) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    unsafe { out.write(value) };
+    rc
 }
 
 /// Per-thread scratch space behind the pointers handed out.
@@ -258,21 +308,18 @@ pub unsafe extern "C" fn pagi_parse_request(
     max_line: i64,
     out: *mut PagiRequest,
 ) -> c_int {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
     // SAFETY: the caller guarantees the buffer (see above).
     let buf = unsafe { bytes(buf, len) };
-    // SAFETY: the caller guarantees `out` is a valid, writable PagiRequest.
-    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
-    guard(PAGI_PANIC, || {
+    let result = guard((PAGI_PANIC, PagiRequest::EMPTY), || {
         SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
             let limits = Limits { max_header_size, max_headers, max_line };
-            out.error = 0;
             let head = match s.parser.parse(buf, &limits) {
-                Err(kind) => {
-                    out.error = kind.code();
-                    return PAGI_ERROR;
-                }
-                Ok(Status::Partial) => return PAGI_PARTIAL,
+                Err(kind) => return (PAGI_ERROR, PagiRequest { error: kind.code(), ..PagiRequest::EMPTY }),
+                Ok(Status::Partial) => return (PAGI_PARTIAL, PagiRequest::EMPTY),
                 Ok(Status::Complete(head)) => head,
             };
             let scratch = s.parser.scratch();
@@ -282,28 +329,33 @@ pub unsafe extern "C" fn pagi_parse_request(
                 value: span_ptr(buf, scratch, f.value),
                 name_id: u32::from(f.id),
             }));
-            out.method = span_ptr(buf, scratch, head.method);
-            out.path = span_ptr(buf, scratch, head.path);
-            out.raw_path = span_ptr(buf, scratch, head.raw_path);
-            out.query_string = span_ptr(buf, scratch, head.query_string);
-            out.upgrade = opt_span(buf, scratch, head.upgrade);
-            out.ws_key = opt_span(buf, scratch, head.ws_key);
-            out.ws_version = opt_span(buf, scratch, head.ws_version);
-            out.host = opt_span(buf, scratch, head.host);
-            out.headers = s.fields.as_ptr();
-            out.n_headers = s.fields.len();
-            out.consumed = head.consumed;
-            out.content_length = head.content_length.map_or(-1, |n| n as i64);
-            out.method_id = u32::from(head.method_id);
-            out.http_minor = head.http_minor;
-            out.chunked = head.chunked as u8;
-            out.keep_alive = head.keep_alive as u8;
-            out.sse = head.sse as u8;
-            out.expect_continue = head.expect_continue as u8;
-            out.path_utf8 = head.path_utf8 as u8;
-            PAGI_DONE
+            let r = PagiRequest {
+                method: span_ptr(buf, scratch, head.method),
+                path: span_ptr(buf, scratch, head.path),
+                raw_path: span_ptr(buf, scratch, head.raw_path),
+                query_string: span_ptr(buf, scratch, head.query_string),
+                upgrade: opt_span(buf, scratch, head.upgrade),
+                ws_key: opt_span(buf, scratch, head.ws_key),
+                ws_version: opt_span(buf, scratch, head.ws_version),
+                host: opt_span(buf, scratch, head.host),
+                headers: s.fields.as_ptr(),
+                n_headers: s.fields.len(),
+                consumed: head.consumed,
+                content_length: head.content_length.map_or(-1, |n| n as i64),
+                method_id: u32::from(head.method_id),
+                error: 0,
+                http_minor: head.http_minor,
+                chunked: head.chunked as u8,
+                keep_alive: head.keep_alive as u8,
+                sse: head.sse as u8,
+                expect_continue: head.expect_continue as u8,
+                path_utf8: head.path_utf8 as u8,
+            };
+            (PAGI_DONE, r)
         })
-    })
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
 }
 
 /// Decodes chunked data. Returns `PAGI_DONE` (progress in `out`), `PAGI_ERROR` (kind in
@@ -320,35 +372,35 @@ pub unsafe extern "C" fn pagi_decode_chunked(
     max_trailer_size: i64,
     out: *mut PagiChunked,
 ) -> c_int {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
     // SAFETY: the caller guarantees the buffer.
     let buf = unsafe { bytes(buf, len) };
-    // SAFETY: the caller guarantees `out`.
-    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
-    guard(PAGI_PANIC, || {
+    let result = guard((PAGI_PANIC, PagiChunked::EMPTY), || {
         SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
             s.ranges.clear();
-            out.error = 0;
             match decode_chunked(buf, state, max_trailer_size, &mut s.ranges) {
-                Err(e) => {
-                    out.error = e.kind.code();
-                    out.consumed = 0;
-                    out.state = e.state;
-                    PAGI_ERROR
-                }
+                Err(e) => (PAGI_ERROR, PagiChunked { error: e.kind.code(), state: e.state, ..PagiChunked::EMPTY }),
                 Ok(p) => {
                     s.c_ranges.clear();
                     s.c_ranges.extend(s.ranges.iter().map(|&(start, len)| PagiRange { start, len }));
-                    out.ranges = s.c_ranges.as_ptr();
-                    out.n_ranges = s.c_ranges.len();
-                    out.data_len = s.ranges.iter().map(|r| r.1).sum();
-                    out.consumed = p.consumed;
-                    out.state = p.state;
-                    PAGI_DONE
+                    let c = PagiChunked {
+                        ranges: s.c_ranges.as_ptr(),
+                        n_ranges: s.c_ranges.len(),
+                        data_len: s.ranges.iter().map(|r| r.1).sum(),
+                        consumed: p.consumed,
+                        state: p.state,
+                        error: 0,
+                    };
+                    (PAGI_DONE, c)
                 }
             }
         })
-    })
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
 }
 
 /// # Safety
@@ -368,17 +420,13 @@ unsafe fn fields_in<'a>(headers: *const PagiFieldIn, n: usize) -> Vec<HeaderIn<'
         .collect()
 }
 
-fn app_error(out: &mut PagiResponse, e: AppError) -> c_int {
-    let (code, index) = match e {
+fn app_error(e: AppError) -> (c_int, PagiResponse) {
+    let (error, error_index) = match e {
         AppError::Status => (1, 0),
         AppError::Name(i) => (2, i),
         AppError::Value(i) => (3, i),
     };
-    out.error = code;
-    out.error_index = index;
-    out.head = std::ptr::null();
-    out.head_len = 0;
-    PAGI_ERROR
+    (PAGI_ERROR, PagiResponse { error, error_index, ..PagiResponse::EMPTY })
 }
 
 /// Builds a response head (the glue appends the body when `out.append_body`).
@@ -399,30 +447,36 @@ pub unsafe extern "C" fn pagi_serialize_response(
     body_len: usize,
     out: *mut PagiResponse,
 ) -> c_int {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
     // SAFETY: the caller guarantees the status bytes.
     let status = unsafe { bytes(status, status_len) };
-    // SAFETY: the caller guarantees `out`.
-    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
-    guard(PAGI_PANIC, || {
+    let result = guard((PAGI_PANIC, PagiResponse::EMPTY), || {
         // SAFETY: the caller guarantees the header entries.
         let fields = unsafe { fields_in(headers, n) };
         SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
             let body = (has_body != 0).then_some(body_len);
             match serialize_response(&mut s.out, status, &fields, flags, body, &http_date()) {
-                Err(e) => app_error(out, e),
+                Err(e) => app_error(e),
                 Ok(Framing { mode, close, append_body }) => {
-                    out.error = 0;
-                    out.head = s.out.as_ptr();
-                    out.head_len = s.out.len();
-                    out.mode = i32::from(mode);
-                    out.close = close as u8;
-                    out.append_body = append_body as u8;
-                    PAGI_DONE
+                    let r = PagiResponse {
+                        head: s.out.as_ptr(),
+                        head_len: s.out.len(),
+                        error: 0,
+                        error_index: 0,
+                        mode: i32::from(mode),
+                        close: close as u8,
+                        append_body: append_body as u8,
+                    };
+                    (PAGI_DONE, r)
                 }
             }
         })
-    })
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
 }
 
 /// Builds the end of a chunked body with trailers. Returns as `pagi_serialize_response`.
@@ -431,27 +485,22 @@ pub unsafe extern "C" fn pagi_serialize_response(
 /// As `pagi_serialize_response`.
 #[no_mangle]
 pub unsafe extern "C" fn pagi_serialize_trailers(headers: *const PagiFieldIn, n: usize, out: *mut PagiResponse) -> c_int {
-    // SAFETY: the caller guarantees `out`.
-    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
-    guard(PAGI_PANIC, || {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    let result = guard((PAGI_PANIC, PagiResponse::EMPTY), || {
         // SAFETY: the caller guarantees the header entries.
         let fields = unsafe { fields_in(headers, n) };
         SCRATCH.with(|s| {
             let s = &mut *s.borrow_mut();
             match serialize_trailers(&mut s.out, &fields) {
-                Err(e) => app_error(out, e),
-                Ok(()) => {
-                    out.error = 0;
-                    out.head = s.out.as_ptr();
-                    out.head_len = s.out.len();
-                    out.mode = 0;
-                    out.close = 0;
-                    out.append_body = 0;
-                    PAGI_DONE
-                }
+                Err(e) => app_error(e),
+                Ok(()) => (PAGI_DONE, PagiResponse { head: s.out.as_ptr(), head_len: s.out.len(), ..PagiResponse::EMPTY }),
             }
         })
-    })
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
 }
 
 /// Writes `<hex len>\r\n` into `out` (room for 18 bytes) and returns its length, or 0
@@ -473,17 +522,17 @@ pub unsafe extern "C" fn pagi_chunk_prefix(len: usize, out: *mut u8) -> usize {
     })
 }
 
-fn fill_endpoint(e: &Endpoint, out: &mut PagiEndpoint) {
+fn endpoint(e: &Endpoint) -> PagiEndpoint {
     let (kind, port, text): (i32, i32, &[u8]) = match e {
         Endpoint::Inet { host, port } => (1, i32::from(*port), host.as_bytes()),
         Endpoint::Unix(path) => (2, 0, path),
         Endpoint::Other => (0, 0, &[]),
     };
+    let mut out = PagiEndpoint { kind, port, ..PagiEndpoint::EMPTY };
     let n = text.len().min(out.text.len());
-    out.kind = kind;
-    out.port = port;
     out.len = n;
     out.text[..n].copy_from_slice(&text[..n]);
+    out
 }
 
 /// Both ends of socket `fd`: 1 and `out` filled; 0 when it is not a connected socket;
@@ -493,16 +542,16 @@ fn fill_endpoint(e: &Endpoint, out: &mut PagiEndpoint) {
 /// `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo) -> c_int {
-    // SAFETY: the caller guarantees `out`.
-    let Some(out) = (unsafe { out.as_mut() }) else { return PAGI_PANIC };
-    guard(PAGI_PANIC, || match connection_info(fd) {
-        None => 0,
-        Some(info) => {
-            fill_endpoint(&info.peer, &mut out.peer);
-            fill_endpoint(&info.local, &mut out.local);
-            1
-        }
-    })
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    let empty = PagiConnInfo { peer: PagiEndpoint::EMPTY, local: PagiEndpoint::EMPTY };
+    let result = guard((PAGI_PANIC, empty), || match connection_info(fd) {
+        None => (0, PagiConnInfo { peer: PagiEndpoint::EMPTY, local: PagiEndpoint::EMPTY }),
+        Some(info) => (1, PagiConnInfo { peer: endpoint(&info.peer), local: endpoint(&info.local) }),
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
 }
 
 /// The `error` string of a kind code (NUL-terminated, static), or NULL.

@@ -14,10 +14,11 @@ unsafe fn span<'a>(s: PagiSpan) -> Option<&'a [u8]> {
 }
 
 fn parse(buf: &[u8]) -> (i32, PagiRequest) {
-    let mut out = MaybeUninit::<PagiRequest>::zeroed();
-    // SAFETY: a valid buffer and a writable, zeroed result struct.
+    // Uninitialised, as C callers leave it: every entry writes the whole result
+    let mut out = MaybeUninit::<PagiRequest>::uninit();
+    // SAFETY: a valid buffer and a writable result struct.
     let rc = unsafe { pagi_parse_request(buf.as_ptr(), buf.len(), 16384, 100, 8192, out.as_mut_ptr()) };
-    // SAFETY: zeroed is a valid PagiRequest (null pointers, zero integers).
+    // SAFETY: the call wrote a whole PagiRequest, whatever its outcome.
     (rc, unsafe { out.assume_init() })
 }
 
