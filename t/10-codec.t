@@ -375,6 +375,30 @@ sub undate ($bytes) {
   return $bytes;
 }
 
+subtest "serialize_response and check_headers: the app's Content-Length" => sub {
+  my $sr = \&PAGI::Server::Protocol::HTTP1::serialize_response;
+  my $ch = \&PAGI::Server::Protocol::HTTP1::check_headers;
+  is_deeply([$sr->(200, [['Content-Length', 'abc']], 0, undef)], [undef, 'invalid content-length: abc'],
+    'a non-numeric Content-Length is an error');
+  is_deeply([$sr->(200, [['Content-Length', ' 5']], 0, undef)], [undef, 'invalid content-length:  5'],
+    'spaces are not digits');
+  is_deeply([$sr->(200, [['Content-Length', '1' x 19]], 0, undef)], [undef, 'invalid content-length: ' . ('1' x 19)],
+    'more than 18 digits is an error');
+  is_deeply([$sr->(200, [['content-length', '5'], ['Content-Length', '6']], 0, undef)],
+    [undef, 'conflicting content-length'], 'two different Content-Lengths conflict');
+  my @ok = $sr->(200, [['content-length', '5'], ['Content-Length', '5']], 0, undef);
+  is($ok[3], 5, 'the same value twice is fine, and is the announced length');
+  is($ch->([['X-A', 'b'], ['Content-Length', '7']]), undef, 'check_headers: good headers give undef');
+  is($ch->([['X A', 'b']]), 'invalid header name: X A', 'check_headers: the serializer\'s message');
+  is($ch->([['X-A', "b\r\nc"]]), 'invalid header value for X-A', 'check_headers: CR LF in a value');
+  is($ch->([['Content-Length', '-1']]), 'invalid content-length: -1', 'check_headers: a bad Content-Length');
+  ok(!eval { $sr->(200, [], 0, "\x{263a}"); 1 }, 'a body with a wide character croaks (API misuse)');
+  ok(!eval { PAGI::Server::Protocol::HTTP1::serialize_chunk("\x{263a}"); 1 }, 'so does a wide chunk');
+  my $up = "caf\x{e9}";
+  utf8::upgrade($up);
+  is(($sr->(200, [], 0, $up))[3], 4, 'an upgraded string with characters <= 0xFF counts its bytes');
+};
+
 subtest 'serialize_response: head, framing, Connection' => sub {
   my ($b, $mode, $close) = @{sr(200, [['Content-Type', 'text/plain'], ['X-CamelCase', 'v']], 0, 'hello')};
   is(undate($b), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-CamelCase: v\r\nDate: X\r\n"
@@ -385,35 +409,35 @@ subtest 'serialize_response: head, framing, Connection' => sub {
     return [undate($bytes), @rest];
   }
   my $std = "Date: X\r\nServer: PAGI-Server\r\n";
-  is_deeply(resp(200, [], 0, undef), ["HTTP/1.1 200 OK\r\n${std}Transfer-Encoding: chunked\r\n\r\n", 2, 0],
+  is_deeply(resp(200, [], 0, undef), ["HTTP/1.1 200 OK\r\n${std}Transfer-Encoding: chunked\r\n\r\n", 2, 0, undef],
     'no body, no length, HTTP/1.1: chunked');
-  is_deeply(resp(200, [], 4, undef), ["HTTP/1.1 200 OK\r\n${std}Connection: close\r\n\r\n", 3, 1],
+  is_deeply(resp(200, [], 4, undef), ["HTTP/1.1 200 OK\r\n${std}Connection: close\r\n\r\n", 3, 1, undef],
     'no body, no length, HTTP/1.0: close-delimited');
-  is_deeply(resp(200, [], 4, 'ab'), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 2\r\nConnection: keep-alive\r\n\r\nab", 1, 0],
+  is_deeply(resp(200, [], 4, 'ab'), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 2\r\nConnection: keep-alive\r\n\r\nab", 1, 0, 2],
     'HTTP/1.0 with a body: length and Connection: keep-alive');
-  is_deeply(resp(200, [], 6, 'ab'), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 2\r\nConnection: close\r\n\r\nab", 1, 1],
+  is_deeply(resp(200, [], 6, 'ab'), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 2\r\nConnection: close\r\n\r\nab", 1, 1, 2],
     'HTTP/1.0 and close');
-  is_deeply(resp(200, [], 2, ''), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 0\r\nConnection: close\r\n\r\n", 1, 1],
+  is_deeply(resp(200, [], 2, ''), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 0\r\nConnection: close\r\n\r\n", 1, 1, 0],
     'close flag; empty body gets Content-Length: 0');
-  is_deeply(resp(200, [['content-length', '10']], 0, undef), ["HTTP/1.1 200 OK\r\ncontent-length: 10\r\n$std\r\n", 1, 0],
+  is_deeply(resp(200, [['content-length', '10']], 0, undef), ["HTTP/1.1 200 OK\r\ncontent-length: 10\r\n$std\r\n", 1, 0, 10],
     "the app's Content-Length: head only, nothing added");
-  is_deeply(resp(200, [['Content-Length', '3']], 0, 'abc'), ["HTTP/1.1 200 OK\r\nContent-Length: 3\r\n$std\r\nabc", 1, 0],
+  is_deeply(resp(200, [['Content-Length', '3']], 0, 'abc'), ["HTTP/1.1 200 OK\r\nContent-Length: 3\r\n$std\r\nabc", 1, 0, 3],
     "the app's Content-Length with a body: not doubled");
-  is_deeply(resp(200, [], 1, 'hello'), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 5\r\n\r\n", 0, 0],
+  is_deeply(resp(200, [], 1, 'hello'), ["HTTP/1.1 200 OK\r\n${std}Content-Length: 5\r\n\r\n", 0, 0, undef],
     'HEAD with a body: its length, no body');
-  is_deeply(resp(200, [], 1, undef), ["HTTP/1.1 200 OK\r\n${std}Transfer-Encoding: chunked\r\n\r\n", 0, 0],
+  is_deeply(resp(200, [], 1, undef), ["HTTP/1.1 200 OK\r\n${std}Transfer-Encoding: chunked\r\n\r\n", 0, 0, undef],
     'HEAD, streaming: the GET framing header, mode 0');
-  is_deeply(resp(200, [['Content-Length', '9']], 1, undef), ["HTTP/1.1 200 OK\r\nContent-Length: 9\r\n$std\r\n", 0, 0],
+  is_deeply(resp(200, [['Content-Length', '9']], 1, undef), ["HTTP/1.1 200 OK\r\nContent-Length: 9\r\n$std\r\n", 0, 0, undef],
     "HEAD with the app's length");
-  is_deeply(resp(200, [], 5, undef), ["HTTP/1.1 200 OK\r\n${std}Connection: close\r\n\r\n", 3, 1],
-    'HEAD, HTTP/1.0, streaming: close-delimited');
+  is_deeply(resp(200, [], 5, undef), ["HTTP/1.1 200 OK\r\n${std}Connection: keep-alive\r\n\r\n", 0, 0, undef],
+    'HEAD, HTTP/1.0, streaming: no body follows, so the connection can stay');
   for my $s (204, 304, 100, 101, 103) {
     my ($bytes, $m) = @{resp($s, [], 0, 'body')};
     is($m, 0, "status $s: mode 0");
     unlike($bytes, qr/Content-Length|Transfer-Encoding|body/, "status $s: no framing header, no body");
   }
   is_deeply(resp(304, [['ETag', '"x"'], ['Content-Length', '5']], 0, undef),
-    ["HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 5\r\n$std\r\n", 0, 0], '304 keeps the app headers');
+    ["HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 5\r\n$std\r\n", 0, 0, undef], '304 keeps the app headers');
   is(resp(299, [], 0, '')->[0] =~ s/\r\n.*//sr, 'HTTP/1.1 299 ', 'unknown status: empty reason');
   is(resp('404', [], 0, '')->[0] =~ s/\r\n.*//sr, 'HTTP/1.1 404 Not Found', 'status as a string');
   my %reason = (200 => 'OK', 201 => 'Created', 204 => 'No Content', 301 => 'Moved Permanently',
@@ -424,11 +448,11 @@ subtest 'serialize_response: head, framing, Connection' => sub {
     is(resp($s, [], 0, '')->[0] =~ s/\r\n.*//sr, "HTTP/1.1 $s $reason{$s}", "reason for $s");
   }
   is_deeply(resp(200, [['Transfer-Encoding', 'gzip'], ['X', '1']], 0, 'a'),
-    ["HTTP/1.1 200 OK\r\nX: 1\r\n${std}Content-Length: 1\r\n\r\na", 1, 0], "the app's Transfer-Encoding is dropped");
+    ["HTTP/1.1 200 OK\r\nX: 1\r\n${std}Content-Length: 1\r\n\r\na", 1, 0, 1], "the app's Transfer-Encoding is dropped");
   is_deeply(resp(200, [['Connection', 'keep-alive'], ['X', '1']], 0, 'a'),
-    ["HTTP/1.1 200 OK\r\nX: 1\r\n${std}Content-Length: 1\r\n\r\na", 1, 0], "the app's Connection is dropped");
+    ["HTTP/1.1 200 OK\r\nX: 1\r\n${std}Content-Length: 1\r\n\r\na", 1, 0, 1], "the app's Connection is dropped");
   is_deeply(resp(200, [['connection', 'Upgrade, CLOSE ']], 0, 'a'),
-    ["HTTP/1.1 200 OK\r\n${std}Content-Length: 1\r\nConnection: close\r\n\r\na", 1, 1],
+    ["HTTP/1.1 200 OK\r\n${std}Content-Length: 1\r\nConnection: close\r\n\r\na", 1, 1, 1],
     "the app's Connection: close token closes");
   my ($bytes) = @{sr(200, [['date', 'Tue, 01 Jan 2030 00:00:00 GMT'], ['SERVER', 'mine']], 0, '')};
   is($bytes, "HTTP/1.1 200 OK\r\ndate: Tue, 01 Jan 2030 00:00:00 GMT\r\nSERVER: mine\r\nContent-Length: 0\r\n\r\n",

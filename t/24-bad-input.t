@@ -94,6 +94,19 @@ $route{'/cl-more'} = async sub ($scope, $receive, $send) {
 $route{'/cl-less'} = async sub ($scope, $receive, $send) {
   await respond($send, 200, 'hi', ['content-length', 5]);
 };
+# The same, streamed: the extra bytes are dropped; a short body closes the connection
+$route{'/cl-more-stream'} = async sub ($scope, $receive, $send) {
+  await $send->({type => 'http.response.start', status => 200, headers => [['content-length', 5]]});
+  await $send->({type => 'http.response.body', body => 'hel', more => 1});
+  my $ok = eval { await $send->({type => 'http.response.body', body => 'lo world', more => 1}); 1 };
+  report(case => 'cl-more-stream', failed => $ok ? 0 : 1, error => $@ =~ s/\s+\z//r);
+  await $send->({type => 'http.response.body', body => ''});
+};
+$route{'/cl-less-stream'} = async sub ($scope, $receive, $send) {
+  await $send->({type => 'http.response.start', status => 200, headers => [['content-length', 5]]});
+  await $send->({type => 'http.response.body', body => 'hi', more => 1});
+  await $send->({type => 'http.response.body', body => ''});
+};
 
 # Headers (or trailers) with bytes that must never reach the wire
 my %bad_header = (
@@ -269,9 +282,12 @@ subtest 'response headers with CR, LF or NUL: the send fails, nothing reaches th
       my $bytes = $c->read_all(3);
       my @rep = $srv->wait_reports(@before + 1);
       my $res = $rep[-1]{results};
-      is($res->[0], 'ok', "$case ($mode): start is accepted (it is buffered)");
-      like($res->[1], qr/\Afailed: .*invalid header (?:name|value)/, "$case ($mode): the body send fails, naming the header");
+      like($res->[0], qr/\Afailed: http\.response\.start: invalid header (?:name|value)/,
+        "$case ($mode): the start send fails, naming the header");
+      like($res->[1], qr/\Afailed: http\.response\.body before http\.response\.start/,
+        "$case ($mode): so the body send fails too");
       unlike($bytes, qr/Injected/, "$case ($mode): the bad bytes never reach the wire");
+      like($bytes, qr{\AHTTP/1\.1 500 }, "$case ($mode): the app returned without a response: 500");
       ok($c->closed, "$case ($mode): the connection is closed");
     }
   }
@@ -305,8 +321,9 @@ subtest 'malformed events from the app: each send fails' => sub {
 };
 
 subtest 'an app body that does not match its Content-Length never desynchronises the connection' => sub {
-  local $TODO = 'design question: the declared Content-Length is not enforced (see the report)';
-  for my $case (['/cl-more', 'more bytes than declared'], ['/cl-less', 'fewer bytes than declared']) {
+  for my $case (['/cl-more', 'more bytes than declared'], ['/cl-less', 'fewer bytes than declared'],
+    ['/cl-more-stream', 'more bytes than declared, streamed'],
+    ['/cl-less-stream', 'fewer bytes than declared, streamed']) {
     my ($path, $name) = @$case;
     my $c = http_connect($srv->port);
     $c->send("GET $path HTTP/1.1\r\n$H\r\nGET /next HTTP/1.1\r\n$H\r\n");
@@ -318,6 +335,21 @@ subtest 'an app body that does not match its Content-Length never desynchronises
     };
     ok(!$garbage && (@r < 2 || $r[1]{body} eq 'ok /next'), "$name: no garbage is read as the next response");
     ok($c->closed, "$name: the connection is closed after it");
+    if ($path eq '/cl-more-stream') {
+      is(scalar @r, 1, "$name: one response");
+      is($r[0] && $r[0]{body}, 'hello', "$name: exactly the declared 5 bytes");
+      my ($rep) = grep { ($_->{case} // '') eq 'cl-more-stream' } $srv->wait_reports(1);
+      like($rep && $rep->{error}, qr/beyond the Content-Length/, "$name: the overflowing send fails");
+    }
+    if ($path eq '/cl-less' || $path eq '/cl-more') {
+      is(scalar @r, 0, "$name (fast path): no response is written at all");
+      ok($srv->wait_log(qr/application error: .*bytes of body for a Content-Length of 5/),
+        "$name (fast path): the send fails and the app's error is logged");
+    }
+    if ($path eq '/cl-less-stream') {
+      ok($srv->wait_log(qr/\[error\] response body ended 3 bytes short of its Content-Length/),
+        "$name: logged");
+    }
   }
 };
 

@@ -20,6 +20,7 @@ BEGIN {
   *parse_request      = \&PAGI::Server::Protocol::HTTP1::parse_request;
   *decode_chunked     = \&PAGI::Server::Protocol::HTTP1::decode_chunked;
   *serialize_response = \&PAGI::Server::Protocol::HTTP1::serialize_response;
+  *check_headers      = \&PAGI::Server::Protocol::HTTP1::check_headers;
   *serialize_chunk    = \&PAGI::Server::Protocol::HTTP1::serialize_chunk;
   *serialize_trailers = \&PAGI::Server::Protocol::HTTP1::serialize_trailers;
 }
@@ -378,9 +379,14 @@ sub _send ($self, $ev) {
     if (!$self->{head_sent}) {
       if (!$more && !$self->{trailers}) {
         # Fast path: head and body in one buffer, one write
-        my ($bytes, $mode, $close) = serialize_response($self->{status}, $self->{headers},
-          $self->{flags}, $body);
+        my ($bytes, $mode, $close, $length) = serialize_response($self->{status},
+          $self->{headers}, $self->{flags}, $body);
         return Future->fail("http.response.start: $mode\n") unless defined $bytes;
+        # The app's own Content-Length must match: a wrong one would desynchronise
+        # the connection for the next response
+        return Future->fail("http.response.body: " . length($body)
+          . " bytes of body for a Content-Length of $length\n")
+          if $mode == M_LENGTH && $length != length $body;
         $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: fast path");
         $self->{head_sent} = 1;
         $self->{keep} = 0 if $close;
@@ -391,13 +397,10 @@ sub _send ($self, $ev) {
       my $err = $self->_write_head;
       return Future->fail($err) if $err;
     }
-    $self->_write_body($body) if length $body;
-    if (!$more) {
-      # Declared trailers complete the response, whatever the framing
-      return Future->done if $self->{trailers};
-      $self->_write("0\r\n\r\n") if $self->{resp_mode} == M_CHUNKED;
-      return $self->_response_complete;
+    if (length $body and my $err = $self->_write_body($body)) {
+      return Future->fail("http.response.body: $err\n");
     }
+    return $self->_end_body unless $more;
     return $self->_send_future;
   }
   if ($type eq 'http.response.start') {
@@ -408,6 +411,10 @@ sub _send ($self, $ev) {
     my $headers = $ev->{headers} // [];
     return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
       if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+    # Bad header bytes fail this send, though the head is written later
+    if (defined(my $err = check_headers($headers))) {
+      return Future->fail("http.response.start: $err\n");
+    }
     # A body that will be neither read nor drained (too big, or its client still waits
     # for "100 Continue") leaves this connection unusable: say so in this response
     $self->{keep} = 0 if !$self->{body_done} && !$self->_can_drain;
@@ -443,22 +450,50 @@ sub _send ($self, $ev) {
 
 # Writes the response head for the streaming path; returns an error message or ''
 sub _write_head ($self) {
-  my ($bytes, $mode, $close) = serialize_response($self->{status}, $self->{headers},
-    $self->{flags}, undef);
+  my ($bytes, $mode, $close, $length) = serialize_response($self->{status},
+    $self->{headers}, $self->{flags}, undef);
   return "http.response.start: $mode\n" unless defined $bytes;
   $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: general path");
   $self->{head_sent} = 1;
   $self->{resp_mode} = $mode;
+  $self->{resp_left} = $length;
   $self->{keep} = 0 if $close;
   $self->_write($bytes);
   return '';
 }
 
+# Writes body bytes in the response's framing; returns an error message or ''
 sub _write_body ($self, $body) {
   my $mode = $self->{resp_mode};
-  return if $mode == M_NONE;
+  return '' if $mode == M_NONE;
+  my $err = '';
+  if ($mode == M_LENGTH) {
+    # Never more than the announced length: the rest would be read as a response
+    my $left = $self->{resp_left};
+    if (length $body > $left) {
+      $err = (length($body) - $left) . " bytes beyond the Content-Length were dropped";
+      $body = substr($body, 0, $left);
+      $self->{keep} = 0;
+    }
+    $self->{resp_left} -= length $body;
+  }
   $self->{sent_bytes} += length $body;
   $self->_write($mode == M_CHUNKED ? serialize_chunk($body) : $body);
+  return $err;
+}
+
+# The app's last body bytes were written: finish the framing, or fail a body that fell
+# short of its Content-Length (the connection cannot be reused: close it)
+sub _end_body ($self) {
+  if ($self->{resp_mode} == M_LENGTH && $self->{resp_left}) {
+    my $short = $self->{resp_left};
+    $self->{server}->log(error => "response body ended $short bytes short of its Content-Length; closing");
+    $self->_abort('server_error');
+    return Future->fail("http.response.body: the body ended $short bytes short of its Content-Length\n");
+  }
+  return Future->done if $self->{trailers};    # http.response.trailers completes it
+  $self->_write("0\r\n\r\n") if $self->{resp_mode} == M_CHUNKED;
+  return $self->_response_complete;
 }
 
 # A send's Future: done now, unless the socket is backed up
@@ -520,10 +555,8 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       if ($n == 0) {
         close $fh if $close_fh;
         undef $step;
-        return $done->done if $weak->{trailers};    # http.response.trailers completes it
-        $weak->_write("0\r\n\r\n") if $weak->{resp_mode} == M_CHUNKED;
-        $weak->_response_complete;
-        return $done->done;
+        my $end = $weak->_end_body;
+        return $end->is_failed ? $done->fail($end->failure) : $done->done;
       }
       $left -= $n if defined $left;
       $weak->_write_body($buf);

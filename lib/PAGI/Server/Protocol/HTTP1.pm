@@ -7,7 +7,7 @@ our $VERSION = '0.001';
 
 # The HTTP/1.1 codec seam: the same few functions from ::PP (Perl) or ::XS (Rust).
 # PAGI_SERVER_BACKEND=pp|xs forces one; unset means XS when it is built, else PP.
-our @FUNCTIONS = qw(parse_request decode_chunked serialize_response serialize_chunk
+our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
   serialize_trailers connection_info);
 
 our $IMPLEMENTATION;

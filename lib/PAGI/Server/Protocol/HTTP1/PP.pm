@@ -1,6 +1,7 @@
 package PAGI::Server::Protocol::HTTP1::PP;
 use strict;
 use warnings;
+use Carp ();
 use Socket qw(AF_INET AF_INET6 AF_UNIX sockaddr_family unpack_sockaddr_in
   unpack_sockaddr_in6 unpack_sockaddr_un inet_ntop);
 
@@ -28,10 +29,6 @@ sub _error { return ({error => $_[0], message => $MESSAGE{$_[0]}}, 0) }
 
 my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
 
-my $UTF8 = qr/\A(?:[\x00-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]
-  |[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}
-  |[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*\z/x;
-
 sub parse_request {
   my ($buf, $max_header_size, $max_headers, $max_line) = @_;
 
@@ -42,7 +39,8 @@ sub parse_request {
   my $nl = index($buf, "\n", $start);
   if ($nl < 0) {
     my $have = length($buf) - $start;
-    return _error('uri_too_long')      if $have > $max_line;
+    # A final "\r" may be the start of the line's terminator: it does not count
+    return _error('uri_too_long') if $have - (substr($buf, -1) eq "\r" ? 1 : 0) > $max_line;
     return _error('headers_too_large') if $have > $max_header_size;
     return (undef, 0);
   }
@@ -58,19 +56,18 @@ sub parse_request {
     return _error($version =~ m{\AHTTP/[0-9]\.[0-9]\z} ? 'unsupported_version' : 'bad_request_line');
   }
 
-  my $raw_path;
-  if (substr($target, 0, 1) eq '/') { $raw_path = $target }
-  elsif ($target eq '*')            { $raw_path = '*' }
-  elsif ($target =~ m{\A[A-Za-z][A-Za-z0-9+\-.]*://([^/]*)(.*)\z}s) {
-    $raw_path = length $2 ? $2 : '/';
+  # The query is split off the whole target first, so absolute-form keeps it
+  my ($raw_path, $query_string) = ($target, '');
+  my $q = index($target, '?');
+  if ($q >= 0) {
+    $query_string = substr($target, $q + 1);
+    $raw_path     = substr($target, 0, $q);
+  }
+  if (substr($raw_path, 0, 1) eq '/' || $target eq '*') { }
+  elsif ($raw_path =~ m{\A[A-Za-z][A-Za-z0-9+\-.]*://[^/]*(.*)\z}s) {
+    $raw_path = length $1 ? $1 : '/';
   }
   else { return _error('bad_request_line') }
-  my $query_string = '';
-  my $q = index($raw_path, '?');
-  if ($q >= 0) {
-    $query_string = substr($raw_path, $q + 1);
-    $raw_path     = substr($raw_path, 0, $q);
-  }
 
   # Find the end of the head: the first blank line after the request line
   my $end;
@@ -139,8 +136,13 @@ sub parse_request {
 
   my $path = $raw_path;
   $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
-  # Characters only when the bytes are well-formed UTF-8 (RFC 3629); else keep bytes
-  utf8::decode($path) if $path =~ /[\x80-\xff]/ && $path =~ $UTF8;
+  # Characters only when the bytes are well-formed UTF-8 (RFC 3629: perl's own
+  # decoder also takes surrogates and code points above U+10FFFF); else keep bytes
+  if ($path =~ /[\x80-\xff]/) {
+    my $chars = $path;
+    $path = $chars
+      if utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/;
+  }
 
   return ({
     method          => $method,
@@ -192,12 +194,15 @@ sub decode_chunked {
     elsif ($state == -1) {
       my $nl = index($buf, "\n", $pos);
       if ($nl < 0) {
+        # A chunk-size line is at most $MAX_CHUNK_LINE bytes, complete or not
         return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
-          if $len - $pos > $MAX_CHUNK_LINE;
+          if $len - $pos - (substr($buf, -1) eq "\r" ? 1 : 0) > $MAX_CHUNK_LINE;
         last;
       }
       my $line = substr($buf, $pos, $nl - $pos);
       chop $line if substr($line, -1) eq "\r";
+      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+        if length $line > $MAX_CHUNK_LINE;
       $line =~ /\A([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\z/
         or return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
       my $size = do { no warnings 'portable'; hex $1 };    # up to 15 digits: 60 bits
@@ -224,12 +229,13 @@ sub decode_chunked {
       chop $line if substr($line, -1) eq "\r";
       return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
         if index($line, "\r") >= 0;
+      # The budget counts raw bytes, terminators included, over this call's lines
+      my $used = $nl + 1 - $pos;
       return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
-        if $nl + 1 - $pos > $max_trailer;
+        if $used > $max_trailer;
       $pos = $nl + 1;
       if ($line eq '') { $state = -4; last }
-      # Keep the trailer budget across lines by counting what was used
-      $max_trailer -= length($line) + 1;
+      $max_trailer -= $used;
     }
     else { last }
   }
@@ -274,10 +280,11 @@ sub _date_line {
     $DAY[$wd], $d, $MON[$mon], $y + 1900, $h, $m, $s;
 }
 
-# Validates app headers and writes them; returns (bytes, seen-flags) or (undef, message)
+# Validates app headers and writes them; returns (bytes, date seen, server seen,
+# content-length or undef, close) or (undef, message)
 sub _app_headers {
   my ($headers) = @_;
-  my ($out, $date, $server, $cl, $close) = ('', 0, 0, 0, 0);
+  my ($out, $date, $server, $cl, $close) = ('', 0, 0, undef, 0);
   for my $h (@$headers) {
     my ($n, $v) = @$h;
     $n = '' unless defined $n;
@@ -290,35 +297,49 @@ sub _app_headers {
       $close = 1 if grep { lc(s/\A[ \t]+//r =~ s/[ \t]+\z//r) eq 'close' } split /,/, $v;
       next;
     }
-    if    ($lc eq 'date')           { $date   = 1 }
-    elsif ($lc eq 'server')         { $server = 1 }
-    elsif ($lc eq 'content-length') { $cl     = 1 }
+    if    ($lc eq 'date')   { $date   = 1 }
+    elsif ($lc eq 'server') { $server = 1 }
+    elsif ($lc eq 'content-length') {
+      return (undef, "invalid content-length: $v") if $v !~ /\A[0-9]{1,18}\z/;
+      return (undef, 'conflicting content-length') if defined $cl && $cl != $v;
+      $cl = 0 + $v;
+    }
     $out .= "$n: $v\r\n";
   }
   return ($out, $date, $server, $cl, $close);
 }
 
+sub check_headers {
+  my ($headers) = @_;
+  my ($out, $err) = _app_headers($headers // []);
+  return defined $out ? undef : $err;
+}
+
 sub serialize_response {
   my ($status, $headers, $flags, $body) = @_;
+  Carp::croak('serialize_response: body must be bytes, not characters')
+    if defined $body && utf8::is_utf8($body) && !utf8::downgrade(my $copy = $body, 1);
   return (undef, 'invalid status')
     unless defined $status && $status =~ /\A[0-9]{3}\z/ && $status >= 100;
   my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
   return (undef, $date) unless defined $out;
   $flags //= 0;
   my $head = $flags & 1;
-  my $mode;
+  my ($mode, $length);
   my $frame = '';
   if ($status < 200 || $status == 204 || $status == 304) { $mode = 0 }
-  elsif ($cl) { $mode = $head ? 0 : 1 }
+  elsif (defined $cl) { $mode = $head ? 0 : 1; $length = $cl }
   elsif (defined $body) {
-    $frame = 'Content-Length: ' . length($body) . "\r\n";
-    $mode  = $head ? 0 : 1;
+    $length = length $body;
+    $frame  = "Content-Length: $length\r\n";
+    $mode   = $head ? 0 : 1;
   }
   elsif (!($flags & 4)) {
     $frame = "Transfer-Encoding: chunked\r\n";
     $mode  = $head ? 0 : 2;
   }
-  else { $mode = 3 }
+  else { $mode = $head ? 0 : 3 }
+  $length = undef unless $mode == 1;
   $close = 1 if $flags & 2 || $mode == 3;
   my $reason = $REASON{$status} // '';
   my $bytes = "HTTP/1.1 $status $reason\r\n$out"
@@ -328,12 +349,14 @@ sub serialize_response {
     . ($close ? "Connection: close\r\n" : $flags & 4 ? "Connection: keep-alive\r\n" : '')
     . "\r\n";
   $bytes .= $body if defined $body && $mode != 0;
-  return ($bytes, $mode, $close);
+  return ($bytes, $mode, $close, $length);
 }
 
 sub serialize_chunk {
   my ($data) = @_;
   return '' unless length $data;
+  Carp::croak('serialize_chunk: data must be bytes, not characters')
+    if utf8::is_utf8($data) && !utf8::downgrade(my $copy = $data, 1);
   return sprintf("%x\r\n", length $data) . $data . "\r\n";
 }
 
