@@ -171,20 +171,11 @@ app_bytes(pTHX_ SV *sv, STRLEN *len, int *wide)
     return (const unsigned char *)p;
 }
 
-/* Perl's length(): characters */
-static STRLEN
-char_length(pTHX_ SV *sv)
-{
-    STRLEN len;
-    (void)SvPV_nomg_const(sv, len);
-    return SvUTF8(sv) ? sv_len_utf8_nomg(sv) : len;
-}
-
 /* Converts [[name, value], ...] for the Rust serializers. Returns the count of pairs
- * converted; *fields points to `stack` or to a mortal heap block; names[i] keeps each
- * name SV for the error message. A malformed list stops the conversion and sets
- * *misuse: the caller croaks with it unless Rust finds an app error first, which is
- * the order in which the PP code meets them. */
+ * converted; *fields points to `stack` or to a mortal heap block; names[2i] and
+ * names[2i + 1] keep each name and value SV for the error messages. A malformed list
+ * stops the conversion and sets *misuse: the caller croaks with it unless Rust finds
+ * an app error first, which is the order in which the PP code meets them. */
 static size_t
 collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
                SV ***names, SV **stack_names, SV **misuse, const char *fn)
@@ -209,7 +200,7 @@ collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
         SV **heap_names;
         Newx(heap, n, pagi_field_in);
         SAVEFREEPV(heap);
-        Newx(heap_names, n, SV *);
+        Newx(heap_names, 2 * n, SV *);
         SAVEFREEPV(heap_names);
         *fields = heap;
         *names = heap_names;
@@ -231,7 +222,8 @@ collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
         pav = (AV *)SvRV(pair);
         name = av_fetch(pav, 0, 0);
         value = av_fetch(pav, 1, 0);
-        (*names)[i] = name ? *name : NULL;
+        (*names)[2 * i] = name ? *name : NULL;
+        (*names)[2 * i + 1] = value ? *value : NULL;
         (*fields)[i].name = app_bytes(aTHX_ name ? *name : NULL, &nl, &nw);
         (*fields)[i].name_len = nl;
         (*fields)[i].value = app_bytes(aTHX_ value ? *value : NULL, &vl, &vw);
@@ -241,46 +233,67 @@ collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
     return (size_t)n;
 }
 
-/* The message for an invalid status or header, the name exactly as given */
+/* The message for an invalid status or header, the name (or the content-length
+ * value) exactly as given */
 static SV *
 app_error_message(pTHX_ const pagi_response *r, SV **names)
 {
-    SV *msg, *name;
-    if (r->error == PAGI_BAD_STATUS)
+    SV *msg, *given;
+    switch (r->error) {
+    case PAGI_BAD_STATUS:
         return newSVpvs("invalid status");
-    msg = r->error == PAGI_BAD_NAME ? newSVpvs("invalid header name: ")
-                                    : newSVpvs("invalid header value for ");
-    name = names[r->error_index];
-    if (name && SvOK(name))
-        sv_catsv(msg, name);
+    case PAGI_CONFLICTING_LENGTH:
+        return newSVpvs("conflicting content-length");
+    case PAGI_BAD_LENGTH:
+        msg = newSVpvs("invalid content-length: ");
+        given = names[2 * r->error_index + 1];
+        break;
+    case PAGI_BAD_NAME:
+        msg = newSVpvs("invalid header name: ");
+        given = names[2 * r->error_index];
+        break;
+    default:
+        msg = newSVpvs("invalid header value for ");
+        given = names[2 * r->error_index];
+        break;
+    }
+    if (given && SvOK(given))
+        sv_catsv(msg, given);
     return msg;
 }
 
-/* head bytes, then (optionally) the body as Perl's `.` would append it */
+/* The bytes of a body (or chunk) the app passes: a character string is downgraded, and
+ * one with a character above 0xFF is API misuse (the connection only passes bytes).
+ * Get-magic must have been called. */
+static const char *
+body_bytes(pTHX_ SV *sv, STRLEN *len, const char *fn)
+{
+    const char *p = SvPV_nomg_const(sv, *len);
+    if (SvUTF8(sv)) {
+        SV *tmp = sv_2mortal(newSVpvn(p, *len));
+        SvUTF8_on(tmp);
+        if (!sv_utf8_downgrade(tmp, TRUE))
+            croak("%s::%s: the body must be bytes, not a string with characters over 0xFF",
+                  PKG, fn);
+        p = SvPV_const(tmp, *len);
+    }
+    return p;
+}
+
+/* head bytes, then (when b is not NULL) the body bytes */
 static SV *
-head_and_body(pTHX_ const pagi_response *r, SV *body)
+head_and_body(pTHX_ const pagi_response *r, const char *b, STRLEN blen)
 {
     SV *out;
-    STRLEN blen = 0;
-    const char *b = NULL;
-    if (body) {
-        b = SvPV_nomg_const(body, blen);
-    }
+    if (!b)
+        blen = 0;
     out = newSV(r->head_len + blen + 1);
     SvPOK_on(out);
     Copy(r->head, SvPVX(out), r->head_len, char);
-    SvCUR_set(out, r->head_len);
+    if (blen)
+        Copy(b, SvPVX(out) + r->head_len, blen, char);
+    SvCUR_set(out, r->head_len + blen);
     *SvEND(out) = '\0';
-    if (body) {
-        if (SvUTF8(body)) {
-            sv_catsv_nomg(out, body);
-        }
-        else {
-            Copy(b, SvEND(out), blen, char);
-            SvCUR_set(out, r->head_len + blen);
-            *SvEND(out) = '\0';
-        }
-    }
     return out;
 }
 
@@ -429,7 +442,7 @@ serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = 
     SV *body
   PREINIT:
     pagi_field_in stack[STACK_FIELDS];
-    SV *stack_names[STACK_FIELDS];
+    SV *stack_names[2 * STACK_FIELDS];
     pagi_field_in *fields;
     SV **names;
     SV *misuse;
@@ -438,10 +451,16 @@ serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = 
     const char *s = "";
     int has_body;
     STRLEN blen = 0;
+    const char *b = NULL;
     UV f = 0;
     pagi_response r;
     int rc;
   PPCODE:
+    /* A body with characters is misuse, whatever else is wrong (as in the PP code) */
+    SvGETMAGIC(body);
+    has_body = SvOK(body) ? 1 : 0;
+    if (has_body)
+        b = body_bytes(aTHX_ body, &blen, "serialize_response");
     SvGETMAGIC(status);
     if (SvOK(status))
         s = SvPV_nomg_const(status, slen);
@@ -450,19 +469,19 @@ serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = 
     SvGETMAGIC(flags);
     if (SvOK(flags))
         f = (UV)SvIV_nomg(flags);
-    SvGETMAGIC(body);
-    has_body = SvOK(body) ? 1 : 0;
-    if (has_body)
-        blen = char_length(aTHX_ body);
     rc = pagi_serialize_response((const unsigned char *)s, slen, fields, n, (uint32_t)(f & 7),
                                  has_body, blen, &r);
     if (rc == PAGI_DONE && misuse)
         croak_sv(misuse);
     if (rc == PAGI_DONE) {
-        EXTEND(SP, 3);
-        mPUSHs(head_and_body(aTHX_ &r, r.append_body ? body : NULL));
+        EXTEND(SP, 4);
+        mPUSHs(head_and_body(aTHX_ &r, r.append_body ? b : NULL, blen));
         mPUSHi(r.mode);
         mPUSHi(r.close);
+        if (r.length < 0)
+            PUSHs(&PL_sv_undef);
+        else
+            mPUSHi((IV)r.length);
     }
     else if (rc == PAGI_ERROR) {
         EXTEND(SP, 2);
@@ -479,22 +498,56 @@ serialize_chunk(data = &PL_sv_undef)
   PREINIT:
     unsigned char prefix[24];
     size_t plen;
-    STRLEN len;
+    STRLEN len = 0;
+    const char *p = NULL;
   CODE:
     SvGETMAGIC(data);
-    len = SvOK(data) ? char_length(aTHX_ data) : 0;
+    if (SvOK(data))
+        p = body_bytes(aTHX_ data, &len, "serialize_chunk");
     if (len == 0) {
         RETVAL = newSVpvs("");
     }
     else {
+        char *d;
         plen = pagi_chunk_prefix(len, prefix);
         if (plen == 0)
             croak_panic(aTHX_ "serialize_chunk");
         RETVAL = newSV(plen + len + 3);
-        sv_setpvn(RETVAL, (const char *)prefix, plen);
-        sv_catsv_nomg(RETVAL, data);
-        sv_catpvs(RETVAL, "\r\n");
+        SvPOK_on(RETVAL);
+        d = SvPVX(RETVAL);
+        Copy(prefix, d, plen, char);
+        Copy(p, d + plen, len, char);
+        d[plen + len] = '\r';
+        d[plen + len + 1] = '\n';
+        SvCUR_set(RETVAL, plen + len + 2);
+        *SvEND(RETVAL) = '\0';
     }
+  OUTPUT:
+    RETVAL
+
+SV *
+check_headers(headers = &PL_sv_undef)
+    SV *headers
+  PREINIT:
+    pagi_field_in stack[STACK_FIELDS];
+    SV *stack_names[2 * STACK_FIELDS];
+    pagi_field_in *fields;
+    SV **names;
+    SV *misuse;
+    size_t n;
+    pagi_response r;
+    int rc;
+  CODE:
+    n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse,
+                       "check_headers");
+    rc = pagi_check_headers(fields, n, &r);
+    if (rc == PAGI_DONE && misuse)
+        croak_sv(misuse);
+    if (rc == PAGI_DONE)
+        XSRETURN_UNDEF;
+    if (rc != PAGI_ERROR)
+        croak_panic(aTHX_ "check_headers");
+    RETVAL = app_error_message(aTHX_ &r, names);
   OUTPUT:
     RETVAL
 
@@ -503,7 +556,7 @@ serialize_trailers(headers = &PL_sv_undef)
     SV *headers
   PREINIT:
     pagi_field_in stack[STACK_FIELDS];
-    SV *stack_names[STACK_FIELDS];
+    SV *stack_names[2 * STACK_FIELDS];
     pagi_field_in *fields;
     SV **names;
     SV *misuse;

@@ -59,15 +59,18 @@ typedef struct {
     uint32_t wide;
 } pagi_field_in;
 
-#define PAGI_BAD_STATUS 1
-#define PAGI_BAD_NAME   2
-#define PAGI_BAD_VALUE  3
+#define PAGI_BAD_STATUS         1
+#define PAGI_BAD_NAME           2
+#define PAGI_BAD_VALUE          3
+#define PAGI_BAD_LENGTH         4 /* a content-length value that is not 1*18DIGIT */
+#define PAGI_CONFLICTING_LENGTH 5 /* content-length values that disagree */
 
 typedef struct {
     const unsigned char *head;
     size_t head_len;
-    int32_t error;       /* PAGI_BAD_* when PAGI_ERROR */
+    int32_t error;       /* PAGI_BAD_* / PAGI_CONFLICTING_LENGTH when PAGI_ERROR */
     size_t error_index;  /* the header concerned */
+    int64_t length;      /* body bytes announced when mode is 1, else -1 (undef) */
     int32_t mode;
     uint8_t close;
     uint8_t append_body;
@@ -93,6 +96,7 @@ int pagi_decode_chunked(const unsigned char *buf, size_t len, int64_t state,
 int pagi_serialize_response(const unsigned char *status, size_t status_len,
                             const pagi_field_in *headers, size_t n, uint32_t flags,
                             int has_body, size_t body_len, pagi_response *out);
+int pagi_check_headers(const pagi_field_in *headers, size_t n, pagi_response *out);
 int pagi_serialize_trailers(const pagi_field_in *headers, size_t n, pagi_response *out);
 size_t pagi_chunk_prefix(size_t len, unsigned char *out /* >= 18 bytes */);
 int pagi_connection_info(int fd, pagi_conninfo *out);

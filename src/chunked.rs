@@ -23,7 +23,8 @@ pub const STATE_TRAILER: i64 = -3;
 /// The last chunk and the trailer section were consumed.
 pub const STATE_DONE: i64 = -4;
 
-/// A chunk-size line without its `\n` may be this long before it is an error.
+/// A chunk-size line (without its terminator; while its `\n` has not arrived, without a
+/// final `\r`) longer than this is an error, complete or not.
 pub const MAX_CHUNK_LINE: usize = 4096;
 /// At most this many HEXDIGs in a chunk-size (so the size fits in 60 bits).
 pub const MAX_CHUNK_SIZE_DIGITS: usize = 15;
@@ -70,9 +71,9 @@ fn line_at(buf: &[u8], pos: usize, nl: usize) -> &[u8] {
 /// `data` as `(start, len)` ranges of `buf`. On error nothing counts as consumed
 /// (doc/codec.md: `({error...}, 0, $state)`); the error carries the state reached.
 ///
-/// `max_trailer_size` bounds the trailer bytes seen in this call: each complete trailer
-/// line (the final empty line included) must fit in what is left of it, and so must an
-/// incomplete one.
+/// `max_trailer_size` bounds the raw trailer bytes (terminators included) seen in this
+/// call: each complete trailer line (the final empty line included) must fit in what is
+/// left of it, checked before it is consumed, and so must an incomplete one.
 pub fn decode_chunked(
     buf: &[u8],
     mut state: i64,
@@ -93,13 +94,20 @@ pub fn decode_chunked(
             }
         } else if state == STATE_SIZE {
             let Some(off) = memchr(b'\n', &buf[pos..]) else {
-                if len - pos > MAX_CHUNK_LINE {
+                // A final "\r" may start the terminator: it does not count
+                let have = len - pos - usize::from(buf[len - 1] == b'\r');
+                if have > MAX_CHUNK_LINE {
                     return fail(ErrorKind::BadChunk, state);
                 }
                 break;
             };
             let nl = pos + off;
-            let Some(size) = chunk_size(line_at(buf, pos, nl)) else {
+            let line = line_at(buf, pos, nl);
+            // At most MAX_CHUNK_LINE bytes, complete or not
+            if line.len() > MAX_CHUNK_LINE {
+                return fail(ErrorKind::BadChunk, state);
+            }
+            let Some(size) = chunk_size(line) else {
                 return fail(ErrorKind::BadChunk, state);
             };
             state = if size == 0 { STATE_TRAILER } else { size as i64 };
@@ -129,7 +137,9 @@ pub fn decode_chunked(
             if memchr(b'\r', line).is_some() {
                 return fail(ErrorKind::BadChunk, state);
             }
-            if (nl + 1 - pos) as i128 > i128::from(max_trailer_size) {
+            // The budget counts raw bytes, terminators included, over this call's lines
+            let used = nl + 1 - pos;
+            if used as i128 > i128::from(max_trailer_size) {
                 return fail(ErrorKind::HeadersTooLarge, state);
             }
             pos = nl + 1;
@@ -137,7 +147,7 @@ pub fn decode_chunked(
                 state = STATE_DONE;
                 break;
             }
-            max_trailer_size = max_trailer_size.saturating_sub(line.len() as i64 + 1);
+            max_trailer_size = max_trailer_size.saturating_sub(used as i64);
         } else {
             // STATE_DONE, or a state this decoder never returns: nothing to do
             break;

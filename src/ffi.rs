@@ -14,7 +14,9 @@ use crate::conninfo::{connection_info, Endpoint};
 use crate::date::http_date;
 use crate::error::ErrorKind;
 use crate::request::{Limits, Parser, Span, Src, Status};
-use crate::response::{chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn};
+use crate::response::{
+    check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn,
+};
 use crate::status::reason_phrase;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int};
@@ -145,24 +147,46 @@ pub struct PagiFieldIn {
     pub wide: u32,
 }
 
-/// The result of `pagi_serialize_response` / `pagi_serialize_trailers`.
+/// `PagiResponse.error`: invalid status.
+pub const PAGI_BAD_STATUS: i32 = 1;
+/// `PagiResponse.error`: invalid name of header `error_index`.
+pub const PAGI_BAD_NAME: i32 = 2;
+/// `PagiResponse.error`: invalid value of header `error_index`.
+pub const PAGI_BAD_VALUE: i32 = 3;
+/// `PagiResponse.error`: header `error_index` is a content-length that is not 1*18DIGIT.
+pub const PAGI_BAD_LENGTH: i32 = 4;
+/// `PagiResponse.error`: two content-length headers disagree.
+pub const PAGI_CONFLICTING_LENGTH: i32 = 5;
+
+/// The result of `pagi_serialize_response` / `pagi_serialize_trailers` /
+/// `pagi_check_headers`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct PagiResponse {
     pub head: *const u8,
     pub head_len: usize,
-    /// `PAGI_ERROR`: 1 invalid status, 2 invalid name, 3 invalid value (of header
-    /// `error_index`).
+    /// `PAGI_ERROR`: one of the `PAGI_BAD_*` / `PAGI_CONFLICTING_LENGTH` codes (about
+    /// header `error_index` where that applies).
     pub error: i32,
     pub error_index: usize,
+    /// The body length the framing announces when `mode` is 1; -1 (undef) otherwise.
+    pub length: i64,
     pub mode: i32,
     pub close: u8,
     pub append_body: u8,
 }
 
 impl PagiResponse {
-    const EMPTY: PagiResponse =
-        PagiResponse { head: std::ptr::null(), head_len: 0, error: 0, error_index: 0, mode: 0, close: 0, append_body: 0 };
+    const EMPTY: PagiResponse = PagiResponse {
+        head: std::ptr::null(),
+        head_len: 0,
+        error: 0,
+        error_index: 0,
+        length: -1,
+        mode: 0,
+        close: 0,
+        append_body: 0,
+    };
 }
 
 /// One end of a connection: kind 0 other family, 1 inet (`text` = host, `port`), 2 unix
@@ -422,9 +446,11 @@ unsafe fn fields_in<'a>(headers: *const PagiFieldIn, n: usize) -> Vec<HeaderIn<'
 
 fn app_error(e: AppError) -> (c_int, PagiResponse) {
     let (error, error_index) = match e {
-        AppError::Status => (1, 0),
-        AppError::Name(i) => (2, i),
-        AppError::Value(i) => (3, i),
+        AppError::Status => (PAGI_BAD_STATUS, 0),
+        AppError::Name(i) => (PAGI_BAD_NAME, i),
+        AppError::Value(i) => (PAGI_BAD_VALUE, i),
+        AppError::ContentLength(i) => (PAGI_BAD_LENGTH, i),
+        AppError::ConflictingLength => (PAGI_CONFLICTING_LENGTH, 0),
     };
     (PAGI_ERROR, PagiResponse { error, error_index, ..PagiResponse::EMPTY })
 }
@@ -460,12 +486,14 @@ pub unsafe extern "C" fn pagi_serialize_response(
             let body = (has_body != 0).then_some(body_len);
             match serialize_response(&mut s.out, status, &fields, flags, body, &http_date()) {
                 Err(e) => app_error(e),
-                Ok(Framing { mode, close, append_body }) => {
+                Ok(Framing { mode, close, append_body, length }) => {
                     let r = PagiResponse {
                         head: s.out.as_ptr(),
                         head_len: s.out.len(),
                         error: 0,
                         error_index: 0,
+                        // At most 18 digits (or a Perl string's length): fits
+                        length: length.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
                         mode: i32::from(mode),
                         close: close as u8,
                         append_body: append_body as u8,
@@ -474,6 +502,37 @@ pub unsafe extern "C" fn pagi_serialize_response(
                 }
             }
         })
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
+}
+
+/// Validates application headers as `pagi_serialize_response` does, building nothing.
+/// Returns `PAGI_DONE`, `PAGI_ERROR` (`out.error`, `out.error_index`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `headers` points to `n` readable entries; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_check_headers(headers: *const PagiFieldIn, n: usize, out: *mut PagiResponse) -> c_int {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    let result = guard((PAGI_PANIC, PagiResponse::EMPTY), || {
+        // SAFETY: the caller guarantees the header entries.
+        let raw = unsafe { if headers.is_null() || n == 0 { &[][..] } else { std::slice::from_raw_parts(headers, n) } };
+        // No Vec: this runs on every http.response.start
+        let fields = raw.iter().map(|f| HeaderIn {
+            // SAFETY: the caller guarantees the name and value bytes.
+            name: unsafe { bytes(f.name, f.name_len) },
+            // SAFETY: as above.
+            value: unsafe { bytes(f.value, f.value_len) },
+            name_wide: f.wide & 1 != 0,
+            value_wide: f.wide & 2 != 0,
+        });
+        match check_headers_iter(fields) {
+            Err(e) => app_error(e),
+            Ok(()) => (PAGI_DONE, PagiResponse::EMPTY),
+        }
     });
     // SAFETY: `out` is not NULL; the caller guarantees it is writable.
     unsafe { put(out, result) }

@@ -5,8 +5,9 @@
 //!
 //! - [`request::Parser::parse`] / [`request::parse_request`]: one request head;
 //! - [`chunked::decode_chunked`]: the chunked transfer coding, incrementally;
-//! - [`response::serialize_response`], [`response::serialize_chunk`],
-//!   [`response::serialize_trailers`]: what the server writes;
+//! - [`response::serialize_response`], [`response::check_headers`],
+//!   [`response::serialize_chunk`], [`response::serialize_trailers`]: what the server
+//!   writes;
 //! - [`conninfo::connection_info`]: both ends of a socket (the only OS call);
 //! - [`status::reason_phrase`]: THE reason-phrase table;
 //! - [`error::ErrorKind`]: the closed set of peer-input errors.

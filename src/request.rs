@@ -339,26 +339,26 @@ fn parse_request_line(buf: &[u8], s: usize, e: usize) -> Result<RequestLine, Err
         _ => return Err(ErrorKind::BadRequestLine),
     };
 
-    // Target forms (RFC 9112 3.2): origin, asterisk, absolute; authority-form is refused
-    let target = &line[t0..t1];
-    let p0 = if target[0] == b'/' || target == b"*" {
+    // The query is split off the whole target first (so absolute-form keeps it):
+    // everything after the first "?"
+    let p1 = s + t1;
+    let (q0, query_string) = match find(&buf[..p1], s + t0, b'?') {
+        Some(q) => (q, Span::input(q + 1, p1)),
+        None => (p1, Span::input(p1, p1)),
+    };
+    // Target forms (RFC 9112 3.2) of the part before it: origin, asterisk, absolute;
+    // authority-form is refused
+    let path_part = &buf[s + t0..q0];
+    let p0 = if path_part.first() == Some(&b'/') || &line[t0..t1] == b"*" {
         s + t0
     } else {
-        match absolute_form_path(target) {
+        match absolute_form_path(path_part) {
             Some(Some(p)) => s + t0 + p,
-            Some(None) => {
-                let end = Span::input(s + t1, s + t1);
-                return Ok(RequestLine { method, raw_path: None, query_string: end, http_minor });
-            }
+            Some(None) => return Ok(RequestLine { method, raw_path: None, query_string, http_minor }),
             None => return Err(ErrorKind::BadRequestLine),
         }
     };
-    // raw_path ends at the first "?"; the query is everything after it
-    let p1 = s + t1;
-    let (raw_path, query_string) = match find(&buf[..p1], p0, b'?') {
-        Some(q) => (Span::input(p0, q), Span::input(q + 1, p1)),
-        None => (Span::input(p0, p1), Span::input(p1, p1)),
-    };
+    let raw_path = Span::input(p0, q0);
     Ok(RequestLine { method, raw_path: Some(raw_path), query_string, http_minor })
 }
 
@@ -409,7 +409,9 @@ impl Parser {
         // 1. No complete request line yet
         let Some(nl) = find(buf, start, b'\n') else {
             let have = buf.len() - start;
-            if over(have, limits.max_line) {
+            // A final "\r" may be the start of the line's terminator: it does not count
+            let line_have = have - usize::from(have > 0 && buf[buf.len() - 1] == b'\r');
+            if over(line_have, limits.max_line) {
                 return Err(ErrorKind::UriTooLong);
             }
             if over(have, limits.max_header_size) {

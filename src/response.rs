@@ -46,7 +46,7 @@ impl<'a> HeaderIn<'a> {
 }
 
 /// Invalid application input. The glue turns it into the contract's message, using the
-/// name exactly as the application gave it.
+/// name (or value) exactly as the application gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppError {
     /// `invalid status`
@@ -55,6 +55,10 @@ pub enum AppError {
     Name(usize),
     /// `invalid header value for <name>` for the header at this index
     Value(usize),
+    /// `invalid content-length: <value>` for the header at this index
+    ContentLength(usize),
+    /// `conflicting content-length`
+    ConflictingLength,
 }
 
 /// How the response is framed.
@@ -66,6 +70,22 @@ pub struct Framing {
     pub close: bool,
     /// The caller appends the body it has (defined body and mode not NONE).
     pub append_body: bool,
+    /// The body bytes the framing announces when `mode` is [`MODE_LENGTH`] (the app's
+    /// Content-Length, else the body's length); None otherwise.
+    pub length: Option<u64>,
+}
+
+/// What the application's headers say, once they are validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppHeaders {
+    /// The app sent `Date`.
+    pub date: bool,
+    /// The app sent `Server`.
+    pub server: bool,
+    /// The app's Content-Length (all of its fields agree).
+    pub content_length: Option<u64>,
+    /// A `Connection` field has a `close` token.
+    pub close: bool,
 }
 
 /// A status is three digits, 100-999 (given as a number or a string).
@@ -94,6 +114,65 @@ fn check(i: usize, h: &HeaderIn<'_>) -> Result<(), AppError> {
         return Err(AppError::Value(i));
     }
     Ok(())
+}
+
+/// An app content-length = 1*DIGIT, at most 18 digits (so it fits in an i64 and in a
+/// Perl IV); None otherwise.
+#[inline]
+fn app_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
+/// Validates the application's headers exactly as [`serialize_response`] does, in order:
+/// each name, then its value, then (for `content-length`) the number and its agreement
+/// with earlier ones. Dropped headers (`transfer-encoding`, `connection`) are validated
+/// too, but their values are not lengths. `write` is called with each header that goes
+/// on the wire.
+#[inline]
+fn scan_headers<'a>(
+    headers: impl IntoIterator<Item = HeaderIn<'a>>,
+    mut write: impl FnMut(&HeaderIn<'a>),
+) -> Result<AppHeaders, AppError> {
+    let mut seen = AppHeaders::default();
+    for (i, h) in headers.into_iter().enumerate() {
+        let h = &h;
+        check(i, h)?;
+        let name = h.name;
+        // Only these lengths can be one of the special names: skip the comparisons
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"date") => seen.date = true,
+            6 if name.eq_ignore_ascii_case(b"server") => seen.server = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                seen.close |= h.value.split(|&b| b == b',').any(|t| trim_ows(t).eq_ignore_ascii_case(b"close"));
+                continue;
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                let n = app_content_length(h.value).ok_or(AppError::ContentLength(i))?;
+                if seen.content_length.is_some_and(|cl| cl != n) {
+                    return Err(AppError::ConflictingLength);
+                }
+                seen.content_length = Some(n);
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => continue,
+            _ => {}
+        }
+        write(h);
+    }
+    Ok(seen)
+}
+
+/// `check_headers`: the application's headers validated as [`serialize_response`]
+/// validates them (names, values, content-length), nothing built.
+pub fn check_headers(headers: &[HeaderIn<'_>]) -> Result<AppHeaders, AppError> {
+    scan_headers(headers.iter().copied(), |_| {})
+}
+
+/// [`check_headers`] over headers made on the fly (the C ABI's, without a `Vec`).
+pub fn check_headers_iter<'a>(headers: impl IntoIterator<Item = HeaderIn<'a>>) -> Result<(), AppError> {
+    scan_headers(headers, |_| {}).map(|_| ())
 }
 
 #[inline]
@@ -139,59 +218,42 @@ pub fn serialize_response(
     out.extend_from_slice(b"\r\n");
 
     // App headers as given, except the hop-by-hop ones this server owns
-    let (mut has_date, mut has_server, mut has_length, mut app_close) = (false, false, false, false);
-    for (i, h) in headers.iter().enumerate() {
-        check(i, h)?;
-        let name = h.name;
-        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"connection") {
-            app_close |= h.value.split(|&b| b == b',').any(|t| trim_ows(t).eq_ignore_ascii_case(b"close"));
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"date") {
-            has_date = true;
-        } else if name.eq_ignore_ascii_case(b"server") {
-            has_server = true;
-        } else if name.eq_ignore_ascii_case(b"content-length") {
-            has_length = true;
-        }
-        push_field(out, name, h.value);
-    }
-    if !has_date {
+    let seen = scan_headers(headers.iter().copied(), |h| push_field(out, h.name, h.value))?;
+    if !seen.date {
         push_field(out, b"Date", date);
     }
-    if !has_server {
+    if !seen.server {
         out.extend_from_slice(b"Server: PAGI-Server\r\n");
     }
 
     // Framing (RFC 9112 6.3 from the server's side)
     let head = flags & FLAG_HEAD != 0;
     let http10 = flags & FLAG_HTTP10 != 0;
-    let mode = if code < 200 || code == 204 || code == 304 {
-        MODE_NONE
-    } else if has_length {
-        if head { MODE_NONE } else { MODE_LENGTH }
+    let (mode, length) = if code < 200 || code == 204 || code == 304 {
+        (MODE_NONE, None)
+    } else if let Some(n) = seen.content_length {
+        (if head { MODE_NONE } else { MODE_LENGTH }, Some(n))
     } else if let Some(n) = body_len {
         out.extend_from_slice(b"Content-Length: ");
         push_decimal(out, n as u64);
         out.extend_from_slice(b"\r\n");
-        if head { MODE_NONE } else { MODE_LENGTH }
+        (if head { MODE_NONE } else { MODE_LENGTH }, Some(n as u64))
     } else if !http10 {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        if head { MODE_NONE } else { MODE_CHUNKED }
+        (if head { MODE_NONE } else { MODE_CHUNKED }, None)
     } else {
-        MODE_CLOSE
+        // HTTP/1.0 streaming: the body ends with the connection; after HEAD none follows
+        (if head { MODE_NONE } else { MODE_CLOSE }, None)
     };
-    let close = app_close || flags & FLAG_CLOSE != 0 || mode == MODE_CLOSE;
+    let length = if mode == MODE_LENGTH { length } else { None };
+    let close = seen.close || flags & FLAG_CLOSE != 0 || mode == MODE_CLOSE;
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(Framing { mode, close, append_body: body_len.is_some() && mode != MODE_NONE })
+    Ok(Framing { mode, close, append_body: body_len.is_some() && mode != MODE_NONE, length })
 }
 
 /// The chunk header for `len` data bytes: `<hex>\r\n` (empty data is no chunk at all: the

@@ -26,7 +26,7 @@ for my $f (@PAGI::Server::Protocol::HTTP1::FUNCTIONS) {
   is($facade, "PAGI::Server::Protocol::HTTP1::$impl"->can($f), "facade $f is ${impl}::$f itself");
 }
 is_deeply([sort @PAGI::Server::Protocol::HTTP1::FUNCTIONS],
-  [sort qw(parse_request decode_chunked serialize_response serialize_chunk serialize_trailers
+  [sort qw(parse_request decode_chunked serialize_response check_headers serialize_chunk serialize_trailers
     connection_info)], 'the facade exports the documented functions');
 
 # Selection, in fresh perls (the choice is made once, at load time)

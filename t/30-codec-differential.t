@@ -59,8 +59,8 @@ sub tally_ok ($count, $name) {
 }
 
 subtest 'interface' => sub {
-  for my $fn (qw(parse_request decode_chunked serialize_response serialize_chunk serialize_trailers
-    connection_info)) {
+  for my $fn (qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
+    serialize_trailers connection_info)) {
     ok($IMPL{$_}->can($fn), "$IMPL{$_} can $fn") for qw(pp xs);
   }
   is(PAGI::Server::Protocol::HTTP1::XS->VERSION, PAGI::Server::Protocol::HTTP1::PP->VERSION,
@@ -147,7 +147,50 @@ subtest 'parse_request: long and odd inputs' => sub {
   same('limits as strings', 'parse_request', ["GET / HTTP/1.1\r\nHost: a\r\n\r\n", '30', '1', '20']);
   my $many = "GET / HTTP/1.1\r\nHost: a\r\n" . join('', map "X-$_: $_\r\n", 1 .. 3000) . "\r\n";
   same('3000 headers', 'parse_request', [$many, 1e6, 5000, 8192]);
-  tally_ok(6, 'long and odd inputs');
+  # Long multibyte paths: the UTF-8 decision on the whole of them
+  my @long = (
+    ['20k raw 4-byte characters', "\xF0\x9F\x98\x80" x 20_000],
+    ['20k encoded 4-byte characters', '%F0%9F%98%80' x 20_000],
+    ['20k 3-byte characters, then a surrogate', ("\xE2\x82\xAC" x 20_000) . '%ED%B0%80'],
+    ['20k 2-byte characters, then a truncated one', ("\xC3\xA9" x 20_000) . '%E2%82'],
+    ['over U+10FFFF, then 20k 2-byte characters', '%F4%90%80%80' . ("\xC3\xA9" x 20_000)],
+    ['20k mixed characters, then an overlong', join('', map { ("a", "\xC3\xA9", "%E2%82%AC", "\xF0\x9F\x98\x80")[$_ % 4] } 1 .. 20_000) . '%C0%80'],
+    ['20k mixed characters, valid', join('', map { ("a", "\xC3\xA9", "%E2%82%AC", "\xF0\x9F\x98\x80")[$_ % 4] } 1 .. 20_000)],
+    ['100k latin-1 bytes', "\xE9" x 100_000],
+  );
+  for my $l (@long) {
+    same($l->[0], 'parse_request', ["GET /$l->[1]?q HTTP/1.1\r\nHost: a\r\n\r\n", 1e7, 100, 1e7]);
+  }
+  tally_ok(6 + @long, 'long and odd inputs');
+};
+
+subtest 'parse_request: the path UTF-8 decision on every short sequence' => sub {
+  # Interesting bytes around every boundary of RFC 3629's table (and perl's extended
+  # lead bytes F8-FF): every sequence of 1-3 of them, and 4-byte ones after F0-FF
+  my @b = (0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1,
+    0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xF7, 0xF8, 0xFB, 0xFC, 0xFD, 0xFE, 0xFF);
+  my @c = (0x80, 0x8F, 0x90, 0xBF, 0x41, 0xC2);
+  my @seqs = map { [$_] } @b;
+  for my $x (@b) {
+    for my $y (@b) { push @seqs, [$x, $y], map { [$x, $y, $_] } @b }
+  }
+  for my $x (0xF0 .. 0xFF) {
+    for my $y (@c) { for my $z (@c) { push @seqs, map { [$x, $y, $z, $_] } @c } }
+  }
+  my ($n, $chars) = (0, 0);
+  for my $seq (@seqs) {
+    my $enc = join '', map { sprintf '%%%02X', $_ } @$seq;
+    # encoded, and raw where the bytes may appear in a target
+    for my $path ($enc, (grep { $_ < 0x21 || $_ == 0x7F } @$seq) ? () : join('', map chr, @$seq)) {
+      $n++;
+      same("path /$path", 'parse_request', ["GET /$path HTTP/1.1\r\nHost: a\r\n\r\n", 16384, 100, 8192]);
+    }
+    my ($r) = PAGI::Server::Protocol::HTTP1::XS::parse_request("GET /$enc HTTP/1.1\r\nHost: a\r\n\r\n", 16384, 100, 8192);
+    $chars++ if utf8::is_utf8($r->{path});
+  }
+  tally_ok($n, 'sequences');
+  note("$chars of " . @seqs . ' sequences decode to characters');
+  ok($chars > 400 && $chars < @seqs / 2, 'both outcomes are represented');
 };
 
 # Decodes a whole body the way the connection does: append what arrives, decode, drop
@@ -177,7 +220,7 @@ subtest 'decode_chunked: corpus, every state, every split point, byte by byte' =
   for my $e (@bodies) {
     my ($name, $body) = @$e;
     for my $state (-1, -2, -3, -4, 0, 1, 5, 100, -7) {
-      for my $max (16384, 1000, 20, 0) {
+      for my $max (16384, 1000, 21, 20, 0) {
         $n++;
         same("$name, state $state, max $max", 'decode_chunked', [$body, $state, $max]);
       }
@@ -204,6 +247,14 @@ subtest 'serialize_response, serialize_chunk, serialize_trailers' => sub {
     ok(same($name, 'serialize_response', \@args, flags => 0, post => \&strip_date), "serialize_response: $name")
       or diag(pop @FAILS);
   }
+  # check_headers gives exactly the message serialize_response gives for the same headers
+  for my $e (responses(), map { [$_->[0], 200, $_->[1]] } trailer_sets()) {
+    my ($name, undef, $headers) = @$e;
+    ok(same($name, 'check_headers', [$headers], flags => 0), "check_headers: $name") or diag(pop @FAILS);
+    my $r = PAGI::Server::Protocol::HTTP1::PP::check_headers($headers);
+    my @s = eval { PAGI::Server::Protocol::HTTP1::PP::serialize_response(200, $headers, 0, '') };
+    is($r, defined $s[0] ? undef : $s[1], "check_headers is serialize_response's verdict: $name") if @s;
+  }
   for my $e (chunk_datas()) {
     my ($name, @args) = @$e;
     ok(same($name, 'serialize_chunk', \@args, flags => 0), "serialize_chunk: $name") or diag(pop @FAILS);
@@ -217,12 +268,45 @@ subtest 'serialize_response, serialize_chunk, serialize_trailers' => sub {
   for my $bad ({}, [1], [{}], 'x') {
     my ($pp, $xs) = run_both('serialize_response', [200, $bad, 0, '']);
     is($xs, $pp, 'malformed headers ' . canon($bad) . ': both die');
+    ($pp, $xs) = run_both('check_headers', [$bad]);
+    is($xs, $pp, 'check_headers, malformed headers ' . canon($bad) . ': both die');
+  }
+  # ... unless an app error comes first, in list order
+  for my $bad ([['bad name', 1], 'x'], [['Content-Length', 'x'], {}], [['X', 1], 'x']) {
+    my ($pp, $xs) = run_both('check_headers', [$bad]);
+    is($xs, $pp, 'check_headers ' . canon($bad) . ": $pp");
   }
   # The Date line is the same shape in both, and present unless the app sent one
   my ($pp) = PAGI::Server::Protocol::HTTP1::PP::serialize_response(200, [], 0, '');
   my ($xs) = PAGI::Server::Protocol::HTTP1::XS::serialize_response(200, [], 0, '');
   isnt(strip_date($xs), $xs, 'XS sends a well-formed Date');
   isnt(strip_date($pp), $pp, 'PP sends a well-formed Date');
+};
+
+subtest "random response headers (seed $SEED)" => sub {
+  srand $SEED;
+  my @names = ('Content-Length', 'content-length', 'CONTENT-LENGTH', 'Connection', 'Transfer-Encoding',
+    'Date', 'Server', 'X-A', 'bad name', '', 'Content-Lengthx');
+  my @values = ('0', '5', '05', '6', '999999999999999999', '1000000000000000000', '', ' 5', '5 ',
+    '-5', 'x', 'close', 'keep-alive, close', "a\r\nb", "\0", "\xFF", "\x{100}", undef, 5, 5.0, 0.5);
+  my ($n, %kinds) = (0);
+  for my $i (1 .. 3000) {
+    my @h = map { [$names[rand @names], $values[rand @values]] } 1 .. int rand 5;
+    # mutate a value now and then
+    $_->[1] = mutate($_->[1] // '') for grep { rand() < 0.2 && !utf8::is_utf8($_->[1] // '') } @h;
+    my $status = (200, 200, 204, 304, 101, '404', 'x')[rand 7];
+    my $flags = int rand 8;
+    my $body = (undef, '', 'hello', "\x{e9}t\x{e9}")[rand 4];
+    $n += 2;
+    same("case $i: " . canon([$status, \@h, $flags, $body]), 'serialize_response', [$status, \@h, $flags, $body],
+      flags => 0, post => \&strip_date);
+    same("case $i: check_headers " . canon(\@h), 'check_headers', [\@h], flags => 0);
+    my ($r) = PAGI::Server::Protocol::HTTP1::XS::check_headers(\@h);
+    $kinds{defined $r ? $r =~ s/(?:: | for ).*//sr : 'ok'}++;
+  }
+  tally_ok($n, "seed $SEED");
+  note(join ', ', map "$_: $kinds{$_}", sort keys %kinds);
+  is(scalar keys %kinds, 5, 'every verdict of check_headers is reached');
 };
 
 subtest "random mutations (seed $SEED, $MUTATIONS cases)" => sub {

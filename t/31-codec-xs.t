@@ -21,8 +21,8 @@ my @L = (16384, 100, 8192);
 my $GET = "GET /caf%C3%A9?q=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n";
 
 subtest 'interface' => sub {
-  can_ok($X, qw(parse_request decode_chunked serialize_response serialize_chunk serialize_trailers
-    connection_info));
+  can_ok($X, qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
+    serialize_trailers connection_info));
   is($X->VERSION, PAGI::Server::Protocol::HTTP1::XS->VERSION, 'has a version');
   ok(!defined &main::parse_request, 'exports nothing');
 };
@@ -82,6 +82,45 @@ subtest 'odd Perl values as input' => sub {
     ok(!eval { xs('serialize_response', 200, $bad, 0, ''); 1 }, 'malformed headers croak');
     like($@, qr/serialize_response: header/, '... naming the function');
   }
+  # check_headers: the same conversions and the same misuse rules
+  is(xs('check_headers', [[Str->new('Content-Length'), Str->new('12')]]), undef, 'check_headers: overloaded name and value');
+  is(xs('check_headers', [['Content-Length', Str->new('1 2')]]), 'invalid content-length: 1 2',
+    '... and the value as given in the message');
+  {
+    tie my $t, 'Tied', 'x9';
+    is(xs('check_headers', [['Content-Length', $t]]), 'invalid content-length: x9', 'a tied value');
+  }
+  is(xs('check_headers', undef), undef, 'check_headers(undef): no headers');
+  is(xs('check_headers', [[]]), 'invalid header name: ', 'an empty pair is an empty name');
+  for my $bad ({}, 'x', [1], [{}]) {
+    ok(!eval { xs('check_headers', $bad); 1 }, 'check_headers: malformed headers croak');
+    like($@, qr/check_headers: header/, '... naming the function');
+  }
+  is(xs('check_headers', [['Content-Length', 'x'], 'y']), 'invalid content-length: x',
+    '... unless an app error comes first');
+  my @many = ((map { ["X-$_", $_] } 1 .. 100), ['Content-Length', '1'], ['content-length', '2']);
+  is(xs('check_headers', \@many), 'conflicting content-length', '100 headers (off the stack), then a conflict');
+  # A body (or chunk) with a character above 0xFF is misuse
+  ok(!eval { xs('serialize_response', 200, [], 0, "\x{100}"); 1 }, 'a wide body croaks');
+  like($@, qr/serialize_response: the body must be bytes/, '... naming the function');
+  ok(!eval { xs('serialize_response', 'bad', {}, 0, "\x{100}"); 1 }, '... before any other error');
+  ok(!eval { xs('serialize_chunk', "\x{100}"); 1 }, 'a wide chunk croaks');
+  like($@, qr/serialize_chunk: the body must be bytes/, '... naming the function');
+  {
+    tie my $t, 'Tied', "caf\x{e9}";
+    my @r = xs('serialize_response', 200, [], 0, $t);
+    is($r[3], 4, 'a tied body: its length');
+    like($r[0], qr/\r\n\r\ncaf\xe9\z/, '... and its bytes');
+  }
+  {
+    my $up = "\xe9t\xe9";
+    utf8::upgrade($up);
+    my @r = xs('serialize_response', 200, [], 0, $up);
+    ok(!utf8::is_utf8($r[0]), 'an upgraded body comes out as bytes');
+    is(substr($r[0], -3), "\xe9t\xe9", '... the same characters');
+    is(xs('serialize_chunk', $up), "3\r\n\xe9t\xe9\r\n", 'an upgraded chunk: its bytes');
+  }
+
   is_deeply([xs('serialize_trailers', [[]])], [undef, 'invalid header name: '],
     'trailers: an empty pair is an empty (invalid) name');
   ok(!eval { xs('serialize_trailers', {}); 1 }, 'trailers: a hash croaks');
@@ -202,6 +241,9 @@ subtest 'no leaks' => sub {
       my ($d) = xs('decode_chunked', "3\r\nabc\r\n0\r\n\r\n", -1, 100);
       my ($b) = xs('serialize_response', 200, [['A', 1], ['B', 2]], 0, 'body');
       my (undef, $m) = xs('serialize_response', 200, [['A B', 1]], 0, 'body');
+      my $h = xs('check_headers', [['A', 1], ['Content-Length', 'x']]);
+      my $ok = xs('check_headers', [['A', 1], ['Content-Length', '3']]);
+      eval { xs('serialize_chunk', "\x{100}") };
       my $c = xs('serialize_chunk', 'chunk');
       my ($t) = xs('serialize_trailers', [['T', 1]]);
       eval { xs('_debug_panic', 1) };

@@ -81,15 +81,24 @@ fn bad_chunks() {
     assert_eq!(bad(b"\rX", STATE_DATA_END, 1024), BadChunk);
     assert_eq!(bad(b"X: a\rb\r\n", STATE_TRAILER, 1024), BadChunk);
     assert_eq!(bad(b"X: a\r\r\n", STATE_TRAILER, 1024), BadChunk);
-    // A size line without LF: wait up to 4096 bytes
+    // A size line is at most 4096 bytes, complete or not
     let mut long = b"1;".to_vec();
     long.extend(std::iter::repeat_n(b'a', 4094));
     assert_eq!(dec(&long, STATE_SIZE), (vec![], 0, STATE_SIZE));
+    // ... an incomplete one's final "\r" does not count (it may start the terminator)
+    assert_eq!(dec(&[&long[..], b"\r"].concat(), STATE_SIZE), (vec![], 0, STATE_SIZE));
+    assert_eq!(dec(&[&long[..], b"\r\nx"].concat(), STATE_SIZE).0, b"x");
+    assert_eq!(dec(&[&long[..], b"\nx"].concat(), STATE_SIZE).0, b"x");
     long.push(b'a');
     assert_eq!(bad(&long, STATE_SIZE, 1024), BadChunk);
-    // ... but a complete one may be longer
-    long.extend_from_slice(b"\r\nx");
-    assert_eq!(dec(&long, STATE_SIZE).0, b"x");
+    assert_eq!(bad(&[&long[..], b"\r"].concat(), STATE_SIZE, 1024), BadChunk);
+    assert_eq!(bad(&[&long[..], b"\r\nx"].concat(), STATE_SIZE, 1024), BadChunk);
+    assert_eq!(bad(&[&long[..], b"\nx"].concat(), STATE_SIZE, 1024), BadChunk);
+    // ... whichever chunk it sizes
+    assert_eq!(
+        decode_chunked_vec(&[&b"1\r\na\r\n"[..], &long, b"\r\n"].concat(), STATE_SIZE, 1024).unwrap_err(),
+        ChunkError { kind: BadChunk, state: STATE_SIZE }
+    );
     // An error consumes nothing even after good chunks; it reports the state reached
     assert_eq!(decode_chunked_vec(b"1\r\na\r\nzz\r\n", STATE_SIZE, 1024).unwrap_err(), ChunkError { kind: BadChunk, state: STATE_SIZE });
     assert_eq!(decode_chunked_vec(b"5\r\nhelloX", STATE_SIZE, 1024).unwrap_err(), ChunkError { kind: BadChunk, state: STATE_DATA_END });
@@ -98,12 +107,21 @@ fn bad_chunks() {
 
 #[test]
 fn trailer_limit() {
-    // Each line, terminator included, must fit in what is left of the budget
+    // Each line, raw (its terminator included), must fit in what is left of the budget,
+    // the final empty line too: "A: 1\r\n" is 6 bytes, "\r\n" 2
+    assert_eq!(decode_chunked_vec(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 9).unwrap().1.state, STATE_DONE);
     assert_eq!(decode_chunked_vec(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 8).unwrap().1.state, STATE_DONE);
-    assert_eq!(decode_chunked_vec(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 7).unwrap().1.state, STATE_DONE);
+    assert_eq!(bad(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 7), HeadersTooLarge);
     assert_eq!(bad(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 5), HeadersTooLarge);
     assert_eq!(bad(b"0\r\nA: 1\r\n\r\n", STATE_SIZE, 6), HeadersTooLarge);
-    assert_eq!(bad(b"0\r\nA: 1\r\nB: 2\r\n\r\n", STATE_SIZE, 10), HeadersTooLarge);
+    assert_eq!(decode_chunked_vec(b"0\nA: 1\n\n", STATE_SIZE, 6).unwrap().1.state, STATE_DONE);
+    assert_eq!(bad(b"0\nA: 1\n\n", STATE_SIZE, 5), HeadersTooLarge);
+    assert_eq!(bad(b"0\r\nA: 1\r\nB: 2\r\n\r\n", STATE_SIZE, 13), HeadersTooLarge);
+    assert_eq!(decode_chunked_vec(b"0\r\nA: 1\r\nB: 2\r\n\r\n", STATE_SIZE, 14).unwrap().1.state, STATE_DONE);
+    // The budget is per call: a second call starts afresh (its state carries no count)
+    let (_, p) = decode_chunked_vec(b"0\r\nA: 1\r\n", STATE_SIZE, 7).unwrap();
+    assert_eq!(p, Progress { consumed: 9, state: STATE_TRAILER });
+    assert_eq!(decode_chunked_vec(b"B: 2\r\n\r\n", STATE_TRAILER, 8).unwrap().1.state, STATE_DONE);
     assert_eq!(bad(b"0\r\n\r\n", STATE_SIZE, 1), HeadersTooLarge);
     assert_eq!(decode_chunked_vec(b"0\r\n\n", STATE_SIZE, 1).unwrap().1.state, STATE_DONE);
     // An incomplete line too

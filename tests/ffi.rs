@@ -89,7 +89,7 @@ fn serialize_abi() {
     let head = String::from_utf8(head.to_vec()).unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\nX: 1\r\nDate: "), "{head}");
     assert!(head.ends_with(" GMT\r\nServer: PAGI-Server\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n"), "{head}");
-    assert_eq!((out.mode, out.close, out.append_body), (1, 0, 1));
+    assert_eq!((out.mode, out.close, out.append_body, out.length), (1, 0, 1, 3));
     let mut out = MaybeUninit::<PagiResponse>::zeroed();
     // SAFETY: two readable fields.
     let rc = unsafe { pagi_serialize_response(b"200".as_ptr(), 3, fields.as_ptr(), 2, 0, 0, 0, out.as_mut_ptr()) };
@@ -104,6 +104,40 @@ fn serialize_abi() {
     assert_eq!(rc, PAGI_DONE);
     // SAFETY: valid until the next call.
     assert_eq!(unsafe { std::slice::from_raw_parts(out.head, out.head_len) }, b"0\r\nX: 1\r\n\r\n");
+    // check_headers: the same verdicts, nothing built
+    let cl = |v: &'static [u8]| PagiFieldIn { name: b"Content-Length".as_ptr(), name_len: 14, value: v.as_ptr(), value_len: v.len(), wide: 0 };
+    let check = |f: &[PagiFieldIn]| {
+        let mut out = MaybeUninit::<PagiResponse>::uninit();
+        // SAFETY: `f.len()` readable fields, writable result.
+        let rc = unsafe { pagi_check_headers(f.as_ptr(), f.len(), out.as_mut_ptr()) };
+        // SAFETY: every entry writes the whole result.
+        let out = unsafe { out.assume_init() };
+        (rc, out.error, out.error_index)
+    };
+    assert_eq!(check(&fields[..1]), (PAGI_DONE, 0, 0));
+    assert_eq!(check(&fields), (PAGI_ERROR, PAGI_BAD_VALUE, 1));
+    assert_eq!(check(&[fields[0], cl(b"12x")]), (PAGI_ERROR, PAGI_BAD_LENGTH, 1));
+    assert_eq!(check(&[cl(b"1"), cl(b"2")]), (PAGI_ERROR, PAGI_CONFLICTING_LENGTH, 0));
+    assert_eq!(check(&[]), (PAGI_DONE, 0, 0));
+    // SAFETY: a NULL list of length 0 is no headers; a NULL result is refused.
+    unsafe {
+        assert_eq!(pagi_check_headers(std::ptr::null(), 0, MaybeUninit::zeroed().as_mut_ptr()), PAGI_DONE);
+        assert_eq!(pagi_check_headers(fields.as_ptr(), 1, std::ptr::null_mut()), PAGI_PANIC);
+    }
+    // the app's length is announced; none without mode 1
+    let mut out = MaybeUninit::<PagiResponse>::uninit();
+    // SAFETY: one readable field, writable result.
+    let rc = unsafe { pagi_serialize_response(b"200".as_ptr(), 3, [cl(b"42")].as_ptr(), 1, 0, 0, 0, out.as_mut_ptr()) };
+    // SAFETY: written whole.
+    let out = unsafe { out.assume_init() };
+    assert_eq!((rc, out.mode, out.length), (PAGI_DONE, 1, 42));
+    let mut out = MaybeUninit::<PagiResponse>::uninit();
+    // SAFETY: no fields, writable result.
+    let rc = unsafe { pagi_serialize_response(b"200".as_ptr(), 3, std::ptr::null(), 0, 5, 0, 0, out.as_mut_ptr()) };
+    // SAFETY: written whole.
+    let out = unsafe { out.assume_init() };
+    assert_eq!((rc, out.mode, out.close, out.length), (PAGI_DONE, 0, 0, -1));
+
     let mut buf = [0u8; 18];
     // SAFETY: 18 writable bytes.
     let n = unsafe { pagi_chunk_prefix(0x1abc, buf.as_mut_ptr()) };

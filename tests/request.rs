@@ -139,18 +139,37 @@ fn target_forms() {
     assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/a/b"[..], &b"x=1"[..]));
     let r = ok(b"GET https://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
     assert_eq!((r.raw_path.as_slice(), r.path.as_slice(), r.query_string.as_slice()), (&b"/"[..], &b"/"[..], &b""[..]));
-    // The path starts at the first "/" after "://", even inside what looks like a query
+    // The query is split off the whole target first: absolute-form keeps it, and a "/"
+    // in it is not the path's
     let r = ok(b"GET h+t.t-p://host?q=/x?y HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/x"[..], &b"y"[..]));
+    assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/"[..], &b"q=/x?y"[..]));
     let r = ok(b"GET http://host?q HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/"[..], &b"q"[..]));
+    let r = ok(b"GET http://h? HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/"[..], &b""[..]));
+    let r = ok(b"GET http://h/p/%C3%A9?u=http://x/y HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/p/%C3%A9"[..], &b"u=http://x/y"[..]));
+    assert_eq!((r.path.as_slice(), r.path_utf8), ("/p/é".as_bytes(), true));
+    // ... so "?" ends the authority too
+    let r = ok(b"GET http://user?x@h/p HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/"[..], &b"x@h/p"[..]));
     let r = ok(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!((r.raw_path.as_slice(), r.path.as_slice()), (&b"*"[..], &b"*"[..]));
     let r = ok(b"GET /p#frag?q HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/p#frag"[..], &b"q"[..]));
     let r = ok(b"GET /?? HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!((r.raw_path.as_slice(), r.query_string.as_slice()), (&b"/"[..], &b"?"[..]));
-    for bad in [&b"CONNECT host:443 HTTP/1.1"[..], b"GET *x HTTP/1.1", b"GET 1http://a/ HTTP/1.1", b"GET http:/a HTTP/1.1", b"GET a HTTP/1.1", b"GET ://a/ HTTP/1.1"] {
+    for bad in [
+        &b"CONNECT host:443 HTTP/1.1"[..],
+        b"GET *x HTTP/1.1",
+        b"OPTIONS *?x HTTP/1.1",
+        b"GET ?x HTTP/1.1",
+        b"GET http:?x HTTP/1.1",
+        b"GET 1http://a/ HTTP/1.1",
+        b"GET http:/a HTTP/1.1",
+        b"GET a HTTP/1.1",
+        b"GET ://a/ HTTP/1.1",
+    ] {
         let mut buf = bad.to_vec();
         buf.extend_from_slice(b"\r\nHost: a\r\n\r\n");
         assert_eq!(err(&buf), BadRequestLine, "{}", String::from_utf8_lossy(bad));
@@ -167,8 +186,30 @@ fn path_decoding() {
     assert!(r.path_utf8);
     let r = ok(b"GET /caf\xC3\xA9 HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(r.path_utf8);
-    // Invalid UTF-8 (a lone byte, an overlong form, a surrogate) stays bytes
-    for p in [&b"/%E9"[..], b"/%C0%AF", b"/%ED%A0%80", b"/\xF4\x90\x80\x80", b"/\xFF"] {
+    // Strict RFC 3629: U+10FFFF and noncharacters are characters ...
+    for p in [&b"/%F4%8F%BF%BF"[..], b"/%EF%BF%BE", b"/%EF%B7%90", b"/\xF0\x9F\x98\x80"] {
+        let mut buf = b"GET ".to_vec();
+        buf.extend_from_slice(p);
+        buf.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(ok(&buf).path_utf8, "{p:?}");
+    }
+    // ... invalid UTF-8 (a lone byte, overlong forms, surrogates, above U+10FFFF, perl's
+    // extended forms, a truncated character) stays bytes
+    for p in [
+        &b"/%E9"[..],
+        b"/%C0%AF",
+        b"/%E0%80%AF",
+        b"/%F0%80%80%AF",
+        b"/%ED%A0%80",
+        b"/%ED%A0%BD%ED%B8%80",
+        b"/\xF4\x90\x80\x80",
+        b"/%F5%80%80%80",
+        b"/%F8%88%80%80%80",
+        b"/%FF%80%80%80%80%80%80%81%80%80%80%80%80",
+        b"/a%F0%9F%98",
+        b"/%80a",
+        b"/\xFF",
+    ] {
         let mut buf = b"GET ".to_vec();
         buf.extend_from_slice(p);
         buf.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -310,6 +351,14 @@ fn limits_in_order() {
     assert_eq!(err_with(b"GET /aaaaaaaa", lim(100, 10, 12)), UriTooLong);
     assert_eq!(err_with(b"GET /aaaaaaaa", lim(12, 10, 100)), HeadersTooLarge);
     assert_eq!(parse_request(b"GET /aaaaaaa", &lim(12, 10, 12)), Ok(Status::Partial));
+    // a final "\r" may start the terminator: it does not count towards max_line ...
+    assert_eq!(parse_request(b"GET /aaaaaaa\r", &lim(100, 10, 12)), Ok(Status::Partial));
+    assert_eq!(err_with(b"GET /aaaaaaaa\r", lim(100, 10, 12)), UriTooLong);
+    assert_eq!(err_with(b"GET /aaaaaaa\r\r", lim(100, 10, 12)), UriTooLong);
+    // ... but it does towards max_header_size
+    assert_eq!(err_with(b"GET /aaaaaaa\r", lim(12, 10, 100)), HeadersTooLarge);
+    assert_eq!(parse_request(b"\r\n\r", &lim(100, 10, 0)), Ok(Status::Partial));
+    assert_eq!(err_with(b"\r\n\r", lim(100, 10, -1)), UriTooLong);
     // the skipped empty lines do not count
     assert_eq!(parse_request(b"\r\n\r\nGET /aaaaaaa", &lim(12, 10, 12)), Ok(Status::Partial));
     // 2. request line too long, terminator not counted

@@ -37,9 +37,88 @@ fn http10() {
     let (h, mode, close, _) = ser("200", &[], FLAG_HTTP10, None).unwrap();
     assert_eq!(h, format!("HTTP/1.1 200 OK\r\n{STD}Connection: close\r\n\r\n"));
     assert_eq!((mode, close), (MODE_CLOSE, true));
-    // HEAD over HTTP/1.0 without a length: close-delimited, as the reference does
-    let (_, mode, close, _) = ser("200", &[], FLAG_HTTP10 | FLAG_HEAD, None).unwrap();
-    assert_eq!((mode, close), (MODE_CLOSE, true));
+    // HEAD over HTTP/1.0 without a length: no body follows, so nothing forces a close
+    let (h, mode, close, _) = ser("200", &[], FLAG_HTTP10 | FLAG_HEAD, None).unwrap();
+    assert_eq!(h, format!("HTTP/1.1 200 OK\r\n{STD}Connection: keep-alive\r\n\r\n"));
+    assert_eq!((mode, close), (MODE_NONE, false));
+    let (h, mode, close, _) = ser("200", &[], FLAG_HTTP10 | FLAG_HEAD | FLAG_CLOSE, None).unwrap();
+    assert_eq!(h, format!("HTTP/1.1 200 OK\r\n{STD}Connection: close\r\n\r\n"));
+    assert_eq!((mode, close), (MODE_NONE, true));
+    let (_, mode, close, _) = ser("200", &[("Connection", "close")], FLAG_HTTP10 | FLAG_HEAD, None).unwrap();
+    assert_eq!((mode, close), (MODE_NONE, true));
+}
+
+/// The framing's announced length: `Framing::length`.
+fn length(status: &str, headers: &[(&str, &str)], flags: u32, body: Option<usize>) -> Result<(u8, Option<u64>), AppError> {
+    let h: Vec<HeaderIn> = headers.iter().map(|(n, v)| HeaderIn::new(n.as_bytes(), v.as_bytes())).collect();
+    let f = serialize_response(&mut Vec::new(), status.as_bytes(), &h, flags, body, DATE)?;
+    Ok((f.mode, f.length))
+}
+
+#[test]
+fn announced_length() {
+    assert_eq!(length("200", &[], 0, Some(5)), Ok((MODE_LENGTH, Some(5))));
+    assert_eq!(length("200", &[], 0, Some(0)), Ok((MODE_LENGTH, Some(0))));
+    assert_eq!(length("200", &[], FLAG_HTTP10, Some(5)), Ok((MODE_LENGTH, Some(5))));
+    // the app's Content-Length wins over the body's length (the connection checks them)
+    assert_eq!(length("200", &[("Content-Length", "10")], 0, Some(3)), Ok((MODE_LENGTH, Some(10))));
+    assert_eq!(length("200", &[("content-length", "007")], 0, None), Ok((MODE_LENGTH, Some(7))));
+    assert_eq!(length("200", &[("Content-Length", "999999999999999999")], 0, None), Ok((MODE_LENGTH, Some(999_999_999_999_999_999))));
+    // no length unless mode 1
+    assert_eq!(length("200", &[], 0, None), Ok((MODE_CHUNKED, None)));
+    assert_eq!(length("200", &[], FLAG_HTTP10, None), Ok((MODE_CLOSE, None)));
+    assert_eq!(length("200", &[], FLAG_HEAD, Some(5)), Ok((MODE_NONE, None)));
+    assert_eq!(length("200", &[("Content-Length", "5")], FLAG_HEAD, None), Ok((MODE_NONE, None)));
+    assert_eq!(length("204", &[("Content-Length", "5")], 0, Some(5)), Ok((MODE_NONE, None)));
+    assert_eq!(length("304", &[], 0, Some(5)), Ok((MODE_NONE, None)));
+}
+
+#[test]
+fn app_content_length() {
+    use AppError::*;
+    for bad in ["", " 5", "5 ", "+5", "-1", "0x5", "5, 5", "4.5", "1e3", "\u{b2}", "1000000000000000000"] {
+        assert_eq!(length("200", &[("X", "1"), ("Content-Length", bad)], 0, None), Err(ContentLength(1)), "{bad:?}");
+        let h = [HeaderIn::new(b"X", b"1"), HeaderIn::new(b"Content-Length", bad.as_bytes())];
+        assert_eq!(check_headers(&h), Err(ContentLength(1)), "{bad:?}");
+    }
+    // equal as numbers is agreement; different is a conflict, found in order
+    assert_eq!(length("200", &[("content-length", "5"), ("CONTENT-LENGTH", "05")], 0, None), Ok((MODE_LENGTH, Some(5))));
+    assert_eq!(length("200", &[("content-length", "5"), ("Content-Length", "6")], 0, None), Err(ConflictingLength));
+    assert_eq!(length("200", &[("content-length", "5"), ("Content-Length", "6"), ("Content-Length", "x")], 0, None), Err(ConflictingLength));
+    assert_eq!(length("200", &[("content-length", "5"), ("Content-Length", "x"), ("Content-Length", "6")], 0, None), Err(ContentLength(1)));
+    // names, then values, then lengths, header by header; the status before all
+    assert_eq!(length("200", &[("Content-Length", "x"), ("bad name", "1")], 0, None), Err(ContentLength(0)));
+    assert_eq!(length("200", &[("bad name", "1"), ("Content-Length", "x")], 0, None), Err(Name(0)));
+    assert_eq!(length("200", &[("Content-Length", "5\n")], 0, None), Err(Value(0)));
+    assert_eq!(length("x", &[("Content-Length", "x")], 0, None), Err(Status));
+    // validated whatever the status
+    assert_eq!(length("204", &[("Content-Length", "x")], 0, None), Err(ContentLength(0)));
+    // only content-length itself is a length
+    assert!(length("200", &[("Transfer-Encoding", "x"), ("Content-Lengths", "x"), ("Content-Lengt", "y")], 0, Some(1)).is_ok());
+}
+
+#[test]
+fn check_headers_is_the_serializers_verdict() {
+    let sets: &[&[(&str, &str)]] = &[
+        &[],
+        &[("X", "1"), ("Content-Length", "7"), ("Connection", "close"), ("Date", "d")],
+        &[("X Y", "1")],
+        &[("X", "a\r\nb")],
+        &[("", "")],
+        &[("Content-Length", "-1")],
+        &[("Content-Length", "1"), ("content-length", "2")],
+        &[("Transfer-Encoding", "a\0")],
+    ];
+    for set in sets {
+        let h: Vec<HeaderIn> = set.iter().map(|(n, v)| HeaderIn::new(n.as_bytes(), v.as_bytes())).collect();
+        let serialized = serialize_response(&mut Vec::new(), b"200", &h, 0, None, DATE).map(|_| ());
+        assert_eq!(check_headers(&h).map(|_| ()), serialized, "{set:?}");
+        assert_eq!(check_headers_iter(h.iter().copied()), serialized, "{set:?}");
+    }
+    let seen = check_headers(&[HeaderIn::new(b"date", b"x"), HeaderIn::new(b"Content-Length", b"3"), HeaderIn::new(b"connection", b"a, close")]).unwrap();
+    assert_eq!(seen, AppHeaders { date: true, server: false, content_length: Some(3), close: true });
+    let wide = [HeaderIn { name: b"Content-Length", value: b"5", name_wide: false, value_wide: true }];
+    assert_eq!(check_headers(&wide), Err(AppError::Value(0)));
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! The serializers on arbitrary headers: no panic, and an accepted header can never
-//! inject a line (no CR, LF or NUL gets through).
+//! The serializers on arbitrary headers: no panic, an accepted header can never inject
+//! a line (no CR, LF or NUL gets through), check_headers gives the serializer's verdict
+//! and the announced length is there exactly in mode 1.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pagi_server::response::{serialize_response, serialize_trailers, HeaderIn};
+use pagi_server::response::{check_headers, serialize_response, serialize_trailers, AppError, HeaderIn, MODE_LENGTH};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&flags, rest)) = input.split_first() else { return };
@@ -23,7 +24,18 @@ fuzz_target!(|input: &[u8]| {
     let mut out = Vec::new();
     let date = *b"Sun, 06 Nov 1994 08:49:37 GMT";
     let body = (flags & 8 != 0).then_some(usize::from(flags));
-    if let Ok(f) = serialize_response(&mut out, status, &headers, u32::from(flags & 7), body, &date) {
+    let checked = check_headers(&headers);
+    let result = serialize_response(&mut out, status, &headers, u32::from(flags & 7), body, &date);
+    match (&result, &checked) {
+        (Err(AppError::Status), _) => {}
+        (Err(e), c) => assert_eq!(c.map(|_| ()), Err(*e)),
+        (Ok(_), c) => assert!(c.is_ok()),
+    }
+    if let (Ok(f), Ok(seen)) = (result, checked) {
+        assert_eq!(f.length.is_some(), f.mode == MODE_LENGTH);
+        if let Some(n) = f.length {
+            assert_eq!(Some(n), seen.content_length.or(body.map(|b| b as u64)));
+        }
         assert!(out.ends_with(b"\r\n\r\n"));
         // Every line of the head is CRLF-terminated and has no stray CR, LF or NUL
         let head = &out[..out.len() - 2];

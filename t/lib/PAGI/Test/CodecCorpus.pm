@@ -75,6 +75,31 @@ sub requests () {
     ['long, uppercase and known names', "GET / HTTP/1.1\r\nHOST: a\r\nX-A-Very-Long-Header-Name-Beyond-The-Known-Ones: 1\r\nCONTENT-TYPE: x\r\nSec-WebSocket-Extensions: y\r\nUpgrade-Insecure-Requestz: 1\r\nTE: trailers\r\n\r\n"],
     ['every known method', join('', map "$_ / HTTP/1.1\r\nHost: a\r\n\r\n", qw(GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH))],
     ['tabs and obs-text around values', "GET / HTTP/1.1\r\nHost: a\r\nX:\t\t\x80v\t\x80\t \r\nY: \t\r\n\r\n"],
+    # The query is split off the whole target first: absolute-form keeps it
+    ['absolute-form, empty query, no path', "GET http://h? HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['absolute-form, query with a slash, no path', "GET http://h?a/b=1 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['absolute-form, path and query with "://"', "GET http://h/p?u=http://x/y HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['absolute-form, "?" in the authority', "GET http://user?x\@h/p HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['absolute-form, percent-encoded UTF-8 path and query', "GET http://h/%C3%A9?%C3%A9 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['origin-form, query with "://"', "GET /?next=http://x/y HTTP/1.1\r\nHost: a\r\n\r\n"],
+    # Request lines of exactly max_line bytes for the tight limit sets (12, 20, 40): a
+    # prefix ending in the line's "\r" is still incomplete, not too long
+    ['request line of 12 bytes', "M / HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['request line of 20 bytes', "GET /abcdef HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['request line of 40 bytes', "GET /abcdefghijklmnopqrstuvwxyz HTTP/1.1\r\nHost: a\r\n\r\n"],
+    # The path's UTF-8 decision: strict RFC 3629 in both
+    ['UTF-8 path, U+10FFFF (the last code point)', "GET /%F4%8F%BF%BF HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['UTF-8 path, U+FFFF and U+FDD0 (noncharacters)', "GET /%EF%BF%BF%EF%B7%90 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['invalid UTF-8 path (CESU-8 surrogate pair)', "GET /%ED%A0%BD%ED%B8%80 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['invalid UTF-8 path (3-byte overlong)', "GET /%E0%80%AF HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['invalid UTF-8 path (4-byte overlong)', "GET /%F0%80%80%AF HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['invalid UTF-8 path (F5 lead byte)', "GET /%F5%80%80%80 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ["invalid UTF-8 path (perl's 5-byte extension)", "GET /%F8%88%80%80%80 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ["invalid UTF-8 path (perl's 13-byte extension)", "GET /%FF%80%80%80%80%80%80%81%80%80%80%80%80 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['invalid UTF-8 path (truncated 4-byte character)', "GET /a%F0%9F%98 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['invalid UTF-8 path (lone continuation byte)', "GET /%80a HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['raw UTF-8 path, 4-byte characters', "GET /\xF0\x9F\x98\x80\xF0\x9F\x98\x81 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['raw and encoded UTF-8 mixed', "GET /\xC3%A9%C3\xA9 HTTP/1.1\r\nHost: a\r\n\r\n"],
   );
 }
 
@@ -97,6 +122,10 @@ sub bad_requests () {
     ['relative target', "GET index.html HTTP/1.1\r\n$h\r\n"],
     ['scheme starting with a digit', "GET 1http://a/ HTTP/1.1\r\n$h\r\n"],
     ['asterisk with more', "GET *x HTTP/1.1\r\n$h\r\n"],
+    ['asterisk with a query', "OPTIONS *?x HTTP/1.1\r\n$h\r\n"],
+    ['only a query', "GET ?x=1 HTTP/1.1\r\n$h\r\n"],
+    ['absolute-form without "//" before the query', "GET http:?x HTTP/1.1\r\n$h\r\n"],
+    ['scheme only, then a query', "GET http://?x HTTP/1.1\r\n$h\r\n"],
     ['bad method char', "G(T / HTTP/1.1\r\n$h\r\n"],
     ['HTTP/2.0', "GET / HTTP/2.0\r\n$h\r\n"],
     ['HTTP/0.9', "GET / HTTP/0.9\r\n\r\n"],
@@ -135,6 +164,10 @@ sub bad_requests () {
     ['chunked with a parameter', "POST / HTTP/1.1\r\n${h}Transfer-Encoding: chunked;q=1\r\n\r\n"],
     ['long request line', "GET /" . ('a' x 9000) . " HTTP/1.1\r\n$h\r\n"],
     ['long request line, incomplete', "GET /" . ('a' x 9000)],
+    ['long request line, incomplete, final CR', "GET /" . ('a' x 9000) . "\r"],
+    ['request line of max_line bytes and its CR', "GET /" . ('a' x 8178) . " HTTP/1.1\r"],
+    ['request line of max_line + 1 bytes and its CR', "GET /" . ('a' x 8179) . " HTTP/1.1\r"],
+    ['request line of max_line + 1 bytes, no CR', "GET /" . ('a' x 8179) . " HTTP/1.1"],
     ['huge head', "GET / HTTP/1.1\r\n$h" . ("X-Filler: " . ('f' x 100) . "\r\n") x 200 . "\r\n"],
     ['huge head, incomplete', "GET / HTTP/1.1\r\n$h" . ("X-Filler: " . ('f' x 100) . "\r\n") x 200],
     ['too many headers', "GET / HTTP/1.1\r\n$h" . join('', map "X-$_: $_\r\n", 1 .. 120) . "\r\n"],
@@ -178,6 +211,22 @@ sub chunked_bodies () {
     ['CR CR LF in a trailer', "0\r\nX: a\r\r\n\r\n"],
     ['many trailers', "0\r\n" . ("X-T: " . ('t' x 100) . "\r\n") x 20 . "\r\n"],
     ['long trailer line without LF', "0\r\n" . ('t' x 3000)],
+    # A chunk-size line is at most 4096 bytes, complete or not; a final "\r" of an
+    # incomplete one does not count
+    ['size line of 4096 bytes', '1;' . ('e' x 4094) . "\r\nx\r\n0\r\n\r\n"],
+    ['size line of 4097 bytes', '1;' . ('e' x 4095) . "\r\nx\r\n0\r\n\r\n"],
+    ['size line of 4097 bytes, bare LF', '1;' . ('e' x 4095) . "\nx\n0\n\n"],
+    ['size line of 4096 bytes, incomplete, final CR', '1;' . ('e' x 4094) . "\r"],
+    ['size line of 4097 bytes, incomplete', '1;' . ('e' x 4095)],
+    ['size line of 4097 bytes, incomplete, final CR', '1;' . ('e' x 4095) . "\r"],
+    ['second size line too long', "1\r\na\r\n2;" . ('e' x 4095) . "\r\nab\r\n0\r\n\r\n"],
+    # The trailer budget counts raw bytes, terminators included, the last empty line too
+    # (the decode loop tries budgets 20 and 21 on these)
+    ['trailers of 20 raw bytes', "0\r\nAB: 123456\r\nC: 1\r\n\r\nnext"],
+    ['trailers of 21 raw bytes', "0\r\nAB: 1234567\r\nC: 1\r\n\r\nnext"],
+    ['trailers of 20 raw bytes, bare LF', "0\nAB: 1234567\nC: 123\n\nnext"],
+    ['trailers of 21 raw bytes, mixed ends', "0\r\nAB: 1234567\nC: 12\r\n\r\n"],
+    ['trailers, budget ends inside the empty line', "0\r\nAB: 1234567890123\r\n\r\n"],
   );
 }
 
@@ -248,6 +297,49 @@ sub responses () {
     ['upgraded latin-1 name', 200, [[$latin1_upgraded, 'v']], 0, ''],
     ['invalid after many', 200, [(map { ["X-$_", $_] } 1 .. 40), ['bad name', 'v']], 0, ''],
     ['undef headers', 200, undef, 0, 'x'],
+    # The app's Content-Length: 1*DIGIT, at most 18 digits, all equal; announced as $length
+    ['app content-length, 18 digits', 200, [['Content-Length', '999999999999999999']], 0, undef],
+    ['app content-length, leading zeros', 200, [['Content-Length', '007']], 0, 'abcdefg'],
+    ['app content-length, zero', 200, [['Content-Length', '0']], 0, ''],
+    ['app content-length differs from the body', 200, [['Content-Length', '10']], 0, 'abc'],
+    ['app content-length, HEAD with a body', 200, [['Content-Length', '3']], 1, 'abc'],
+    ['app content-length, HTTP/1.0 streaming', 200, [['Content-Length', '3']], 4, undef],
+    ['app content-length, as a number', 200, [['Content-Length', 42]], 0, undef],
+    ['app content-length, a float number', 200, [['Content-Length', 4.5]], 0, undef],
+    ['app content-length, 1e3', 200, [['Content-Length', 1e3]], 0, undef],
+    ['app content-length, upgraded digits', 200, [['Content-Length', do { my $d = '12'; utf8::upgrade($d); $d }]], 0, undef],
+    ['app content-length, 19 digits', 200, [['Content-Length', '1000000000000000000']], 0, undef],
+    ['app content-length, empty', 200, [['Content-Length', '']], 0, 'x'],
+    ['app content-length, undef', 200, [['Content-Length', undef]], 0, 'x'],
+    ['app content-length, spaces', 200, [['content-length', ' 5 ']], 0, undef],
+    ['app content-length, sign', 200, [['Content-Length', '+5']], 0, undef],
+    ['app content-length, negative', 200, [['Content-Length', '-1']], 0, undef],
+    ['app content-length, hex', 200, [['Content-Length', '0x5']], 0, undef],
+    ['app content-length, a list', 200, [['Content-Length', '5, 5']], 0, undef],
+    ['app content-length, obs-text', 200, [['Content-Length', "5\xB2"]], 0, undef],
+    ['app content-length, Arabic-Indic digit (wide)', 200, [['Content-Length', "\x{663}"]], 0, undef],
+    ['app content-length, LF (a bad value first)', 200, [['Content-Length', "5\n"]], 0, undef],
+    ['app content-lengths agree', 200, [['content-length', '5'], ['X', 'y'], ['CONTENT-LENGTH', '05']], 0, 'hello'],
+    ['app content-lengths conflict', 200, [['content-length', '5'], ['Content-Length', '6']], 0, 'hello'],
+    ['app content-length: conflict before a bad one', 200, [['content-length', '5'], ['Content-Length', '6'], ['Content-Length', 'x']], 0, undef],
+    ['app content-length: bad one before a conflict', 200, [['content-length', '5'], ['Content-Length', 'x'], ['Content-Length', '6']], 0, undef],
+    ['app content-length: bad name after it', 200, [['content-length', 'x'], ['bad name', '1']], 0, undef],
+    ['app content-length: bad name before it', 200, [['bad name', '1'], ['content-length', 'x']], 0, undef],
+    ['app content-length, bad, on a 204', 204, [['Content-Length', 'x']], 0, undef],
+    ['app content-length, bad, invalid status', 'x', [['Content-Length', 'x']], 0, undef],
+    ['transfer-encoding value is not a length', 200, [['Transfer-Encoding', 'x'], ['Content-Length', '1']], 0, 'a'],
+    ['content-length-ish names are not lengths', 200, [['Content-Lengths', 'x'], ['Content-Lengt', 'y']], 0, 'a'],
+    ['app content-length after 40 headers', 200, [(map { ["X-$_", $_] } 1 .. 40), ['Content-Length', 'z']], 0, ''],
+    # HEAD over HTTP/1.0 without a length: nothing follows, no forced close
+    ['HTTP/1.0 HEAD streaming, close flag', 200, [], 7, undef],
+    ['HTTP/1.0 HEAD streaming, app close', 200, [['Connection', 'close']], 5, undef],
+    ['HTTP/1.0 HEAD with a body', 200, [], 5, 'abc'],
+    # A body with a character above 0xFF is API misuse, before anything else
+    ['wide body, invalid status', 'x', [], 0, "\x{100}"],
+    ['wide body, invalid header', 200, [['bad name', 'v']], 0, "\x{100}"],
+    ['wide body, 204', 204, [], 0, "\x{2603}"],
+    ['wide body, HEAD', 200, [], 1, "\x{2603}"],
+    ['upgraded latin-1 body, HEAD', 200, [], 1, $body_upgraded],
   );
 }
 
@@ -258,7 +350,8 @@ sub chunk_datas () {
   return (
     ['empty', ''], ['undef', undef], ['one byte', 'x'], ['15 bytes', 'x' x 15], ['16 bytes', 'y' x 16],
     ['4096 bytes', 'z' x 4096], ['binary', join('', map chr, 0 .. 255)], ['zero', '0'], ['number', 42],
-    ['upgraded latin-1', $up], ['wide', "\x{263A}\x{263B}"],
+    ['upgraded latin-1', $up], ['wide', "\x{263A}\x{263B}"], ['wide after latin-1', "\xE9\x{100}"],
+    ['upgraded empty', do { my $e = ''; utf8::upgrade($e); $e }],
   );
 }
 

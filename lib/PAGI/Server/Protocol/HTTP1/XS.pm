@@ -5,7 +5,7 @@ use warnings;
 our $VERSION = '0.001';
 
 # The Rust HTTP/1.1 codec, through XS. Same functions, same results as ::PP.
-our @FUNCTIONS = qw(parse_request decode_chunked serialize_response serialize_chunk
+our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
   serialize_trailers connection_info);
 
 # Loaded at require time, after $VERSION is set (the XS bootcheck compares it)
@@ -54,8 +54,8 @@ PAGI::Server::Protocol::HTTP1::XS - the HTTP/1.1 codec in Rust, through XS
 =head1 DESCRIPTION
 
 The native implementation of the functions described in F<doc/codec.md>:
-C<parse_request>, C<decode_chunked>, C<serialize_response>, C<serialize_chunk>,
-C<serialize_trailers> and C<connection_info>. Their results are identical to those
+C<parse_request>, C<decode_chunked>, C<serialize_response>, C<check_headers>,
+C<serialize_chunk>, C<serialize_trailers> and C<connection_info>. Their results are identical to those
 of L<PAGI::Server::Protocol::HTTP1::PP> (F<t/30-codec-differential.t> checks it on a
 corpus, every split point and a seeded random mutation run); only the speed differs.
 Nothing is exported.
@@ -79,7 +79,12 @@ with a character above 0xFF croaks (the PP code would treat it as invalid input)
 =item *
 
 headers that are not an array reference of array references croak with a message
-naming the function.
+naming the function (C<serialize_response>, C<check_headers>, C<serialize_trailers>).
+
+=item *
+
+a body (or chunk) with a character above 0xFF croaks in both backends; the messages
+differ.
 
 =back
 
