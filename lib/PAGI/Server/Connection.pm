@@ -48,6 +48,10 @@ use constant FILE_CHUNK     => 1 << 16;
 
 my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
+# What a send that needs no waiting returns: one shared, already-done Future (a done
+# Future is immutable to its users; this saves two allocations per send)
+our $DONE = Future->done;
+
 sub new ($class, $server, $fh, $tls = undef) {
   my $self = bless {
     server  => $server,
@@ -70,7 +74,7 @@ sub new ($class, $server, $fh, $tls = undef) {
   # The per-connection callbacks, made once; request state lives in fields
   weaken(my $weak = $self);
   $self->{receive}  = sub { $weak ? $weak->_receive : Future->done({type => 'http.disconnect'}) };
-  $self->{send}     = sub { $weak ? $weak->_send($_[0]) : Future->done };
+  $self->{send}     = sub { $weak ? $weak->_send($_[0]) : $DONE };
   $self->{on_read}  = sub { $weak->_on_read if $weak };
   $self->{on_write} = sub { $weak->_on_write if $weak };
   $self->{on_app}   = sub { $weak->_app_done($_[0]) if $weak };
@@ -102,7 +106,13 @@ sub _on_read ($self) {
   if ($phase == CLOSING) { $self->{rbuf} = ''; return }    # lingering: drop input
   $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout}
     if $self->{deadline_kind} eq 'body';
-  $self->_process;
+  # Responses made while this input is processed (pipelined requests, sync apps)
+  # are collected and written with one syscall at the end
+  return if $self->{in_process};
+  $self->{corked} = $self->{in_process} = 1;
+  $self->_process_input;
+  $self->{corked} = $self->{in_process} = 0;
+  $self->_flush if length $self->{wbuf} && !$self->{wwatch};
 }
 
 sub _on_eof ($self) {
@@ -143,8 +153,14 @@ sub _resume_read ($self) {
 # at once) only flips the phase back to IDLE, and this loop takes the next pipelined
 # head, so the stack stays flat however many requests are queued.
 sub _process ($self) {
+  # Not re-entered: a request finished inside the loop is followed by the loop itself
   return if $self->{in_process};
-  local $self->{in_process} = 1;
+  $self->{in_process} = 1;
+  $self->_process_input;
+  $self->{in_process} = 0;
+}
+
+sub _process_input ($self) {
   my $server = $self->{server};
   while (1) {
     if ($self->{phase} == IDLE) {
@@ -264,7 +280,8 @@ sub _scope ($self, $type) {
 
 sub _call_app ($self, $scope) {
   my $f = eval { $self->{server}{app}->($scope, $self->{receive}, $self->{send}) };
-  if (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
+  if (ref $f eq 'Future') { }    # the usual case, checked first
+  elsif (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
   elsif (!(blessed $f && $f->can('on_ready'))) {
     $f = Future->fail("application returned a non-Future value\n");
   }
@@ -364,7 +381,7 @@ sub _deliver_body ($self) {
 
 sub _send ($self, $ev) {
   my $cstate = $self->{cstate};
-  return Future->done if !$cstate || !$cstate->{connected} && !$self->{half_closed};
+  return $DONE if !$cstate || !$cstate->{connected} && !$self->{half_closed};
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
   if ($type eq 'http.response.body') {
     return Future->fail("http.response.body before http.response.start\n") unless $self->{started};
@@ -428,7 +445,7 @@ sub _send ($self, $ev) {
     $self->{trailers} = $ev->{trailers} ? 1 : 0;
     $self->{started}  = 1;
     $self->{cstate}{started} = 1;
-    return Future->done;
+    return $DONE;
   }
   if ($type eq 'http.response.trailers') {
     return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
@@ -491,14 +508,14 @@ sub _end_body ($self) {
     $self->_abort('server_error');
     return Future->fail("http.response.body: the body ended $short bytes short of its Content-Length\n");
   }
-  return Future->done if $self->{trailers};    # http.response.trailers completes it
+  return $DONE if $self->{trailers};    # http.response.trailers completes it
   $self->_write("0\r\n\r\n") if $self->{resp_mode} == M_CHUNKED;
   return $self->_response_complete;
 }
 
 # A send's Future: done now, unless the socket is backed up
 sub _send_future ($self) {
-  return Future->done if length $self->{wbuf} < WRITE_HIGH;
+  return $DONE if length $self->{wbuf} < WRITE_HIGH;
   return $self->{drain} //= Future->new;
 }
 
@@ -576,16 +593,21 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
 sub _response_complete ($self) {
   $self->{complete} = 1;
   my $cstate = $self->{cstate};
-  $cstate->_complete;
+  # Callbacks are rare: skip the method call without them
+  if ($cstate->{on_complete} || $cstate->{on_disconnect}) { $cstate->_complete }
+  else { $cstate->{complete} = 1 }
   $self->_access_log if $self->{server}{access_log};
   if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) }
   $self->_next_request unless $self->{app_running};
-  return Future->done;
+  return $DONE;
 }
 
 sub _app_done ($self, $f) {
   $self->{app_running} = 0;
   delete $self->{app_future};
+  # The usual case first: the app is done and its response complete
+  return $self->_next_request
+    if $self->{complete} && $f->is_done && $self->{cstate}{connected};
   my $server = $self->{server};
   my $error = $f->is_failed ? ($f->failure)[0] : undef;
   $error = 'cancelled' if !defined $error && $f->is_cancelled;
@@ -646,15 +668,16 @@ sub _next_request ($self) {
   $self->{phase}         = IDLE;
   $self->{deadline_kind} = 'idle';
   $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{keepalive_timeout};
-  $self->_resume_read;
-  $self->_process;    # the next pipelined request (inside _process: its loop does it)
+  $self->_resume_read unless $self->{reading};
+  # The next pipelined request (when called from inside _process, its loop does it)
+  $self->_process if length $self->{rbuf} && !$self->{in_process};
 }
 
 # ---- writing -------------------------------------------------------------------
 
 sub _write ($self, $data) {
   return if $self->{phase} == CLOSED;
-  if (length $self->{wbuf}) {
+  if (length $self->{wbuf} || $self->{corked}) {
     $self->{wbuf} .= $data;
     $self->{transport}->_high if length $self->{wbuf} >= WRITE_HIGH && $self->{transport};
     return;
@@ -668,8 +691,26 @@ sub _write ($self, $data) {
   $self->{wbuf} = substr($data, $n);
   $self->{transport}->_high if length $self->{wbuf} >= WRITE_HIGH && $self->{transport};
   $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+  $self->{wwatch} = 1;
   $self->{loop}->watch_io(handle => $self->{fh}, on_write_ready => $self->{on_write});
   PAGI::Server::TLS::again($self, 'write') if $self->{tls};
+}
+
+# Writes what was collected while corked
+sub _flush ($self) {
+  my $data = $self->{wbuf};
+  $self->{wbuf} = '';
+  $self->_write($data);
+  # A send may be waiting for the buffer that was just written
+  $self->_released if length $self->{wbuf} < WRITE_LOW
+    && ($self->{drain} || $self->{transport} && $self->{transport}{above});
+  $self->_finish_close if $self->{phase} == CLOSING && !length $self->{wbuf};
+}
+
+# The output buffer fell below the low mark: release a waiting send
+sub _released ($self) {
+  $self->{transport}->_drain if $self->{transport};
+  if (my $f = delete $self->{drain}) { $f->done }
 }
 
 sub _on_write ($self) {
@@ -683,14 +724,14 @@ sub _on_write ($self) {
   }
   substr($self->{wbuf}, 0, $n, '');
   $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
-  $self->{transport}->_drain if length $self->{wbuf} < WRITE_LOW && $self->{transport};
-  if (length $self->{wbuf} < WRITE_LOW and my $f = delete $self->{drain}) {
-    $f->done;
+  if (length $self->{wbuf} < WRITE_LOW) {
+    $self->_released;
     # That resumed the app, which may have finished and closed us meanwhile
     return if $self->{phase} == CLOSED;
   }
   return if length $self->{wbuf};
   $self->{wdeadline} = undef;
+  $self->{wwatch} = 0;
   $self->{loop}->unwatch_io(handle => $self->{fh}, on_write_ready => 1);
   $self->_finish_close if $self->{phase} == CLOSING;
 }

@@ -182,7 +182,7 @@ sub _accept ($self, $ev) {
   $self->{ws} = 'open';
   $self->_write($bytes);
   $self->_access_log if $self->{server}{access_log};
-  $self->_process if length $self->{rbuf};
+  $self->_process_input if length $self->{rbuf};
   return Future->done;
 }
 
@@ -226,7 +226,7 @@ sub _send_close ($self, $code, $reason = '') {
 
 # ---- frames from the peer ------------------------------------------------------------
 
-sub _process ($self) {
+sub _process_input ($self) {
   my $max = $self->{server}{max_ws_message_size};
   while (length $self->{rbuf}) {
     my $state = $self->{ws};
