@@ -82,10 +82,19 @@ subtest 'kill -9 of one worker under load: the others serve, it is respawned' =>
   # New connections (one request each) reach every worker, the new one included
   my %after;
   my $lost = 0;
-  for (1 .. 150) { my $p = get_pid($srv->port); $p ? $after{$p}++ : $lost++ }
-  note 'after the kill: ' . join ', ', map { "$_ x$after{$_}" } sort keys %after;
-  is($lost, 0, '150 requests on new connections after the crash: none lost');
-  is_deeply([sort { $a <=> $b } keys %after], \@now, 'all three workers serve them');
+  # (which worker accepts is up to the kernel: ask until the new one has answered,
+  # so a busy machine cannot make this flaky)
+  my $asked = 0;
+  while ($asked < 150 || $asked < 1500 && !$after{$new[0] // 0}) {
+    $asked++;
+    my $p = get_pid($srv->port);
+    $p ? $after{$p}++ : $lost++;
+  }
+  note "after the kill ($asked requests): " . join ', ', map { "$_ x$after{$_}" } sort keys %after;
+  is($lost, 0, "$asked requests on new connections after the crash: none lost");
+  ok($after{$new[0] // 0}, 'the new worker serves them');
+  cmp_ok(scalar(keys %after), '>=', 2, 'more than one worker serves them');
+  ok(!grep({ my $p = $_; !grep { $_ == $p } @now } keys %after), 'only current workers answer');
   like($srv->log, qr/worker \d \(pid $victim\) exited unexpectedly \(signal 9\)/, 'the crash is logged');
   is($srv->stop, 0, 'the master exits 0');
 };
