@@ -1,10 +1,12 @@
 /*
- * PAGI::Server::Protocol::HTTP1::XS - Perl glue for the Rust codec core.
+ * PAGI::Server::Protocol::HTTP1::XS - Perl glue for the Rust codec core, and
+ * PAGI::Server::Protocol::WebSocket::XS (a second package of the same object).
  *
  * This file only converts values: Perl scalars in, the C ABI of src/ffi.rs
  * (perl/pagi_server.h) across, Perl values out. Every rule of the protocol lives in
- * Rust; the results must be identical to PAGI::Server::Protocol::HTTP1::PP
- * (doc/codec.md, t/30-codec-differential.t).
+ * Rust; the results must be identical to PAGI::Server::Protocol::HTTP1::PP and
+ * PAGI::Server::Protocol::WebSocket::PP (doc/codec.md, t/30-codec-differential.t,
+ * t/32-ws-differential.t).
  */
 #define PERL_NO_GET_CONTEXT
 #include "EXTERN.h"
@@ -14,6 +16,7 @@
 #include "pagi_server.h"
 
 #define PKG "PAGI::Server::Protocol::HTTP1::XS"
+#define WS_PKG "PAGI::Server::Protocol::WebSocket::XS"
 
 /* Header lists up to this size need no heap allocation */
 #define STACK_FIELDS 32
@@ -303,6 +306,69 @@ endpoint_host(pTHX_ const pagi_endpoint *e)
     return newSVpvn(e->len ? (const char *)e->text : "", e->len);
 }
 
+/* ---- WebSocket ------------------------------------------------------------------- */
+
+static void
+ws_croak_panic(pTHX_ const char *fn)
+{
+    size_t n = 0;
+    const unsigned char *m = pagi_last_panic(&n);
+    croak("%s::%s: internal error in the Rust codec (%.*s); please report this bug",
+          WS_PKG, fn, (int)n, m ? (const char *)m : "panic");
+}
+
+/* {error => KIND, message => TEXT} for a WebSocket error code */
+static SV *
+ws_error_ref(pTHX_ const my_cxt_t *cx, int code)
+{
+    HV *hv = newHV();
+    const char *kind = pagi_ws_error_kind(code);
+    const char *message = pagi_ws_error_message(code);
+    STORE(hv, K_ERROR, newSVpv(kind ? kind : "internal", 0));
+    STORE(hv, K_MESSAGE, newSVpv(message ? message : "internal error", 0));
+    return newRV_noinc((SV *)hv);
+}
+
+/* The bytes of a WebSocket argument: undef is "" (*defined cleared), an upgraded string
+ * its bytes, a character over 0xFF is misuse */
+static const char *
+ws_bytes(pTHX_ SV *sv, STRLEN *len, int *defined, const char *fn, const char *what)
+{
+    const char *p;
+    SvGETMAGIC(sv);
+    *defined = SvOK(sv) ? 1 : 0;
+    if (!*defined) {
+        *len = 0;
+        return "";
+    }
+    p = SvPV_nomg_const(sv, *len);
+    if (SvUTF8(sv)) {
+        SV *tmp = sv_2mortal(newSVpvn(p, *len));
+        SvUTF8_on(tmp);
+        if (!sv_utf8_downgrade(tmp, TRUE))
+            croak("%s::%s: %s must be bytes, not characters over 0xFF", WS_PKG, fn, what);
+        p = SvPV_const(tmp, *len);
+    }
+    return p;
+}
+
+/* A Perl number as the integer limit m with (len > number) == (len > m) for every
+ * length len >= 0: the floor of a fraction; NaN and numbers above IV_MAX never bite */
+static int64_t
+ws_limit(pTHX_ SV *sv)
+{
+    NV nv;
+    SvGETMAGIC(sv);
+    if (SvIOK(sv))
+        return SvIsUV(sv) && SvUVX(sv) > (UV)IV_MAX ? (int64_t)IV_MAX : (int64_t)SvIVX(sv);
+    nv = SvNV_nomg(sv);
+    if (Perl_isnan(nv) || nv >= (NV)IV_MAX)
+        return (int64_t)IV_MAX;
+    if (nv < -1.0)
+        return -1;
+    return (int64_t)Perl_floor(nv);
+}
+
 MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP1::XS
 
 PROTOTYPES: DISABLE
@@ -311,7 +377,7 @@ BOOT:
 {
     MY_CXT_INIT;
     if (!pagi_abi_check(sizeof(pagi_request), sizeof(pagi_chunked), sizeof(pagi_response),
-                        sizeof(pagi_field_in), sizeof(pagi_conninfo)))
+                        sizeof(pagi_field_in), sizeof(pagi_conninfo), sizeof(pagi_ws_frame)))
         croak("%s: perl/pagi_server.h does not match the Rust library (src/ffi.rs); rebuild with 'perl Makefile.PL && make'", PKG);
     pagi_init();
     init_cache(aTHX_ &MY_CXT);
@@ -651,3 +717,144 @@ _debug_panic(code)
         croak_panic(aTHX_ "_debug_panic");
   OUTPUT:
     RETVAL
+
+MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::WebSocket::XS
+
+PROTOTYPES: DISABLE
+
+void
+parse_frame(buf, max_payload = &PL_sv_undef)
+    SV *buf
+    SV *max_payload
+  PREINIT:
+    STRLEN len;
+    const unsigned char *p;
+    int defined;
+    int64_t max;
+    pagi_ws_frame f;
+    int rc;
+  PPCODE:
+    p = (const unsigned char *)ws_bytes(aTHX_ buf, &len, &defined, "parse_frame", "the buffer");
+    max = ws_limit(aTHX_ max_payload);
+    rc = pagi_ws_parse_frame(p, len, max, &f);
+    EXTEND(SP, 2);
+    if (rc == PAGI_DONE) {
+        /* [$fin, $opcode, $payload]: the payload unmasked straight into its SV */
+        AV *frame = sized_av(aTHX_ 3);
+        SV *payload = newSV(f.payload_len + 1);
+        SvPOK_on(payload);
+        if (pagi_ws_mask(p + f.payload_offset, f.payload_len, f.key, 4,
+                         (unsigned char *)SvPVX(payload)) != PAGI_DONE) {
+            SvREFCNT_dec(payload);
+            SvREFCNT_dec((SV *)frame);
+            ws_croak_panic(aTHX_ "parse_frame");
+        }
+        SvCUR_set(payload, f.payload_len);
+        *SvEND(payload) = '\0';
+        AvARRAY(frame)[0] = newSViv(f.fin);
+        AvARRAY(frame)[1] = newSViv(f.opcode);
+        AvARRAY(frame)[2] = payload;
+        AvFILLp(frame) = 2;
+        mPUSHs(newRV_noinc((SV *)frame));
+        mPUSHi((IV)f.consumed);
+    }
+    else if (rc == PAGI_PARTIAL) {
+        PUSHs(&PL_sv_undef);
+        mPUSHi(0);
+    }
+    else if (rc == PAGI_ERROR) {
+        dMY_CXT;
+        mPUSHs(ws_error_ref(aTHX_ &MY_CXT, f.error));
+        mPUSHi(0);
+    }
+    else {
+        ws_croak_panic(aTHX_ "parse_frame");
+    }
+
+SV *
+build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef)
+    SV *opcode
+    SV *payload
+    SV *fin
+  PREINIT:
+    STRLEN len;
+    const char *p;
+    int defined;
+    unsigned char header[10];
+    size_t hlen;
+    UV byte0;
+    char *d;
+  CODE:
+    p = ws_bytes(aTHX_ payload, &len, &defined, "build_frame", "the payload");
+    SvGETMAGIC(fin);
+    SvGETMAGIC(opcode);
+    /* ($fin ? 0x80 : 0) | $opcode, packed with 'C' (which keeps the low byte) */
+    byte0 = (SvTRUE_nomg(fin) ? 0x80 : 0) | SvUV_nomg(opcode);
+    hlen = pagi_ws_frame_header((uint8_t)(byte0 & 0xff), (uint64_t)len, header);
+    if (hlen == 0)
+        ws_croak_panic(aTHX_ "build_frame");
+    RETVAL = newSV(hlen + len + 1);
+    SvPOK_on(RETVAL);
+    d = SvPVX(RETVAL);
+    Copy(header, d, hlen, char);
+    if (len)
+        Copy(p, d + hlen, len, char);
+    SvCUR_set(RETVAL, hlen + len);
+    *SvEND(RETVAL) = '\0';
+  OUTPUT:
+    RETVAL
+
+IV
+utf8_check(bytes = &PL_sv_undef)
+    SV *bytes
+  PREINIT:
+    STRLEN len;
+    const char *p;
+    int defined;
+  CODE:
+    p = ws_bytes(aTHX_ bytes, &len, &defined, "utf8_check", "the string");
+    RETVAL = pagi_ws_utf8_check((const unsigned char *)p, len);
+    if (RETVAL == PAGI_PANIC)
+        ws_croak_panic(aTHX_ "utf8_check");
+  OUTPUT:
+    RETVAL
+
+SV *
+mask_payload(payload = &PL_sv_undef, key = &PL_sv_undef)
+    SV *payload
+    SV *key
+  PREINIT:
+    STRLEN len, klen;
+    const char *p, *k;
+    int defined;
+  CODE:
+    p = ws_bytes(aTHX_ payload, &len, &defined, "mask_payload", "the payload");
+    /* as the PP code: undef and "" come back as they are */
+    if (!defined)
+        XSRETURN_UNDEF;
+    if (len == 0)
+        XSRETURN_PVN("", 0);
+    k = ws_bytes(aTHX_ key, &klen, &defined, "mask_payload", "the key");
+    RETVAL = newSV(len + 1);
+    SvPOK_on(RETVAL);
+    if (pagi_ws_mask((const unsigned char *)p, len, (const unsigned char *)k, klen,
+                     (unsigned char *)SvPVX(RETVAL)) != PAGI_DONE) {
+        SvREFCNT_dec(RETVAL);
+        ws_croak_panic(aTHX_ "mask_payload");
+    }
+    SvCUR_set(RETVAL, len);
+    *SvEND(RETVAL) = '\0';
+  OUTPUT:
+    RETVAL
+
+void
+_error_kinds()
+  PREINIT:
+    int code;
+  PPCODE:
+    for (code = 1; pagi_ws_error_kind(code); code++) {
+        AV *pair = newAV();
+        av_push(pair, newSVpv(pagi_ws_error_kind(code), 0));
+        av_push(pair, newSVpv(pagi_ws_error_message(code), 0));
+        XPUSHs(sv_2mortal(newRV_noinc((SV *)pair)));
+    }

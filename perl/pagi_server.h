@@ -1,5 +1,5 @@
-/* The C ABI of the Rust codec core (src/ffi.rs). The two must change together;
- * pagi_abi_check() catches a layout drift when the XS object boots. */
+/* The C ABI of the Rust codec core (src/ffi.rs), HTTP/1.1 and WebSocket. The two must
+ * change together; pagi_abi_check() catches a layout drift when the XS object boots. */
 #ifndef PAGI_SERVER_H
 #define PAGI_SERVER_H
 
@@ -87,7 +87,19 @@ typedef struct {
     pagi_endpoint peer, local;
 } pagi_conninfo;
 
-int pagi_abi_check(size_t request, size_t chunked, size_t response, size_t field_in, size_t conninfo);
+/* A client WebSocket frame: its masked payload is payload_len bytes at
+ * buf + payload_offset (unmask with pagi_ws_mask) */
+typedef struct {
+    size_t payload_offset;
+    size_t payload_len;
+    size_t consumed;
+    int32_t error;       /* WebSocket error code when PAGI_ERROR */
+    uint8_t fin, opcode;
+    unsigned char key[4];
+} pagi_ws_frame;
+
+int pagi_abi_check(size_t request, size_t chunked, size_t response, size_t field_in,
+                   size_t conninfo, size_t ws_frame);
 void pagi_init(void);
 int pagi_parse_request(const unsigned char *buf, size_t len, int64_t max_header_size,
                        int64_t max_headers, int64_t max_line, pagi_request *out);
@@ -106,5 +118,16 @@ const unsigned char *pagi_reason_phrase(int status, size_t *len);
 const unsigned char *pagi_known_string(uint32_t id, size_t *len);
 const unsigned char *pagi_last_panic(size_t *len);
 int pagi_debug_panic(int code);
+
+int pagi_ws_parse_frame(const unsigned char *buf, size_t len, int64_t max_payload,
+                        pagi_ws_frame *out);
+/* dst = src XOR key repeated (as mask_payload computes it, for any key length); src and
+ * dst must not overlap. PAGI_DONE or PAGI_PANIC. */
+int pagi_ws_mask(const unsigned char *src, size_t len, const unsigned char *key,
+                 size_t key_len, unsigned char *dst);
+size_t pagi_ws_frame_header(uint8_t byte0, uint64_t len, unsigned char *out /* >= 10 bytes */);
+int pagi_ws_utf8_check(const unsigned char *p, size_t len);
+const char *pagi_ws_error_kind(int code);
+const char *pagi_ws_error_message(int code);
 
 #endif

@@ -18,6 +18,7 @@ use crate::response::{
     check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn,
 };
 use crate::status::reason_phrase;
+use crate::ws::{self, WsError};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -212,6 +213,25 @@ impl PagiEndpoint {
     const EMPTY: PagiEndpoint = PagiEndpoint { kind: 0, port: 0, len: 0, text: [0; 112] };
 }
 
+/// The result of `pagi_ws_parse_frame`: where the (masked) payload is in the input.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PagiWsFrame {
+    pub payload_offset: usize,
+    pub payload_len: usize,
+    pub consumed: usize,
+    /// A WebSocket error code (`PAGI_ERROR`), else 0.
+    pub error: i32,
+    pub fin: u8,
+    pub opcode: u8,
+    pub key: [u8; 4],
+}
+
+impl PagiWsFrame {
+    const EMPTY: PagiWsFrame =
+        PagiWsFrame { payload_offset: 0, payload_len: 0, consumed: 0, error: 0, fin: 0, opcode: 0, key: [0; 4] };
+}
+
 /// Writes a whole result through the caller's pointer (never forming a reference to
 /// memory the caller may not have initialised) and returns `rc`.
 ///
@@ -299,14 +319,22 @@ fn opt_span(buf: &[u8], scratch: &[u8], s: Option<Span>) -> PagiSpan {
 /// them; 1 when they match this crate's layout, 0 when `perl/pagi_server.h` and this
 /// file have drifted apart (the glue then refuses to load).
 #[no_mangle]
-pub extern "C" fn pagi_abi_check(request: usize, chunked: usize, response: usize, field_in: usize, conninfo: usize) -> c_int {
+pub extern "C" fn pagi_abi_check(
+    request: usize,
+    chunked: usize,
+    response: usize,
+    field_in: usize,
+    conninfo: usize,
+    ws_frame: usize,
+) -> c_int {
     use std::mem::size_of;
     c_int::from(
         request == size_of::<PagiRequest>()
             && chunked == size_of::<PagiChunked>()
             && response == size_of::<PagiResponse>()
             && field_in == size_of::<PagiFieldIn>()
-            && conninfo == size_of::<PagiConnInfo>(),
+            && conninfo == size_of::<PagiConnInfo>()
+            && ws_frame == size_of::<PagiWsFrame>(),
     )
 }
 
@@ -611,6 +639,107 @@ pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo)
     });
     // SAFETY: `out` is not NULL; the caller guarantees it is writable.
     unsafe { put(out, result) }
+}
+
+/// Parses one client WebSocket frame. Returns `PAGI_PARTIAL`, `PAGI_DONE` (the glue
+/// unmasks `payload_len` bytes at `buf + payload_offset` with `pagi_ws_mask`),
+/// `PAGI_ERROR` (kind in `out.error`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `buf` points to `len` readable bytes (or is NULL with `len == 0`); `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_payload: i64, out: *mut PagiWsFrame) -> c_int {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    // SAFETY: the caller guarantees the buffer.
+    let buf = unsafe { bytes(buf, len) };
+    let result = guard((PAGI_PANIC, PagiWsFrame::EMPTY), || match ws::parse_frame(buf, max_payload) {
+        Err(e) => (PAGI_ERROR, PagiWsFrame { error: e.code(), ..PagiWsFrame::EMPTY }),
+        Ok(Status::Partial) => (PAGI_PARTIAL, PagiWsFrame::EMPTY),
+        Ok(Status::Complete(f)) => (
+            PAGI_DONE,
+            PagiWsFrame {
+                payload_offset: f.payload_offset,
+                payload_len: f.payload_len,
+                consumed: f.consumed,
+                error: 0,
+                fin: u8::from(f.fin),
+                opcode: f.opcode,
+                key: f.key,
+            },
+        ),
+    });
+    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
+    unsafe { put(out, result) }
+}
+
+/// `dst = src XOR key` repeated, as `mask_payload` computes it (any key length; a
+/// 4-byte key is the WebSocket mask). Returns `PAGI_DONE` or `PAGI_PANIC`.
+///
+/// # Safety
+/// `src` and `key` point to `len` / `key_len` readable bytes, `dst` to `len` writable
+/// bytes that do not overlap `src` (any may be NULL when its length is 0).
+#[no_mangle]
+pub unsafe extern "C" fn pagi_ws_mask(src: *const u8, len: usize, key: *const u8, key_len: usize, dst: *mut u8) -> c_int {
+    if len == 0 {
+        return PAGI_DONE;
+    }
+    if dst.is_null() || src.is_null() {
+        return PAGI_PANIC;
+    }
+    // SAFETY: the caller guarantees `len` readable bytes at `src`, `key_len` at `key`.
+    let (src, key) = unsafe { (bytes(src, len), bytes(key, key_len)) };
+    // SAFETY: `dst` is not NULL; the caller guarantees `len` writable bytes there that
+    // no other reference (in particular not `src`) covers.
+    let dst = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+    guard(PAGI_PANIC, || {
+        ws::mask_payload_into(src, key, dst);
+        PAGI_DONE
+    })
+}
+
+/// Writes the header of a server frame with first byte `byte0` and a payload of `len`
+/// bytes into `out` (room for 10 bytes); returns its length, 0 after a panic.
+///
+/// # Safety
+/// `out` points to at least 10 writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_ws_frame_header(byte0: u8, len: u64, out: *mut u8) -> usize {
+    if out.is_null() {
+        return 0;
+    }
+    guard(0, || {
+        let mut header = [0u8; 10];
+        let n = ws::frame_header(byte0, len, &mut header);
+        // SAFETY: `n <= 10` bytes, and the caller provides 10.
+        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), out, n) };
+        n
+    })
+}
+
+/// `utf8_check`: 1 valid, 2 valid but ending inside a character, 0 invalid;
+/// `PAGI_PANIC`.
+///
+/// # Safety
+/// `p` points to `len` readable bytes (or is NULL with `len == 0`).
+#[no_mangle]
+pub unsafe extern "C" fn pagi_ws_utf8_check(p: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller guarantees the bytes.
+    let b = unsafe { bytes(p, len) };
+    guard(PAGI_PANIC, || ws::utf8_check(b))
+}
+
+/// The `error` string of a WebSocket error code (NUL-terminated, static), or NULL.
+#[no_mangle]
+pub extern "C" fn pagi_ws_error_kind(code: c_int) -> *const c_char {
+    guard(std::ptr::null(), || WsError::from_code(code).map_or(std::ptr::null(), |k| k.kind_c().as_ptr()))
+}
+
+/// The `message` string of a WebSocket error code (NUL-terminated, static), or NULL.
+#[no_mangle]
+pub extern "C" fn pagi_ws_error_message(code: c_int) -> *const c_char {
+    guard(std::ptr::null(), || WsError::from_code(code).map_or(std::ptr::null(), |k| k.message_c().as_ptr()))
 }
 
 /// The `error` string of a kind code (NUL-terminated, static), or NULL.

@@ -1,4 +1,4 @@
-//! The HTTP/1.1 codec core of PAGI-Server.
+//! The HTTP/1.1 and WebSocket codec core of PAGI-Server.
 //!
 //! Pure functions over bytes, the same contract as the Perl reference implementation
 //! (`PAGI::Server::Protocol::HTTP1::PP`, described in `doc/codec.md`):
@@ -10,7 +10,9 @@
 //!   writes;
 //! - [`conninfo::connection_info`]: both ends of a socket (the only OS call);
 //! - [`status::reason_phrase`]: THE reason-phrase table;
-//! - [`error::ErrorKind`]: the closed set of peer-input errors.
+//! - [`error::ErrorKind`]: the closed set of peer-input errors;
+//! - [`ws`]: the WebSocket frame codec (`parse_frame`, `build_frame`, `utf8_check`,
+//!   `mask_payload`) and its error kinds, [`ws::WsError`].
 //!
 //! [`ffi`] is the flat C ABI the XS glue in `perl/` calls. Nothing here knows Perl.
 
@@ -27,5 +29,6 @@ pub mod ffi;
 pub mod request;
 pub mod response;
 pub mod status;
+pub mod ws;
 
 pub use error::ErrorKind;

@@ -234,8 +234,17 @@ subtest 'threads (the per-interpreter caches are remade for each)' => sub {
 subtest 'no leaks' => sub {
   plan skip_all => 'no /proc/self/statm' unless -r '/proc/self/statm';
   my $rss = sub { open my $f, '<', '/proc/self/statm' or die; (split ' ', <$f>)[1] * 4 };
+  require PAGI::Server::Protocol::WebSocket::XS;
+  my $W = 'PAGI::Server::Protocol::WebSocket::XS';
+  my $frame = "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
   my $run = sub {
     for (1 .. 20_000) {
+      my ($f) = $W->can('parse_frame')->($frame, 1000);
+      my ($we) = $W->can('parse_frame')->("\x81\x05", 1000);
+      my $bf = $W->can('build_frame')->(1, 'hello', 1);
+      my $u = $W->can('utf8_check')->("caf\xc3\xa9");
+      my $m = $W->can('mask_payload')->('payload', 'abcd');
+      eval { $W->can('build_frame')->(1, "\x{100}", 1) };
       my ($r) = xs('parse_request', $GET, @L);
       my ($e) = xs('parse_request', "GET  / HTTP/1.1\r\n", @L);
       my ($d) = xs('decode_chunked', "3\r\nabc\r\n0\r\n\r\n", -1, 100);

@@ -191,3 +191,59 @@ fn connection_info_abi() {
     // SAFETY: writable result.
     assert_eq!(unsafe { pagi_connection_info(-1, out.as_mut_ptr()) }, 0);
 }
+
+#[test]
+fn websocket_abi() {
+    let buf = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x89";
+    let mut out = MaybeUninit::<PagiWsFrame>::uninit();
+    // SAFETY: valid buffer, writable result.
+    let rc = unsafe { pagi_ws_parse_frame(buf.as_ptr(), buf.len(), 125, out.as_mut_ptr()) };
+    // SAFETY: every entry writes the whole result.
+    let f = unsafe { out.assume_init() };
+    assert_eq!(rc, PAGI_DONE);
+    assert_eq!((f.fin, f.opcode, f.payload_offset, f.payload_len, f.consumed, f.key), (1, 1, 6, 5, 11, [0x37, 0xfa, 0x21, 0x3d]));
+    let mut payload = [0u8; 5];
+    // SAFETY: 5 readable bytes at the payload, a 4-byte key, 5 writable bytes elsewhere.
+    let rc = unsafe { pagi_ws_mask(buf[6..].as_ptr(), 5, f.key.as_ptr(), 4, payload.as_mut_ptr()) };
+    assert_eq!((rc, &payload), (PAGI_DONE, b"Hello"));
+
+    let parse = |b: &[u8], max: i64| {
+        let mut out = MaybeUninit::<PagiWsFrame>::uninit();
+        // SAFETY: valid buffer, writable result.
+        let rc = unsafe { pagi_ws_parse_frame(b.as_ptr(), b.len(), max, out.as_mut_ptr()) };
+        // SAFETY: written whole.
+        (rc, unsafe { out.assume_init() }.error)
+    };
+    assert_eq!(parse(&buf[..10], 125), (PAGI_PARTIAL, 0));
+    assert_eq!(parse(buf, 4), (PAGI_ERROR, 6));
+    assert_eq!(parse(b"\x81\x05", 125), (PAGI_ERROR, 4));
+    // SAFETY: NULL with length 0 is the empty buffer; a NULL result is refused.
+    unsafe {
+        assert_eq!(pagi_ws_parse_frame(std::ptr::null(), 0, 1, MaybeUninit::zeroed().as_mut_ptr()), PAGI_PARTIAL);
+        assert_eq!(pagi_ws_parse_frame(buf.as_ptr(), 2, 1, std::ptr::null_mut()), PAGI_PANIC);
+    }
+    // SAFETY: static NUL-terminated strings.
+    unsafe {
+        assert_eq!(CStr::from_ptr(pagi_ws_error_kind(6)).to_str(), Ok("too_large"));
+        assert_eq!(CStr::from_ptr(pagi_ws_error_message(4)).to_str(), Ok("client frame not masked"));
+    }
+    assert!(pagi_ws_error_kind(0).is_null() && pagi_ws_error_message(7).is_null());
+
+    let mut h = [0u8; 10];
+    // SAFETY: 10 writable bytes.
+    assert_eq!(unsafe { pagi_ws_frame_header(0x82, 70000, h.as_mut_ptr()) }, 10);
+    assert_eq!(h, [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    // SAFETY: as above; NULL is refused.
+    assert_eq!(unsafe { pagi_ws_frame_header(0x82, 5, std::ptr::null_mut()) }, 0);
+
+    // SAFETY: readable bytes of the given lengths.
+    unsafe {
+        assert_eq!(pagi_ws_utf8_check("é".as_ptr(), 2), 1);
+        assert_eq!(pagi_ws_utf8_check("é".as_ptr(), 1), 2);
+        assert_eq!(pagi_ws_utf8_check(b"\xff".as_ptr(), 1), 0);
+        assert_eq!(pagi_ws_utf8_check(std::ptr::null(), 0), 1);
+        // an empty mask is a no-op, even with NULL pointers
+        assert_eq!(pagi_ws_mask(std::ptr::null(), 0, std::ptr::null(), 0, std::ptr::null_mut()), PAGI_DONE);
+        assert_eq!(pagi_ws_mask(b"x".as_ptr(), 1, std::ptr::null(), 0, std::ptr::null_mut()), PAGI_PANIC);
+    }
+}

@@ -803,6 +803,12 @@ C<PAGI_SERVER_BACKEND=pp> forces pure Perl, C<PAGI_SERVER_BACKEND=xs> demands XS
 C<< PAGI::Server->backend >>, C<pagi-server --version> and the startup log line say
 which one is active.
 
+WebSocket frames (parsing, unmasking, building, UTF-8 checks of text messages) go
+through L<PAGI::Server::Protocol::WebSocket>, which follows the same choice:
+C<PAGI::Server::Protocol::WebSocket::XS> (Rust, in the same XS object) or
+C<PAGI::Server::Protocol::WebSocket::PP>; C<$PAGI::Server::Protocol::WebSocket::IMPLEMENTATION>
+says which.
+
 =head1 DEBUGGING
 
 C<log_level =E<gt> 'debug'> (C<--log-level debug>) logs which response path each

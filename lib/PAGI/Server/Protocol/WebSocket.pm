@@ -13,14 +13,24 @@ our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
 our $IMPLEMENTATION = $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION;
 our $LOAD_ERROR;
 
+# The backend asked for, as PAGI::Server::Protocol::HTTP1 reads it: xs, pp or auto
+sub _wanted {
+  my $want = $ENV{PAGI_SERVER_BACKEND};
+  $want = $PAGI::Server::BACKEND if !defined $want || $want eq '' || lc $want eq 'auto';
+  return lc($want // 'auto') || 'auto';
+}
+
 {
   my $impl = "PAGI::Server::Protocol::WebSocket::$IMPLEMENTATION";
-  (my $file = "$impl.pm") =~ s{::}{/}g;
-  if (!eval { require $file; 1 }) {
-    # A build whose Rust library has no WebSocket codec (yet) still serves WebSocket:
-    # fall back to PP when the XS module is absent; a broken one is still fatal
-    die $@ unless $IMPLEMENTATION eq 'XS' && $@ =~ /\ACan't locate \Q$file\E in \@INC/;
+  if (!eval "require $impl; 1") {
+    # An XS object built before the WebSocket codec existed still serves WebSocket
+    # with PP, unless XS was demanded: then say how to fix it
+    die $@ if $IMPLEMENTATION ne 'XS';
     $LOAD_ERROR = $@;
+    die "PAGI::Server: the XS backend was requested (PAGI_SERVER_BACKEND=xs) but its"
+      . " WebSocket codec cannot be loaded; rebuild with 'perl Makefile.PL && make' or use"
+      . " PAGI_SERVER_BACKEND=pp.\nThe load error was: $LOAD_ERROR"
+      if _wanted() eq 'xs';
     $IMPLEMENTATION = 'PP';
     $impl = 'PAGI::Server::Protocol::WebSocket::PP';
     require PAGI::Server::Protocol::WebSocket::PP;
@@ -88,9 +98,10 @@ L<PAGI::Server::Protocol::HTTP1> selected; contract in F<doc/codec.md>. Also the
 handshake and Close-frame helpers (C<accept_key>, C<valid_key>, C<parse_close>), which
 run once per connection and are written once, in Perl.
 
-C<$IMPLEMENTATION> says which codec is in use. When the HTTP/1.1 codec is XS but the
-build has no C<PAGI::Server::Protocol::WebSocket::XS> module, the WebSocket codec is
-the pure-Perl one (C<$LOAD_ERROR> keeps the reason); an XS module that exists but
-fails to load is an error.
+C<$IMPLEMENTATION> says which codec is in use. When the HTTP/1.1 codec is XS, the
+WebSocket codec is L<PAGI::Server::Protocol::WebSocket::XS>, whose functions live in
+the same XS object. If that object was built before the WebSocket codec existed, the
+WebSocket codec falls back to the pure-Perl one (C<$LOAD_ERROR> keeps the reason) -
+unless C<PAGI_SERVER_BACKEND=xs> demanded XS: then loading dies, saying to rebuild.
 
 =cut

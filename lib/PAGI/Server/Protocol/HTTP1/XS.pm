@@ -63,6 +63,8 @@ Nothing is exported.
 The protocol rules live in Rust (F<src/>: pure functions over bytes, no Perl, no IO
 but the C<getpeername>/C<getsockname> of C<connection_info>). The XS glue
 (F<perl/XS.xs>) only converts values across a flat C ABI (F<perl/pagi_server.h>).
+The same object also holds the WebSocket frame codec, in the package
+L<PAGI::Server::Protocol::WebSocket::XS>.
 
 =head1 FUNCTIONS
 

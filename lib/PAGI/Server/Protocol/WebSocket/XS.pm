@@ -1,0 +1,67 @@
+package PAGI::Server::Protocol::WebSocket::XS;
+use v5.32;
+use warnings;
+
+our $VERSION = '0.001';
+
+# The Rust WebSocket frame codec, through XS. Same functions, same results as ::PP.
+our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
+
+# Its XSUBs are a second package of the HTTP/1.1 codec's object: loading that one
+# defines them (and checks the object's version)
+require PAGI::Server::Protocol::HTTP1::XS;
+for my $f (@FUNCTIONS) {
+  next if defined &{"PAGI::Server::Protocol::WebSocket::XS::$f"};
+  die "PAGI::Server::Protocol::WebSocket::XS: the XS object has no $f (it was built before"
+    . " the WebSocket codec); rebuild it with 'perl Makefile.PL && make' (or use the"
+    . " pure-Perl backend, PAGI_SERVER_BACKEND=pp).\n";
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Protocol::WebSocket::XS - the WebSocket frame codec in Rust, through XS
+
+=head1 SYNOPSIS
+
+  # Normally through the facade, which follows the HTTP/1.1 codec's backend:
+  use PAGI::Server::Protocol::WebSocket;
+  print $PAGI::Server::Protocol::WebSocket::IMPLEMENTATION;    # "XS"
+
+  # Directly:
+  require PAGI::Server::Protocol::WebSocket::XS;
+  my ($frame, $consumed) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($buf, 1 << 20);
+
+=head1 DESCRIPTION
+
+The native implementation of the functions described in the WebSocket part of
+F<doc/codec.md>: C<parse_frame>, C<build_frame>, C<utf8_check> and C<mask_payload>.
+Their results are identical to those of L<PAGI::Server::Protocol::WebSocket::PP>
+(F<t/32-ws-differential.t> checks it on valid frames of every kind, every error, every
+split point, a seeded random mutation run and a UTF-8 corpus); only the speed differs:
+unmasking is a word-at-a-time XOR and C<utf8_check> is Rust's C<std::str::from_utf8>.
+Nothing is exported.
+
+The XSUBs live in the same shared object as L<PAGI::Server::Protocol::HTTP1::XS>
+(F<perl/XS.xs>, a second C<PACKAGE> section); this module loads that object.
+
+=head1 FUNCTIONS
+
+See F<doc/codec.md>. Differences that only concern API misuse, never peer input: a
+buffer given to C<parse_frame> or a string given to C<utf8_check> with a character
+above 0xFF croaks (the PP code answers as if the characters were bytes of some kind);
+a payload or key with such a character croaks in both backends, with different
+messages.
+
+=head1 DEBUGGING
+
+C<PAGI_SERVER_BACKEND=pp> forces the pure-Perl codecs; C<=xs> demands these and dies
+with the load error when they are not built.
+
+=head1 SEE ALSO
+
+L<PAGI::Server::Protocol::WebSocket>, L<PAGI::Server::Protocol::WebSocket::PP>,
+L<PAGI::Server::Protocol::HTTP1::XS>, F<doc/codec.md>.
+
+=cut

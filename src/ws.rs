@@ -1,0 +1,336 @@
+//! The WebSocket frame codec (RFC 6455 5): `parse_frame`, `build_frame`, `utf8_check`
+//! and `mask_payload`, with the contract of `doc/codec.md` (WebSocket part) and
+//! `PAGI::Server::Protocol::WebSocket::PP` as the reference implementation.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-------+-+-------------+-------------------------------+
+//! |F|R|R|R| opcode|M| Payload len |    Extended payload length    |
+//! |I|S|S|S|  (4)  |A|     (7)     |             (16/64)           |
+//! |N|V|V|V|       |S|             |   (if payload len==126/127)   |
+//! | |1|2|3|       |K|             |                               |
+//! +-+-+-+-+-------+-+-------------+ - - - - - - - - - - - - - - - +
+//! |     Extended payload length continued, if payload len == 127  |
+//! + - - - - - - - - - - - - - - - +-------------------------------+
+//! |                               |Masking-key, if MASK set to 1  |
+//! +-------------------------------+-------------------------------+
+//! | Masking-key (continued)       |          Payload Data         |
+//! +-------------------------------- - - - - - - - - - - - - - - - +
+//! ```
+//!
+//! Pure functions over bytes, like the HTTP/1.1 codec: the connection keeps the state
+//! (fragments, the message so far).
+
+use crate::request::Status;
+use std::ffi::CStr;
+
+/// Opcodes (RFC 6455 5.2), `WS_*` as in the Perl facade.
+pub const WS_CONTINUATION: u8 = 0;
+pub const WS_TEXT: u8 = 1;
+pub const WS_BINARY: u8 = 2;
+pub const WS_CLOSE: u8 = 8;
+pub const WS_PING: u8 = 9;
+pub const WS_PONG: u8 = 10;
+
+/// A protocol violation in a client's frame. The discriminants cross the C ABI (`0`
+/// means "no error" there).
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WsError {
+    /// RSV1-3 set (no extension is negotiated).
+    RsvBits = 1,
+    /// An opcode RFC 6455 reserves (3-7, 11-15).
+    BadOpcode = 2,
+    /// A control frame fragmented or longer than 125 bytes (RFC 6455 5.5).
+    BadControl = 3,
+    /// A client frame without a masking key (RFC 6455 5.1).
+    Unmasked = 4,
+    /// A 64-bit length with its most significant bit set (RFC 6455 5.2).
+    BadLength = 5,
+    /// A payload over the configured limit.
+    TooLarge = 6,
+}
+
+impl WsError {
+    /// Every kind, in code order.
+    pub const ALL: [WsError; 6] =
+        [WsError::RsvBits, WsError::BadOpcode, WsError::BadControl, WsError::Unmasked, WsError::BadLength, WsError::TooLarge];
+
+    /// The code used across the C ABI.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The kind for an ABI code, if it is one.
+    pub fn from_code(code: i32) -> Option<WsError> {
+        WsError::ALL.iter().copied().find(|k| k.code() == code)
+    }
+
+    /// The `error` value.
+    pub fn kind(self) -> &'static str {
+        let s = self.kind_nul();
+        &s[..s.len() - 1]
+    }
+
+    /// The `message` value.
+    pub fn message(self) -> &'static str {
+        let s = self.message_nul();
+        &s[..s.len() - 1]
+    }
+
+    /// [`WsError::kind`] as a C string.
+    pub fn kind_c(self) -> &'static CStr {
+        CStr::from_bytes_with_nul(self.kind_nul().as_bytes()).unwrap_or(c"")
+    }
+
+    /// [`WsError::message`] as a C string.
+    pub fn message_c(self) -> &'static CStr {
+        CStr::from_bytes_with_nul(self.message_nul().as_bytes()).unwrap_or(c"")
+    }
+
+    /// The close code the connection answers with (the table itself lives in the Perl
+    /// facade, `%ERROR_CLOSE`; this is for documentation and tests).
+    pub fn close_code(self) -> u16 {
+        match self {
+            WsError::TooLarge => 1009,
+            _ => 1002,
+        }
+    }
+
+    fn kind_nul(self) -> &'static str {
+        match self {
+            WsError::RsvBits => "rsv_bits\0",
+            WsError::BadOpcode => "bad_opcode\0",
+            WsError::BadControl => "bad_control\0",
+            WsError::Unmasked => "unmasked\0",
+            WsError::BadLength => "bad_length\0",
+            WsError::TooLarge => "too_large\0",
+        }
+    }
+
+    fn message_nul(self) -> &'static str {
+        match self {
+            WsError::RsvBits => "reserved bits set\0",
+            WsError::BadOpcode => "reserved opcode\0",
+            WsError::BadControl => "invalid control frame\0",
+            WsError::Unmasked => "client frame not masked\0",
+            WsError::BadLength => "invalid payload length\0",
+            WsError::TooLarge => "frame too large\0",
+        }
+    }
+}
+
+impl std::fmt::Display for WsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for WsError {}
+
+/// A complete client frame: where its (masked) payload is in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: u8,
+    /// The masking key.
+    pub key: [u8; 4],
+    /// Where the payload starts in the input (2, 4 or 10 header bytes + 4 key bytes).
+    pub payload_offset: usize,
+    pub payload_len: usize,
+    /// The whole frame's length: `payload_offset + payload_len`.
+    pub consumed: usize,
+}
+
+impl Frame {
+    /// The masked payload bytes of this frame in `buf` (the buffer it was parsed from).
+    pub fn masked_payload<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.payload_offset..self.consumed]
+    }
+
+    /// The unmasked payload.
+    pub fn payload(&self, buf: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; self.payload_len];
+        mask_into(self.masked_payload(buf), &self.key, &mut out);
+        out
+    }
+}
+
+/// Parses one client-to-server frame at the start of `buf`; every check is made as
+/// soon as the bytes it needs are there, in the order of doc/codec.md.
+///
+/// `max_payload` is signed because it comes from a Perl number: a negative limit
+/// refuses every frame, like the Perl `>`.
+pub fn parse_frame(buf: &[u8], max_payload: i64) -> Result<Status<Frame>, WsError> {
+    let [b0, b1, ..] = *buf else { return Ok(Status::Partial) };
+    let fin = b0 & 0x80 != 0;
+    let opcode = b0 & 0x0f;
+    let len7 = b1 & 0x7f;
+    // 1. The first two bytes
+    if b0 & 0x70 != 0 {
+        return Err(WsError::RsvBits);
+    }
+    if !matches!(opcode, WS_CONTINUATION | WS_TEXT | WS_BINARY | WS_CLOSE | WS_PING | WS_PONG) {
+        return Err(WsError::BadOpcode);
+    }
+    if opcode >= WS_CLOSE && (!fin || len7 > 125) {
+        return Err(WsError::BadControl);
+    }
+    if b1 & 0x80 == 0 {
+        return Err(WsError::Unmasked);
+    }
+    // 2. The length: 7 bits, or 16 or 64 more (non-minimal encodings are accepted)
+    let (len, pos): (u64, usize) = match len7 {
+        126 => {
+            let Some(ext) = buf.get(2..4) else { return Ok(Status::Partial) };
+            (u64::from(u16::from_be_bytes([ext[0], ext[1]])), 4)
+        }
+        127 => {
+            let Some(ext) = buf.get(2..10) else { return Ok(Status::Partial) };
+            let mut word = [0u8; 8];
+            word.copy_from_slice(ext);
+            let len = u64::from_be_bytes(word);
+            if len >> 63 != 0 {
+                return Err(WsError::BadLength);
+            }
+            (len, 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    // len < 2^63 here, so both sides fit in an i128 exactly
+    if i128::from(len) > i128::from(max_payload) {
+        return Err(WsError::TooLarge);
+    }
+    // 3. The masking key and the whole payload
+    let payload_offset = pos + 4;
+    if buf.len() < payload_offset || ((buf.len() - payload_offset) as u64) < len {
+        return Ok(Status::Partial);
+    }
+    let payload_len = len as usize; // <= buf.len()
+    let mut key = [0u8; 4];
+    key.copy_from_slice(&buf[pos..payload_offset]);
+    Ok(Status::Complete(Frame { fin, opcode, key, payload_offset, payload_len, consumed: payload_offset + payload_len }))
+}
+
+/// The header of a server-to-client frame (unmasked): byte 0 as given (FIN, RSV,
+/// opcode), then the minimal length encoding. Writes at most 10 bytes into `out` and
+/// returns how many.
+pub fn frame_header(byte0: u8, len: u64, out: &mut [u8; 10]) -> usize {
+    out[0] = byte0;
+    if len < 126 {
+        out[1] = len as u8;
+        2
+    } else if len < 65536 {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&len.to_be_bytes());
+        10
+    }
+}
+
+/// `build_frame`: a whole server-to-client frame.
+pub fn build_frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+    let mut header = [0u8; 10];
+    let n = frame_header(if fin { 0x80 } else { 0 } | opcode, payload.len() as u64, &mut header);
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// `dst = src XOR key` repeated (RFC 6455 5.3), for a 4-byte key; `src` and `dst` have
+/// the same length. Eight bytes at a time (the compiler widens the loop further).
+pub fn mask_into(src: &[u8], key: &[u8; 4], dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len(), "mask_into: lengths differ");
+    let k = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut s = src.chunks_exact(8);
+    let mut d = dst.chunks_exact_mut(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(s);
+        d.copy_from_slice(&(u64::from_ne_bytes(w) ^ k).to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so at key byte 0
+    for (i, (d, s)) in d.into_remainder().iter_mut().zip(s.remainder()).enumerate() {
+        *d = s ^ key[i & 3];
+    }
+}
+
+/// `mask_payload` for any key, exactly as the reference computes it: `$payload ^
+/// substr($key x (($len >> 2) + 1), 0, $len)`. With a 4-byte key that is the WebSocket
+/// mask; with another length only the first `key.len() * ((len >> 2) + 1)` bytes are
+/// masked (Perl's `^` leaves the rest of the longer string as it is).
+pub fn mask_payload_into(src: &[u8], key: &[u8], dst: &mut [u8]) {
+    assert_eq!(src.len(), dst.len(), "mask_payload_into: lengths differ");
+    if let Ok(k) = <&[u8; 4]>::try_from(key) {
+        return mask_into(src, k, dst);
+    }
+    let masked = if key.is_empty() { 0 } else { key.len().saturating_mul((src.len() >> 2) + 1).min(src.len()) };
+    for (i, (d, s)) in dst.iter_mut().zip(src).enumerate() {
+        *d = if i < masked { s ^ key[i % key.len()] } else { *s };
+    }
+}
+
+/// `utf8_check` results.
+pub const UTF8_INVALID: i32 = 0;
+pub const UTF8_VALID: i32 = 1;
+/// Valid, but ending inside a character that more bytes can still complete.
+pub const UTF8_PARTIAL: i32 = 2;
+
+/// Strict UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF),
+/// as `std::str::from_utf8` checks it: [`UTF8_VALID`], [`UTF8_PARTIAL`] when the bytes
+/// end inside a character that can still be completed validly (`error_len()` is None
+/// only then), else [`UTF8_INVALID`].
+pub fn utf8_check(bytes: &[u8]) -> i32 {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => UTF8_VALID,
+        Err(e) if e.error_len().is_none() => UTF8_PARTIAL,
+        Err(_) => UTF8_INVALID,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_table() {
+        let table = [
+            ("rsv_bits", 1002, "reserved bits set"),
+            ("bad_opcode", 1002, "reserved opcode"),
+            ("bad_control", 1002, "invalid control frame"),
+            ("unmasked", 1002, "client frame not masked"),
+            ("bad_length", 1002, "invalid payload length"),
+            ("too_large", 1009, "frame too large"),
+        ];
+        for (i, (k, (kind, close, msg))) in WsError::ALL.iter().zip(table).enumerate() {
+            assert_eq!(k.code(), i as i32 + 1);
+            assert_eq!(WsError::from_code(k.code()), Some(*k));
+            assert_eq!((k.kind(), k.close_code(), k.message()), (kind, close, msg));
+            assert_eq!(k.kind_c().to_str(), Ok(kind));
+            assert_eq!(k.message_c().to_str(), Ok(msg));
+            assert_eq!(k.to_string(), msg);
+        }
+        assert_eq!(WsError::from_code(0), None);
+        assert_eq!(WsError::from_code(7), None);
+    }
+
+    #[test]
+    fn mask_every_length_and_alignment() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        let src: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
+        for start in 0..8 {
+            for len in 0..(src.len() - start) {
+                let s = &src[start..start + len];
+                let mut d = vec![0; len];
+                mask_into(s, &key, &mut d);
+                let want: Vec<u8> = s.iter().enumerate().map(|(i, b)| b ^ key[i % 4]).collect();
+                assert_eq!(d, want, "start {start} len {len}");
+            }
+        }
+    }
+}
