@@ -29,6 +29,10 @@ sub _error { return ({error => $_[0], message => $MESSAGE{$_[0]}}, 0) }
 
 my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
 
+# Fields the parse looks at (1: cookie, merged); all others are only collected
+my %SPECIAL = (cookie => 1, map { $_ => 2 } qw(host content-length transfer-encoding
+  connection upgrade sec-websocket-key sec-websocket-version accept expect));
+
 sub parse_request {
   my ($buf, $max_header_size, $max_headers, $max_line) = @_;
 
@@ -51,7 +55,8 @@ sub parse_request {
   return _error('uri_too_long') if $line_end - $start > $max_line;
   my $line = substr($buf, $start, $line_end - $start);
   my ($method, $target, $version)
-    = $line =~ m{\A($TCHAR+) ([\x21-\x7e\x80-\xff]+) ([^ ]*)\z} or return _error('bad_request_line');
+    = $line =~ m{\A([!#\$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) ([^ ]*)\z}
+    or return _error('bad_request_line');
   if ($version ne 'HTTP/1.1' && $version ne 'HTTP/1.0') {
     return _error($version =~ m{\AHTTP/[0-9]\.[0-9]\z} ? 'unsupported_version' : 'bad_request_line');
   }
@@ -79,17 +84,27 @@ sub parse_request {
   }
   return _error('headers_too_large') if $end - $start > $max_header_size;
 
-  my @lines = _header_lines($buf, $nl + 1);
-  return _error('headers_too_large') if @lines > $max_headers;
+  # Header lines: the newlines between the request line and the blank line
+  my $first = $nl + 1;
+  my $blank = substr($buf, $end - 2, 1) eq "\r" ? $end - 2 : $end - 1;
+  return _error('headers_too_large')
+    if (substr($buf, $first, $blank - $first) =~ tr/\n//) > $max_headers;
 
   my (@headers, $cookie_at);
   my ($cl, $cl_error, $te, $keep, $close, $conn_upgrade, $upgrade, $ws_key, $ws_version);
   my ($sse, $expect, $host, $host_count) = (0, 0, undef, 0);
-  for my $l (@lines) {
-    $l =~ /\A($TCHAR+):[ \t]*(.*?)[ \t]*\z/s or return _error('bad_header');
+  # One match per well-formed line; the first line that does not match is invalid
+  pos($buf) = $first;
+  while (pos($buf) < $blank) {
+    # field-name ":" OWS field-value OWS (RFC 9112 5); a literal pattern, not a qr
+    # (interpolating one costs), and a greedy value trimmed after (a lazy one backtracks)
+    $buf =~ /\G([!#\$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r?\n/gc
+      or return _error('bad_header');
     my ($name, $value) = (lc $1, $2);
-    return _error('bad_header') if $value =~ /[^\t\x20-\x7e\x80-\xff]/;
-    if ($name eq 'cookie') {
+    $value =~ s/[ \t]+\z// if substr($value, -1) eq ' ' || substr($value, -1) eq "\t";
+    my $kind = $SPECIAL{$name};
+    if (!$kind) { push @headers, [$name, $value]; next }
+    if ($kind == 1) {    # cookie: merged into the first
       if (defined $cookie_at) { $headers[$cookie_at][1] .= "; $value"; next }
       $cookie_at = @headers;
     }
@@ -135,7 +150,7 @@ sub parse_request {
   }
 
   my $path = $raw_path;
-  $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+  $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if index($path, "%") >= 0;
   # Characters only when the bytes are well-formed UTF-8 (RFC 3629: perl's own
   # decoder also takes surrogates and code points above U+10FFFF); else keep bytes
   if ($path =~ /[\x80-\xff]/) {
@@ -161,21 +176,6 @@ sub parse_request {
     expect_continue => $expect,
     host            => $host,
   }, $end);
-}
-
-# Header lines of a complete head, from $from up to the blank line
-sub _header_lines {
-  my ($buf, $from) = @_;
-  my @lines;
-  while (1) {
-    my $nl = index($buf, "\n", $from);
-    my $line = substr($buf, $from, $nl - $from);
-    chop $line if substr($line, -1) eq "\r";
-    last if $line eq '';
-    push @lines, $line;
-    $from = $nl + 1;
-  }
-  return @lines;
 }
 
 my $MAX_CHUNK_LINE = 4096;
