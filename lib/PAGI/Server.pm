@@ -495,12 +495,22 @@ sub run ($self) {
     $self->log(info => "SIG$sig received");
     $self->shutdown->on_done(sub { $loop->stop });
   };
-  for my $sig (qw(INT TERM)) { $loop->watch_signal($sig => sub { $stop->($sig) }) }
+  _on_signals($loop, [qw(INT TERM)], $stop);
   $loop->later(sub { $stop->($early) }) if $early;    # (inside run, so that stop works)
   $loop->run;
   $self->_unlink_sockets;
   $self->log(info => "stopped after $self->{served} request(s)");
   return 0;
+}
+
+# Runs $code->($signame) in the loop when one of the signals arrives. Plain %SIG
+# handlers that queue the work, rather than IO::Async's watch_signal: that one makes
+# every turn of the loop check each watched signal, a cost on every request. A signal
+# interrupts the loop's wait (EINTR), so the queued work runs at once.
+sub _on_signals ($loop, $signals, $code) {
+  for my $sig (@$signals) {
+    $SIG{$sig} = sub { $loop->later(sub { $code->($sig) }) };
+  }
 }
 
 # ---- one worker of a pre-forked server (see PAGI::Server::Prefork) ---------------
@@ -532,11 +542,9 @@ sub _run_worker ($self, $num, $notify, $early) {
     return PAGI::Server::Prefork::STARTUP_FAILED();
   }
   my $stop = sub ($soft) { $self->shutdown(soft => $soft)->on_done(sub { $loop->stop }) };
-  for my $sig (qw(INT TERM)) {
-    $loop->watch_signal($sig => sub { $self->log(debug => "SIG$sig received"); $stop->(0) });
-  }
+  _on_signals($loop, [qw(INT TERM)], sub ($sig) { $self->log(debug => "SIG$sig received"); $stop->(0) });
   # The master's "retire": finish in-flight work while the other workers serve on
-  $loop->watch_signal(USR2 => sub { $self->log(debug => 'retiring'); $stop->(1) });
+  _on_signals($loop, ['USR2'], sub ($sig) { $self->log(debug => 'retiring'); $stop->(1) });
   $self->_start_accepting;
   $notify->('ready');
   if (my $sig = $early->()) { $loop->later(sub { $stop->($sig eq 'USR2' ? 1 : 0) }) }
