@@ -177,7 +177,7 @@ subtest 'parse_frame: valid frames and errors under every limit' => sub {
   TODO: {
     local $TODO = 'intended divergence (misuse): a buffer with characters over 0xFF croaks in XS;'
       . ' PP reads the characters as bytes of some kind';
-    ok(same('a wide buffer', 'parse_frame', ["\x81\x81abcd\x{263a}", 10]), 'a buffer with a wide character');
+    ok(same('a wide buffer', 'parse_frame', ["\x81\x85ab\x{263a}", 10]), 'a buffer with a wide character');
     @FAILS = ();
   }
   %WARNINGS = %w;
