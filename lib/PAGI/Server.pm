@@ -392,8 +392,7 @@ sub connection_count ($self) { scalar keys %{$self->{conns}} }
 
 sub _tick_timer ($self) {
   weaken(my $weak = $self);
-  my $tick;
-  $tick = sub {
+  my $tick = sub {
     return unless $weak;
     $NOW = time;
     for my $c (values %{$weak->{conns}}) { $c->_tick($NOW) }
@@ -405,9 +404,36 @@ sub _tick_timer ($self) {
     my $log = $weak->{access_log};
     $log->flush if $log && $log != \*STDERR && $log->can('flush');
     $weak->_flush_access_log if $weak->{access_log_file};
-    $weak->{tick_id} = $weak->loop->watch_time(after => 1, code => $tick);
   };
-  $self->{tick_id} = $self->loop->watch_time(after => 1, code => $tick);
+  my $loop = $self->loop;
+  if (my $fd = _timer_fd()) {
+    # A timerfd costs the loop nothing between ticks; an IO::Async timer makes every
+    # turn of the loop look at the clock and the timer queue
+    $self->{tick_fd} = $fd;
+    $loop->watch_io(handle => $fd, on_read_ready => sub { eval { $fd->receive }; $tick->() });
+    return;
+  }
+  my $again;
+  $again = sub { $tick->(); $weak->{tick_id} = $loop->watch_time(after => 1, code => $again) if $weak };
+  $self->{tick_id} = $loop->watch_time(after => 1, code => $again);
+}
+
+# A non-blocking timerfd firing every second (Linux::FD, when installed), or undef
+sub _timer_fd {
+  return undef unless eval { require Linux::FD::Timer; 1 };
+  my $fd = eval {
+    my $t = Linux::FD::Timer->new('monotonic');
+    $t->blocking(0);
+    $t->set_timeout(1, 1);
+    $t;
+  };
+  return $fd;
+}
+
+sub _stop_tick ($self) {
+  my $loop = $self->loop;
+  if (my $fd = delete $self->{tick_fd}) { $loop->unwatch_io(handle => $fd, on_read_ready => 1) }
+  $loop->unwatch_time(delete $self->{tick_id}) if $self->{tick_id};
 }
 
 # ---- stopping ------------------------------------------------------------------
@@ -459,7 +485,7 @@ sub _maybe_stopped ($self) {
   return if $self->connection_count || %{$self->{handshakes}} || $self->{lifespan_stopping}++;
   my $loop = $self->loop;
   $loop->unwatch_time($self->{grace_id}) if $self->{grace_id};
-  $loop->unwatch_time($self->{tick_id})  if $self->{tick_id};
+  $self->_stop_tick;
   # Held: a wait_any nobody references is destroyed, and its callback never runs
   $self->{lifespan_stop} = $self->_lifespan_shutdown->on_ready(sub {
     $self->{stopped}->done unless $self->{stopped}->is_ready;
