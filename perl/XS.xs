@@ -435,16 +435,24 @@ parse_request(buf, max_header_size, max_headers, max_line)
         STORE(hv, K_QUERY_STRING, span_sv(aTHX_ cx, r.query_string));
         STORE(hv, K_HTTP_VERSION, SHARED_COPY(r.http_minor ? cx->v11 : cx->v10));
         STORE(hv, K_HEADERS, newRV_noinc((SV *)headers));
-        STORE(hv, K_CONTENT_LENGTH,
-              r.content_length < 0 ? newSV(0) : newSViv((IV)r.content_length));
-        STORE(hv, K_CHUNKED, newSViv(r.chunked));
         STORE(hv, K_KEEP_ALIVE, newSViv(r.keep_alive));
-        STORE(hv, K_UPGRADE, span_sv(aTHX_ cx, r.upgrade));
-        STORE(hv, K_WS_KEY, span_sv(aTHX_ cx, r.ws_key));
-        STORE(hv, K_WS_VERSION, span_sv(aTHX_ cx, r.ws_version));
-        STORE(hv, K_SSE, newSViv(r.sse));
-        STORE(hv, K_EXPECT_CONTINUE, newSViv(r.expect_continue));
-        STORE(hv, K_HOST, span_sv(aTHX_ cx, r.host));
+        /* The other facts only when set (doc/codec.md): a plain GET builds fewer values */
+        if (r.content_length >= 0)
+            STORE(hv, K_CONTENT_LENGTH, newSViv((IV)r.content_length));
+        if (r.chunked)
+            STORE(hv, K_CHUNKED, newSViv(1));
+        if (r.upgrade.ptr)
+            STORE(hv, K_UPGRADE, span_sv(aTHX_ cx, r.upgrade));
+        if (r.ws_key.ptr)
+            STORE(hv, K_WS_KEY, span_sv(aTHX_ cx, r.ws_key));
+        if (r.ws_version.ptr)
+            STORE(hv, K_WS_VERSION, span_sv(aTHX_ cx, r.ws_version));
+        if (r.sse)
+            STORE(hv, K_SSE, newSViv(1));
+        if (r.expect_continue)
+            STORE(hv, K_EXPECT_CONTINUE, newSViv(1));
+        if (r.host.ptr)
+            STORE(hv, K_HOST, span_sv(aTHX_ cx, r.host));
         mPUSHs(newRV_noinc((SV *)hv));
         mPUSHi((IV)r.consumed);
     }

@@ -159,23 +159,25 @@ sub parse_request {
       if utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/;
   }
 
-  return ({
-    method          => $method,
-    path            => $path,
-    raw_path        => $raw_path,
-    query_string    => $query_string,
-    http_version    => $http10 ? '1.0' : '1.1',
-    headers         => \@headers,
-    content_length  => $cl,
-    chunked         => $chunked,
-    keep_alive      => $close ? 0 : $http10 ? ($keep ? 1 : 0) : 1,
-    upgrade         => $conn_upgrade ? $upgrade : undef,
-    ws_key          => $ws_key,
-    ws_version      => $ws_version,
-    sse             => $sse,
-    expect_continue => $expect,
-    host            => $host,
-  }, $end);
+  my %req = (
+    method       => $method,
+    path         => $path,
+    raw_path     => $raw_path,
+    query_string => $query_string,
+    http_version => $http10 ? '1.0' : '1.1',
+    headers      => \@headers,
+    keep_alive   => $close ? 0 : $http10 ? ($keep ? 1 : 0) : 1,
+  );
+  # The other facts only when set: a plain GET builds fewer values
+  $req{content_length}  = $cl         if defined $cl;
+  $req{chunked}         = 1           if $chunked;
+  $req{upgrade}         = $upgrade    if $conn_upgrade && defined $upgrade;
+  $req{ws_key}          = $ws_key     if defined $ws_key;
+  $req{ws_version}      = $ws_version if defined $ws_version;
+  $req{sse}             = 1           if $sse;
+  $req{expect_continue} = 1           if $expect;
+  $req{host}            = $host       if defined $host;
+  return (\%req, $end);
 }
 
 my $MAX_CHUNK_LINE = 4096;
