@@ -18,6 +18,10 @@ is(PAGI::Server::Protocol::HTTP1::backend(), $impl, 'the facade names it too');
 my $env = lc($ENV{PAGI_SERVER_BACKEND} // '');
 is($impl, 'PP', 'PAGI_SERVER_BACKEND=pp in this environment gives PP') if $env eq 'pp';
 is($impl, 'XS', 'PAGI_SERVER_BACKEND=xs in this environment gives XS') if $env eq 'xs';
+# After `make` in this checkout, `prove -l t/` must run on the Rust backend
+my ($built) = glob 'blib/arch/auto/PAGI/Server/Protocol/HTTP1/XS/XS.*';
+is($impl, 'XS', "the XS object is built ($built): without PAGI_SERVER_BACKEND=pp, XS is active")
+  if $built && $env ne 'pp';
 
 # The facade's functions are the implementation's own (aliased, not wrapped)
 for my $f (@PAGI::Server::Protocol::HTTP1::FUNCTIONS) {
