@@ -249,7 +249,7 @@ subtest 'no leaks' => sub {
       my ($e) = xs('parse_request', "GET  / HTTP/1.1\r\n", @L);
       my ($d) = xs('decode_chunked', "3\r\nabc\r\n0\r\n\r\n", -1, 100);
       my ($b) = xs('serialize_response', 200, [['A', 1], ['B', 2]], 0, 'body');
-      my (undef, $m) = xs('serialize_response', 200, [['A B', 1]], 0, 'body');
+      my (undef, $msg) = xs('serialize_response', 200, [['A B', 1]], 0, 'body');
       my $h = xs('check_headers', [['A', 1], ['Content-Length', 'x']]);
       my $ok = xs('check_headers', [['A', 1], ['Content-Length', '3']]);
       eval { xs('serialize_chunk', "\x{100}") };
