@@ -240,7 +240,9 @@ sub _start_request ($self, $req) {
     $self->{deadline}      = $PAGI::Server::NOW + $server->{timeout};
   }
 
-  $self->{cstate} = PAGI::Server::ConnectionState->new;
+  # (PAGI::Server::ConnectionState->new, without the method call on the hot path)
+  $self->{cstate} = bless {connected => 1, started => 0, complete => 0},
+    'PAGI::Server::ConnectionState';
   $self->_feed_body if $mode && length $self->{rbuf};
   return if $self->{phase} != REQUEST;    # the body was already rejected
 

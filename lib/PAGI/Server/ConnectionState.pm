@@ -10,6 +10,7 @@ our $VERSION = '0.001';
 # The scope's 'pagi.connection' object: one per request, a plain record that the
 # connection updates. It holds no reference back to the connection.
 
+# (PAGI::Server::Connection builds the same hash inline: keep the two alike)
 sub new ($class) {
   return bless {connected => 1, started => 0, complete => 0}, $class;
 }
