@@ -654,8 +654,9 @@ PAGI::Server - a fast, correct PAGI server on IO::Async, with a Rust hot path
 =head1 DESCRIPTION
 
 PAGI::Server serves a PAGI application (PAGI specification 0.3: C<http> scopes with
-streamed request and response bodies, files and trailers, and C<lifespan>) over
-HTTP/1.1, with keep-alive, pipelining, HTTP/1.0, chunked bodies both ways and
+streamed request and response bodies, files and trailers; C<websocket> scopes over
+RFC 6455; C<sse> scopes for Server-Sent Events; and C<lifespan>) over HTTP/1.1, with
+keep-alive, pipelining, HTTP/1.0, chunked bodies both ways and
 C<Expect: 100-continue>. It runs on an L<IO::Async> loop (L<IO::Async::Loop::Epoll>
 when installed). Malformed requests get a 4xx and a close; limits and timeouts are
 options; application errors become 500 responses and a log line.
