@@ -16,11 +16,11 @@ BEGIN {
   *parse_frame = \&PAGI::Server::Protocol::WebSocket::parse_frame;
   *build_frame = \&PAGI::Server::Protocol::WebSocket::build_frame;
   *utf8_check  = \&PAGI::Server::Protocol::WebSocket::utf8_check;
+  # The opcode constants are the codec facade's own
+  no strict 'refs';
+  *$_ = \&{"PAGI::Server::Protocol::WebSocket::$_"}
+    for qw(WS_CONTINUATION WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG);
 }
-use constant {
-  WS_CONTINUATION => 0, WS_TEXT => 1, WS_BINARY => 2,
-  WS_CLOSE => 8, WS_PING => 9, WS_PONG => 10,
-};
 use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
