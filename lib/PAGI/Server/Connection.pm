@@ -6,6 +6,7 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use Scalar::Util qw(weaken blessed);
 use Socket qw(SHUT_WR);
 use Future;
+use Hash::Util ();
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState;
 use PAGI::Server::Transport;
@@ -46,11 +47,26 @@ use constant DRAIN_BODY_MAX => 1 << 16;     # unread request body we read and dr
 use constant LINGER_SECONDS => 2;
 use constant FILE_CHUNK     => 1 << 16;
 
+# The scope's pagi key: the same for every request, so one shared, locked hash
+my $PAGI = {version => '0.3', spec_version => '0.3'};
+Hash::Util::lock_hash(%$PAGI);
+
 my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
 # What a send that needs no waiting returns: one shared, already-done Future (a done
-# Future is immutable to its users; this saves two allocations per send)
-our $DONE = Future->done;
+# Future is immutable to its users; this saves two allocations per send). Its class
+# answers the two questions `await` asks of it directly, instead of through
+# Future's generic AWAIT_* wrappers (two method calls less per await).
+our $DONE = bless Future->done, 'PAGI::Server::Connection::Done';
+{
+  package PAGI::Server::Connection::Done;
+  our @ISA = ('Future');
+  # Only the shared instance is known to be done: anything Future's methods build
+  # from it (->then, ->followed_by) is asked the generic way
+  sub AWAIT_IS_READY { $_[0] == $DONE || $_[0]->is_ready }
+  sub AWAIT_GET { $_[0] == $DONE ? return : return $_[0]->result }
+  { no warnings 'once'; *AWAIT_RESULT = \&AWAIT_GET; }
+}
 
 sub new ($class, $server, $fh, $tls = undef) {
   my $self = bless {
@@ -74,8 +90,11 @@ sub new ($class, $server, $fh, $tls = undef) {
   # The per-connection callbacks, made once; request state lives in fields
   weaken(my $weak = $self);
   $self->{receive}  = sub { $weak ? $weak->_receive : Future->done({type => 'http.disconnect'}) };
-  $self->{send}     = sub { $weak ? $weak->_send($_[0]) : $DONE };
-  $self->{on_read}  = sub { $weak->_on_read if $weak };
+  # HTTP's $send is its implementation itself (one sub call per send, not two);
+  # the WebSocket and SSE classes install a method-dispatching one (_dispatch_send)
+  $self->{send}     = $self->{http_send} = _http_sender($weak);
+  # (a function call: _on_read is never overridden; TLS replaces this callback)
+  $self->{on_read}  = sub { _on_read($weak) if $weak };
   $self->{on_write} = sub { $weak->_on_write if $weak };
   $self->{on_app}   = sub { $weak->_app_done($_[0]) if $weak };
   if ($tls) {
@@ -199,25 +218,36 @@ sub _process_input ($self) {
 
 sub _start_request ($self, $req) {
   my $server = $self->{server};
+  # The scope, for every protocol (WebSocket and SSE adjust it)
+  my $scope = {
+    type         => 'http',
+    pagi         => $PAGI,
+    http_version => $req->{http_version},
+    method       => $req->{method},
+    scheme       => $server->{scheme},
+    path         => $req->{path},
+    raw_path     => $req->{raw_path},
+    query_string => $req->{query_string},
+    root_path    => $server->{root_path},
+    headers      => $req->{headers},
+    client       => $self->{client},
+    server       => $self->{server_addr},
+    state        => {%{$server->{state}}},
+    extensions   => $self->{tls} ? {tls => $self->{tls}} : {},
+    'pagi.transport' => $self->{transport}
+      //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW),
+  };
   if (defined $req->{upgrade} && $req->{upgrade} eq 'websocket' && $req->{method} eq 'GET'
     && $req->{http_version} eq '1.1') {
-    return PAGI::Server::Connection::WebSocket::_start($self, $req);
+    return PAGI::Server::Connection::WebSocket::_start($self, $req, $scope);
   }
-  $self->{phase}         = REQUEST;
-  $self->{req}           = $req;
-  $self->{deadline_kind} = '';
-  $self->{started}       = 0;       # http.response.start seen
-  $self->{continued}     = 0;       # "100 Continue" written
-  $self->{head_sent}     = 0;       # head bytes written
-  $self->{complete}      = 0;       # final body/trailers written
-  $self->{app_running}   = 1;
-  $self->{body_buf}      = '';
-  $self->{body_seen}     = 0;
-  $self->{body_final}    = 0;       # the app has been given more => 0
-  $self->{sent_bytes}    = 0;
-  $self->{status}        = 0;
-  $self->{recv_wait}     = undef;
-  $self->{req_time}      = $server->{access_log} ? $server->_hires_time : 0;
+  # The per-request fields, reset in one slice. started: http.response.start seen;
+  # continued: "100 Continue" written; head_sent: head bytes written; complete: the
+  # final body/trailers written; body_final: the app has been given more => 0
+  @$self{qw(phase req deadline_kind started continued head_sent complete app_running
+    body_buf body_seen body_final sent_bytes status recv_wait)}
+    = (REQUEST, $req, '', 0, 0, 0, 0, 1, '', 0, 0, 0, 0, undef);
+  $self->{req_time} = $server->{access_log} ? $server->_hires_time : 0;
   $self->{keep}          = $req->{keep_alive} && !$server->{stopping};
 
   # Request body framing, decided by the parser in its single pass
@@ -249,35 +279,18 @@ sub _start_request ($self, $req) {
   if ($req->{sse}) {
     # Accept: text/event-stream makes any method an SSE stream
     bless $self, 'PAGI::Server::Connection::SSE';
-    return $self->_call_app($self->_scope('sse'));
+    $self->_dispatch_send;
+    $scope->{type} = 'sse';
+    return $self->_call_app($scope);
   }
-  my $scope = $self->_scope('http');
   $scope->{'pagi.connection'} = $self->{cstate};
   $self->_call_app($scope);
 }
 
-# The scope keys shared by http, sse and websocket scopes
-sub _scope ($self, $type) {
-  my $server = $self->{server};
-  my $req    = $self->{req};
-  return {
-    type         => $type,
-    pagi         => {version => '0.3', spec_version => '0.3'},
-    http_version => $req->{http_version},
-    method       => $req->{method},
-    scheme       => $server->{scheme},
-    path         => $req->{path},
-    raw_path     => $req->{raw_path},
-    query_string => $req->{query_string},
-    root_path    => $server->{root_path},
-    headers      => $req->{headers},
-    client       => $self->{client},
-    server       => $self->{server_addr},
-    state        => {%{$server->{state}}},
-    extensions   => $self->{tls} ? {tls => $self->{tls}} : {},
-    'pagi.transport' => $self->{transport}
-      //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW),
-  };
+# For the WebSocket and SSE classes: a $send that calls their _send method
+sub _dispatch_send ($self) {
+  weaken(my $weak = $self);
+  $self->{send} = sub { $weak ? $weak->_send($_[0]) : $DONE };
 }
 
 sub _call_app ($self, $scope) {
@@ -381,90 +394,99 @@ sub _deliver_body ($self) {
 
 # ---- responses -----------------------------------------------------------------
 
-sub _send ($self, $ev) {
-  my $cstate = $self->{cstate};
-  return $DONE if !$cstate || !$cstate->{connected} && !$self->{half_closed};
-  my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
-  if ($type eq 'http.response.body') {
-    return Future->fail("http.response.body before http.response.start\n") unless $self->{started};
-    return Future->fail("$type after the response was complete\n") if $self->{complete};
-    if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
-    my $body = $ev->{body} // '';
-    if (utf8::is_utf8($body)) {
-      # Only the representation may be upgraded; characters above 0xFF are not bytes
-      utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
-    }
-    my $more = $ev->{more} // $ev->{more_body};
-    if (!$self->{head_sent}) {
-      if (!$more && !$self->{trailers}) {
-        # Fast path: head and body in one buffer, one write
-        my ($bytes, $mode, $close, $length) = serialize_response($self->{status},
-          $self->{headers}, $self->{flags}, $body);
-        return Future->fail("http.response.start: $mode\n") unless defined $bytes;
-        # The app's own Content-Length must match: a wrong one would desynchronise
-        # the connection for the next response
-        return Future->fail("http.response.body: " . length($body)
-          . " bytes of body for a Content-Length of $length\n")
-          if $mode == M_LENGTH && $length != length $body;
-        $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: fast path");
-        $self->{head_sent} = 1;
-        $self->{keep} = 0 if $close;
-        $self->{sent_bytes} += length $body if $mode;
-        $self->_write($bytes);
-        return $self->_response_complete;
+# HTTP's send, as a method (for subclasses: SSE sends its HTTP events through it)
+sub _send ($self, $ev) { $self->{http_send}->($ev) }
+
+# Makes the connection's HTTP $send: a closure over the (weak) connection
+sub _http_sender ($weak) {
+  return sub {
+    my $self = $weak or return $DONE;
+    my $ev = $_[0];
+    my $cstate = $self->{cstate};
+    return $DONE if !$cstate || !$cstate->{connected} && !$self->{half_closed};
+    my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
+    if ($type eq 'http.response.body') {
+      return Future->fail("http.response.body before http.response.start\n") unless $self->{started};
+      return Future->fail("$type after the response was complete\n") if $self->{complete};
+      if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
+      my $body = $ev->{body} // '';
+      if (utf8::is_utf8($body)) {
+        # Only the representation may be upgraded; characters above 0xFF are not bytes
+        utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
       }
-      my $err = $self->_write_head;
+      my $more = $ev->{more} // $ev->{more_body};
+      if (!$self->{head_sent}) {
+        if (!$more && !$self->{trailers}) {
+          # Fast path: head and body in one buffer, one write
+          my ($bytes, $mode, $close, $length) = serialize_response($self->{status},
+            $self->{headers}, $self->{flags}, $body);
+          return Future->fail("http.response.start: $mode\n") unless defined $bytes;
+          # The app's own Content-Length must match: a wrong one would desynchronise
+          # the connection for the next response
+          return Future->fail("http.response.body: " . length($body)
+            . " bytes of body for a Content-Length of $length\n")
+            if $mode == M_LENGTH && $length != length $body;
+          $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: fast path");
+          $self->{head_sent} = 1;
+          $self->{keep} = 0 if $close;
+          $self->{sent_bytes} += length $body if $mode;
+          # Inside a read (the usual case) the bytes only join the output buffer
+          if ($self->{corked}) { $self->{wbuf} .= $bytes } else { $self->_write($bytes) }
+          return $self->_response_complete;
+        }
+        my $err = $self->_write_head;
+        return Future->fail($err) if $err;
+      }
+      if (length $body and my $err = $self->_write_body($body)) {
+        return Future->fail("http.response.body: $err\n");
+      }
+      return $self->_end_body unless $more;
+      return $self->_send_future;
+    }
+    if ($type eq 'http.response.start') {
+      return Future->fail("http.response.start sent twice\n") if $self->{started};
+      my $status = $ev->{status};
+      return Future->fail("http.response.start: status must be an integer\n")
+        unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
+      my $headers = $ev->{headers} // [];
+      return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
+        if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+      # Bad header bytes fail this send, though the head is written later
+      if (defined(my $err = check_headers($headers))) {
+        return Future->fail("http.response.start: $err\n");
+      }
+      # A body that will be neither read nor drained (too big, or its client still waits
+      # for "100 Continue") leaves this connection unusable: say so in this response
+      $self->{keep} = 0 if !$self->{body_done} && !$self->_can_drain;
+      my $flags = 0;
+      $flags |= F_HEAD   if $self->{req}{method} eq 'HEAD';
+      $flags |= F_CLOSE  if !$self->{keep};
+      $flags |= F_HTTP10 if $self->{req}{http_version} eq '1.0';
+      $self->{status}   = 0 + $status;
+      $self->{headers}  = $headers;
+      $self->{flags}    = $flags;
+      $self->{trailers} = $ev->{trailers} ? 1 : 0;
+      $self->{started}  = 1;
+      $self->{cstate}{started} = 1;
+      return $DONE;
+    }
+    if ($type eq 'http.response.trailers') {
+      return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
+        unless $self->{started} && $self->{trailers};
+      return Future->fail("$type after the response was complete\n") if $self->{complete};
+      my $err = !$self->{head_sent} && $self->_write_head;
       return Future->fail($err) if $err;
+      if ($self->{resp_mode} == M_CHUNKED) {
+        my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
+        return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
+        $self->_write($bytes);
+      }
+      return $self->_response_complete;
     }
-    if (length $body and my $err = $self->_write_body($body)) {
-      return Future->fail("http.response.body: $err\n");
-    }
-    return $self->_end_body unless $more;
-    return $self->_send_future;
-  }
-  if ($type eq 'http.response.start') {
-    return Future->fail("http.response.start sent twice\n") if $self->{started};
-    my $status = $ev->{status};
-    return Future->fail("http.response.start: status must be an integer\n")
-      unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
-    my $headers = $ev->{headers} // [];
-    return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
-      if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
-    # Bad header bytes fail this send, though the head is written later
-    if (defined(my $err = check_headers($headers))) {
-      return Future->fail("http.response.start: $err\n");
-    }
-    # A body that will be neither read nor drained (too big, or its client still waits
-    # for "100 Continue") leaves this connection unusable: say so in this response
-    $self->{keep} = 0 if !$self->{body_done} && !$self->_can_drain;
-    my $flags = 0;
-    $flags |= F_HEAD   if $self->{req}{method} eq 'HEAD';
-    $flags |= F_CLOSE  if !$self->{keep};
-    $flags |= F_HTTP10 if $self->{req}{http_version} eq '1.0';
-    $self->{status}   = 0 + $status;
-    $self->{headers}  = $headers;
-    $self->{flags}    = $flags;
-    $self->{trailers} = $ev->{trailers} ? 1 : 0;
-    $self->{started}  = 1;
-    $self->{cstate}{started} = 1;
-    return $DONE;
-  }
-  if ($type eq 'http.response.trailers') {
-    return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
-      unless $self->{started} && $self->{trailers};
-    return Future->fail("$type after the response was complete\n") if $self->{complete};
-    my $err = !$self->{head_sent} && $self->_write_head;
-    return Future->fail($err) if $err;
-    if ($self->{resp_mode} == M_CHUNKED) {
-      my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
-      return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
-      $self->_write($bytes);
-    }
-    return $self->_response_complete;
-  }
-  return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
-    if $type eq 'http.fullflush';
-  return Future->fail("unknown event type '$type' for an http scope\n");
+    return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
+      if $type eq 'http.fullflush';
+    return Future->fail("unknown event type '$type' for an http scope\n");
+  };
 }
 
 # Writes the response head for the streaming path; returns an error message or ''
@@ -658,18 +680,15 @@ sub _next_request ($self) {
     }
     $self->{keep} = 0;
   }
-  $self->{draining} = 0;
-  $self->{req} = $self->{cstate} = undef;
-  $self->{headers} = undef;
+  @$self{qw(draining req cstate headers)} = (0, undef, undef, undef);
   my $server = $self->{server};
   # max_requests (0 = off): the worker retires after its Nth request
   $server->_retire if ++$server->{served} == $server->{max_requests};
   # A soft stop (a retiring worker) keeps a keep-alive connection for one more request,
   # answered with Connection: close, rather than cut it under a client's next request
   if (!$self->{keep} || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
-  $self->{phase}         = IDLE;
-  $self->{deadline_kind} = 'idle';
-  $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{keepalive_timeout};
+  @$self{qw(phase deadline_kind deadline)}
+    = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout});
   $self->_resume_read unless $self->{reading};
   # The next pipelined request (when called from inside _process, its loop does it)
   $self->_process if length $self->{rbuf} && !$self->{in_process};
@@ -700,9 +719,15 @@ sub _write ($self, $data) {
 
 # Writes what was collected while corked
 sub _flush ($self) {
-  my $data = $self->{wbuf};
-  $self->{wbuf} = '';
-  $self->_write($data);
+  return if $self->{phase} == CLOSED;
+  my $n = syswrite($self->{fh}, $self->{wbuf});
+  if (defined $n && $n == length $self->{wbuf}) { $self->{wbuf} = '' }
+  else {
+    # Short or failed: _write queues the rest (or meets the error again and handles it)
+    my $rest = defined $n ? substr($self->{wbuf}, $n) : $self->{wbuf};
+    $self->{wbuf} = '';
+    $self->_write($rest);
+  }
   # A send may be waiting for the buffer that was just written
   $self->_released if length $self->{wbuf} < WRITE_LOW
     && ($self->{drain} || $self->{transport} && $self->{transport}{above});
@@ -801,6 +826,7 @@ sub _close ($self) {
   my $fh = $self->{fh};
   $self->_disconnect('client_closed');
   $self->{phase} = CLOSED;
+  $self->{corked} = 0;
   $self->{loop}->unwatch_io(handle => $fh, on_read_ready => 1, on_write_ready => 1);
   close $fh;
   $self->{wbuf} = $self->{rbuf} = '';

@@ -25,7 +25,7 @@ use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
 # States: handshake (app not answered), open, closing (our Close sent), closed
-sub _start ($self, $req) {
+sub _start ($self, $req, $scope) {
   my $server = $self->{server};
   if (!defined $req->{ws_version} || $req->{ws_version} ne '13') {
     $self->{req} = $req;
@@ -52,7 +52,8 @@ sub _start ($self, $req) {
   $self->{status}        = 0;
   $self->{req_time}      = $server->{access_log} ? $server->_hires_time : 0;
 
-  my $scope = $self->_scope('websocket');
+  $self->_dispatch_send;
+  $scope->{type} = 'websocket';
   delete $scope->{method};
   $scope->{scheme} = $server->{scheme} eq 'https' ? 'wss' : 'ws';
   $scope->{subprotocols} = [];
