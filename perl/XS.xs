@@ -24,15 +24,17 @@
 /* The result hash keys */
 enum {
     K_METHOD, K_PATH, K_RAW_PATH, K_QUERY_STRING, K_HTTP_VERSION, K_HEADERS,
-    K_CONTENT_LENGTH, K_CHUNKED, K_KEEP_ALIVE, K_UPGRADE, K_WS_KEY, K_WS_VERSION,
-    K_SSE, K_EXPECT_CONTINUE, K_HOST, K_ERROR, K_MESSAGE, K_COUNT
+    K_CONTENT_LENGTH, K_CHUNKED, K_CLOSE, K_UPGRADE, K_WS_KEY, K_WS_VERSION,
+    K_SSE, K_EXPECT_CONTINUE, K_ERROR, K_MESSAGE, K_COUNT
 };
 static const char *const key_name[K_COUNT] = {
     "method", "path", "raw_path", "query_string", "http_version", "headers",
-    "content_length", "chunked", "keep_alive", "upgrade", "ws_key", "ws_version",
-    "sse", "expect_continue", "host", "error", "message"
+    "content_length", "chunked", "close", "upgrade", "ws_key", "ws_version",
+    "sse", "expect_continue", "error", "message"
 };
-#define RESULT_KEYS 15
+/* Buckets for a result hash: the connection adds the other scope keys to it (about 17
+   in all), so it is sized once for that instead of growing twice */
+#define RESULT_KEYS 24
 
 /* Room for the known strings of src/known.rs (ids 1..KNOWN_MAX) */
 #define KNOWN_MAX 127
@@ -435,8 +437,10 @@ parse_request(buf, max_header_size, max_headers, max_line)
         STORE(hv, K_QUERY_STRING, span_sv(aTHX_ cx, r.query_string));
         STORE(hv, K_HTTP_VERSION, SHARED_COPY(r.http_minor ? cx->v11 : cx->v10));
         STORE(hv, K_HEADERS, newRV_noinc((SV *)headers));
-        STORE(hv, K_KEEP_ALIVE, newSViv(r.keep_alive));
-        /* The other facts only when set (doc/codec.md): a plain GET builds fewer values */
+        /* The other facts only when set (doc/codec.md): a plain keep-alive GET is just
+           the six scope keys */
+        if (!r.keep_alive)
+            STORE(hv, K_CLOSE, newSViv(1));
         if (r.content_length >= 0)
             STORE(hv, K_CONTENT_LENGTH, newSViv((IV)r.content_length));
         if (r.chunked)
@@ -451,8 +455,6 @@ parse_request(buf, max_header_size, max_headers, max_line)
             STORE(hv, K_SSE, newSViv(1));
         if (r.expect_continue)
             STORE(hv, K_EXPECT_CONTINUE, newSViv(1));
-        if (r.host.ptr)
-            STORE(hv, K_HOST, span_sv(aTHX_ cx, r.host));
         mPUSHs(newRV_noinc((SV *)hv));
         mPUSHi((IV)r.consumed);
     }

@@ -53,23 +53,22 @@ subtest 'parse_request: a complete request, every result field' => sub {
     method => 'GET', path => '/a/b c', raw_path => '/a/b%20c', query_string => 'x=1&y=%20',
     http_version => '1.1',
     headers => [['host', 'example.com'], ['user-agent', 't/1'], ['accept', '*/*']],
-    keep_alive => 1, host => 'example.com',
-  }, length $head], 'the keys always present, and host; consumed stops at the end of the head');
+  }, length $head], 'a keep-alive GET: exactly the six scope keys; consumed stops at the end of the head');
   my $post = "POST /up HTTP/1.0\r\nContent-Length: 12\r\nConnection: keep-alive\r\n"
     . "Expect: 100-continue\r\nAccept: text/event-stream\r\n\r\n";
   is_deeply(pr($post . 'hello world!'), [{
     method => 'POST', path => '/up', raw_path => '/up', query_string => '', http_version => '1.0',
     headers => [['content-length', '12'], ['connection', 'keep-alive'], ['expect', '100-continue'],
       ['accept', 'text/event-stream']],
-    content_length => 12, keep_alive => 1, sse => 1, expect_continue => 1,
-  }, length $post], 'HTTP/1.0 POST without Host: its flags set, no host key');
+    content_length => 12, sse => 1, expect_continue => 1,
+  }, length $post], 'HTTP/1.0 keep-alive POST without Host: its facts set, no close key');
   my $ws = req('Host: h', 'Connection: keep-alive, Upgrade', 'Upgrade: WebSocket ',
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ== ', 'Sec-WebSocket-Version: 13');
   my ($r) = @{pr($ws)};
   is($r->{upgrade}, 'websocket', 'upgrade: lowercased, trimmed, with Connection: upgrade');
   is($r->{ws_key}, 'dGhlIHNhbXBsZSBub25jZQ==', 'ws_key trimmed');
   is($r->{ws_version}, '13', 'ws_version');
-  is($r->{keep_alive}, 1, 'keep-alive token with upgrade');
+  ok(!exists $r->{close}, 'keep-alive token with upgrade: no close');
   ok(!ref $r->{content_length} && !defined $r->{content_length}, 'content_length undef when absent');
 };
 
@@ -183,13 +182,13 @@ subtest 'parse_request: connection, expect, accept' => sub {
   my sub flag ($version, $key, @lines) {
     pr("GET / HTTP/$version\r\n" . join('', map "$_\r\n", 'Host: a', @lines) . "\r\n")->[0]{$key};
   }
-  is(flag('1.1', 'keep_alive'), 1, 'HTTP/1.1 keeps alive by default');
-  is(flag('1.0', 'keep_alive'), 0, 'HTTP/1.0 closes by default');
-  is(flag('1.0', 'keep_alive', 'Connection: Keep-Alive'), 1, 'HTTP/1.0 keep-alive token, any case');
-  is(flag('1.1', 'keep_alive', 'Connection: close'), 0, 'close');
-  is(flag('1.1', 'keep_alive', 'Connection: foo, CLOSE '), 0, 'close in a token list, any case');
-  is(flag('1.0', 'keep_alive', 'Connection: keep-alive', 'Connection: close'), 0, 'close wins over keep-alive');
-  is(flag('1.1', 'keep_alive', 'Connection: closed'), 1, '"closed" is not close');
+  is(flag('1.1', 'close'), undef, 'HTTP/1.1 keeps alive by default');
+  is(flag('1.0', 'close'), 1, 'HTTP/1.0 closes by default');
+  is(flag('1.0', 'close', 'Connection: Keep-Alive'), undef, 'HTTP/1.0 keep-alive token, any case');
+  is(flag('1.1', 'close', 'Connection: close'), 1, 'close');
+  is(flag('1.1', 'close', 'Connection: foo, CLOSE '), 1, 'close in a token list, any case');
+  is(flag('1.0', 'close', 'Connection: keep-alive', 'Connection: close'), 1, 'close wins over keep-alive');
+  is(flag('1.1', 'close', 'Connection: closed'), undef, '"closed" is not close');
   is(flag('1.1', 'upgrade', 'Upgrade: websocket'), undef, 'upgrade needs a Connection: upgrade token');
   is(flag('1.1', 'upgrade', 'Connection: UPGRADE', 'Upgrade: h2c', 'Upgrade: WebSocket'), 'websocket',
     'upgrade is the last Upgrade field');
@@ -200,7 +199,7 @@ subtest 'parse_request: connection, expect, accept' => sub {
   is(flag('1.1', 'sse', 'Accept: text/html, TEXT/Event-Stream;q=1'), 1, 'sse: text/event-stream anywhere in Accept');
   is(flag('1.1', 'sse', 'Accept: text/html', 'Accept: text/event-stream'), 1, 'sse: in any Accept field');
   is(flag('1.1', 'sse', 'X-Accept: text/event-stream'), undef, 'sse: only Accept counts');
-  is(flag('1.0', 'host'), 'a', 'host value');
+  is(flag('1.0', 'host'), undef, 'the host value is only in headers');
   parse_error_is("GET / HTTP/1.1\r\n\r\n", 'bad_host', 'HTTP/1.1 without Host');
   parse_error_is(req('Host: a', 'Host: b'), 'bad_host', 'HTTP/1.1 with two Host fields');
   parse_error_is("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 'bad_host', 'HTTP/1.0 with two Host fields');

@@ -199,6 +199,7 @@ subtest 'http scope contents' => sub {
     headers client server state extensions pagi.connection);
   my %have = map { $_ => 1 } @{$rep->{keys}};
   is_deeply([grep { !$have{$_} } @required], [], 'every required key is present');
+  is_deeply($rep->{keys}, [sort @required, 'pagi.transport'], '... and no other key');
   is($rep->{conn_class}, 'PAGI::Server::ConnectionState', 'pagi.connection object');
   is(scalar @{$rep->{conn_can}}, 7, 'pagi.connection has all seven methods');
   is_deeply($rep->{first_event}, {type => 'http.request', body => '', more => 0},
@@ -226,6 +227,20 @@ subtest 'path decoding: UTF-8 to characters, invalid UTF-8 kept as bytes' => sub
   is($raw->{raw_is_utf8}, 0, '... raw_path stays bytes');
   is($raw->{scope}{http_version}, '1.0', 'http_version 1.0');
   ok($c->wait_closed(3), 'the HTTP/1.0 request closed the connection');
+};
+
+subtest 'the parser\'s facts (body, close, expect, accept) stay out of the scope' => sub {
+  my @before = $srv->reports;
+  my $c = http_connect($srv->port);
+  $c->send("POST /scope/facts HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n"
+    . "Accept: text/html\r\nConnection: close\r\n\r\nhi");
+  my ($res) = $c->read_responses;
+  is($res->{status}, 200, 'response 200');
+  my $rep = ($srv->wait_reports(@before + 1))[-1];
+  is_deeply($rep->{keys}, [sort qw(type pagi http_version method scheme path raw_path query_string
+    root_path headers client server state extensions pagi.connection pagi.transport)],
+    'an HTTP/1.0 POST with a body and Connection: close: the same scope keys');
+  is_deeply($rep->{first_event}, {type => 'http.request', body => 'hi', more => 0}, 'its body');
 };
 
 subtest 'state: a shallow copy per request' => sub {

@@ -51,6 +51,10 @@ use constant FILE_CHUNK     => 1 << 16;
 my $PAGI = {version => '0.3', spec_version => '0.3'};
 Hash::Util::lock_hash(%$PAGI);
 
+# The parser's facts beyond the scope keys, and the facts of a request with none
+my @FACTS = qw(close content_length chunked upgrade ws_key ws_version sse expect_continue);
+my $NO_FACTS = Hash::Util::lock_ref_keys({}, @FACTS);
+
 my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
 # What a send that needs no waiting returns: one shared, already-done Future (a done
@@ -218,45 +222,42 @@ sub _process_input ($self) {
 
 sub _start_request ($self, $req) {
   my $server = $self->{server};
-  # The scope, for every protocol (WebSocket and SSE adjust it)
-  my $scope = {
-    type         => 'http',
-    pagi         => $PAGI,
-    http_version => $req->{http_version},
-    method       => $req->{method},
-    scheme       => $server->{scheme},
-    path         => $req->{path},
-    raw_path     => $req->{raw_path},
-    query_string => $req->{query_string},
-    root_path    => $server->{root_path},
-    headers      => $req->{headers},
-    client       => $self->{client},
-    server       => $self->{server_addr},
-    state        => {%{$server->{state}}},
-    extensions   => $self->{tls} ? {tls => $self->{tls}} : {},
-    'pagi.transport' => $self->{transport}
-      //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW),
-  };
-  if (defined $req->{upgrade} && $req->{upgrade} eq 'websocket' && $req->{method} eq 'GET'
+  # The parser's result becomes the scope: its six always-present keys are named as
+  # the scope names them, and the other facts (a body, close, an upgrade: only
+  # present when set) are taken out first (doc/codec.md)
+  my $facts = $NO_FACTS;
+  if (keys %$req > 6) {
+    my %f;
+    @f{@FACTS} = delete @$req{@FACTS};
+    $facts = \%f;
+  }
+  my $scope = $req;
+  @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
+    'http', $PAGI, $server->{scheme}, $server->{root_path}, $self->{client},
+    $self->{server_addr}, {%{$server->{state}}}, $self->{tls} ? {tls => $self->{tls}} : {},
+    $self->{transport} //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
+  if (defined $facts->{upgrade} && $facts->{upgrade} eq 'websocket' && $req->{method} eq 'GET'
     && $req->{http_version} eq '1.1') {
-    return PAGI::Server::Connection::WebSocket::_start($self, $req, $scope);
+    return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);
   }
   # The per-request fields, reset in one slice. started: http.response.start seen;
   # continued: "100 Continue" written; head_sent: head bytes written; complete: the
-  # final body/trailers written; body_final: the app has been given more => 0
-  @$self{qw(phase req deadline_kind started continued head_sent complete app_running
-    body_buf body_seen body_final sent_bytes status recv_wait)}
-    = (REQUEST, $req, '', 0, 0, 0, 0, 1, '', 0, 0, 0, 0, undef);
+  # final body/trailers written; body_final: the app has been given more => 0;
+  # rflags: the response's framing flags known now (an app may edit its scope)
+  @$self{qw(phase req facts deadline_kind started continued head_sent complete app_running
+    body_buf body_seen body_final sent_bytes status recv_wait rflags)}
+    = (REQUEST, $req, $facts, '', 0, 0, 0, 0, 1, '', 0, 0, 0, 0, undef,
+    ($req->{method} eq 'HEAD' ? F_HEAD : 0) | ($req->{http_version} eq '1.0' ? F_HTTP10 : 0));
   $self->{req_time} = $server->{access_log} ? $server->_hires_time : 0;
-  $self->{keep}          = $req->{keep_alive} && !$server->{stopping};
+  $self->{keep}     = !$facts->{close} && !$server->{stopping};
 
   # Request body framing, decided by the parser in its single pass
   my $mode = 0;
-  if ($req->{chunked}) {
+  if ($facts->{chunked}) {
     $mode = 2;
     $self->{chunk_state} = -1;
   }
-  elsif (my $cl = $req->{content_length}) {
+  elsif (my $cl = $facts->{content_length}) {
     if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
       return $self->_wire_error(413, 'request body too large');
     }
@@ -276,7 +277,7 @@ sub _start_request ($self, $req) {
   $self->_feed_body if $mode && length $self->{rbuf};
   return if $self->{phase} != REQUEST;    # the body was already rejected
 
-  if ($req->{sse}) {
+  if ($facts->{sse}) {
     # Accept: text/event-stream makes any method an SSE stream
     bless $self, 'PAGI::Server::Connection::SSE';
     $self->_dispatch_send;
@@ -369,7 +370,7 @@ sub _receive ($self) {
     # The body was delivered; the next event is the disconnect
     return $self->{recv_wait} //= Future->new;
   }
-  if ($self->{req}{expect_continue} && !$self->{continued} && !$self->{started}) {
+  if ($self->{facts}{expect_continue} && !$self->{continued} && !$self->{started}) {
     $self->{continued} = 1;
     $self->_write($CONTINUE);
   }
@@ -458,10 +459,8 @@ sub _http_sender ($weak) {
       # A body that will be neither read nor drained (too big, or its client still waits
       # for "100 Continue") leaves this connection unusable: say so in this response
       $self->{keep} = 0 if !$self->{body_done} && !$self->_can_drain;
-      my $flags = 0;
-      $flags |= F_HEAD   if $self->{req}{method} eq 'HEAD';
-      $flags |= F_CLOSE  if !$self->{keep};
-      $flags |= F_HTTP10 if $self->{req}{http_version} eq '1.0';
+      my $flags = $self->{rflags};
+      $flags |= F_CLOSE if !$self->{keep};
       $self->{status}   = 0 + $status;
       $self->{headers}  = $headers;
       $self->{flags}    = $flags;
@@ -662,7 +661,7 @@ sub _app_done ($self, $f) {
 # Can the unread rest of the request body be read and dropped to keep the connection?
 sub _can_drain ($self) {
   return $self->{body_mode} == 1 && $self->{body_left} <= DRAIN_BODY_MAX
-    && !($self->{req}{expect_continue} && !$self->{continued});
+    && !($self->{facts}{expect_continue} && !$self->{continued});
 }
 
 # Both the response and the app are done: keep-alive or close

@@ -25,21 +25,22 @@ use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
 # States: handshake (app not answered), open, closing (our Close sent), closed
-sub _start ($self, $req, $scope) {
+sub _start ($self, $req, $facts) {
   my $server = $self->{server};
-  if (!defined $req->{ws_version} || $req->{ws_version} ne '13') {
+  if (!defined $facts->{ws_version} || $facts->{ws_version} ne '13') {
     $self->{req} = $req;
     return $self->_wire_error(426, 'unsupported websocket version',
       [['Sec-WebSocket-Version', '13']]);
   }
-  if (!PAGI::Server::Protocol::WebSocket::valid_key($req->{ws_key})
-    || $req->{chunked} || $req->{content_length}) {
+  if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->{ws_key})
+    || $facts->{chunked} || $facts->{content_length}) {
     $self->{req} = $req;
     return $self->_wire_error(400, 'invalid websocket handshake');
   }
   bless $self, __PACKAGE__;
   $self->{phase}         = PAGI::Server::Connection::REQUEST;
   $self->{req}           = $req;
+  $self->{facts}         = $facts;
   $self->{deadline_kind} = '';
   $self->{keep}          = 0;
   $self->{app_running}   = 1;
@@ -53,7 +54,8 @@ sub _start ($self, $req, $scope) {
   $self->{req_time}      = $server->{access_log} ? $server->_hires_time : 0;
 
   $self->_dispatch_send;
-  $scope->{type} = 'websocket';
+  # (a copy: the request keeps its method for the access log)
+  my $scope = {%$req, type => 'websocket'};
   delete $scope->{method};
   $scope->{scheme} = $server->{scheme} eq 'https' ? 'wss' : 'ws';
   $scope->{subprotocols} = [];
@@ -166,7 +168,7 @@ sub _send ($self, $ev) {
 
 sub _accept ($self, $ev) {
   my @headers = (['Upgrade', 'websocket'], ['Connection', 'Upgrade'],
-    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->{req}{ws_key})]);
+    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->{facts}{ws_key})]);
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }

@@ -92,7 +92,7 @@ sub parse_request {
 
   my (@headers, $cookie_at);
   my ($cl, $cl_error, $te, $keep, $close, $conn_upgrade, $upgrade, $ws_key, $ws_version);
-  my ($sse, $expect, $host, $host_count) = (0, 0, undef, 0);
+  my ($sse, $expect, $host_count) = (0, 0, 0);
   # One match per well-formed line; the first line that does not match is invalid
   pos($buf) = $first;
   while (pos($buf) < $blank) {
@@ -109,7 +109,7 @@ sub parse_request {
       $cookie_at = @headers;
     }
     push @headers, [$name, $value];
-    if    ($name eq 'host') { $host //= $value; $host_count++ }
+    if    ($name eq 'host') { $host_count++ }
     elsif ($name eq 'content-length') {
       # An empty value is one empty (invalid) element, not "no length"
       my @elements = split /,/, $value, -1;
@@ -166,9 +166,9 @@ sub parse_request {
     query_string => $query_string,
     http_version => $http10 ? '1.0' : '1.1',
     headers      => \@headers,
-    keep_alive   => $close ? 0 : $http10 ? ($keep ? 1 : 0) : 1,
   );
-  # The other facts only when set: a plain GET builds fewer values
+  # The other facts only when set: a plain keep-alive GET is just the six scope keys
+  $req{close}           = 1           if $close || $http10 && !$keep;
   $req{content_length}  = $cl         if defined $cl;
   $req{chunked}         = 1           if $chunked;
   $req{upgrade}         = $upgrade    if $conn_upgrade && defined $upgrade;
@@ -176,7 +176,6 @@ sub parse_request {
   $req{ws_version}      = $ws_version if defined $ws_version;
   $req{sse}             = 1           if $sse;
   $req{expect_continue} = 1           if $expect;
-  $req{host}            = $host       if defined $host;
   return (\%req, $end);
 }
 
