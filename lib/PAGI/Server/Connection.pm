@@ -8,7 +8,8 @@ use Socket qw(SHUT_WR);
 use Future;
 use Hash::Util ();
 use PAGI::Server::Protocol::HTTP1;
-use PAGI::Server::ConnectionState;
+use PAGI::Server::ConnectionState qw(:fields);
+use PAGI::Server::Connection::Fields;
 use PAGI::Server::Transport;
 
 our $VERSION = '0.001';
@@ -73,84 +74,75 @@ our $DONE = bless Future->done, 'PAGI::Server::Connection::Done';
 }
 
 sub new ($class, $server, $fh, $tls = undef) {
-  my $self = bless {
-    server  => $server,
-    loop    => $server->{loop},
-    fh      => $fh,
-    fd      => fileno($fh),
-    rbuf    => '',
-    wbuf    => '',
-    phase   => IDLE,
-    eof     => 0,
-    reading => 1,
-    keep    => 0,
-  }, $class;
+  my $self = bless [], $class;
+  @$self[SERVER, LOOP, FH, FD, RBUF, WBUF, PHASE, EOF, READING, KEEP]
+    = ($server, $server->{loop}, $fh, fileno($fh), '', '', IDLE, 0, 1, 0);
 
   # Connection info is read once and shared by every scope on this connection
-  my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->{fd}) || [];
-  $self->{client}      = defined $info->[0] ? [$info->[0], $info->[1]] : undef;
-  $self->{server_addr} = [$info->[2], $info->[3]];
+  my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->[FD]) || [];
+  $self->[CLIENT]      = defined $info->[0] ? [$info->[0], $info->[1]] : undef;
+  $self->[SERVER_ADDR] = [$info->[2], $info->[3]];
 
   # The per-connection callbacks, made once; request state lives in fields
   weaken(my $weak = $self);
-  $self->{receive}  = sub { $weak ? $weak->_receive : Future->done({type => 'http.disconnect'}) };
+  $self->[RECEIVE]  = sub { $weak ? $weak->_receive : Future->done({type => 'http.disconnect'}) };
   # HTTP's $send is its implementation itself (one sub call per send, not two);
   # the WebSocket and SSE classes install a method-dispatching one (_dispatch_send)
-  $self->{send}     = $self->{http_send} = _http_sender($weak);
+  $self->[SEND]     = $self->[HTTP_SEND] = _http_sender($weak);
   # (a function call: _on_read is never overridden; TLS replaces this callback)
-  $self->{on_read}  = sub { _on_read($weak) if $weak };
-  $self->{on_write} = sub { $weak->_on_write if $weak };
-  $self->{on_app}   = sub { $weak->_app_done($_[0]) if $weak };
+  $self->[ON_READ]  = sub { _on_read($weak) if $weak };
+  $self->[ON_WRITE] = sub { $weak->_on_write if $weak };
+  $self->[ON_APP]   = sub { $weak->_app_done($_[0]) if $weak };
   if ($tls) {
     # A TLS handle (IO::Socket::SSL): the scope's tls extension, TLS-aware callbacks
-    $self->{tls} = $tls;
+    $self->[TLS] = $tls;
     PAGI::Server::TLS::setup_connection($self);
   }
 
-  $self->{deadline}      = $PAGI::Server::NOW + $server->{keepalive_timeout};
-  $self->{deadline_kind} = 'idle';
-  $self->{loop}->watch_io(handle => $fh, on_read_ready => $self->{on_read});
+  $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{keepalive_timeout};
+  $self->[DEADLINE_KIND] = 'idle';
+  $self->[LOOP]->watch_io(handle => $fh, on_read_ready => $self->[ON_READ]);
   return $self;
 }
 
 # ---- reading -------------------------------------------------------------------
 
 sub _on_read ($self) {
-  my $n = sysread($self->{fh}, $self->{rbuf}, READ_SIZE, length $self->{rbuf});
+  my $n = sysread($self->[FH], $self->[RBUF], READ_SIZE, length $self->[RBUF]);
   if (!defined $n) {
     if ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR) {
-      PAGI::Server::TLS::again($self, 'read') if $self->{tls};
+      PAGI::Server::TLS::again($self, 'read') if $self->[TLS];
       return;
     }
     return $self->_abort('read_error');
   }
   if ($n == 0) { return $self->_on_eof }
-  my $phase = $self->{phase};
-  if ($phase == CLOSING) { $self->{rbuf} = ''; return }    # lingering: drop input
-  $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout}
-    if $self->{deadline_kind} eq 'body';
+  my $phase = $self->[PHASE];
+  if ($phase == CLOSING) { $self->[RBUF] = ''; return }    # lingering: drop input
+  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout}
+    if $self->[DEADLINE_KIND] eq 'body';
   # Responses made while this input is processed (pipelined requests, sync apps)
   # are collected and written with one syscall at the end
-  return if $self->{in_process};
-  $self->{corked} = $self->{in_process} = 1;
+  return if $self->[IN_PROCESS];
+  $self->[CORKED] = $self->[IN_PROCESS] = 1;
   $self->_process_input;
-  $self->{corked} = $self->{in_process} = 0;
-  $self->_flush if length $self->{wbuf} && !$self->{wwatch};
+  $self->[CORKED] = $self->[IN_PROCESS] = 0;
+  $self->_flush if length $self->[WBUF] && !$self->[WWATCH];
 }
 
 sub _on_eof ($self) {
-  $self->{eof} = 1;
+  $self->[EOF] = 1;
   $self->_pause_read;
-  my $phase = $self->{phase};
+  my $phase = $self->[PHASE];
   if ($phase == CLOSING) { return $self->_close }
   # Complete pipelined heads are still served; a partial one is dropped
   return $self->_process if $phase == IDLE;
   # The client went away while its request was being served (PAGI: FIN = disconnect).
   # One that only half-closed after a complete request (`nc -N`, shutdown(SHUT_WR))
   # may still read: the app is told it has gone, but the response is still written.
-  if ($self->{body_done} && $self->_half_close_ok) {
-    $self->{keep} = 0;
-    $self->{half_closed} = 1;
+  if ($self->[BODY_DONE] && $self->_half_close_ok) {
+    $self->[KEEP] = 0;
+    $self->[HALF_CLOSED] = 1;
     return $self->_disconnect('client_closed');
   }
   $self->_abort('client_closed');
@@ -160,15 +152,15 @@ sub _on_eof ($self) {
 sub _half_close_ok ($self) { 1 }
 
 sub _pause_read ($self) {
-  return unless $self->{reading};
-  $self->{reading} = 0;
-  $self->{loop}->unwatch_io(handle => $self->{fh}, on_read_ready => 1);
+  return unless $self->[READING];
+  $self->[READING] = 0;
+  $self->[LOOP]->unwatch_io(handle => $self->[FH], on_read_ready => 1);
 }
 
 sub _resume_read ($self) {
-  return if $self->{reading} || $self->{eof} || $self->{phase} == CLOSED;
-  $self->{reading} = 1;
-  $self->{loop}->watch_io(handle => $self->{fh}, on_read_ready => $self->{on_read});
+  return if $self->[READING] || $self->[EOF] || $self->[PHASE] == CLOSED;
+  $self->[READING] = 1;
+  $self->[LOOP]->watch_io(handle => $self->[FH], on_read_ready => $self->[ON_READ]);
 }
 
 # Parses what is buffered: a new request head, or more of the current body.
@@ -177,43 +169,43 @@ sub _resume_read ($self) {
 # head, so the stack stays flat however many requests are queued.
 sub _process ($self) {
   # Not re-entered: a request finished inside the loop is followed by the loop itself
-  return if $self->{in_process};
-  $self->{in_process} = 1;
+  return if $self->[IN_PROCESS];
+  $self->[IN_PROCESS] = 1;
   $self->_process_input;
-  $self->{in_process} = 0;
+  $self->[IN_PROCESS] = 0;
 }
 
 sub _process_input ($self) {
-  my $server = $self->{server};
+  my $server = $self->[SERVER];
   while (1) {
-    if ($self->{phase} == IDLE) {
-      return $self->{eof} ? $self->_close : undef unless length $self->{rbuf};
-      my ($req, $consumed) = parse_request($self->{rbuf}, $server->{max_header_size},
+    if ($self->[PHASE] == IDLE) {
+      return $self->[EOF] ? $self->_close : undef unless length $self->[RBUF];
+      my ($req, $consumed) = parse_request($self->[RBUF], $server->{max_header_size},
         $server->{max_headers}, $server->{max_line});
       if (!defined $req) {
         # The head timeout runs from its first byte, so trickling bytes cannot extend it
-        if ($self->{deadline_kind} ne 'head') {
-          $self->{deadline_kind} = 'head';
-          $self->{deadline}      = $PAGI::Server::NOW + $server->{header_timeout};
+        if ($self->[DEADLINE_KIND] ne 'head') {
+          $self->[DEADLINE_KIND] = 'head';
+          $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{header_timeout};
         }
-        return $self->_close if $self->{eof};    # this head will never complete
+        return $self->_close if $self->[EOF];    # this head will never complete
         return;
       }
       if (exists $req->{error}) {
         return $self->_wire_error(
           PAGI::Server::Protocol::HTTP1::error_status($req->{error}), $req->{message});
       }
-      substr($self->{rbuf}, 0, $consumed, '');
+      substr($self->[RBUF], 0, $consumed, '');
       $self->_start_request($req);
       next;
     }
-    return if $self->{phase} != REQUEST;
-    if ($self->{body_mode} && length $self->{rbuf}) {
+    return if $self->[PHASE] != REQUEST;
+    if ($self->[BODY_MODE] && length $self->[RBUF]) {
       $self->_feed_body;
-      next if $self->{phase} == IDLE;    # a drained body finished the request
+      next if $self->[PHASE] == IDLE;    # a drained body finished the request
     }
     # Bytes beyond this request wait (pipelining); stop reading if too many pile up
-    $self->_pause_read if length $self->{rbuf} > MAX_PIPELINE;
+    $self->_pause_read if length $self->[RBUF] > MAX_PIPELINE;
     return;
   }
 }
@@ -221,7 +213,7 @@ sub _process_input ($self) {
 # ---- one request ---------------------------------------------------------------
 
 sub _start_request ($self, $req) {
-  my $server = $self->{server};
+  my $server = $self->[SERVER];
   # The parser's result becomes the scope: its six always-present keys are named as
   # the scope names them, and the other facts (a body, close, an upgrade: only
   # present when set) are taken out first (doc/codec.md)
@@ -233,9 +225,9 @@ sub _start_request ($self, $req) {
   }
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
-    'http', $PAGI, $server->{scheme}, $server->{root_path}, $self->{client},
-    $self->{server_addr}, {%{$server->{state}}}, $self->{tls} ? {tls => $self->{tls}} : {},
-    $self->{transport} //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
+    'http', $PAGI, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
+    $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
+    $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
   if (defined $facts->{upgrade} && $facts->{upgrade} eq 'websocket' && $req->{method} eq 'GET'
     && $req->{http_version} eq '1.1') {
     return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);
@@ -244,38 +236,36 @@ sub _start_request ($self, $req) {
   # continued: "100 Continue" written; head_sent: head bytes written; complete: the
   # final body/trailers written; body_final: the app has been given more => 0;
   # rflags: the response's framing flags known now (an app may edit its scope)
-  @$self{qw(phase req facts deadline_kind started continued head_sent complete app_running
-    body_buf body_seen body_final sent_bytes status recv_wait rflags)}
+  @$self[PHASE, REQ, FACTS, DEADLINE_KIND, STARTED, CONTINUED, HEAD_SENT, COMPLETE, APP_RUNNING, BODY_BUF, BODY_SEEN, BODY_FINAL, SENT_BYTES, STATUS, RECV_WAIT, RFLAGS]
     = (REQUEST, $req, $facts, '', 0, 0, 0, 0, 1, '', 0, 0, 0, 0, undef,
     ($req->{method} eq 'HEAD' ? F_HEAD : 0) | ($req->{http_version} eq '1.0' ? F_HTTP10 : 0));
-  $self->{req_time} = $server->{access_log} ? $server->_hires_time : 0;
-  $self->{keep}     = !$facts->{close} && !$server->{stopping};
+  $self->[REQ_TIME] = $server->{access_log} ? $server->_hires_time : 0;
+  $self->[KEEP]     = !$facts->{close} && !$server->{stopping};
 
   # Request body framing, decided by the parser in its single pass
   my $mode = 0;
   if ($facts->{chunked}) {
     $mode = 2;
-    $self->{chunk_state} = -1;
+    $self->[CHUNK_STATE] = -1;
   }
   elsif (my $cl = $facts->{content_length}) {
     if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
       return $self->_wire_error(413, 'request body too large');
     }
     $mode = 1;
-    $self->{body_left} = $cl;
+    $self->[BODY_LEFT] = $cl;
   }
-  $self->{body_mode} = $mode;
-  $self->{body_done} = $mode ? 0 : 1;
+  $self->[BODY_MODE] = $mode;
+  $self->[BODY_DONE] = $mode ? 0 : 1;
   if ($mode) {
-    $self->{deadline_kind} = 'body';
-    $self->{deadline}      = $PAGI::Server::NOW + $server->{timeout};
+    $self->[DEADLINE_KIND] = 'body';
+    $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{timeout};
   }
 
   # (PAGI::Server::ConnectionState->new, without the method call on the hot path)
-  $self->{cstate} = bless {connected => 1, started => 0, complete => 0},
-    'PAGI::Server::ConnectionState';
-  $self->_feed_body if $mode && length $self->{rbuf};
-  return if $self->{phase} != REQUEST;    # the body was already rejected
+  $self->[CSTATE] = bless [1, 0, 0], 'PAGI::Server::ConnectionState';
+  $self->_feed_body if $mode && length $self->[RBUF];
+  return if $self->[PHASE] != REQUEST;    # the body was already rejected
 
   if ($facts->{sse}) {
     # Accept: text/event-stream makes any method an SSE stream
@@ -284,75 +274,75 @@ sub _start_request ($self, $req) {
     $scope->{type} = 'sse';
     return $self->_call_app($scope);
   }
-  $scope->{'pagi.connection'} = $self->{cstate};
+  $scope->{'pagi.connection'} = $self->[CSTATE];
   $self->_call_app($scope);
 }
 
 # For the WebSocket and SSE classes: a $send that calls their _send method
 sub _dispatch_send ($self) {
   weaken(my $weak = $self);
-  $self->{send} = sub { $weak ? $weak->_send($_[0]) : $DONE };
+  $self->[SEND] = sub { $weak ? $weak->_send($_[0]) : $DONE };
 }
 
 sub _call_app ($self, $scope) {
-  my $f = eval { $self->{server}{app}->($scope, $self->{receive}, $self->{send}) };
+  my $f = eval { $self->[SERVER]{app}->($scope, $self->[RECEIVE], $self->[SEND]) };
   if (ref $f eq 'Future') { }    # the usual case, checked first
   elsif (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
   elsif (!(blessed $f && $f->can('on_ready'))) {
     $f = Future->fail("application returned a non-Future value\n");
   }
   if ($f->is_ready) { return $self->_app_done($f) }
-  $self->{app_future} = $f;
-  $f->on_ready($self->{on_app});
+  $self->[APP_FUTURE] = $f;
+  $f->on_ready($self->[ON_APP]);
 }
 
 # Moves request body bytes from the read buffer to the app's queue
 sub _feed_body ($self) {
-  my $server = $self->{server};
+  my $server = $self->[SERVER];
   my $got;
-  if ($self->{body_mode} == 1) {
-    my $take = length $self->{rbuf};
-    $take = $self->{body_left} if $take > $self->{body_left};
+  if ($self->[BODY_MODE] == 1) {
+    my $take = length $self->[RBUF];
+    $take = $self->[BODY_LEFT] if $take > $self->[BODY_LEFT];
     return unless $take;
-    $got = substr($self->{rbuf}, 0, $take, '');
-    $self->{body_left} -= $take;
-    $self->{body_done} = 1 if !$self->{body_left};
+    $got = substr($self->[RBUF], 0, $take, '');
+    $self->[BODY_LEFT] -= $take;
+    $self->[BODY_DONE] = 1 if !$self->[BODY_LEFT];
   }
   else {
     my ($data, $consumed, $state)
-      = decode_chunked($self->{rbuf}, $self->{chunk_state}, $server->{max_header_size});
+      = decode_chunked($self->[RBUF], $self->[CHUNK_STATE], $server->{max_header_size});
     if (ref $data) {
       return $self->_body_error(PAGI::Server::Protocol::HTTP1::error_status($data->{error}),
         $data->{message}, 'protocol_error');
     }
-    substr($self->{rbuf}, 0, $consumed, '');
-    $self->{chunk_state} = $state;
-    $self->{body_done}   = 1 if $state == -4;
+    substr($self->[RBUF], 0, $consumed, '');
+    $self->[CHUNK_STATE] = $state;
+    $self->[BODY_DONE]   = 1 if $state == -4;
     $got = $data;
   }
-  $self->{body_seen} += length $got;
-  if ($server->{max_body_size} && $self->{body_seen} > $server->{max_body_size}) {
+  $self->[BODY_SEEN] += length $got;
+  if ($server->{max_body_size} && $self->[BODY_SEEN] > $server->{max_body_size}) {
     return $self->_body_error(413, 'request body too large', 'body_too_large');
   }
-  if ($self->{body_done}) {
-    $self->{body_mode}     = 0;
-    $self->{deadline_kind} = '';
+  if ($self->[BODY_DONE]) {
+    $self->[BODY_MODE]     = 0;
+    $self->[DEADLINE_KIND] = '';
   }
-  if ($self->{draining}) {
-    return $self->_next_request if $self->{body_done};
+  if ($self->[DRAINING]) {
+    return $self->_next_request if $self->[BODY_DONE];
     return $self->_resume_read;
   }
   # No new bytes (a partial chunk-size line): no empty event for the app
-  return unless length $got || $self->{body_done};
-  $self->{body_buf} .= $got;
-  $self->_pause_read if length $self->{body_buf} > BODY_HIGH;
-  $self->_deliver_body if $self->{recv_wait};
+  return unless length $got || $self->[BODY_DONE];
+  $self->[BODY_BUF] .= $got;
+  $self->_pause_read if length $self->[BODY_BUF] > BODY_HIGH;
+  $self->_deliver_body if $self->[RECV_WAIT];
 }
 
 # The request body is invalid or too large: answer if we still can, then close
 sub _body_error ($self, $status, $message, $reason) {
-  $self->{keep} = 0;
-  if (!$self->{started} && !$self->{complete}) {
+  $self->[KEEP] = 0;
+  if (!$self->[STARTED] && !$self->[COMPLETE]) {
     # Answer first: the disconnect resumes the app at once, and an app that returns
     # then must find the connection already closing, or it would just close it
     $self->_wire_error($status, $message);
@@ -362,53 +352,53 @@ sub _body_error ($self, $status, $message, $reason) {
 }
 
 sub _receive ($self) {
-  my $cstate = $self->{cstate};
+  my $cstate = $self->[CSTATE];
   # After the response is complete the next event is the disconnect, read or not
   return Future->done({type => 'http.disconnect'})
-    if !$cstate || !$cstate->{connected} || $self->{complete};
-  if ($self->{body_final}) {
+    if !$cstate || !$cstate->[CS_CONNECTED] || $self->[COMPLETE];
+  if ($self->[BODY_FINAL]) {
     # The body was delivered; the next event is the disconnect
-    return $self->{recv_wait} //= Future->new;
+    return $self->[RECV_WAIT] //= Future->new;
   }
-  if ($self->{facts}{expect_continue} && !$self->{continued} && !$self->{started}) {
-    $self->{continued} = 1;
+  if ($self->[FACTS]{expect_continue} && !$self->[CONTINUED] && !$self->[STARTED]) {
+    $self->[CONTINUED] = 1;
     $self->_write($CONTINUE);
   }
-  if ($self->{body_done} || length $self->{body_buf}) {
-    my $body = $self->{body_buf};
-    $self->{body_buf} = '';
-    $self->_resume_read if !$self->{reading} && $self->{phase} == REQUEST;
-    $self->{body_final} = $self->{body_done};
-    return Future->done({type => 'http.request', body => $body, more => $self->{body_done} ? 0 : 1});
+  if ($self->[BODY_DONE] || length $self->[BODY_BUF]) {
+    my $body = $self->[BODY_BUF];
+    $self->[BODY_BUF] = '';
+    $self->_resume_read if !$self->[READING] && $self->[PHASE] == REQUEST;
+    $self->[BODY_FINAL] = $self->[BODY_DONE];
+    return Future->done({type => 'http.request', body => $body, more => $self->[BODY_DONE] ? 0 : 1});
   }
-  return $self->{recv_wait} //= Future->new;
+  return $self->[RECV_WAIT] //= Future->new;
 }
 
 sub _deliver_body ($self) {
-  my $f = delete $self->{recv_wait};
-  return if $self->{body_final};
-  my $body = $self->{body_buf};
-  $self->{body_buf}   = '';
-  $self->{body_final} = $self->{body_done};
-  $f->done({type => 'http.request', body => $body, more => $self->{body_done} ? 0 : 1});
+  my $f = delete $self->[RECV_WAIT];
+  return if $self->[BODY_FINAL];
+  my $body = $self->[BODY_BUF];
+  $self->[BODY_BUF]   = '';
+  $self->[BODY_FINAL] = $self->[BODY_DONE];
+  $f->done({type => 'http.request', body => $body, more => $self->[BODY_DONE] ? 0 : 1});
 }
 
 # ---- responses -----------------------------------------------------------------
 
 # HTTP's send, as a method (for subclasses: SSE sends its HTTP events through it)
-sub _send ($self, $ev) { $self->{http_send}->($ev) }
+sub _send ($self, $ev) { $self->[HTTP_SEND]->($ev) }
 
 # Makes the connection's HTTP $send: a closure over the (weak) connection
 sub _http_sender ($weak) {
   return sub {
     my $self = $weak or return $DONE;
     my $ev = $_[0];
-    my $cstate = $self->{cstate};
-    return $DONE if !$cstate || !$cstate->{connected} && !$self->{half_closed};
+    my $cstate = $self->[CSTATE];
+    return $DONE if !$cstate || !$cstate->[CS_CONNECTED] && !$self->[HALF_CLOSED];
     my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
     if ($type eq 'http.response.body') {
-      return Future->fail("http.response.body before http.response.start\n") unless $self->{started};
-      return Future->fail("$type after the response was complete\n") if $self->{complete};
+      return Future->fail("http.response.body before http.response.start\n") unless $self->[STARTED];
+      return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
       if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
       my $body = $ev->{body} // '';
       if (utf8::is_utf8($body)) {
@@ -416,23 +406,23 @@ sub _http_sender ($weak) {
         utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
       }
       my $more = $ev->{more} // $ev->{more_body};
-      if (!$self->{head_sent}) {
-        if (!$more && !$self->{trailers}) {
+      if (!$self->[HEAD_SENT]) {
+        if (!$more && !$self->[TRAILERS]) {
           # Fast path: head and body in one buffer, one write
-          my ($bytes, $mode, $close, $length) = serialize_response($self->{status},
-            $self->{headers}, $self->{flags}, $body);
+          my ($bytes, $mode, $close, $length) = serialize_response($self->[STATUS],
+            $self->[HEADERS], $self->[FLAGS], $body);
           return Future->fail("http.response.start: $mode\n") unless defined $bytes;
           # The app's own Content-Length must match: a wrong one would desynchronise
           # the connection for the next response
           return Future->fail("http.response.body: " . length($body)
             . " bytes of body for a Content-Length of $length\n")
             if $mode == M_LENGTH && $length != length $body;
-          $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: fast path");
-          $self->{head_sent} = 1;
-          $self->{keep} = 0 if $close;
-          $self->{sent_bytes} += length $body if $mode;
+          $self->[SERVER]{debug} and $self->[SERVER]->log(debug => "response $self->[STATUS]: fast path");
+          $self->[HEAD_SENT] = 1;
+          $self->[KEEP] = 0 if $close;
+          $self->[SENT_BYTES] += length $body if $mode;
           # Inside a read (the usual case) the bytes only join the output buffer
-          if ($self->{corked}) { $self->{wbuf} .= $bytes } else { $self->_write($bytes) }
+          if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
           return $self->_response_complete;
         }
         my $err = $self->_write_head;
@@ -445,7 +435,7 @@ sub _http_sender ($weak) {
       return $self->_send_future;
     }
     if ($type eq 'http.response.start') {
-      return Future->fail("http.response.start sent twice\n") if $self->{started};
+      return Future->fail("http.response.start sent twice\n") if $self->[STARTED];
       my $status = $ev->{status};
       return Future->fail("http.response.start: status must be an integer\n")
         unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
@@ -458,24 +448,24 @@ sub _http_sender ($weak) {
       }
       # A body that will be neither read nor drained (too big, or its client still waits
       # for "100 Continue") leaves this connection unusable: say so in this response
-      $self->{keep} = 0 if !$self->{body_done} && !$self->_can_drain;
-      my $flags = $self->{rflags};
-      $flags |= F_CLOSE if !$self->{keep};
-      $self->{status}   = 0 + $status;
-      $self->{headers}  = $headers;
-      $self->{flags}    = $flags;
-      $self->{trailers} = $ev->{trailers} ? 1 : 0;
-      $self->{started}  = 1;
-      $self->{cstate}{started} = 1;
+      $self->[KEEP] = 0 if !$self->[BODY_DONE] && !$self->_can_drain;
+      my $flags = $self->[RFLAGS];
+      $flags |= F_CLOSE if !$self->[KEEP];
+      $self->[STATUS]   = 0 + $status;
+      $self->[HEADERS]  = $headers;
+      $self->[FLAGS]    = $flags;
+      $self->[TRAILERS] = $ev->{trailers} ? 1 : 0;
+      $self->[STARTED]  = 1;
+      $self->[CSTATE][CS_STARTED] = 1;
       return $DONE;
     }
     if ($type eq 'http.response.trailers') {
       return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
-        unless $self->{started} && $self->{trailers};
-      return Future->fail("$type after the response was complete\n") if $self->{complete};
-      my $err = !$self->{head_sent} && $self->_write_head;
+        unless $self->[STARTED] && $self->[TRAILERS];
+      return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
+      my $err = !$self->[HEAD_SENT] && $self->_write_head;
       return Future->fail($err) if $err;
-      if ($self->{resp_mode} == M_CHUNKED) {
+      if ($self->[RESP_MODE] == M_CHUNKED) {
         my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
         return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
         $self->_write($bytes);
@@ -490,34 +480,34 @@ sub _http_sender ($weak) {
 
 # Writes the response head for the streaming path; returns an error message or ''
 sub _write_head ($self) {
-  my ($bytes, $mode, $close, $length) = serialize_response($self->{status},
-    $self->{headers}, $self->{flags}, undef);
+  my ($bytes, $mode, $close, $length) = serialize_response($self->[STATUS],
+    $self->[HEADERS], $self->[FLAGS], undef);
   return "http.response.start: $mode\n" unless defined $bytes;
-  $self->{server}{debug} and $self->{server}->log(debug => "response $self->{status}: general path");
-  $self->{head_sent} = 1;
-  $self->{resp_mode} = $mode;
-  $self->{resp_left} = $length;
-  $self->{keep} = 0 if $close;
+  $self->[SERVER]{debug} and $self->[SERVER]->log(debug => "response $self->[STATUS]: general path");
+  $self->[HEAD_SENT] = 1;
+  $self->[RESP_MODE] = $mode;
+  $self->[RESP_LEFT] = $length;
+  $self->[KEEP] = 0 if $close;
   $self->_write($bytes);
   return '';
 }
 
 # Writes body bytes in the response's framing; returns an error message or ''
 sub _write_body ($self, $body) {
-  my $mode = $self->{resp_mode};
+  my $mode = $self->[RESP_MODE];
   return '' if $mode == M_NONE;
   my $err = '';
   if ($mode == M_LENGTH) {
     # Never more than the announced length: the rest would be read as a response
-    my $left = $self->{resp_left};
+    my $left = $self->[RESP_LEFT];
     if (length $body > $left) {
       $err = (length($body) - $left) . " bytes beyond the Content-Length were dropped";
       $body = substr($body, 0, $left);
-      $self->{keep} = 0;
+      $self->[KEEP] = 0;
     }
-    $self->{resp_left} -= length $body;
+    $self->[RESP_LEFT] -= length $body;
   }
-  $self->{sent_bytes} += length $body;
+  $self->[SENT_BYTES] += length $body;
   $self->_write($mode == M_CHUNKED ? serialize_chunk($body) : $body);
   return $err;
 }
@@ -525,21 +515,21 @@ sub _write_body ($self, $body) {
 # The app's last body bytes were written: finish the framing, or fail a body that fell
 # short of its Content-Length (the connection cannot be reused: close it)
 sub _end_body ($self) {
-  if ($self->{resp_mode} == M_LENGTH && $self->{resp_left}) {
-    my $short = $self->{resp_left};
-    $self->{server}->log(error => "response body ended $short bytes short of its Content-Length; closing");
+  if ($self->[RESP_MODE] == M_LENGTH && $self->[RESP_LEFT]) {
+    my $short = $self->[RESP_LEFT];
+    $self->[SERVER]->log(error => "response body ended $short bytes short of its Content-Length; closing");
     $self->_abort('server_error');
     return Future->fail("http.response.body: the body ended $short bytes short of its Content-Length\n");
   }
-  return $DONE if $self->{trailers};    # http.response.trailers completes it
-  $self->_write("0\r\n\r\n") if $self->{resp_mode} == M_CHUNKED;
+  return $DONE if $self->[TRAILERS];    # http.response.trailers completes it
+  $self->_write("0\r\n\r\n") if $self->[RESP_MODE] == M_CHUNKED;
   return $self->_response_complete;
 }
 
 # A send's Future: done now, unless the socket is backed up
 sub _send_future ($self) {
-  return $DONE if length $self->{wbuf} < WRITE_HIGH;
-  return $self->{drain} //= Future->new;
+  return $DONE if length $self->[WBUF] < WRITE_HIGH;
+  return $self->[DRAIN] //= Future->new;
 }
 
 sub _send_file ($self, $ev) {
@@ -561,14 +551,14 @@ sub _send_file ($self, $ev) {
   if ($offset) {
     seek($fh, $offset, 0) or return Future->fail("http.response.body: cannot seek: $!\n");
   }
-  if (!$self->{head_sent}) {
+  if (!$self->[HEAD_SENT]) {
     # A file's length is known: frame it with Content-Length unless the app did
     if (-f $fh) {
       my $size = (-s _) - $offset;
       $size = 0 if $size < 0;
       $size = $length if defined $length && $length < $size;
-      $self->{headers} = [@{$self->{headers}}, ['content-length', $size]]
-        unless grep { lc $_->[0] eq 'content-length' } @{$self->{headers}};
+      $self->[HEADERS] = [@{$self->[HEADERS]}, ['content-length', $size]]
+        unless grep { lc $_->[0] eq 'content-length' } @{$self->[HEADERS]};
     }
     my $err = $self->_write_head;
     return Future->fail($err) if $err;
@@ -582,7 +572,7 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
   weaken(my $weak = $self);
   my $step;
   $step = sub {
-    while ($weak && $weak->{cstate}{connected}) {
+    while ($weak && $weak->[CSTATE][CS_CONNECTED]) {
       my $want = FILE_CHUNK;
       $want = $left if defined $left && $left < $want;
       my $n = $want ? read($fh, my $buf, $want) : 0;
@@ -600,8 +590,8 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       }
       $left -= $n if defined $left;
       $weak->_write_body($buf);
-      if (length $weak->{wbuf} >= WRITE_HIGH) {
-        ($weak->{drain} //= Future->new)->on_ready(sub { $step->() if $step });
+      if (length $weak->[WBUF] >= WRITE_HIGH) {
+        ($weak->[DRAIN] //= Future->new)->on_ready(sub { $step->() if $step });
         return;
       }
     }
@@ -614,43 +604,43 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
 }
 
 sub _response_complete ($self) {
-  $self->{complete} = 1;
-  my $cstate = $self->{cstate};
+  $self->[COMPLETE] = 1;
+  my $cstate = $self->[CSTATE];
   # Callbacks are rare: skip the method call without them
-  if ($cstate->{on_complete} || $cstate->{on_disconnect}) { $cstate->_complete }
-  else { $cstate->{complete} = 1 }
-  $self->_access_log if $self->{server}{access_log};
-  if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) }
-  $self->_next_request unless $self->{app_running};
+  if ($cstate->[CS_ON_COMPLETE] || $cstate->[CS_ON_DISCONNECT]) { $cstate->_complete }
+  else { $cstate->[CS_COMPLETE] = 1 }
+  $self->_access_log if $self->[SERVER]{access_log};
+  if (my $f = delete $self->[RECV_WAIT]) { $f->done({type => 'http.disconnect'}) }
+  $self->_next_request unless $self->[APP_RUNNING];
   return $DONE;
 }
 
 sub _app_done ($self, $f) {
-  $self->{app_running} = 0;
-  delete $self->{app_future};
+  $self->[APP_RUNNING] = 0;
+  delete $self->[APP_FUTURE];
   # The usual case first: the app is done and its response complete
   return $self->_next_request
-    if $self->{complete} && $f->is_done && $self->{cstate}{connected};
-  my $server = $self->{server};
+    if $self->[COMPLETE] && $f->is_done && $self->[CSTATE][CS_CONNECTED];
+  my $server = $self->[SERVER];
   my $error = $f->is_failed ? ($f->failure)[0] : undef;
   $error = 'cancelled' if !defined $error && $f->is_cancelled;
-  my $cstate = $self->{cstate};
-  if (!$cstate->{connected}) {
+  my $cstate = $self->[CSTATE];
+  if (!$cstate->[CS_CONNECTED]) {
     # The client has gone: no 500, no error log
-    return $self->_close_after_flush if $self->{phase} == REQUEST;
+    return $self->_close_after_flush if $self->[PHASE] == REQUEST;
     return;
   }
   if (defined $error) {
     chomp(my $e = "$error");
     $server->log(error => "application error: $e");
   }
-  if (!$self->{started}) {
+  if (!$self->[STARTED]) {
     $server->log(error => 'application returned without sending a response') unless defined $error;
-    $self->{cstate}{started} = 1;
+    $self->[CSTATE][CS_STARTED] = 1;
     $self->_disconnect('server_error', 1);
     return $self->_wire_error(500, 'internal server error');
   }
-  if (!$self->{complete}) {
+  if (!$self->[COMPLETE]) {
     $server->log(error => 'application finished without completing its response; closing')
       unless defined $error;
     return $self->_abort('server_error');
@@ -660,123 +650,123 @@ sub _app_done ($self, $f) {
 
 # Can the unread rest of the request body be read and dropped to keep the connection?
 sub _can_drain ($self) {
-  return $self->{body_mode} == 1 && $self->{body_left} <= DRAIN_BODY_MAX
-    && !($self->{facts}{expect_continue} && !$self->{continued});
+  return $self->[BODY_MODE] == 1 && $self->[BODY_LEFT] <= DRAIN_BODY_MAX
+    && !($self->[FACTS]{expect_continue} && !$self->[CONTINUED]);
 }
 
 # Both the response and the app are done: keep-alive or close
 sub _next_request ($self) {
-  return if $self->{phase} != REQUEST;
-  if (!$self->{body_done} && !$self->{draining}) {
+  return if $self->[PHASE] != REQUEST;
+  if (!$self->[BODY_DONE] && !$self->[DRAINING]) {
     # The app did not read the whole body. A small rest of a Content-Length body is
     # read and dropped to keep the connection; otherwise close. A client still waiting
     # for "100 Continue" will not send its body at all.
-    if ($self->{keep} && $self->_can_drain) {
-      $self->{draining}      = 1;
-      $self->{deadline_kind} = 'body';
-      $self->{deadline}      = $PAGI::Server::NOW + $self->{server}{timeout};
+    if ($self->[KEEP] && $self->_can_drain) {
+      $self->[DRAINING]      = 1;
+      $self->[DEADLINE_KIND] = 'body';
+      $self->[DEADLINE]      = $PAGI::Server::NOW + $self->[SERVER]{timeout};
       return $self->_feed_body;    # comes back here once the body is done
     }
-    $self->{keep} = 0;
+    $self->[KEEP] = 0;
   }
-  @$self{qw(draining req cstate headers)} = (0, undef, undef, undef);
-  my $server = $self->{server};
+  @$self[DRAINING, REQ, CSTATE, HEADERS] = (0, undef, undef, undef);
+  my $server = $self->[SERVER];
   # max_requests (0 = off): the worker retires after its Nth request
   $server->_retire if ++$server->{served} == $server->{max_requests};
   # A soft stop (a retiring worker) keeps a keep-alive connection for one more request,
   # answered with Connection: close, rather than cut it under a client's next request
-  if (!$self->{keep} || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
-  @$self{qw(phase deadline_kind deadline)}
+  if (!$self->[KEEP] || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
+  @$self[PHASE, DEADLINE_KIND, DEADLINE]
     = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout});
-  $self->_resume_read unless $self->{reading};
+  $self->_resume_read unless $self->[READING];
   # The next pipelined request (when called from inside _process, its loop does it)
-  $self->_process if length $self->{rbuf} && !$self->{in_process};
+  $self->_process if length $self->[RBUF] && !$self->[IN_PROCESS];
 }
 
 # ---- writing -------------------------------------------------------------------
 
 sub _write ($self, $data) {
-  return if $self->{phase} == CLOSED;
-  if (length $self->{wbuf} || $self->{corked}) {
-    $self->{wbuf} .= $data;
-    $self->{transport}->_high if length $self->{wbuf} >= WRITE_HIGH && $self->{transport};
+  return if $self->[PHASE] == CLOSED;
+  if (length $self->[WBUF] || $self->[CORKED]) {
+    $self->[WBUF] .= $data;
+    $self->[TRANSPORT]->_high if length $self->[WBUF] >= WRITE_HIGH && $self->[TRANSPORT];
     return;
   }
-  my $n = syswrite($self->{fh}, $data);
+  my $n = syswrite($self->[FH], $data);
   if (!defined $n) {
     return $self->_abort('write_error') unless $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
     $n = 0;
   }
   return if $n == length $data;
-  $self->{wbuf} = substr($data, $n);
-  $self->{transport}->_high if length $self->{wbuf} >= WRITE_HIGH && $self->{transport};
-  $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
-  $self->{wwatch} = 1;
-  $self->{loop}->watch_io(handle => $self->{fh}, on_write_ready => $self->{on_write});
-  PAGI::Server::TLS::again($self, 'write') if $self->{tls};
+  $self->[WBUF] = substr($data, $n);
+  $self->[TRANSPORT]->_high if length $self->[WBUF] >= WRITE_HIGH && $self->[TRANSPORT];
+  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+  $self->[WWATCH] = 1;
+  $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE]);
+  PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
 }
 
 # Writes what was collected while corked
 sub _flush ($self) {
-  return if $self->{phase} == CLOSED;
-  my $n = syswrite($self->{fh}, $self->{wbuf});
-  if (defined $n && $n == length $self->{wbuf}) { $self->{wbuf} = '' }
+  return if $self->[PHASE] == CLOSED;
+  my $n = syswrite($self->[FH], $self->[WBUF]);
+  if (defined $n && $n == length $self->[WBUF]) { $self->[WBUF] = '' }
   else {
     # Short or failed: _write queues the rest (or meets the error again and handles it)
-    my $rest = defined $n ? substr($self->{wbuf}, $n) : $self->{wbuf};
-    $self->{wbuf} = '';
+    my $rest = defined $n ? substr($self->[WBUF], $n) : $self->[WBUF];
+    $self->[WBUF] = '';
     $self->_write($rest);
   }
   # A send may be waiting for the buffer that was just written
-  $self->_released if length $self->{wbuf} < WRITE_LOW
-    && ($self->{drain} || $self->{transport} && $self->{transport}{above});
-  $self->_finish_close if $self->{phase} == CLOSING && !length $self->{wbuf};
+  $self->_released if length $self->[WBUF] < WRITE_LOW
+    && ($self->[DRAIN] || $self->[TRANSPORT] && $self->[TRANSPORT]{above});
+  $self->_finish_close if $self->[PHASE] == CLOSING && !length $self->[WBUF];
 }
 
 # The output buffer fell below the low mark: release a waiting send
 sub _released ($self) {
-  $self->{transport}->_drain if $self->{transport};
-  if (my $f = delete $self->{drain}) { $f->done }
+  $self->[TRANSPORT]->_drain if $self->[TRANSPORT];
+  if (my $f = delete $self->[DRAIN]) { $f->done }
 }
 
 sub _on_write ($self) {
-  my $n = syswrite($self->{fh}, $self->{wbuf});
+  my $n = syswrite($self->[FH], $self->[WBUF]);
   if (!defined $n) {
     if ($! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR) {
-      PAGI::Server::TLS::again($self, 'write') if $self->{tls};
+      PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
       return;
     }
     return $self->_abort('write_error');
   }
-  substr($self->{wbuf}, 0, $n, '');
-  $self->{wdeadline} = $PAGI::Server::NOW + $self->{server}{timeout};
-  if (length $self->{wbuf} < WRITE_LOW) {
+  substr($self->[WBUF], 0, $n, '');
+  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+  if (length $self->[WBUF] < WRITE_LOW) {
     $self->_released;
     # That resumed the app, which may have finished and closed us meanwhile
-    return if $self->{phase} == CLOSED;
+    return if $self->[PHASE] == CLOSED;
   }
-  return if length $self->{wbuf};
-  $self->{wdeadline} = undef;
-  $self->{wwatch} = 0;
-  $self->{loop}->unwatch_io(handle => $self->{fh}, on_write_ready => 1);
-  $self->_finish_close if $self->{phase} == CLOSING;
+  return if length $self->[WBUF];
+  $self->[WDEADLINE] = undef;
+  $self->[WWATCH] = 0;
+  $self->[LOOP]->unwatch_io(handle => $self->[FH], on_write_ready => 1);
+  $self->_finish_close if $self->[PHASE] == CLOSING;
 }
 
 # ---- errors, disconnects, closing ------------------------------------------------
 
 # The one wire-error builder: a close-delimited text/plain response
 sub _wire_error ($self, $status, $message, $headers = []) {
-  my $server = $self->{server};
-  my $peer = $self->{client} ? "$self->{client}[0]:$self->{client}[1]" : 'unix socket';
+  my $server = $self->[SERVER];
+  my $peer = $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket';
   $server->log(warn => "$peer: $status $message");
   my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);
   my ($bytes) = serialize_response($status,
     [['Content-Type', 'text/plain; charset=utf-8'], @$headers], F_CLOSE, "$reason\n");
-  $self->{status} = $status;
-  $self->{sent_bytes} = length($reason) + 1;
+  $self->[STATUS] = $status;
+  $self->[SENT_BYTES] = length($reason) + 1;
   $self->_write($bytes);
-  $self->_access_log if $server->{access_log} && $self->{req};
-  $self->{keep} = 0;
+  $self->_access_log if $server->{access_log} && $self->[REQ];
+  $self->[KEEP] = 0;
   $self->_close_after_flush(1);
 }
 
@@ -788,32 +778,32 @@ sub _abort ($self, $reason) {
 
 # Marks the current request disconnected and notifies the app, in the spec's order
 sub _disconnect ($self, $reason, $keep_socket = 0) {
-  my $cstate = $self->{cstate} or return;
-  return unless $cstate->{connected};
+  my $cstate = $self->[CSTATE] or return;
+  return unless $cstate->[CS_CONNECTED];
   $cstate->_disconnect($reason);
-  if (my $f = delete $self->{recv_wait}) { $f->done({type => 'http.disconnect'}) }
-  if (my $f = delete $self->{drain})     { $f->done }
+  if (my $f = delete $self->[RECV_WAIT]) { $f->done({type => 'http.disconnect'}) }
+  if (my $f = delete $self->[DRAIN])     { $f->done }
 }
 
 sub _close_after_flush ($self, $linger = 0) {
-  return if $self->{phase} >= CLOSING;
-  $self->{phase}  = CLOSING;
-  $self->{linger} = $linger;
-  return $self->_finish_close unless length $self->{wbuf};
-  $self->{deadline_kind} = 'closing';
-  $self->{deadline} = $PAGI::Server::NOW + $self->{server}{timeout};
+  return if $self->[PHASE] >= CLOSING;
+  $self->[PHASE]  = CLOSING;
+  $self->[LINGER] = $linger;
+  return $self->_finish_close unless length $self->[WBUF];
+  $self->[DEADLINE_KIND] = 'closing';
+  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
 }
 
 # Output flushed: close, after a short linger when the peer may still be sending
 sub _finish_close ($self) {
-  if ($self->{linger} && !$self->{eof}) {
+  if ($self->[LINGER] && !$self->[EOF]) {
     # Closing with unread input would reset the connection and could destroy the
     # response in flight; half-close and drain the input for a moment instead
-    shutdown($self->{fh}, SHUT_WR);
-    $self->{rbuf} = '';
-    $self->{deadline_kind} = 'linger';
-    $self->{deadline} = $PAGI::Server::NOW + LINGER_SECONDS;
-    $self->{reading} = 0;
+    shutdown($self->[FH], SHUT_WR);
+    $self->[RBUF] = '';
+    $self->[DEADLINE_KIND] = 'linger';
+    $self->[DEADLINE] = $PAGI::Server::NOW + LINGER_SECONDS;
+    $self->[READING] = 0;
     $self->_resume_read;
     return;
   }
@@ -821,39 +811,39 @@ sub _finish_close ($self) {
 }
 
 sub _close ($self) {
-  return if $self->{phase} == CLOSED;
-  my $fh = $self->{fh};
+  return if $self->[PHASE] == CLOSED;
+  my $fh = $self->[FH];
   $self->_disconnect('client_closed');
-  $self->{phase} = CLOSED;
-  $self->{corked} = 0;
-  $self->{loop}->unwatch_io(handle => $fh, on_read_ready => 1, on_write_ready => 1);
+  $self->[PHASE] = CLOSED;
+  $self->[CORKED] = 0;
+  $self->[LOOP]->unwatch_io(handle => $fh, on_read_ready => 1, on_write_ready => 1);
   close $fh;
-  $self->{wbuf} = $self->{rbuf} = '';
-  if (my $f = delete $self->{drain}) { $f->done }
+  $self->[WBUF] = $self->[RBUF] = '';
+  if (my $f = delete $self->[DRAIN]) { $f->done }
   # The app may still be running; it keeps us alive until it finishes
-  if ($self->{app_running} && $self->{app_future}) {
+  if ($self->[APP_RUNNING] && $self->[APP_FUTURE]) {
     my $keep = $self;
-    $self->{app_future}->on_ready(sub { undef $keep });
+    $self->[APP_FUTURE]->on_ready(sub { undef $keep });
   }
-  $self->{server}->_forget($self);
+  $self->[SERVER]->_forget($self);
 }
 
 # Called once a second by the server: enforce the deadline of the current phase
 sub _tick ($self, $now) {
-  if (defined $self->{wdeadline} && $now > $self->{wdeadline}) {
+  if (defined $self->[WDEADLINE] && $now > $self->[WDEADLINE]) {
     return $self->_abort('write_timeout');
   }
-  my $kind = $self->{deadline_kind} or return;
-  return if $now <= $self->{deadline};
+  my $kind = $self->[DEADLINE_KIND] or return;
+  return if $now <= $self->[DEADLINE];
   if ($kind eq 'idle') { return $self->_close }
   if ($kind eq 'head') {
     # A request head that is too slow: 408 and close
-    return $self->_wire_error(408, 'request timeout') if length $self->{rbuf};
+    return $self->_wire_error(408, 'request timeout') if length $self->[RBUF];
     return $self->_close;
   }
   if ($kind eq 'body') {
-    $self->{deadline_kind} = '';
-    return $self->_body_error(408, 'request timeout', 'client_timeout') unless $self->{draining};
+    $self->[DEADLINE_KIND] = '';
+    return $self->_body_error(408, 'request timeout', 'client_timeout') unless $self->[DRAINING];
     return $self->_close;
   }
   $self->_close;    # closing or linger took too long
@@ -861,23 +851,23 @@ sub _tick ($self, $now) {
 
 # Server shutdown: idle connections close now, busy ones after their response
 sub _shutdown ($self, $force = 0) {
-  $self->{keep} = 0;
+  $self->[KEEP] = 0;
   if ($force) {
     $self->_disconnect('server_shutdown');
     return $self->_close;
   }
-  $self->_close if $self->{phase} == IDLE && !length $self->{rbuf};
+  $self->_close if $self->[PHASE] == IDLE && !length $self->[RBUF];
 }
 
 sub _access_log ($self) {
-  my $server = $self->{server};
-  my $req = $self->{req} or return;
-  my $client = $self->{client} ? $self->{client}[0] : '-';
+  my $server = $self->[SERVER];
+  my $req = $self->[REQ] or return;
+  my $client = $self->[CLIENT] ? $self->[CLIENT][0] : '-';
   my $target = $req->{raw_path} . (length $req->{query_string} ? "?$req->{query_string}" : '');
-  my $took = $self->{req_time} ? sprintf('%.6f', $server->_hires_time - $self->{req_time}) : '-';
+  my $took = $self->[REQ_TIME] ? sprintf('%.6f', $server->_hires_time - $self->[REQ_TIME]) : '-';
   $server->access_log_line(sprintf qq{%s - - [%s] "%s %s HTTP/%s" %d %s %s\n},
     $client, $server->_log_time, $req->{method}, $target, $req->{http_version},
-    $self->{status}, $self->{sent_bytes} || '-', $took);
+    $self->[STATUS], $self->[SENT_BYTES] || '-', $took);
 }
 
 # The protocols that take a connection over after its request head

@@ -8,39 +8,48 @@ use Future;
 our $VERSION = '0.001';
 
 # The scope's 'pagi.connection' object: one per request, a plain record that the
-# connection updates. It holds no reference back to the connection.
+# connection updates. It holds no reference back to the connection. An array (one is
+# made per request): the connection imports the field indexes with ':fields'.
+use constant {
+  CS_CONNECTED => 0, CS_STARTED => 1, CS_COMPLETE => 2, CS_REASON => 3,
+  CS_ON_DISCONNECT => 4, CS_ON_COMPLETE => 5, CS_FUTURE => 6,
+};
+use Exporter 'import';
+our @EXPORT_OK = qw(CS_CONNECTED CS_STARTED CS_COMPLETE CS_REASON CS_ON_DISCONNECT
+  CS_ON_COMPLETE CS_FUTURE);
+our %EXPORT_TAGS = (fields => \@EXPORT_OK);
 
-# (PAGI::Server::Connection builds the same hash inline: keep the two alike)
+# (PAGI::Server::Connection builds the same array inline: keep the two alike)
 sub new ($class) {
-  return bless {connected => 1, started => 0, complete => 0}, $class;
+  return bless [1, 0, 0], $class;
 }
 
-sub is_connected ($self)      { $self->{connected} }
-sub disconnect_reason ($self) { $self->{reason} }
-sub response_started ($self)  { $self->{started} ? 1 : 0 }
-sub response_complete ($self) { $self->{complete} ? 1 : 0 }
+sub is_connected ($self)      { $self->[CS_CONNECTED] }
+sub disconnect_reason ($self) { $self->[CS_REASON] }
+sub response_started ($self)  { $self->[CS_STARTED] ? 1 : 0 }
+sub response_complete ($self) { $self->[CS_COMPLETE] ? 1 : 0 }
 
 sub on_disconnect ($self, $cb) {
   Carp::croak('on_disconnect needs a code reference') unless ref $cb eq 'CODE';
-  return if $self->{complete};
+  return if $self->[CS_COMPLETE];
   # A late registration runs at once
-  return $self->_run($cb, $self->{reason}) if defined $self->{reason};
-  push @{$self->{on_disconnect}}, $cb;
+  return $self->_run($cb, $self->[CS_REASON]) if defined $self->[CS_REASON];
+  push @{$self->[CS_ON_DISCONNECT]}, $cb;
   return;
 }
 
 sub on_complete ($self, $cb) {
   Carp::croak('on_complete needs a code reference') unless ref $cb eq 'CODE';
-  return if defined $self->{reason};
-  return $self->_run($cb) if $self->{complete};
-  push @{$self->{on_complete}}, $cb;
+  return if defined $self->[CS_REASON];
+  return $self->_run($cb) if $self->[CS_COMPLETE];
+  push @{$self->[CS_ON_COMPLETE]}, $cb;
   return;
 }
 
 sub disconnect_future ($self) {
-  return $self->{future} //= do {
+  return $self->[CS_FUTURE] //= do {
     my $f = Future->new;
-    $f->done($self->{reason}) if defined $self->{reason};
+    $f->done($self->[CS_REASON]) if defined $self->[CS_REASON];
     $f;
   };
 }
@@ -53,21 +62,21 @@ sub _run ($self, $cb, @args) {
 
 # Abnormal end, in the spec's order: not connected, reason, future, callbacks
 sub _disconnect ($self, $reason) {
-  return unless $self->{connected};
-  $self->{connected} = 0;
-  return if $self->{complete};
-  $self->{reason} = $reason;
-  $self->{future}->done($reason) if $self->{future} && !$self->{future}->is_ready;
-  my $cbs = delete $self->{on_disconnect};
-  delete $self->{on_complete};
+  return unless $self->[CS_CONNECTED];
+  $self->[CS_CONNECTED] = 0;
+  return if $self->[CS_COMPLETE];
+  $self->[CS_REASON] = $reason;
+  $self->[CS_FUTURE]->done($reason) if $self->[CS_FUTURE] && !$self->[CS_FUTURE]->is_ready;
+  my $cbs = delete $self->[CS_ON_DISCONNECT];
+  delete $self->[CS_ON_COMPLETE];
   $self->_run($_, $reason) for @{$cbs || []};
 }
 
 # Clean end: the response was fully handed to the socket
 sub _complete ($self) {
-  $self->{complete} = 1;
-  delete $self->{on_disconnect};
-  my $cbs = delete $self->{on_complete} or return;
+  $self->[CS_COMPLETE] = 1;
+  delete $self->[CS_ON_DISCONNECT];
+  my $cbs = delete $self->[CS_ON_COMPLETE] or return;
   $self->_run($_) for @$cbs;
 }
 

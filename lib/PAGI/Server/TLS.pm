@@ -6,6 +6,7 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use Scalar::Util qw(weaken);
 use IO::Socket::SSL ();
 use Net::SSLeay ();
+use PAGI::Server::Connection::Fields;
 
 our $VERSION = '0.001';
 
@@ -166,34 +167,34 @@ sub info ($server, $ssl) {
 # survive the re-bless into the WebSocket or SSE connection classes.
 sub setup_connection ($conn) {
   weaken(my $weak = $conn);
-  $conn->{on_read} = sub {
+  $conn->[ON_READ] = sub {
     return unless $weak;
-    if ($weak->{tls_ww}) {
+    if ($weak->[TLS_WW]) {
       # A write was waiting for the peer's bytes: retry it, watch writes again
-      $weak->{tls_ww} = 0;
-      if (length $weak->{wbuf}) {
-        $weak->{loop}->watch_io(handle => $weak->{fh}, on_write_ready => $weak->{on_write});
+      $weak->[TLS_WW] = 0;
+      if (length $weak->[WBUF]) {
+        $weak->[LOOP]->watch_io(handle => $weak->[FH], on_write_ready => $weak->[ON_WRITE]);
         $weak->_on_write;
-        return unless $weak && $weak->{phase} != PAGI::Server::Connection::CLOSED;
+        return unless $weak && $weak->[PHASE] != PAGI::Server::Connection::CLOSED;
       }
-      if (!$weak->{reading}) {
-        $weak->{loop}->unwatch_io(handle => $weak->{fh}, on_read_ready => 1);
+      if (!$weak->[READING]) {
+        $weak->[LOOP]->unwatch_io(handle => $weak->[FH], on_read_ready => 1);
         return;
       }
     }
     $weak->_on_read;
   };
-  $conn->{on_write} = sub {
+  $conn->[ON_WRITE] = sub {
     return unless $weak;
-    if ($weak->{tls_rw}) {
+    if ($weak->[TLS_RW]) {
       # A read was waiting to write (TLS 1.3 key update): retry the read
-      $weak->{tls_rw} = 0;
-      $weak->{loop}->unwatch_io(handle => $weak->{fh}, on_write_ready => 1)
-        unless length $weak->{wbuf};
+      $weak->[TLS_RW] = 0;
+      $weak->[LOOP]->unwatch_io(handle => $weak->[FH], on_write_ready => 1)
+        unless length $weak->[WBUF];
       $weak->_on_read;
-      return unless $weak && $weak->{phase} != PAGI::Server::Connection::CLOSED;
+      return unless $weak && $weak->[PHASE] != PAGI::Server::Connection::CLOSED;
     }
-    $weak->_on_write if length $weak->{wbuf};
+    $weak->_on_write if length $weak->[WBUF];
   };
 }
 
@@ -201,16 +202,16 @@ sub setup_connection ($conn) {
 # OpenSSL may want the other direction (a read needing a write, or the reverse)
 sub again ($conn, $op) {
   my $err = $IO::Socket::SSL::SSL_ERROR or return;
-  my $loop = $conn->{loop};
-  if ($op eq 'read' && $err == SSL_WANT_WRITE && !$conn->{tls_rw}) {
-    $conn->{tls_rw} = 1;
-    $loop->watch_io(handle => $conn->{fh}, on_write_ready => $conn->{on_write});
+  my $loop = $conn->[LOOP];
+  if ($op eq 'read' && $err == SSL_WANT_WRITE && !$conn->[TLS_RW]) {
+    $conn->[TLS_RW] = 1;
+    $loop->watch_io(handle => $conn->[FH], on_write_ready => $conn->[ON_WRITE]);
   }
-  elsif ($op eq 'write' && $err == SSL_WANT_READ && !$conn->{tls_ww}) {
+  elsif ($op eq 'write' && $err == SSL_WANT_READ && !$conn->[TLS_WW]) {
     # Writable is not what we wait for: stop the write watch, wait for input
-    $conn->{tls_ww} = 1;
-    $loop->unwatch_io(handle => $conn->{fh}, on_write_ready => 1);
-    $loop->watch_io(handle => $conn->{fh}, on_read_ready => $conn->{on_read});
+    $conn->[TLS_WW] = 1;
+    $loop->unwatch_io(handle => $conn->[FH], on_write_ready => 1);
+    $loop->watch_io(handle => $conn->[FH], on_read_ready => $conn->[ON_READ]);
   }
 }
 

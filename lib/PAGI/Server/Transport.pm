@@ -4,6 +4,7 @@ use warnings;
 use experimental 'signatures';
 use Carp ();
 use Scalar::Util ();
+use PAGI::Server::Connection::Fields qw(WBUF);
 
 our $VERSION = '0.001';
 
@@ -20,7 +21,7 @@ sub new ($class, $conn, $high, $low) {
 
 sub buffered_amount ($self) {
   my $conn = $self->{conn} or return 0;
-  return length $conn->{wbuf};
+  return length $conn->[WBUF];
 }
 
 sub high_water_mark ($self) { $self->{high} }

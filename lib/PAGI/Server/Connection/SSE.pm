@@ -4,6 +4,8 @@ use warnings;
 use experimental 'signatures';
 use Future;
 use PAGI::Server::Connection ();
+use PAGI::Server::Connection::Fields;
+use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::SSE;
 our @ISA = ('PAGI::Server::Connection');
 
@@ -20,25 +22,25 @@ sub _receive ($self) {
   my $f = $self->SUPER::_receive;
   return $f->then(sub ($ev) {
     if ($ev->{type} eq 'http.request') { $ev->{type} = 'sse.request'; return Future->done($ev) }
-    my $reason = $self->{cstate} && $self->{cstate}{reason};
+    my $reason = $self->[CSTATE] && $self->[CSTATE][CS_REASON];
     return Future->done({type => 'sse.disconnect', reason => $reason // 'client_closed'});
   });
 }
 
 sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
-  my $mode = $self->{sse} // '';
+  my $mode = $self->[SSE] // '';
   if ($type eq 'sse.send' || $type eq 'sse.comment' || $type eq 'sse.keepalive') {
-    return Future->fail("$type after sse.close\n") if $self->{sse_closed};
+    return Future->fail("$type after sse.close\n") if $self->[SSE_CLOSED];
     return Future->fail("$type after a declined (sse.http.response) start\n") if $mode eq 'decline';
-    return Future->done if !$self->{cstate} || !$self->{cstate}{connected};
+    return Future->done if !$self->[CSTATE] || !$self->[CSTATE][CS_CONNECTED];
     if ($type eq 'sse.keepalive') {
       my $interval = $ev->{interval} // 0;
       return Future->fail("sse.keepalive: interval must be a number >= 0\n")
         unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-      $self->{ka_interval} = $interval;
-      $self->{ka_comment}  = $ev->{comment} // '';
-      $self->{ka_next}     = $PAGI::Server::NOW + $interval;
+      $self->[KA_INTERVAL] = $interval;
+      $self->[KA_COMMENT]  = $ev->{comment} // '';
+      $self->[KA_NEXT]     = $PAGI::Server::NOW + $interval;
       return Future->done;
     }
     return Future->fail("$type before sse.start\n") if $mode ne 'stream';
@@ -54,7 +56,7 @@ sub _send ($self, $ev) {
   }
   if ($type eq 'sse.start') {
     return Future->fail("sse.start after the response started\n") if $mode;
-    return Future->done if !$self->{cstate}{connected};
+    return Future->done if !$self->[CSTATE][CS_CONNECTED];
     my $headers = $ev->{headers} // [];
     return Future->fail("sse.start: headers must be an array of [name, value] pairs\n")
       if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
@@ -68,19 +70,19 @@ sub _send ($self, $ev) {
     # The head goes out now: the client is waiting for the stream to open. If it
     # cannot (a bad header), nothing was written and there is no stream to end.
     my $err = $self->_write_head;
-    $self->{sse} = $err ? 'failed' : 'stream';
+    $self->[SSE] = $err ? 'failed' : 'stream';
     return $err ? Future->fail($err =~ s/http\.response\.start/sse.start/r) : Future->done;
   }
   if ($type eq 'sse.close') {
-    return Future->done if $self->{sse_closed} || $mode ne 'stream';
-    $self->{sse_closed} = 1;
+    return Future->done if $self->[SSE_CLOSED] || $mode ne 'stream';
+    $self->[SSE_CLOSED] = 1;
     return $self->_end_stream;
   }
   if ($type eq 'sse.http.response.start' || $type eq 'sse.http.response.body') {
     return Future->fail("$type after sse.start\n") if $mode eq 'stream';
-    return Future->done if !$self->{cstate}{connected};
-    $self->{sse}  = 'decline';
-    $self->{keep} = 0;
+    return Future->done if !$self->[CSTATE][CS_CONNECTED];
+    $self->[SSE]  = 'decline';
+    $self->[KEEP] = 0;
     (my $http = $type) =~ s/\Asse\.//;
     return $self->SUPER::_send({%$ev, type => $http});
   }
@@ -88,23 +90,23 @@ sub _send ($self, $ev) {
 }
 
 sub _end_stream ($self) {
-  return Future->done if $self->{complete} || !$self->{cstate}{connected};
-  $self->{keep} = 0;
-  $self->_write("0\r\n\r\n") if $self->{resp_mode} == PAGI::Server::Connection::M_CHUNKED;
+  return Future->done if $self->[COMPLETE] || !$self->[CSTATE][CS_CONNECTED];
+  $self->[KEEP] = 0;
+  $self->_write("0\r\n\r\n") if $self->[RESP_MODE] == PAGI::Server::Connection::M_CHUNKED;
   return $self->_response_complete;
 }
 
 sub _app_done ($self, $f) {
   # Returning ends an open stream the way sse.close does
-  $self->_end_stream if ($self->{sse} // '') eq 'stream' && !$f->is_failed;
+  $self->_end_stream if ($self->[SSE] // '') eq 'stream' && !$f->is_failed;
   $self->SUPER::_app_done($f);
 }
 
 sub _tick ($self, $now) {
-  if ($self->{ka_interval} && ($self->{sse} // '') eq 'stream' && !$self->{complete}
-    && $now >= $self->{ka_next}) {
-    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->{ka_comment}));
-    $self->{ka_next} = $now + $self->{ka_interval};
+  if ($self->[KA_INTERVAL] && ($self->[SSE] // '') eq 'stream' && !$self->[COMPLETE]
+    && $now >= $self->[KA_NEXT]) {
+    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[KA_COMMENT]));
+    $self->[KA_NEXT] = $now + $self->[KA_INTERVAL];
   }
   $self->SUPER::_tick($now);
 }
@@ -113,10 +115,10 @@ sub _tick ($self, $now) {
 # now (terminated cleanly; EventSource reconnects) and tells the app server_shutdown,
 # instead of holding the stop for shutdown_timeout
 sub _shutdown ($self, $force = 0) {
-  if (!$force && ($self->{sse} // '') eq 'stream' && !$self->{complete}
-    && $self->{cstate} && $self->{cstate}{connected}) {
-    $self->{keep} = 0;
-    $self->_write("0\r\n\r\n") if $self->{resp_mode} == PAGI::Server::Connection::M_CHUNKED;
+  if (!$force && ($self->[SSE] // '') eq 'stream' && !$self->[COMPLETE]
+    && $self->[CSTATE] && $self->[CSTATE][CS_CONNECTED]) {
+    $self->[KEEP] = 0;
+    $self->_write("0\r\n\r\n") if $self->[RESP_MODE] == PAGI::Server::Connection::M_CHUNKED;
     $self->_disconnect('server_shutdown', 1);
     return $self->_close_after_flush;
   }

@@ -4,6 +4,8 @@ use warnings;
 use experimental 'signatures';
 use Future;
 use PAGI::Server::Connection ();
+use PAGI::Server::Connection::Fields;
+use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::WebSocket;
 our @ISA = ('PAGI::Server::Connection');
 
@@ -22,36 +24,36 @@ BEGIN {
     for qw(WS_CONTINUATION WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG);
 }
 use constant INBOX_HIGH => 64;    # queued messages before we stop reading
-use constant DENIED => "websocket: the handshake was denied (websocket.http.response); no more events\n";
+use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
 # States: handshake (app not answered), open, closing (our Close sent), closed
 sub _start ($self, $req, $facts) {
-  my $server = $self->{server};
+  my $server = $self->[SERVER];
   if (!defined $facts->{ws_version} || $facts->{ws_version} ne '13') {
-    $self->{req} = $req;
+    $self->[REQ] = $req;
     return $self->_wire_error(426, 'unsupported websocket version',
       [['Sec-WebSocket-Version', '13']]);
   }
   if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->{ws_key})
     || $facts->{chunked} || $facts->{content_length}) {
-    $self->{req} = $req;
+    $self->[REQ] = $req;
     return $self->_wire_error(400, 'invalid websocket handshake');
   }
   bless $self, __PACKAGE__;
-  $self->{phase}         = PAGI::Server::Connection::REQUEST;
-  $self->{req}           = $req;
-  $self->{facts}         = $facts;
-  $self->{deadline_kind} = '';
-  $self->{keep}          = 0;
-  $self->{app_running}   = 1;
-  $self->{ws}            = 'handshake';
-  $self->{inbox}         = [];
-  $self->{connected}     = 1;
-  $self->{msg_op}        = undef;
-  $self->{msg}           = '';
-  $self->{sent_bytes}    = 0;
-  $self->{status}        = 0;
-  $self->{req_time}      = $server->{access_log} ? $server->_hires_time : 0;
+  $self->[PHASE]         = PAGI::Server::Connection::REQUEST;
+  $self->[REQ]           = $req;
+  $self->[FACTS]         = $facts;
+  $self->[DEADLINE_KIND] = '';
+  $self->[KEEP]          = 0;
+  $self->[APP_RUNNING]   = 1;
+  $self->[WS]            = 'handshake';
+  $self->[INBOX]         = [];
+  $self->[CONNECTED]     = 1;
+  $self->[MSG_OP]        = undef;
+  $self->[MSG]           = '';
+  $self->[SENT_BYTES]    = 0;
+  $self->[STATUS]        = 0;
+  $self->[REQ_TIME]      = $server->{access_log} ? $server->_hires_time : 0;
 
   $self->_dispatch_send;
   # (a copy: the request keeps its method for the access log)
@@ -70,32 +72,32 @@ sub _start ($self, $req, $facts) {
 # ---- events from the app -----------------------------------------------------------
 
 sub _receive ($self) {
-  if (!$self->{connect_sent}) {
-    $self->{connect_sent} = 1;
+  if (!$self->[CONNECT_SENT]) {
+    $self->[CONNECT_SENT] = 1;
     return Future->done({type => 'websocket.connect'});
   }
-  my $inbox = $self->{inbox};
+  my $inbox = $self->[INBOX];
   if (@$inbox) {
     my $ev = shift @$inbox;
-    $self->_resume_read if !$self->{reading} && @$inbox < INBOX_HIGH && $self->{ws} eq 'open';
+    $self->_resume_read if !$self->[READING] && @$inbox < INBOX_HIGH && $self->[WS] eq 'open';
     return Future->done($ev);
   }
   # After a denial there is no websocket.disconnect (PAGI spec): receiving is a mistake
-  return Future->fail(DENIED) if $self->{denied};
-  return Future->done($self->_disconnect_event) unless $self->{connected};
-  return $self->{recv_wait} //= Future->new;
+  return Future->fail(DENIED_ERROR) if $self->[DENIED];
+  return Future->done($self->_disconnect_event) unless $self->[CONNECTED];
+  return $self->[RECV_WAIT] //= Future->new;
 }
 
 sub _disconnect_event ($self) {
-  my $d = $self->{ws_disconnect} || {code => 1006, reason => 'client_closed'};
+  my $d = $self->[WS_DISCONNECT] || {code => 1006, reason => 'client_closed'};
   return {type => 'websocket.disconnect', code => $d->{code}, reason => $d->{reason}};
 }
 
 sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
-  my $state = $self->{ws};
+  my $state = $self->[WS];
   if ($type eq 'websocket.send') {
-    return Future->done unless $self->{connected};
+    return Future->done unless $self->[CONNECTED];
     return Future->fail("websocket.send before websocket.accept\n") if $state eq 'handshake';
     return Future->fail("websocket.send after websocket.close\n") if $state ne 'open';
     my ($op, $data);
@@ -119,22 +121,22 @@ sub _send ($self, $ev) {
     # Checked first: after a denial or refusal the connection is gone, but accepting
     # then is still the app's mistake
     return Future->fail("websocket.accept: the handshake is already answered\n")
-      if $self->{answered} || $self->{deny};
-    return Future->done unless $self->{connected};
+      if $self->[ANSWERED] || $self->[DENY];
+    return Future->done unless $self->[CONNECTED];
     return $self->_accept($ev);
   }
   if ($type eq 'websocket.close') {
     if ($state eq 'handshake') {
-      return Future->done unless $self->{connected};
-      return Future->fail("websocket.close after a denial response started\n") if $self->{deny};
+      return Future->done unless $self->[CONNECTED];
+      return Future->fail("websocket.close after a denial response started\n") if $self->[DENY];
       # Closing before accepting refuses the handshake
-      $self->{answered} = 1;
-      $self->{ws} = 'closed';
-      $self->{connected} = 0;
+      $self->[ANSWERED] = 1;
+      $self->[WS] = 'closed';
+      $self->[CONNECTED] = 0;
       $self->_wire_error(403, 'websocket connection refused');
       return Future->done;
     }
-    return Future->done unless $self->{connected};
+    return Future->done unless $self->[CONNECTED];
     return Future->fail("websocket.close sent twice\n") if $state ne 'open';
     my $code = $ev->{code} // 1000;
     return Future->fail("websocket.close: invalid code $code\n")
@@ -146,21 +148,21 @@ sub _send ($self, $ev) {
     return Future->done;
   }
   if ($type eq 'websocket.keepalive') {
-    return Future->done unless $self->{connected};
+    return Future->done unless $self->[CONNECTED];
     my $interval = $ev->{interval} // 0;
     my $timeout  = $ev->{timeout};
     return Future->fail("websocket.keepalive: interval must be a number >= 0\n")
       unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
     return Future->fail("websocket.keepalive: timeout must be a number >= 0\n")
       if defined $timeout && $timeout !~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-    $self->{ping_interval} = $interval;
-    $self->{ping_timeout}  = $timeout;
-    $self->{next_ping}     = $interval ? $PAGI::Server::NOW + $interval : undef;
+    $self->[PING_INTERVAL] = $interval;
+    $self->[PING_TIMEOUT]  = $timeout;
+    $self->[NEXT_PING]     = $interval ? $PAGI::Server::NOW + $interval : undef;
     return Future->done;
   }
   if ($type eq 'websocket.http.response.start' || $type eq 'websocket.http.response.body') {
     # Denial events after accept are ignored (PAGI spec)
-    return Future->done if $state ne 'handshake' || !$self->{connected};
+    return Future->done if $state ne 'handshake' || !$self->[CONNECTED];
     return $self->_deny($type, $ev);
   }
   return Future->fail("unknown event type '$type' for a websocket scope\n");
@@ -168,7 +170,7 @@ sub _send ($self, $ev) {
 
 sub _accept ($self, $ev) {
   my @headers = (['Upgrade', 'websocket'], ['Connection', 'Upgrade'],
-    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->{facts}{ws_key})]);
+    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[FACTS]{ws_key})]);
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }
@@ -180,26 +182,26 @@ sub _accept ($self, $ev) {
   my ($bytes, $err) = PAGI::Server::Connection::serialize_response(101, [@headers, @$extra], 0, undef);
   return Future->fail("websocket.accept: $err\n") unless defined $bytes;
   $bytes =~ s/\r\n/\r\nConnection: Upgrade\r\n/;
-  $self->{status} = 101;
-  $self->{answered} = 1;
-  $self->{ws} = 'open';
+  $self->[STATUS] = 101;
+  $self->[ANSWERED] = 1;
+  $self->[WS] = 'open';
   $self->_write($bytes);
-  $self->_access_log if $self->{server}{access_log};
-  $self->_process_input if length $self->{rbuf};
+  $self->_access_log if $self->[SERVER]{access_log};
+  $self->_process_input if length $self->[RBUF];
   return Future->done;
 }
 
 # websocket.http.response.*: an HTTP response instead of the handshake, then close
 sub _deny ($self, $type, $ev) {
   if ($type eq 'websocket.http.response.start') {
-    return Future->fail("$type sent twice\n") if $self->{deny};
+    return Future->fail("$type sent twice\n") if $self->[DENY];
     my $status = $ev->{status};
     return Future->fail("$type: status must be an integer\n")
       unless defined $status && $status =~ /\A[0-9]+\z/;
-    $self->{deny} = {status => $status, headers => $ev->{headers} // [], body => ''};
+    $self->[DENY] = {status => $status, headers => $ev->{headers} // [], body => ''};
     return Future->done;
   }
-  my $deny = $self->{deny} or return Future->fail("$type before websocket.http.response.start\n");
+  my $deny = $self->[DENY] or return Future->fail("$type before websocket.http.response.start\n");
   my $body = $ev->{body} // '';
   utf8::downgrade($body, 1) or return Future->fail("$type: body must be bytes\n");
   $deny->{body} .= $body;
@@ -207,90 +209,90 @@ sub _deny ($self, $type, $ev) {
   my ($bytes, $err) = PAGI::Server::Connection::serialize_response($deny->{status},
     $deny->{headers}, PAGI::Server::Connection::F_CLOSE, $deny->{body});
   return Future->fail("websocket.http.response.start: $err\n") unless defined $bytes;
-  $self->{status} = $deny->{status};
-  $self->{sent_bytes} = length $deny->{body};
-  $self->{ws} = 'closed';
-  $self->{connected} = 0;
-  $self->{denied} = 1;
-  if (my $f = delete $self->{recv_wait}) { $f->fail(DENIED) }
+  $self->[STATUS] = $deny->{status};
+  $self->[SENT_BYTES] = length $deny->{body};
+  $self->[WS] = 'closed';
+  $self->[CONNECTED] = 0;
+  $self->[DENIED] = 1;
+  if (my $f = delete $self->[RECV_WAIT]) { $f->fail(DENIED_ERROR) }
   $self->_write($bytes);
-  $self->_access_log if $self->{server}{access_log};
+  $self->_access_log if $self->[SERVER]{access_log};
   $self->_close_after_flush(1);
   return Future->done;
 }
 
 sub _send_close ($self, $code, $reason = '') {
-  $self->{ws} = 'closing';
+  $self->[WS] = 'closing';
   $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code) . $reason, 1));
   # The peer has this long to answer our Close before we drop the connection
-  $self->{deadline_kind} = 'closing';
-  $self->{deadline}      = $PAGI::Server::NOW + ($self->{server}{ws_close_timeout} // 5);
+  $self->[DEADLINE_KIND] = 'closing';
+  $self->[DEADLINE]      = $PAGI::Server::NOW + ($self->[SERVER]{ws_close_timeout} // 5);
 }
 
 # ---- frames from the peer ------------------------------------------------------------
 
 sub _process_input ($self) {
-  my $max = $self->{server}{max_ws_message_size};
-  while (length $self->{rbuf}) {
-    my $state = $self->{ws};
+  my $max = $self->[SERVER]{max_ws_message_size};
+  while (length $self->[RBUF]) {
+    my $state = $self->[WS];
     return if $state eq 'handshake' || $state eq 'closed';
-    my ($frame, $consumed) = parse_frame($self->{rbuf}, $max);
+    my ($frame, $consumed) = parse_frame($self->[RBUF], $max);
     return unless defined $frame;
     if (ref $frame eq 'HASH') {
       my $code = $PAGI::Server::Protocol::WebSocket::ERROR_CLOSE{$frame->{error}};
       # A message over the limit shows as 1006 to the app (PAGI spec)
       return $self->_fail_connection($code, $frame->{message}, $code == 1009 ? 1006 : $code);
     }
-    substr($self->{rbuf}, 0, $consumed, '');
+    substr($self->[RBUF], 0, $consumed, '');
     my ($fin, $op, $payload) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
-      if ($op == WS_PONG) { $self->{pong_deadline} = undef; next }
+      if ($op == WS_PONG) { $self->[PONG_DEADLINE] = undef; next }
       return $self->_on_close_frame($payload);
     }
     next if $state ne 'open';    # data after our Close is dropped
     if ($op == WS_CONTINUATION) {
       return $self->_fail_connection(1002, 'continuation without a message')
-        unless defined $self->{msg_op};
-      $self->{msg} .= $payload;
+        unless defined $self->[MSG_OP];
+      $self->[MSG] .= $payload;
     }
     else {
       return $self->_fail_connection(1002, 'new message inside a fragmented message')
-        if defined $self->{msg_op};
-      $self->{msg_op}    = $op;
-      $self->{msg}       = $payload;
-      $self->{msg_valid} = 0;
+        if defined $self->[MSG_OP];
+      $self->[MSG_OP]    = $op;
+      $self->[MSG]       = $payload;
+      $self->[MSG_VALID] = 0;
     }
-    return $self->_fail_connection(1009, 'message too large', 1006) if length $self->{msg} > $max;
-    if ($self->{msg_op} == WS_TEXT) {
+    return $self->_fail_connection(1009, 'message too large', 1006) if length $self->[MSG] > $max;
+    if ($self->[MSG_OP] == WS_TEXT) {
       # Invalid UTF-8 fails as early as it shows, even across fragments. Only the
       # bytes from the last complete character on are checked again: rechecking the
       # whole message per fragment is quadratic (a CPU denial of service)
-      my $ok = utf8_check(substr($self->{msg}, $self->{msg_valid}));
+      my $ok = utf8_check(substr($self->[MSG], $self->[MSG_VALID]));
       return $self->_fail_connection(1007, 'invalid UTF-8 in a text message')
         if !$ok || $fin && $ok != 1;
-      my $len = length $self->{msg};
+      my $len = length $self->[MSG];
       if ($ok == 2) {
         # Valid, but ending inside a character: it starts at the last lead byte
-        $len-- while $len > 0 && (ord(substr($self->{msg}, $len - 1, 1)) & 0xc0) == 0x80;
+        $len-- while $len > 0 && (ord(substr($self->[MSG], $len - 1, 1)) & 0xc0) == 0x80;
         $len--;
       }
-      $self->{msg_valid} = $len;
+      $self->[MSG_VALID] = $len;
     }
     next unless $fin;
-    my $msg = $self->{msg};
+    my $msg = $self->[MSG];
     my $ev;
-    if ($self->{msg_op} == WS_TEXT) {
+    if ($self->[MSG_OP] == WS_TEXT) {
       utf8::decode($msg);
       $ev = {type => 'websocket.receive', text => $msg};
     }
     else { $ev = {type => 'websocket.receive', bytes => $msg} }
-    $self->{msg_op} = undef;
-    $self->{msg}    = '';
-    if (my $f = delete $self->{recv_wait}) { $f->done($ev) }
+    $self->[MSG_OP] = undef;
+    $self->[MSG]    = '';
+    if (my $f = delete $self->[RECV_WAIT]) { $f->done($ev) }
     else {
-      push @{$self->{inbox}}, $ev;
-      $self->_pause_read if @{$self->{inbox}} >= INBOX_HIGH;
+      push @{$self->[INBOX]}, $ev;
+      $self->_pause_read if @{$self->[INBOX]} >= INBOX_HIGH;
     }
   }
 }
@@ -300,55 +302,55 @@ sub _on_close_frame ($self, $payload) {
   return $self->_fail_connection($reason, 'invalid close frame') unless defined $code;
   # Echo the Close (RFC 6455 5.5.1) unless this answers ours
   $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code), 1))
-    if $self->{ws} eq 'open';
+    if $self->[WS] eq 'open';
   $self->_ws_disconnect($code, $reason);
   $self->_close_after_flush;
 }
 
 # A protocol violation: send a Close with the code, tell the app, close
 sub _fail_connection ($self, $code, $why, $app_code = $code) {
-  $self->{server}->log(info => "websocket closed with $code: $why");
-  $self->_write(build_frame(WS_CLOSE, pack('n', $code), 1)) if $self->{ws} eq 'open';
+  $self->[SERVER]->log(info => "websocket closed with $code: $why");
+  $self->_write(build_frame(WS_CLOSE, pack('n', $code), 1)) if $self->[WS] eq 'open';
   $self->_ws_disconnect($app_code, 'protocol_error');
   $self->_close_after_flush(1);
 }
 
 sub _ws_disconnect ($self, $code, $reason) {
-  return unless $self->{connected};
-  $self->{connected} = 0;
-  $self->{ws} = 'closed';
-  $self->{ws_disconnect} = {code => $code, reason => $reason};
-  if (my $f = delete $self->{recv_wait}) { $f->done($self->_disconnect_event) }
-  if (my $f = delete $self->{drain})     { $f->done }
+  return unless $self->[CONNECTED];
+  $self->[CONNECTED] = 0;
+  $self->[WS] = 'closed';
+  $self->[WS_DISCONNECT] = {code => $code, reason => $reason};
+  if (my $f = delete $self->[RECV_WAIT]) { $f->done($self->_disconnect_event) }
+  if (my $f = delete $self->[DRAIN])     { $f->done }
 }
 
 # Abnormal end (EOF, IO error, timeout, shutdown): 1006 with the reason token
 sub _disconnect ($self, $reason, @) { $self->_ws_disconnect(1006, $reason) }
 
 sub _on_eof ($self) {
-  $self->{eof} = 1;
+  $self->[EOF] = 1;
   $self->_pause_read;
   $self->_ws_disconnect(1006, 'client_closed');
   $self->_close;
 }
 
 sub _app_done ($self, $f) {
-  $self->{app_running} = 0;
-  delete $self->{app_future};
+  $self->[APP_RUNNING] = 0;
+  delete $self->[APP_FUTURE];
   my $error = $f->is_failed ? ($f->failure)[0] : undef;
   if (defined $error) {
     chomp(my $e = "$error");
-    $self->{server}->log(error => "application error: $e");
+    $self->[SERVER]->log(error => "application error: $e");
   }
-  my $state = $self->{ws};
-  if ($state eq 'handshake' && $self->{connected}) {
+  my $state = $self->[WS];
+  if ($state eq 'handshake' && $self->[CONNECTED]) {
     # Returning without accepting refuses the connection (403); dying, or leaving a
     # denial response unfinished (nothing of it is written yet), is a 500
-    my $status = defined $error || $self->{deny} ? 500 : 403;
-    $self->{server}->log(error => 'application finished without completing its denial response')
-      if $self->{deny} && !defined $error;
-    $self->{connected} = 0;
-    $self->{ws} = 'closed';
+    my $status = defined $error || $self->[DENY] ? 500 : 403;
+    $self->[SERVER]->log(error => 'application finished without completing its denial response')
+      if $self->[DENY] && !defined $error;
+    $self->[CONNECTED] = 0;
+    $self->[WS] = 'closed';
     return $self->_wire_error($status,
       $status == 500 ? 'internal server error' : 'websocket connection refused');
   }
@@ -356,24 +358,24 @@ sub _app_done ($self, $f) {
     $self->_send_close(defined $error ? 1011 : 1000);
     return;
   }
-  $self->_close_after_flush if $self->{phase} == PAGI::Server::Connection::REQUEST && !$self->{connected}
+  $self->_close_after_flush if $self->[PHASE] == PAGI::Server::Connection::REQUEST && !$self->[CONNECTED]
     && $state ne 'closing';
 }
 
 sub _tick ($self, $now) {
-  if ($self->{ws} eq 'open' && $self->{ping_interval}) {
-    if (defined $self->{pong_deadline} && $now > $self->{pong_deadline}) {
+  if ($self->[WS] eq 'open' && $self->[PING_INTERVAL]) {
+    if (defined $self->[PONG_DEADLINE] && $now > $self->[PONG_DEADLINE]) {
       $self->_ws_disconnect(1006, 'keepalive_timeout');
       return $self->_close;
     }
-    if ($now >= $self->{next_ping}) {
+    if ($now >= $self->[NEXT_PING]) {
       $self->_write(build_frame(WS_PING, '', 1));
-      $self->{next_ping} = $now + $self->{ping_interval};
-      $self->{pong_deadline} //= $now + $self->{ping_timeout} if $self->{ping_timeout};
+      $self->[NEXT_PING] = $now + $self->[PING_INTERVAL];
+      $self->[PONG_DEADLINE] //= $now + $self->[PING_TIMEOUT] if $self->[PING_TIMEOUT];
     }
   }
-  if (($self->{deadline_kind} // '') eq 'closing' && $self->{phase} == PAGI::Server::Connection::REQUEST
-    && $now > $self->{deadline}) {
+  if (($self->[DEADLINE_KIND] // '') eq 'closing' && $self->[PHASE] == PAGI::Server::Connection::REQUEST
+    && $now > $self->[DEADLINE]) {
     # No Close came back in time
     $self->_ws_disconnect(1006, 'client_closed');
     return $self->_close;
@@ -387,7 +389,7 @@ sub _shutdown ($self, $force = 0) {
     return $self->_close;
   }
   # Going away (RFC 6455 7.4.1)
-  $self->_send_close(1001) if $self->{ws} eq 'open';
+  $self->_send_close(1001) if $self->[WS] eq 'open';
 }
 
 1;
