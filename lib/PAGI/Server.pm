@@ -95,6 +95,8 @@ sub new ($class, %opt) {
     $self->{tls} = 1;
   }
   $self->{scheme} = $self->{tls} ? 'https' : 'http';
+  # The parser's limits, in its argument order (one lookup per request instead of three)
+  $self->{parse_limits} = [@$self{qw(max_header_size max_headers max_line)}];
   $self->{state}  = {};
   $self->{conns}  = {};
   $self->{handshakes} = {};

@@ -127,7 +127,21 @@ sub _on_read ($self) {
   $self->[CORKED] = $self->[IN_PROCESS] = 1;
   $self->_process_input;
   $self->[CORKED] = $self->[IN_PROCESS] = 0;
-  $self->_flush if length $self->[WBUF] && !$self->[WWATCH];
+  return if !length $self->[WBUF] || $self->[WWATCH] || $self->[PHASE] == CLOSED;
+
+  # Write what was collected
+  my $wrote = syswrite($self->[FH], $self->[WBUF]);
+  if (defined $wrote && $wrote == length $self->[WBUF]) { $self->[WBUF] = '' }
+  else {
+    # Short or failed: _write queues the rest (or meets the error again and handles it)
+    my $rest = defined $wrote ? substr($self->[WBUF], $wrote) : $self->[WBUF];
+    $self->[WBUF] = '';
+    $self->_write($rest);
+  }
+  # A send may be waiting for the buffer that was just written
+  $self->_released if length $self->[WBUF] < WRITE_LOW
+    && ($self->[DRAIN] || $self->[TRANSPORT] && $self->[TRANSPORT]{above});
+  $self->_finish_close if $self->[PHASE] == CLOSING && !length $self->[WBUF];
 }
 
 sub _on_eof ($self) {
@@ -180,8 +194,7 @@ sub _process_input ($self) {
   while (1) {
     if ($self->[PHASE] == IDLE) {
       return $self->[EOF] ? $self->_close : undef unless length $self->[RBUF];
-      my ($req, $consumed) = parse_request($self->[RBUF], $server->{max_header_size},
-        $server->{max_headers}, $server->{max_line});
+      my ($req, $consumed) = parse_request($self->[RBUF], @{$server->{parse_limits}});
       if (!defined $req) {
         # The head timeout runs from its first byte, so trickling bytes cannot extend it
         if ($self->[DEADLINE_KIND] ne 'head') {
@@ -216,9 +229,11 @@ sub _start_request ($self, $req) {
   my $server = $self->[SERVER];
   # The parser's result becomes the scope: its six always-present keys are named as
   # the scope names them, and the other facts (a body, close, an upgrade: only
-  # present when set) are taken out first (doc/codec.md)
+  # present when set) are taken out first (doc/codec.md). A plain request (a
+  # keep-alive GET) has none, and skips every check below that needs them.
+  my $plain = keys %$req == 6;
   my $facts = $NO_FACTS;
-  if (keys %$req > 6) {
+  if (!$plain) {
     my %f;
     @f{@FACTS} = delete @$req{@FACTS};
     $facts = \%f;
@@ -228,51 +243,51 @@ sub _start_request ($self, $req) {
     'http', $PAGI, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
-  if (defined $facts->{upgrade} && $facts->{upgrade} eq 'websocket' && $req->{method} eq 'GET'
-    && $req->{http_version} eq '1.1') {
+  if (!$plain && defined $facts->{upgrade} && $facts->{upgrade} eq 'websocket'
+    && $req->{method} eq 'GET' && $req->{http_version} eq '1.1') {
     return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);
   }
   # The per-request fields, reset in one slice. started: http.response.start seen;
   # continued: "100 Continue" written; head_sent: head bytes written; complete: the
   # final body/trailers written; body_final: the app has been given more => 0;
+  # cstate: the pagi.connection object (ConnectionState->new, without the call);
   # rflags: the response's framing flags known now (an app may edit its scope)
-  @$self[PHASE, REQ, FACTS, DEADLINE_KIND, STARTED, CONTINUED, HEAD_SENT, COMPLETE, APP_RUNNING, BODY_BUF, BODY_SEEN, BODY_FINAL, SENT_BYTES, STATUS, RECV_WAIT, RFLAGS]
-    = (REQUEST, $req, $facts, '', 0, 0, 0, 0, 1, '', 0, 0, 0, 0, undef,
+  @$self[PHASE, REQ, FACTS, DEADLINE_KIND, STARTED, CONTINUED, HEAD_SENT, COMPLETE,
+    APP_RUNNING, BODY_BUF, BODY_SEEN, BODY_FINAL, SENT_BYTES, STATUS, RECV_WAIT, BODY_MODE,
+    BODY_DONE, CSTATE, RFLAGS]
+    = (REQUEST, $req, $facts, '', 0, 0, 0, 0, 1, '', 0, 0, 0, 0, undef, 0, 1,
+    bless([1, 0, 0], 'PAGI::Server::ConnectionState'),
     ($req->{method} eq 'HEAD' ? F_HEAD : 0) | ($req->{http_version} eq '1.0' ? F_HTTP10 : 0));
   $self->[REQ_TIME] = $server->{access_log} ? $server->_hires_time : 0;
-  $self->[KEEP]     = !$facts->{close} && !$server->{stopping};
+  $self->[KEEP]     = ($plain || !$facts->{close}) && !$server->{stopping};
 
-  # Request body framing, decided by the parser in its single pass
-  my $mode = 0;
-  if ($facts->{chunked}) {
-    $mode = 2;
-    $self->[CHUNK_STATE] = -1;
-  }
-  elsif (my $cl = $facts->{content_length}) {
-    if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
-      return $self->_wire_error(413, 'request body too large');
+  if (!$plain) {
+    # Request body framing, decided by the parser in its single pass
+    my $mode = 0;
+    if ($facts->{chunked}) {
+      $mode = 2;
+      $self->[CHUNK_STATE] = -1;
     }
-    $mode = 1;
-    $self->[BODY_LEFT] = $cl;
-  }
-  $self->[BODY_MODE] = $mode;
-  $self->[BODY_DONE] = $mode ? 0 : 1;
-  if ($mode) {
-    $self->[DEADLINE_KIND] = 'body';
-    $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{timeout};
-  }
-
-  # (PAGI::Server::ConnectionState->new, without the method call on the hot path)
-  $self->[CSTATE] = bless [1, 0, 0], 'PAGI::Server::ConnectionState';
-  $self->_feed_body if $mode && length $self->[RBUF];
-  return if $self->[PHASE] != REQUEST;    # the body was already rejected
-
-  if ($facts->{sse}) {
-    # Accept: text/event-stream makes any method an SSE stream
-    bless $self, 'PAGI::Server::Connection::SSE';
-    $self->_dispatch_send;
-    $scope->{type} = 'sse';
-    return $self->_call_app($scope);
+    elsif (my $cl = $facts->{content_length}) {
+      if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
+        return $self->_wire_error(413, 'request body too large');
+      }
+      $mode = 1;
+      $self->[BODY_LEFT] = $cl;
+    }
+    if ($mode) {
+      @$self[BODY_MODE, BODY_DONE, DEADLINE_KIND, DEADLINE]
+        = ($mode, 0, 'body', $PAGI::Server::NOW + $server->{timeout});
+      $self->_feed_body if length $self->[RBUF];
+      return if $self->[PHASE] != REQUEST;    # the body was already rejected
+    }
+    if ($facts->{sse}) {
+      # Accept: text/event-stream makes any method an SSE stream
+      bless $self, 'PAGI::Server::Connection::SSE';
+      $self->_dispatch_send;
+      $scope->{type} = 'sse';
+      return $self->_call_app($scope);
+    }
   }
   $scope->{'pagi.connection'} = $self->[CSTATE];
   $self->_call_app($scope);
@@ -290,6 +305,13 @@ sub _call_app ($self, $scope) {
   elsif (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
   elsif (!(blessed $f && $f->can('on_ready'))) {
     $f = Future->fail("application returned a non-Future value\n");
+  }
+  # Plain HTTP's usual case: the app is done and its response complete (what
+  # _app_done would find first), so straight to the next request
+  if ($self->[COMPLETE] && ref $self eq __PACKAGE__ && $f->is_done
+    && $self->[CSTATE][CS_CONNECTED]) {
+    $self->[APP_RUNNING] = 0;
+    return $self->_next_request;
   }
   if ($f->is_ready) { return $self->_app_done($f) }
   $self->[APP_FUTURE] = $f;
@@ -704,23 +726,6 @@ sub _write ($self, $data) {
   $self->[WWATCH] = 1;
   $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE]);
   PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
-}
-
-# Writes what was collected while corked
-sub _flush ($self) {
-  return if $self->[PHASE] == CLOSED;
-  my $n = syswrite($self->[FH], $self->[WBUF]);
-  if (defined $n && $n == length $self->[WBUF]) { $self->[WBUF] = '' }
-  else {
-    # Short or failed: _write queues the rest (or meets the error again and handles it)
-    my $rest = defined $n ? substr($self->[WBUF], $n) : $self->[WBUF];
-    $self->[WBUF] = '';
-    $self->_write($rest);
-  }
-  # A send may be waiting for the buffer that was just written
-  $self->_released if length $self->[WBUF] < WRITE_LOW
-    && ($self->[DRAIN] || $self->[TRANSPORT] && $self->[TRANSPORT]{above});
-  $self->_finish_close if $self->[PHASE] == CLOSING && !length $self->[WBUF];
 }
 
 # The output buffer fell below the low mark: release a waiting send
