@@ -3,7 +3,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
-use Scalar::Util qw(weaken blessed);
+use Scalar::Util qw(blessed);
 use Socket qw(SHUT_WR);
 use Future;
 use Hash::Util ();
@@ -62,6 +62,10 @@ my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 # Future is immutable to its users; this saves two allocations per send). Its class
 # answers the two questions `await` asks of it directly, instead of through
 # Future's generic AWAIT_* wrappers (two method calls less per await).
+# Connection objects alive (made and not yet freed): for leak checks
+our $LIVE = 0;
+sub DESTROY { $LIVE-- }
+
 our $DONE = bless Future->done, 'PAGI::Server::Connection::Done';
 {
   package PAGI::Server::Connection::Done;
@@ -83,16 +87,18 @@ sub new ($class, $server, $fh, $tls = undef) {
   $self->[CLIENT]      = defined $info->[0] ? [$info->[0], $info->[1]] : undef;
   $self->[SERVER_ADDR] = [$info->[2], $info->[3]];
 
-  # The per-connection callbacks, made once; request state lives in fields
-  weaken(my $weak = $self);
-  $self->[RECEIVE]  = sub { $weak ? $weak->_receive : Future->done({type => 'http.disconnect'}) };
+  # The per-connection callbacks, made once; request state lives in fields. They hold
+  # the connection itself, not a weak reference (a weakly referenced array is magical,
+  # which makes every field access slower): _close breaks these cycles, and a callback
+  # that an app keeps longer finds a closed connection.
+  $self->[RECEIVE]  = sub { $self->_receive };
   # HTTP's $send is its implementation itself (one sub call per send, not two);
   # the WebSocket and SSE classes install a method-dispatching one (_dispatch_send)
-  $self->[SEND]     = $self->[HTTP_SEND] = _http_sender($weak);
+  $self->[SEND]     = $self->[HTTP_SEND] = _http_sender($self);
   # (a function call: _on_read is never overridden; TLS replaces this callback)
-  $self->[ON_READ]  = sub { _on_read($weak) if $weak };
-  $self->[ON_WRITE] = sub { $weak->_on_write if $weak };
-  $self->[ON_APP]   = sub { $weak->_app_done($_[0]) if $weak };
+  $self->[ON_READ]  = sub { _on_read($self) };
+  $self->[ON_WRITE] = sub { $self->_on_write };
+  $LIVE++;
   if ($tls) {
     # A TLS handle (IO::Socket::SSL): the scope's tls extension, TLS-aware callbacks
     $self->[TLS] = $tls;
@@ -295,8 +301,7 @@ sub _start_request ($self, $req) {
 
 # For the WebSocket and SSE classes: a $send that calls their _send method
 sub _dispatch_send ($self) {
-  weaken(my $weak = $self);
-  $self->[SEND] = sub { $weak ? $weak->_send($_[0]) : $DONE };
+  $self->[SEND] = sub { $self->_send($_[0]) };
 }
 
 sub _call_app ($self, $scope) {
@@ -314,8 +319,9 @@ sub _call_app ($self, $scope) {
     return $self->_next_request;
   }
   if ($f->is_ready) { return $self->_app_done($f) }
+  # (the callback holds the connection until the app finishes, closed or not)
   $self->[APP_FUTURE] = $f;
-  $f->on_ready($self->[ON_APP]);
+  $f->on_ready(sub { $self->_app_done($_[0]) });
 }
 
 # Moves request body bytes from the read buffer to the app's queue
@@ -410,10 +416,9 @@ sub _deliver_body ($self) {
 # HTTP's send, as a method (for subclasses: SSE sends its HTTP events through it)
 sub _send ($self, $ev) { $self->[HTTP_SEND]->($ev) }
 
-# Makes the connection's HTTP $send: a closure over the (weak) connection
-sub _http_sender ($weak) {
+# Makes the connection's HTTP $send: a closure over the connection
+sub _http_sender ($self) {
   return sub {
-    my $self = $weak or return $DONE;
     my $ev = $_[0];
     my $cstate = $self->[CSTATE];
     return $DONE if !$cstate || !$cstate->[CS_CONNECTED] && !$self->[HALF_CLOSED];
@@ -591,29 +596,28 @@ sub _send_file ($self, $ev) {
 # Streams a file in chunks, waiting for the socket to drain between them
 sub _pump_file ($self, $fh, $left, $close_fh) {
   my $done = Future->new;
-  weaken(my $weak = $self);
   my $step;
   $step = sub {
-    while ($weak && $weak->[CSTATE][CS_CONNECTED]) {
+    while ($self->[CSTATE] && $self->[CSTATE][CS_CONNECTED]) {
       my $want = FILE_CHUNK;
       $want = $left if defined $left && $left < $want;
       my $n = $want ? read($fh, my $buf, $want) : 0;
       if (!defined $n) {
         close $fh if $close_fh;
         undef $step;
-        $weak->_abort('server_error');
+        $self->_abort('server_error');
         return $done->fail("http.response.body: read failed: $!\n");
       }
       if ($n == 0) {
         close $fh if $close_fh;
         undef $step;
-        my $end = $weak->_end_body;
+        my $end = $self->_end_body;
         return $end->is_failed ? $done->fail($end->failure) : $done->done;
       }
       $left -= $n if defined $left;
-      $weak->_write_body($buf);
-      if (length $weak->[WBUF] >= WRITE_HIGH) {
-        ($weak->[DRAIN] //= Future->new)->on_ready(sub { $step->() if $step });
+      $self->_write_body($buf);
+      if (length $self->[WBUF] >= WRITE_HIGH) {
+        ($self->[DRAIN] //= Future->new)->on_ready(sub { $step->() if $step });
         return;
       }
     }
@@ -825,11 +829,10 @@ sub _close ($self) {
   close $fh;
   $self->[WBUF] = $self->[RBUF] = '';
   if (my $f = delete $self->[DRAIN]) { $f->done }
-  # The app may still be running; it keeps us alive until it finishes
-  if ($self->[APP_RUNNING] && $self->[APP_FUTURE]) {
-    my $keep = $self;
-    $self->[APP_FUTURE]->on_ready(sub { undef $keep });
-  }
+  # The cycles through the callbacks and the transport (which the scope, kept as the
+  # request record, holds too) end here; a running app's Future still holds us until
+  # it finishes
+  @$self[RECEIVE, SEND, HTTP_SEND, ON_READ, ON_WRITE, TRANSPORT, REQ] = ();
   $self->[SERVER]->_forget($self);
 }
 

@@ -3,7 +3,6 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
-use Scalar::Util qw(weaken);
 use IO::Socket::SSL ();
 use Net::SSLeay ();
 use PAGI::Server::Connection::Fields;
@@ -166,35 +165,32 @@ sub info ($server, $ssl) {
 # cross-direction retries below. They live in the object (not the class), so they
 # survive the re-bless into the WebSocket or SSE connection classes.
 sub setup_connection ($conn) {
-  weaken(my $weak = $conn);
   $conn->[ON_READ] = sub {
-    return unless $weak;
-    if ($weak->[TLS_WW]) {
+    if ($conn->[TLS_WW]) {
       # A write was waiting for the peer's bytes: retry it, watch writes again
-      $weak->[TLS_WW] = 0;
-      if (length $weak->[WBUF]) {
-        $weak->[LOOP]->watch_io(handle => $weak->[FH], on_write_ready => $weak->[ON_WRITE]);
-        $weak->_on_write;
-        return unless $weak && $weak->[PHASE] != PAGI::Server::Connection::CLOSED;
+      $conn->[TLS_WW] = 0;
+      if (length $conn->[WBUF]) {
+        $conn->[LOOP]->watch_io(handle => $conn->[FH], on_write_ready => $conn->[ON_WRITE]);
+        $conn->_on_write;
+        return if $conn->[PHASE] == PAGI::Server::Connection::CLOSED;
       }
-      if (!$weak->[READING]) {
-        $weak->[LOOP]->unwatch_io(handle => $weak->[FH], on_read_ready => 1);
+      if (!$conn->[READING]) {
+        $conn->[LOOP]->unwatch_io(handle => $conn->[FH], on_read_ready => 1);
         return;
       }
     }
-    $weak->_on_read;
+    $conn->_on_read;
   };
   $conn->[ON_WRITE] = sub {
-    return unless $weak;
-    if ($weak->[TLS_RW]) {
+    if ($conn->[TLS_RW]) {
       # A read was waiting to write (TLS 1.3 key update): retry the read
-      $weak->[TLS_RW] = 0;
-      $weak->[LOOP]->unwatch_io(handle => $weak->[FH], on_write_ready => 1)
-        unless length $weak->[WBUF];
-      $weak->_on_read;
-      return unless $weak && $weak->[PHASE] != PAGI::Server::Connection::CLOSED;
+      $conn->[TLS_RW] = 0;
+      $conn->[LOOP]->unwatch_io(handle => $conn->[FH], on_write_ready => 1)
+        unless length $conn->[WBUF];
+      $conn->_on_read;
+      return if $conn->[PHASE] == PAGI::Server::Connection::CLOSED;
     }
-    $weak->_on_write if length $weak->[WBUF];
+    $conn->_on_write if length $conn->[WBUF];
   };
 }
 

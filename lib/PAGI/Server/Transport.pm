@@ -3,19 +3,18 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Carp ();
-use Scalar::Util ();
 use PAGI::Server::Connection::Fields qw(WBUF);
 
 our $VERSION = '0.001';
 
 # The scope's 'pagi.transport' object (PAGI flow control): one per connection,
-# shared by the scopes on it. It reads the connection's output buffer; the
+# shared by the scopes on it. It reads the connection's output buffer (and holds the
+# connection: a cycle that the connection breaks when it closes); the
 # connection calls _high and _drain when the buffer crosses the marks.
 
 sub new ($class, $conn, $high, $low) {
   my $self = bless {conn => $conn, high => $high, low => $low, above => 0,
     on_high => [], on_drain => []}, $class;
-  Scalar::Util::weaken($self->{conn});
   return $self;
 }
 
