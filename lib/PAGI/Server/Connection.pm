@@ -92,9 +92,10 @@ sub new ($class, $server, $fh, $tls = undef) {
   # which makes every field access slower): _close breaks these cycles, and a callback
   # that an app keeps longer finds a closed connection.
   $self->[RECEIVE]  = sub { $self->_receive };
-  # HTTP's $send is its implementation itself (one sub call per send, not two);
-  # the WebSocket and SSE classes install a method-dispatching one (_dispatch_send)
-  $self->[SEND]     = $self->[HTTP_SEND] = _http_sender($self);
+  # HTTP's $send calls its method as a function (no method lookup; the closure stays
+  # small: a closure's own lexicals are copied per connection, buffers and all); the
+  # WebSocket and SSE classes install a method-dispatching one (_dispatch_send)
+  $self->[SEND]     = sub { _send($self, $_[0]) };
   # (a function call: _on_read is never overridden; TLS replaces this callback)
   $self->[ON_READ]  = sub { _on_read($self) };
   $self->[ON_WRITE] = sub { $self->_on_write };
@@ -413,96 +414,90 @@ sub _deliver_body ($self) {
 
 # ---- responses -----------------------------------------------------------------
 
-# HTTP's send, as a method (for subclasses: SSE sends its HTTP events through it)
-sub _send ($self, $ev) { $self->[HTTP_SEND]->($ev) }
-
-# Makes the connection's HTTP $send: a closure over the connection
-sub _http_sender ($self) {
-  return sub {
-    my $ev = $_[0];
-    my $cstate = $self->[CSTATE];
-    return $DONE if !$cstate || !$cstate->[CS_CONNECTED] && !$self->[HALF_CLOSED];
-    my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
-    if ($type eq 'http.response.body') {
-      return Future->fail("http.response.body before http.response.start\n") unless $self->[STARTED];
-      return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
-      if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
-      my $body = $ev->{body} // '';
-      if (utf8::is_utf8($body)) {
-        # Only the representation may be upgraded; characters above 0xFF are not bytes
-        utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
-      }
-      my $more = $ev->{more} // $ev->{more_body};
-      if (!$self->[HEAD_SENT]) {
-        if (!$more && !$self->[TRAILERS]) {
-          # Fast path: head and body in one buffer, one write
-          my ($bytes, $mode, $close, $length) = serialize_response($self->[STATUS],
-            $self->[HEADERS], $self->[FLAGS], $body);
-          return Future->fail("http.response.start: $mode\n") unless defined $bytes;
-          # The app's own Content-Length must match: a wrong one would desynchronise
-          # the connection for the next response
-          return Future->fail("http.response.body: " . length($body)
-            . " bytes of body for a Content-Length of $length\n")
-            if $mode == M_LENGTH && $length != length $body;
-          $self->[SERVER]{debug} and $self->[SERVER]->log(debug => "response $self->[STATUS]: fast path");
-          $self->[HEAD_SENT] = 1;
-          $self->[KEEP] = 0 if $close;
-          $self->[SENT_BYTES] += length $body if $mode;
-          # Inside a read (the usual case) the bytes only join the output buffer
-          if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
-          return $self->_response_complete;
-        }
-        my $err = $self->_write_head;
-        return Future->fail($err) if $err;
-      }
-      if (length $body and my $err = $self->_write_body($body)) {
-        return Future->fail("http.response.body: $err\n");
-      }
-      return $self->_end_body unless $more;
-      return $self->_send_future;
+# HTTP's send (SSE sends its HTTP events through it too)
+sub _send ($self, $ev) {
+  my $cstate = $self->[CSTATE];
+  return $DONE if !$cstate || !$cstate->[CS_CONNECTED] && !$self->[HALF_CLOSED];
+  my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
+  if ($type eq 'http.response.body') {
+    return Future->fail("http.response.body before http.response.start\n") unless $self->[STARTED];
+    return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
+    if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
+    my $body = $ev->{body} // '';
+    if (utf8::is_utf8($body)) {
+      # Only the representation may be upgraded; characters above 0xFF are not bytes
+      utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
     }
-    if ($type eq 'http.response.start') {
-      return Future->fail("http.response.start sent twice\n") if $self->[STARTED];
-      my $status = $ev->{status};
-      return Future->fail("http.response.start: status must be an integer\n")
-        unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
-      my $headers = $ev->{headers} // [];
-      return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
-        if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
-      # Bad header bytes fail this send, though the head is written later
-      if (defined(my $err = check_headers($headers))) {
-        return Future->fail("http.response.start: $err\n");
+    my $more = $ev->{more} // $ev->{more_body};
+    if (!$self->[HEAD_SENT]) {
+      if (!$more && !$self->[TRAILERS]) {
+        # Fast path: head and body in one buffer, one write
+        my ($bytes, $mode, $close, $length) = serialize_response($self->[STATUS],
+          $self->[HEADERS], $self->[FLAGS], $body);
+        return Future->fail("http.response.start: $mode\n") unless defined $bytes;
+        # The app's own Content-Length must match: a wrong one would desynchronise
+        # the connection for the next response
+        return Future->fail("http.response.body: " . length($body)
+          . " bytes of body for a Content-Length of $length\n")
+          if $mode == M_LENGTH && $length != length $body;
+        $self->[SERVER]{debug} and $self->[SERVER]->log(debug => "response $self->[STATUS]: fast path");
+        $self->[HEAD_SENT] = 1;
+        $self->[KEEP] = 0 if $close;
+        $self->[SENT_BYTES] += length $body if $mode;
+        # Inside a read (the usual case) the bytes only join the output buffer
+        if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
+        return $self->_response_complete;
       }
-      # A body that will be neither read nor drained (too big, or its client still waits
-      # for "100 Continue") leaves this connection unusable: say so in this response
-      $self->[KEEP] = 0 if !$self->[BODY_DONE] && !$self->_can_drain;
-      my $flags = $self->[RFLAGS];
-      $flags |= F_CLOSE if !$self->[KEEP];
-      $self->[STATUS]   = 0 + $status;
-      $self->[HEADERS]  = $headers;
-      $self->[FLAGS]    = $flags;
-      $self->[TRAILERS] = $ev->{trailers} ? 1 : 0;
-      $self->[STARTED]  = 1;
-      $self->[CSTATE][CS_STARTED] = 1;
-      return $DONE;
-    }
-    if ($type eq 'http.response.trailers') {
-      return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
-        unless $self->[STARTED] && $self->[TRAILERS];
-      return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
-      my $err = !$self->[HEAD_SENT] && $self->_write_head;
+      my $err = $self->_write_head;
       return Future->fail($err) if $err;
-      if ($self->[RESP_MODE] == M_CHUNKED) {
-        my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
-        return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
-        $self->_write($bytes);
-      }
-      return $self->_response_complete;
     }
-    return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
-      if $type eq 'http.fullflush';
-    return Future->fail("unknown event type '$type' for an http scope\n");
-  };
+    if (length $body and my $err = $self->_write_body($body)) {
+      return Future->fail("http.response.body: $err\n");
+    }
+    return $self->_end_body unless $more;
+    return $self->_send_future;
+  }
+  if ($type eq 'http.response.start') {
+    return Future->fail("http.response.start sent twice\n") if $self->[STARTED];
+    my $status = $ev->{status};
+    return Future->fail("http.response.start: status must be an integer\n")
+      unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
+    my $headers = $ev->{headers} // [];
+    return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
+      if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+    # Bad header bytes fail this send, though the head is written later
+    if (defined(my $err = check_headers($headers))) {
+      return Future->fail("http.response.start: $err\n");
+    }
+    # A body that will be neither read nor drained (too big, or its client still waits
+    # for "100 Continue") leaves this connection unusable: say so in this response
+    $self->[KEEP] = 0 if !$self->[BODY_DONE] && !$self->_can_drain;
+    my $flags = $self->[RFLAGS];
+    $flags |= F_CLOSE if !$self->[KEEP];
+    $self->[STATUS]   = 0 + $status;
+    $self->[HEADERS]  = $headers;
+    $self->[FLAGS]    = $flags;
+    $self->[TRAILERS] = $ev->{trailers} ? 1 : 0;
+    $self->[STARTED]  = 1;
+    $self->[CSTATE][CS_STARTED] = 1;
+    return $DONE;
+  }
+  if ($type eq 'http.response.trailers') {
+    return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
+      unless $self->[STARTED] && $self->[TRAILERS];
+    return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
+    my $err = !$self->[HEAD_SENT] && $self->_write_head;
+    return Future->fail($err) if $err;
+    if ($self->[RESP_MODE] == M_CHUNKED) {
+      my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
+      return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
+      $self->_write($bytes);
+    }
+    return $self->_response_complete;
+  }
+  return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
+    if $type eq 'http.fullflush';
+  return Future->fail("unknown event type '$type' for an http scope\n");
 }
 
 # Writes the response head for the streaming path; returns an error message or ''
@@ -832,7 +827,7 @@ sub _close ($self) {
   # The cycles through the callbacks and the transport (which the scope, kept as the
   # request record, holds too) end here; a running app's Future still holds us until
   # it finishes
-  @$self[RECEIVE, SEND, HTTP_SEND, ON_READ, ON_WRITE, TRANSPORT, REQ] = ();
+  @$self[RECEIVE, SEND, ON_READ, ON_WRITE, TRANSPORT, REQ] = ();
   $self->[SERVER]->_forget($self);
 }
 

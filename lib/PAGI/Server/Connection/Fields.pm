@@ -14,7 +14,7 @@ our @FIELDS;
 BEGIN {
   @FIELDS = qw(
     server loop fh fd rbuf wbuf phase eof reading keep client server_addr
-    receive send http_send on_read on_write tls deadline deadline_kind
+    receive send on_read on_write tls deadline deadline_kind
     in_process corked wwatch body_done half_closed body_mode transport req_time
     chunk_state body_left cstate app_future body_seen draining body_buf
     recv_wait started complete body_final facts continued head_sent trailers
