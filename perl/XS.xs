@@ -238,6 +238,33 @@ collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
     return (size_t)n;
 }
 
+/* check_headers' shape rule: undef (no headers), or an array reference whose
+ * elements are all array references of exactly two elements */
+#define SHAPE_MESSAGE "headers must be an array of [name, value] pairs"
+static int
+headers_shape_ok(pTHX_ SV *headers)
+{
+    AV *av;
+    SSize_t i, n;
+    SvGETMAGIC(headers);
+    if (!SvOK(headers))
+        return 1;
+    if (!SvROK(headers) || SvTYPE(SvRV(headers)) != SVt_PVAV)
+        return 0;
+    av = (AV *)SvRV(headers);
+    n = av_top_index(av) + 1;
+    for (i = 0; i < n; i++) {
+        SV **elem = av_fetch(av, i, 0);
+        if (!elem)
+            return 0;
+        SvGETMAGIC(*elem);
+        if (!SvROK(*elem) || SvTYPE(SvRV(*elem)) != SVt_PVAV
+            || av_top_index((AV *)SvRV(*elem)) != 1)
+            return 0;
+    }
+    return 1;
+}
+
 /* The message for an invalid status or header, the name (or the content-length
  * value) exactly as given */
 static SV *
@@ -614,6 +641,10 @@ check_headers(headers = &PL_sv_undef)
     pagi_response r;
     int rc;
   CODE:
+    /* The shape first: the connection's http.response.start relies on this to
+       fail the send (serialize_response treats a bad shape as misuse) */
+    if (!headers_shape_ok(aTHX_ headers))
+        XSRETURN_PV(SHAPE_MESSAGE);
     n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse,
                        "check_headers");
     rc = pagi_check_headers(fields, n, &r);

@@ -133,6 +133,24 @@ for my $case (keys %bad_header) {
     };
   }
 }
+# Response headers that are not a list of [name, value] pairs
+my %bad_shape = (
+  'hash'       => {'X-A' => 'Injected'},
+  'string'     => 'X-A: Injected',
+  'pair-short' => [['X-A']],
+  'pair-long'  => [['X-A', '1', 'Injected']],
+  'not-a-pair' => [['X-Ok', '1'], 'X-A: Injected'],
+);
+for my $case (keys %bad_shape) {
+  $route{"/bad-shape/$case"} = async sub ($scope, $receive, $send) {
+    my $ok = eval {
+      await $send->({type => 'http.response.start', status => 200, headers => $bad_shape{$case}});
+      1;
+    };
+    report(shape => $case, result => $ok ? 'ok' : 'failed: ' . ($@ =~ s/\s+\z//r));
+    return;
+  };
+}
 $route{'/bad-trailer'} = async sub ($scope, $receive, $send) {
   await $send->({type => 'http.response.start', status => 200, headers => [], trailers => 1});
   await $send->({type => 'http.response.body', body => 'body'});
@@ -290,6 +308,17 @@ subtest 'response headers with CR, LF or NUL: the send fails, nothing reaches th
       like($bytes, qr{\AHTTP/1\.1 500 }, "$case ($mode): the app returned without a response: 500");
       ok($c->closed, "$case ($mode): the connection is closed");
     }
+  }
+  for my $case (sort keys %bad_shape) {
+    my @before = $srv->reports;
+    my $c = http_connect($srv->port);
+    $c->send("GET /bad-shape/$case HTTP/1.1\r\n$H\r\n");
+    my $bytes = $c->read_all(3);
+    my @rep = $srv->wait_reports(@before + 1);
+    is($rep[-1]{result}, 'failed: http.response.start: headers must be an array of [name, value] pairs',
+      "headers of the wrong shape ($case): the start send fails");
+    like($bytes, qr{\AHTTP/1\.1 500 }, "$case: then the app returned without a response: 500");
+    unlike($bytes, qr/Injected/, "$case: nothing of it reaches the wire");
   }
   my @before = $srv->reports;
   my $c = http_connect($srv->port);

@@ -264,18 +264,24 @@ subtest 'serialize_response, serialize_chunk, serialize_trailers' => sub {
     ok(same($name, 'serialize_trailers', \@args, flags => 0), "serialize_trailers: $name")
       or diag(pop @FAILS);
   }
-  # Misuse dies in both (the messages differ: that is not peer input)
+  # A bad shape is misuse for serialize_response: it dies in both (the messages
+  # differ: that is not peer input)
   for my $bad ({}, [1], [{}], 'x') {
     my ($pp, $xs) = run_both('serialize_response', [200, $bad, 0, '']);
     is($xs, $pp, 'malformed headers ' . canon($bad) . ': both die');
-    ($pp, $xs) = run_both('check_headers', [$bad]);
-    is($xs, $pp, 'check_headers, malformed headers ' . canon($bad) . ': both die');
   }
-  # ... unless an app error comes first, in list order
-  for my $bad ([['bad name', 1], 'x'], [['Content-Length', 'x'], {}], [['X', 1], 'x']) {
+  # check_headers, which the connection calls first, answers any bad shape with one
+  # message in both, before it looks at a name or a value
+  my $shape = canon(['headers must be an array of [name, value] pairs']);
+  for my $bad ({}, [1], [{}], 'x', [['a']], [['a', 1, 2]], [[]], [undef],
+    [['bad name', 1], 'x'], [['Content-Length', 'x'], {}], [['X', 1], ['Y']]) {
     my ($pp, $xs) = run_both('check_headers', [$bad]);
-    is($xs, $pp, 'check_headers ' . canon($bad) . ": $pp");
+    is($pp, $shape, 'check_headers ' . canon($bad) . ': the shape message (PP)');
+    is($xs, $pp, '... the same in XS');
   }
+  my ($pp_undef, $xs_undef) = run_both('check_headers', [undef]);
+  is($pp_undef, canon([undef]), 'check_headers: undef is no headers (PP)');
+  is($xs_undef, $pp_undef, '... the same in XS');
   # The Date line is the same shape in both, and present unless the app sent one
   my ($pp) = PAGI::Server::Protocol::HTTP1::PP::serialize_response(200, [], 0, '');
   my ($xs) = PAGI::Server::Protocol::HTTP1::XS::serialize_response(200, [], 0, '');

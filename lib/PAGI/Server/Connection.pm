@@ -17,6 +17,11 @@ our $VERSION = '0.001';
 # One object per accepted connection: IO::Async glue and PAGI events. The bytes go
 # through PAGI::Server::Protocol::HTTP1, which is the only place that knows whether
 # the codec is Rust or Perl.
+#
+# On the request path, subs that no subclass overrides are called as functions
+# (_start_request($self, ...): no method lookup). The ones the WebSocket and SSE
+# classes override (_process_input, _receive, _send, _app_done, _disconnect, _on_eof,
+# _half_close_ok, _tick, _shutdown) are always called as methods.
 
 BEGIN {
   *parse_request      = \&PAGI::Server::Protocol::HTTP1::parse_request;
@@ -216,7 +221,7 @@ sub _process_input ($self) {
           PAGI::Server::Protocol::HTTP1::error_status($req->{error}), $req->{message});
       }
       substr($self->[RBUF], 0, $consumed, '');
-      $self->_start_request($req);
+      _start_request($self, $req);
       next;
     }
     return if $self->[PHASE] != REQUEST;
@@ -297,7 +302,7 @@ sub _start_request ($self, $req) {
     }
   }
   $scope->{'pagi.connection'} = $self->[CSTATE];
-  $self->_call_app($scope);
+  _call_app($self, $scope);
 }
 
 # For the WebSocket and SSE classes: a $send that calls their _send method
@@ -317,7 +322,7 @@ sub _call_app ($self, $scope) {
   if ($self->[COMPLETE] && ref $self eq __PACKAGE__ && $f->is_done
     && $self->[CSTATE][CS_CONNECTED]) {
     $self->[APP_RUNNING] = 0;
-    return $self->_next_request;
+    return _next_request($self);
   }
   if ($f->is_ready) { return $self->_app_done($f) }
   # (the callback holds the connection until the app finishes, closed or not)
@@ -446,7 +451,7 @@ sub _send ($self, $ev) {
         $self->[SENT_BYTES] += length $body if $mode;
         # Inside a read (the usual case) the bytes only join the output buffer
         if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
-        return $self->_response_complete;
+        return _response_complete($self);
       }
       my $err = $self->_write_head;
       return Future->fail($err) if $err;
@@ -463,9 +468,7 @@ sub _send ($self, $ev) {
     return Future->fail("http.response.start: status must be an integer\n")
       unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
     my $headers = $ev->{headers} // [];
-    return Future->fail("http.response.start: headers must be an array of [name, value] pairs\n")
-      if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
-    # Bad header bytes fail this send, though the head is written later
+    # A bad shape or bad header bytes fail this send, though the head is written later
     if (defined(my $err = check_headers($headers))) {
       return Future->fail("http.response.start: $err\n");
     }

@@ -312,6 +312,10 @@ sub _app_headers {
 
 sub check_headers {
   my ($headers) = @_;
+  # The shape first (serialize_response treats a bad shape as misuse)
+  return 'headers must be an array of [name, value] pairs'
+    if defined $headers
+    && (ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers);
   my ($out, $err) = _app_headers($headers // []);
   return defined $out ? undef : $err;
 }
