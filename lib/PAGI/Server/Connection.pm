@@ -57,9 +57,9 @@ use constant FILE_CHUNK     => 1 << 16;
 my $PAGI = {version => '0.3', spec_version => '0.3'};
 Hash::Util::lock_hash(%$PAGI);
 
-# The parser's facts beyond the scope keys, and the facts of a request with none
-my @FACTS = qw(close content_length chunked upgrade ws_key ws_version sse expect_continue);
-my $NO_FACTS = Hash::Util::lock_ref_keys({}, @FACTS);
+# The facts of a request with none beyond the scope keys (read-only: shared)
+my $NO_FACTS = [];
+Internals::SvREADONLY(@$NO_FACTS, 1);
 
 my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -246,16 +246,15 @@ sub _start_request ($self, $req) {
   my $plain = keys %$req == 6;
   my $facts = $NO_FACTS;
   if (!$plain) {
-    my %f;
-    @f{@FACTS} = delete @$req{@FACTS};
-    $facts = \%f;
+    # (an array in PAGI::Server::Connection::Fields' FACT_* order)
+    $facts = [delete @$req{@PAGI::Server::Connection::Fields::FACT_KEYS}];
   }
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', $PAGI, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
-  if (!$plain && defined $facts->{upgrade} && $facts->{upgrade} eq 'websocket'
+  if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
     && $req->{method} eq 'GET' && $req->{http_version} eq '1.1') {
     return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);
   }
@@ -271,16 +270,16 @@ sub _start_request ($self, $req) {
     bless([1, 0, 0], 'PAGI::Server::ConnectionState'),
     ($req->{method} eq 'HEAD' ? F_HEAD : 0) | ($req->{http_version} eq '1.0' ? F_HTTP10 : 0));
   $self->[REQ_TIME] = $server->{access_log} ? $server->_hires_time : 0;
-  $self->[KEEP]     = ($plain || !$facts->{close}) && !$server->{stopping};
+  $self->[KEEP]     = ($plain || !$facts->[FACT_CLOSE]) && !$server->{stopping};
 
   if (!$plain) {
     # Request body framing, decided by the parser in its single pass
     my $mode = 0;
-    if ($facts->{chunked}) {
+    if ($facts->[FACT_CHUNKED]) {
       $mode = 2;
       $self->[CHUNK_STATE] = -1;
     }
-    elsif (my $cl = $facts->{content_length}) {
+    elsif (my $cl = $facts->[FACT_CONTENT_LENGTH]) {
       if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
         return $self->_wire_error(413, 'request body too large');
       }
@@ -293,7 +292,7 @@ sub _start_request ($self, $req) {
       $self->_feed_body if length $self->[RBUF];
       return if $self->[PHASE] != REQUEST;    # the body was already rejected
     }
-    if ($facts->{sse}) {
+    if ($facts->[FACT_SSE]) {
       # Accept: text/event-stream makes any method an SSE stream
       bless $self, 'PAGI::Server::Connection::SSE';
       $self->_dispatch_send;
@@ -394,7 +393,7 @@ sub _receive ($self) {
     # The body was delivered; the next event is the disconnect
     return $self->[RECV_WAIT] //= Future->new;
   }
-  if ($self->[FACTS]{expect_continue} && !$self->[CONTINUED] && !$self->[STARTED]) {
+  if ($self->[FACTS][FACT_EXPECT_CONTINUE] && !$self->[CONTINUED] && !$self->[STARTED]) {
     $self->[CONTINUED] = 1;
     $self->_write($CONTINUE);
   }
@@ -675,7 +674,7 @@ sub _app_done ($self, $f) {
 # Can the unread rest of the request body be read and dropped to keep the connection?
 sub _can_drain ($self) {
   return $self->[BODY_MODE] == 1 && $self->[BODY_LEFT] <= DRAIN_BODY_MAX
-    && !($self->[FACTS]{expect_continue} && !$self->[CONTINUED]);
+    && !($self->[FACTS][FACT_EXPECT_CONTINUE] && !$self->[CONTINUED]);
 }
 
 # Both the response and the app are done: keep-alive or close

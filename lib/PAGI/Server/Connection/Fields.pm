@@ -27,8 +27,16 @@ BEGIN {
 }
 use constant {map { (uc $FIELDS[$_] => $_) } 0 .. $#FIELDS};
 
+# The parser's facts beyond the scope keys (doc/codec.md), kept per request in an
+# array too: FACT_CLOSE is the index of "close", and so on
+our @FACT_KEYS;
+BEGIN {
+  @FACT_KEYS = qw(close content_length chunked upgrade ws_key ws_version sse expect_continue);
+}
+use constant {map { ('FACT_' . uc $FACT_KEYS[$_] => $_) } 0 .. $#FACT_KEYS};
+
 use Exporter 'import';
-our @EXPORT = map { uc } @FIELDS;
+our @EXPORT = ((map { uc } @FIELDS), (map { 'FACT_' . uc } @FACT_KEYS));
 
 1;
 
@@ -41,5 +49,7 @@ PAGI::Server::Connection::Fields - the field indexes of a connection object
 Internal. Exports one constant per field of L<PAGI::Server::Connection> (C<PHASE>,
 C<RBUF>, C<WBUF>, ...); C<@PAGI::Server::Connection::Fields::FIELDS> lists the
 names in index order, for debugging (C<< map { $FIELDS[$_] => $conn->[$_] } >>).
+It also exports C<FACT_CLOSE>, C<FACT_CONTENT_LENGTH>, ... : the indexes of a
+request's parser facts (C<@FACT_KEYS>, in index order).
 
 =cut

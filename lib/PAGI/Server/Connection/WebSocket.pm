@@ -29,13 +29,13 @@ use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.htt
 # States: handshake (app not answered), open, closing (our Close sent), closed
 sub _start ($self, $req, $facts) {
   my $server = $self->[SERVER];
-  if (!defined $facts->{ws_version} || $facts->{ws_version} ne '13') {
+  if (!defined $facts->[FACT_WS_VERSION] || $facts->[FACT_WS_VERSION] ne '13') {
     $self->[REQ] = $req;
     return $self->_wire_error(426, 'unsupported websocket version',
       [['Sec-WebSocket-Version', '13']]);
   }
-  if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->{ws_key})
-    || $facts->{chunked} || $facts->{content_length}) {
+  if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->[FACT_WS_KEY])
+    || $facts->[FACT_CHUNKED] || $facts->[FACT_CONTENT_LENGTH]) {
     $self->[REQ] = $req;
     return $self->_wire_error(400, 'invalid websocket handshake');
   }
@@ -170,7 +170,7 @@ sub _send ($self, $ev) {
 
 sub _accept ($self, $ev) {
   my @headers = (['Upgrade', 'websocket'], ['Connection', 'Upgrade'],
-    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[FACTS]{ws_key})]);
+    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[FACTS][FACT_WS_KEY])]);
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }
