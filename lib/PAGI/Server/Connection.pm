@@ -898,4 +898,12 @@ A response whose C<http.response.start> is followed by one final
 C<http.response.body> is serialized into one buffer and written with one write (the
 fast path); at log level C<debug> each response says which path it took.
 
+The object is an array (its field indexes are the constants of
+L<PAGI::Server::Connection::Fields>). Its callbacks, C<$receive> and C<$send>
+included, hold the connection itself rather than a weak reference; closing breaks
+those cycles, so a connection is freed when it is closed and its application has
+finished (or when the application drops callbacks it kept longer: until then they
+find a closed connection, and C<$send> does nothing). C<$PAGI::Server::Connection::LIVE>
+counts the connection objects alive, for leak checks (C<t/29-lifetime.t>).
+
 =cut
