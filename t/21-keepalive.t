@@ -17,13 +17,7 @@ use constant N => 1000;
 # response streams (chunked), the others go out in one piece.
 my $app = async sub ($scope, $receive, $send) {
   return if $scope->{type} eq 'lifespan';
-  my $body = '';
-  while (1) {
-    my $ev = await $receive->();
-    last if $ev->{type} ne 'http.request';
-    $body .= $ev->{body};
-    last unless $ev->{more};
-  }
+  my $body = await read_body($receive);
   my ($seq) = map { $_->[1] } grep { $_->[0] eq 'x-seq' } @{$scope->{headers}};
   my $echo = sprintf '%s %s %d %d', $scope->{method}, $scope->{path}, length $body,
     unpack('%32C*', $body);

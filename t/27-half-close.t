@@ -13,13 +13,7 @@ use PAGI::Test::Server qw(:all);
 my $app = async sub ($scope, $receive, $send) {
   return if $scope->{type} eq 'lifespan';
   my $conn = $scope->{'pagi.connection'};
-  my $body = '';
-  while (1) {
-    my $ev = await $receive->();
-    last if $ev->{type} ne 'http.request';
-    $body .= $ev->{body};
-    last unless $ev->{more};
-  }
+  my $body = await read_body($receive);
   if ($scope->{path} eq '/slow') {
     my $ev = await $receive->();    # the next event: the disconnect, on FIN
     report(event => $ev->{type}, connected => $conn->is_connected,

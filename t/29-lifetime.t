@@ -52,13 +52,7 @@ my $app = async sub ($scope, $receive, $send) {
     await $send->({type => 'http.response.start', status => 200, headers => []});
     return await $send->({type => 'http.response.body', file => $big->filename});
   }
-  my $body = '';
-  while (1) {
-    my $ev = await $receive->();
-    last if $ev->{type} ne 'http.request';
-    $body .= $ev->{body};
-    last unless $ev->{more};
-  }
+  my $body = await read_body($receive);
   my $buffered = $scope->{'pagi.transport'}->buffered_amount;
   await respond($send, 200, 'got ' . length($body), ['content-type', 'text/plain']);
 };

@@ -9,13 +9,14 @@ use File::Temp ();
 use JSON::PP ();
 use POSIX ();
 use Time::HiRes ();
+use Future;
 
 # Test harness for PAGI::Server: a server in a forked child (or bin/pagi-server as a
 # subprocess) with its log captured to a temp file, a raw loopback client and a small
 # HTTP response parser. Nothing here depends on which codec backend is active.
 
 our @EXPORT_OK = qw(start_server start_cli run_cli http_connect http_exchange
-  parse_response report respond delay wait_for slurp ROOT);
+  parse_response report respond read_body delay wait_for slurp ROOT);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 use constant START_TIMEOUT => 15;    # seconds for a server to report its port
@@ -197,6 +198,15 @@ sub respond ($send, $status, $body = '', @headers) {
     ->then(sub { $send->({type => 'http.response.body', body => $body}) });
 }
 
+# The request body, read to its end: a Future of the bytes (stops at a disconnect)
+sub read_body ($receive, $body = '') {
+  return $receive->()->then(sub ($ev) {
+    return Future->done($body) if $ev->{type} ne 'http.request';
+    $body .= $ev->{body};
+    return $ev->{more} ? read_body($receive, $body) : Future->done($body);
+  });
+}
+
 # A Future done after $seconds, on the server's loop (the one IO::Async::Loop->new gives)
 sub delay ($seconds) {
   require IO::Async::Loop;
@@ -348,6 +358,7 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR ECONNRESET EPIPE);
 use IO::Socket::IP;
 use Socket qw(SHUT_WR);
 use Time::HiRes ();
+use Future;
 
 # A raw loopback client: every wait is bounded by a timeout
 
