@@ -221,6 +221,22 @@ subtest 'out of file descriptors: accepting pauses instead of spinning, then rec
   is($srv->stop, 0, 'exit 0');
 };
 
+subtest 'SIGUSR1 reopens the --access-log file (log rotation)' => sub {
+  my $log = "$dir/rotated.log";
+  my $srv = start_cli(args => [$APP, '--port', 0, '--access-log', $log]);
+  ok($srv->port, 'started');
+  http_exchange($srv->port, "GET /before HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  wait_for(sub { slurp($log) =~ m{GET /before } }, 5);    # flushed once a second
+  rename($log, "$log.1") or die "rename: $!";
+  kill 'USR1', $srv->pid;
+  ok($srv->wait_log(qr/access log reopened: \Q$log\E/), 'the server says it reopened the file');
+  http_exchange($srv->port, "GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  is($srv->stop, 0, 'exit 0');
+  like(slurp("$log.1"), qr{GET /before }, 'the line before the signal is in the rotated file');
+  unlike(slurp("$log.1"), qr{GET /after }, '... and not the one after');
+  like(slurp($log), qr{\A127\.0\.0\.1 - - \[[^]]+\] "GET /after HTTP/1\.1" 200}, 'the new file has the line after');
+};
+
 subtest '--no-access-log and the default (stderr)' => sub {
   my $srv = start_cli(args => [$APP, '--port', 0]);
   http_exchange($srv->port, "GET /default HTTP/1.1\r\nHost: t\r\n\r\n");

@@ -3,11 +3,13 @@ use warnings;
 use experimental 'signatures';
 use Test::More;
 use lib 't/lib';
-use PAGI::Test::Server qw(start_server http_connect wait_for);
+use PAGI::Test::Server qw(start_server http_connect http_exchange wait_for slurp);
+use File::Temp ();
 use PAGI::Test::Load qw(start_load worker_app children_of);
 
 # Signals of a pre-forked server: TERM (graceful stop with in-flight requests),
-# HUP under load (no request refused or dropped), TTIN/TTOU (worker count).
+# HUP under load (no request refused or dropped), TTIN/TTOU (worker count), USR1
+# (every worker reopens the access log file).
 
 sub wait_children ($master, $n, $timeout = 10) {
   my @k;
@@ -111,4 +113,28 @@ subtest 'the master dies (SIGKILL): the workers notice and stop' => sub {
   like($srv->log, qr/the master process is gone: stopping/, '... saying why');
 };
 
+subtest 'USR1: every worker reopens the access log file' => sub {
+  my $dir = File::Temp->newdir;
+  my $log = "$dir/access.log";
+  my $srv = start_server(app => worker_app(), workers => 2, access_log => $log);
+  my @k = wait_children($srv->pid, 2);
+  $srv->wait_reports(2, 10);
+  # Enough connections that both workers answer some
+  http_exchange($srv->port, "GET /before HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") for 1 .. 20;
+  wait_for(sub { (() = slurp($log) =~ m{GET /before }g) == 20 }, 5);
+  rename($log, "$log.1") or die "rename: $!";
+  ok(kill('USR1', $srv->pid), 'SIGUSR1 to the master');
+  ok($srv->wait_log(qr/\[worker 1 pid [0-9]+\] access log reopened/)
+    && $srv->wait_log(qr/\[worker 2 pid [0-9]+\] access log reopened/), 'both workers reopened it');
+  http_exchange($srv->port, "GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") for 1 .. 20;
+  wait_for(sub { (() = slurp($log) =~ m{GET /after }g) == 20 }, 5);
+  is_deeply([sort { $a <=> $b } children_of($srv->pid)], [sort { $a <=> $b } @k],
+    'the same workers: a reopen, not a restart');
+  is($srv->stop, 0, 'the master exits 0');
+  is(scalar(() = slurp("$log.1") =~ m{GET /before }g), 20, 'the 20 lines before: in the rotated file');
+  is(scalar(() = slurp("$log.1") =~ m{GET /after }g), 0, '... none after');
+  is(scalar(() = slurp($log) =~ m{GET /after }g), 20, 'the 20 lines after: in the new file');
+};
+
 done_testing;
+

@@ -76,6 +76,13 @@ sub new ($class, %opt) {
   $self->{level}  = $LEVEL{$self->{log_level}};
   $self->{debug}  = $self->{level} >= $LEVEL{debug} ? 1 : 0;
   $self->{access_log} = \*STDERR unless exists $opt{access_log};
+  if (defined $self->{access_log} && !ref $self->{access_log}) {
+    # A file name: opened here, and again on SIGUSR1 (after log rotation)
+    $self->{access_log_path} = $self->{access_log};
+    open(my $fh, '>>', $self->{access_log_path})
+      or Carp::croak("PAGI::Server->new: cannot open the access log $self->{access_log_path}: $!");
+    $self->{access_log} = $fh;
+  }
   for my $k (qw(workers max_requests max_connections)) {
     Carp::croak("PAGI::Server->new: $k must be a whole number, not '$self->{$k}'")
       unless $self->{$k} =~ /\A[0-9]+\z/;
@@ -525,6 +532,7 @@ sub run ($self) {
     $self->shutdown->on_done(sub { $loop->stop });
   };
   _on_signals($loop, [qw(INT TERM)], $stop);
+  _on_signals($loop, ['USR1'], sub ($sig) { $self->_reopen_access_log });
   $loop->later(sub { $stop->($early) }) if $early;    # (inside run, so that stop works)
   $loop->run;
   $self->_unlink_sockets;
@@ -574,6 +582,7 @@ sub _run_worker ($self, $num, $notify, $early) {
   _on_signals($loop, [qw(INT TERM)], sub ($sig) { $self->log(debug => "SIG$sig received"); $stop->(0) });
   # The master's "retire": finish in-flight work while the other workers serve on
   _on_signals($loop, ['USR2'], sub ($sig) { $self->log(debug => 'retiring'); $stop->(1) });
+  _on_signals($loop, ['USR1'], sub ($sig) { $self->_reopen_access_log });
   $self->_start_accepting;
   $notify->('ready');
   if (my $sig = $early->()) { $loop->later(sub { $stop->($sig eq 'USR2' ? 1 : 0) }) }
@@ -581,6 +590,24 @@ sub _run_worker ($self, $num, $notify, $early) {
   $self->_flush_access_log if $self->{access_log_file};
   $self->log(debug => "stopped after $self->{served} request(s)");
   return 0;
+}
+
+# SIGUSR1: the access log file is opened again by its name, so that after a rotation
+# (logrotate moved it away) new lines go to a new file. Lines already collected go to
+# the old one first.
+sub _reopen_access_log ($self) {
+  my $path = $self->{access_log_path} or return;
+  open(my $fh, '>>', $path)
+    or return $self->log(error => "access log: cannot reopen $path: $!; still writing to the old file");
+  if ($self->{access_log_file}) {    # a worker: whole lines are written each second
+    $self->_flush_access_log;
+    $self->{access_log_file} = $fh;
+  }
+  else {
+    $self->{access_log}->flush;
+    $self->{access_log} = $fh;
+  }
+  $self->log(info => "access log reopened: $path");
 }
 
 sub _access_buffer ($self) {
@@ -687,7 +714,8 @@ C<Select> or a full class name). Default: Epoll when installed.
 =item access_log
 
 A filehandle for the access log (Common Log Format plus the time taken in
-seconds); C<undef> disables it. Default C<STDERR>.
+seconds), or a file name: the server appends to that file and opens it again on
+SIGUSR1 (for log rotation). C<undef> disables it. Default C<STDERR>.
 
 =item log_level, quiet
 
@@ -807,6 +835,7 @@ when every worker has stopped.
   HUP         -                              graceful restart: new workers, then
                                              the old ones retire
   TTIN, TTOU  -                              one worker more / fewer (at least 1)
+  USR1        reopen the access log file     reopen it in every worker
 
 A second TERM or INT closes the remaining connections at once. Workers that have not
 exited C<shutdown_timeout> + 30 s after a stop are killed. HUP forks the new workers

@@ -104,7 +104,7 @@ sub _spawn ($self, $slot) {
   # The worker. Its signals: INT/TERM stop, USR2 retires; the master's others are
   # ignored (a TTIN/TTOU sent to the process group must not stop it)
   my $early;
-  $SIG{$_} = 'IGNORE' for qw(HUP TTIN TTOU USR1 QUIT PIPE);
+  $SIG{$_} = 'IGNORE' for qw(HUP TTIN TTOU USR1 QUIT PIPE);    # (USR1: until it serves)
   $SIG{CHLD} = 'DEFAULT';
   $SIG{$_} = do { my $s = $_; sub { $early //= $s } } for qw(INT TERM USR2);
   POSIX::sigprocmask(POSIX::SIG_SETMASK(), $old);
@@ -218,7 +218,13 @@ sub _signals ($self) {
   my $flags = $self->{flags};
   while (@$flags) {
     my $sig = shift @$flags;
-    if ($sig eq 'CHLD' || $sig eq 'USR1' || $sig eq 'USR2') { next }
+    if ($sig eq 'CHLD' || $sig eq 'USR2') { next }
+    if ($sig eq 'USR1') {
+      # Log rotation: each worker reopens the access log file
+      $self->log(info => 'SIGUSR1 received: the workers reopen the access log');
+      kill 'USR1', keys %{$self->{workers}};
+      next;
+    }
     if ($sig eq 'INT' || $sig eq 'TERM' || $sig eq 'QUIT') {
       $self->log(info => "SIG$sig received: stopping " . keys(%{$self->{workers}}) . ' worker(s)');
       $self->_stop;
