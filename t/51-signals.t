@@ -3,13 +3,13 @@ use warnings;
 use experimental 'signatures';
 use Test::More;
 use lib 't/lib';
-use PAGI::Test::Server qw(start_server http_connect http_exchange wait_for slurp);
+use PAGI::Test::Server qw(start_server start_cli http_connect http_exchange wait_for slurp);
 use File::Temp ();
 use PAGI::Test::Load qw(start_load worker_app children_of);
 
 # Signals of a pre-forked server: TERM (graceful stop with in-flight requests),
 # HUP under load (no request refused or dropped), TTIN/TTOU (worker count), USR1
-# (every worker reopens the access log file).
+# (every worker reopens the access log file), HUP with --no-preload (new code).
 
 sub wait_children ($master, $n, $timeout = 10) {
   my @k;
@@ -134,6 +134,70 @@ subtest 'USR1: every worker reopens the access log file' => sub {
   is(scalar(() = slurp("$log.1") =~ m{GET /before }g), 20, 'the 20 lines before: in the rotated file');
   is(scalar(() = slurp("$log.1") =~ m{GET /after }g), 0, '... none after');
   is(scalar(() = slurp($log) =~ m{GET /after }g), 20, 'the 20 lines after: in the new file');
+};
+
+subtest 'HUP with --no-preload: the new workers load the code as it is on disk' => sub {
+  my $dir = File::Temp->newdir;
+  my $file = "$dir/app.pl";
+  my $write = sub ($version, $broken = '') {
+    open(my $fh, '>', "$file.new") or die $!;
+    print {$fh} <<"APP";
+use strict; use warnings; use Future::AsyncAwait;
+print STDERR "app $version loaded in pid \$\$\\n";
+$broken
+async sub {
+  my (\$scope, \$receive, \$send) = \@_;
+  return if \$scope->{type} eq 'lifespan';
+  await \$send->({type => 'http.response.start', status => 200, headers => [['content-type', 'text/plain']]});
+  await \$send->({type => 'http.response.body', body => "$version \$\$"});
+};
+APP
+    close $fh;
+    rename("$file.new", $file) or die $!;
+  };
+  my $get = sub {
+    my ($r) = http_exchange($_[0]->port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    return $r->[0] ? $r->[0]{body} : '';
+  };
+  $write->('v1');
+  my $srv = start_cli(args => [$file, '--port', 0, '--workers', 2, '--no-preload', '--no-access-log']);
+  ok($srv->port, 'started');
+  my @old = wait_children($srv->pid, 2);
+  wait_for(sub { (() = $srv->log =~ /app v1 loaded/g) == 2 }, 10);
+  like($get->($srv), qr/\Av1 [0-9]+\z/, 'v1 served');
+  my $master = $srv->pid;
+  unlike($srv->log, qr/loaded in pid $master\b/, 'the master never loaded the application');
+
+  $write->('v2');
+  kill 'HUP', $srv->pid;
+  # The v1 workers retire once their replacements are ready
+  wait_for(sub {
+    my @k = children_of($srv->pid);
+    @k == 2 && !grep { my $p = $_; grep { $_ == $p } @old } @k;
+  }, 15);
+  my %seen;
+  $seen{$get->($srv) =~ s/ [0-9]+\z//r}++ for 1 .. 10;
+  is_deeply(\%seen, {v2 => 10}, 'after HUP: v2 served, by the new workers only');
+
+  # New code that does not compile: the new workers fail, the old ones serve on
+  $write->('v3', 'sub {');
+  kill 'HUP', $srv->pid;
+  ok($srv->wait_log(qr/cannot load .*app\.pl/, 10), 'a new worker reports that it cannot load the application');
+  my $v = $get->($srv);
+  like($v, qr/\Av2 /, 'the v2 workers still serve');
+  ok(!$srv->exited, 'the master did not stop');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest '--no-preload: an application that cannot load stops the server at startup' => sub {
+  my $dir = File::Temp->newdir;
+  open(my $fh, '>', "$dir/bad.pl") or die $!;
+  print {$fh} "sub {\n";
+  close $fh;
+  my $srv = start_cli(args => ["$dir/bad.pl", '--port', 0, '--workers', 2, '--no-preload']);
+  my $rc = $srv->wait_exit(20);
+  is($rc, 1, 'the master exits 1');
+  like($srv->log, qr/a worker could not start the application; stopping/, 'and says why');
 };
 
 done_testing;

@@ -46,7 +46,7 @@ my %DEFAULT = (
   max_requests      => 0,
   max_connections   => 0,
 );
-my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app loop loop_type access_log backend on_listen
+my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app app_file loop loop_type access_log backend on_listen
   listen socket ssl_cert ssl_key ssl_ca ssl_verify_client);
 
 # How long lifespan startup/shutdown may take before we stop waiting
@@ -55,7 +55,15 @@ use constant LIFESPAN_TIMEOUT => 60;
 sub new ($class, %opt) {
   my @unknown = sort grep { !$KNOWN{$_} } keys %opt;
   Carp::croak("PAGI::Server->new: unknown option(s): @unknown") if @unknown;
-  Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $opt{app} eq 'CODE';
+  if (defined $opt{app_file} && !defined $opt{app}) {
+    # A file: loaded now, or with workers by each worker (so a HUP loads it anew)
+    Carp::croak("PAGI::Server->new: cannot read the app_file '$opt{app_file}'") unless -r $opt{app_file};
+    $opt{app} = $class->load_app($opt{app_file}) unless $opt{workers};
+  }
+  else {
+    Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $opt{app} eq 'CODE';
+    Carp::croak('PAGI::Server->new: app and app_file exclude each other') if defined $opt{app_file};
+  }
   Carp::croak('PAGI::Server->new: on_listen must be a code reference')
     if defined $opt{on_listen} && ref $opt{on_listen} ne 'CODE';
   if (defined $opt{backend} && $opt{backend} ne 'auto'
@@ -573,6 +581,13 @@ sub _run_worker ($self, $num, $notify, $early) {
     $self->{access_log_file} = $self->{access_log};
     $self->_access_buffer;
   }
+  if (!$self->{app}) {
+    # app_file (no preload): this worker loads the application itself
+    $self->{app} = eval { PAGI::Server->load_app($self->{app_file}) } or do {
+      $self->log(error => $@ =~ s/\s+\z//r);
+      return PAGI::Server::Prefork::STARTUP_FAILED();
+    };
+  }
   my $ok = eval { $self->_lifespan_startup->get; 1 };
   if (!$ok) {
     $self->log(error => 'lifespan startup failed: ' . ($@ =~ s/\s+\z//r));
@@ -699,7 +714,18 @@ Given to C<new>; unknown options are an error.
 
 =item app
 
-The PAGI application, a code reference returning a L<Future>. Required.
+The PAGI application, a code reference returning a L<Future>. Required, unless
+C<app_file> is given.
+
+=item app_file
+
+Instead of C<app>: a file whose last statement is the application (as
+L</load_app> reads it). Without C<workers> it is loaded at once; with C<workers>
+each worker loads it after the fork and the master never does, so a HUP (new
+workers) runs the code as it is on disk then, modules it uses included (the CLI's
+C<--no-preload>). A worker that cannot load it exits as one whose lifespan startup
+failed: in the first generation that stops the server; after a HUP the old workers
+keep serving.
 
 =item host, port
 
@@ -840,8 +866,9 @@ when every worker has stopped.
 A second TERM or INT closes the remaining connections at once. Workers that have not
 exited C<shutdown_timeout> + 30 s after a stop are killed. HUP forks the new workers
 from the master, so they run the application the master loaded: it renews the
-processes (memory, connections, lifespan state), not the code; deploy new code with
-a full restart (C<systemctl restart>).
+processes (memory, connections, lifespan state), not the code, unless the server
+was given C<app_file> (the CLI's C<--no-preload>): then each new worker loads the
+application anew.
 
 =head2 listen
 

@@ -155,7 +155,7 @@ sub _reap ($self) {
     $self->log(warn => "worker $slot (pid $pid) exited unexpectedly ($how)");
     if (!($raw & 127) && $raw >> 8 == STARTUP_FAILED && !$wk->{ready} && !$self->{ever_ready}) {
       # The application refuses to start: stopping beats restarting it forever
-      $self->log(error => 'lifespan startup failed in a worker; stopping');
+      $self->log(error => 'a worker could not start the application; stopping');
       $self->{status} = 1;
       $self->_stop;
       next;
