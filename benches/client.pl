@@ -2,6 +2,7 @@
 # A small HTTP/1.1 client for benches/run (blocking sockets, 127.0.0.1 only).
 #
 #   client.pl keepalive --port N --requests K   K sequential requests on one connection
+#                                               (--body B: POSTs with a B-byte body)
 #   client.pl idle --port N --conns K           K connections, one request on each, then
 #                                               "ready K" on stdout; they stay open until
 #                                               stdin is closed
@@ -14,17 +15,22 @@ use IO::Socket::IP;
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
 my $mode = shift // '';
-my %o = (host => '127.0.0.1', port => 0, requests => 1000, conns => 1000, path => '/');
+my %o = (host => '127.0.0.1', port => 0, requests => 1000, conns => 1000, path => '/', body => 0);
 GetOptionsFromArray(\@ARGV,
   'port=i'     => \$o{port},
   'requests=i' => \$o{requests},
   'conns=i'    => \$o{conns},
   'path=s'     => \$o{path},
+  'body=i'     => \$o{body},
 ) or exit 2;
 die "usage: $0 keepalive|idle --port N [--requests K] [--conns K] [--path P]\n"
   unless $mode =~ /\A(?:keepalive|idle)\z/ && $o{port};
 
-my $REQUEST = "GET $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n\r\n";
+# --body N: a POST with an N-byte body instead of a GET
+my $REQUEST = $o{body}
+  ? "POST $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n"
+    . "Content-Type: application/octet-stream\r\nContent-Length: $o{body}\r\n\r\n" . ('x' x $o{body})
+  : "GET $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n\r\n";
 
 sub connect_one {
   my $s = IO::Socket::IP->new(PeerHost => $o{host}, PeerPort => $o{port}, Proto => 'tcp')
