@@ -30,6 +30,8 @@ my $app = async sub ($scope, $receive, $send) {
 
   if ($route =~ m{\A/scope}) {
     my %copy = map { $_ => $scope->{$_} } grep { $_ ne 'pagi.connection' && $_ ne 'pagi.transport' } keys %$scope;
+    # (an unknown key of the pagi hash reads as undef, no error)
+    $copy{pagi_unknown} = exists $scope->{pagi}{is_worker} ? 'exists' : $scope->{pagi}{is_worker} // 'undef';
     my $ev = await $receive->();
     report(
       scope        => \%copy,
@@ -42,6 +44,9 @@ my $app = async sub ($scope, $receive, $send) {
         response_started on_complete response_complete disconnect_future)],
       first_event  => $ev,
     );
+    # The pagi hash is this request's own: an unknown key reads as undef, and a
+    # change does not reach the next request
+    $scope->{pagi}{added_by_app} = 1;
     # Shallow copy: top-level changes stay in this request, shared values do not
     $scope->{state}{greeting} = 'changed';
     $scope->{state}{added}    = 1;
@@ -254,6 +259,9 @@ subtest 'state: a shallow copy per request' => sub {
   my ($one, $two) = @rep[-2, -1];
   is($two->{scope}{state}{greeting}, 'hello', 'a top-level change in one request does not reach the next');
   ok(!exists $two->{scope}{state}{added}, 'a key added in one request does not reach the next');
+  is($two->{scope}{pagi_unknown}, 'undef', 'reading a key the pagi hash does not have gives undef');
+  is_deeply($two->{scope}{pagi}, {version => '0.3', spec_version => '0.3'},
+    'a key an app added to pagi does not reach the next request');
   is($two->{scope}{state}{shared}{hits}, $one->{scope}{state}{shared}{hits} + 1,
     'nested values are shared (shallow copy)');
 };

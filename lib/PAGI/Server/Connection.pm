@@ -6,7 +6,6 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use Scalar::Util qw(blessed);
 use Socket qw(SHUT_WR);
 use Future;
-use Hash::Util ();
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields;
@@ -53,24 +52,20 @@ use constant DRAIN_BODY_MAX => 1 << 16;     # unread request body we read and dr
 use constant LINGER_SECONDS => 2;
 use constant FILE_CHUNK     => 1 << 16;
 
-# The scope's pagi key: the same for every request, so one shared, locked hash
-my $PAGI = {version => '0.3', spec_version => '0.3'};
-Hash::Util::lock_hash(%$PAGI);
-
 # The facts of a request with none beyond the scope keys (read-only: shared)
 my $NO_FACTS = [];
 Internals::SvREADONLY(@$NO_FACTS, 1);
 
 my $CONTINUE = "HTTP/1.1 100 Continue\r\n\r\n";
 
-# What a send that needs no waiting returns: one shared, already-done Future (a done
-# Future is immutable to its users; this saves two allocations per send). Its class
-# answers the two questions `await` asks of it directly, instead of through
-# Future's generic AWAIT_* wrappers (two method calls less per await).
 # Connection objects alive (made and not yet freed): for leak checks
 our $LIVE = 0;
 sub DESTROY { $LIVE-- }
 
+# What a send that needs no waiting returns: one shared, already-done Future (a done
+# Future is immutable to its users; this saves two allocations per send). Its class
+# answers the two questions `await` asks of it directly, instead of through
+# Future's generic AWAIT_* wrappers (two method calls less per await).
 our $DONE = bless Future->done, 'PAGI::Server::Connection::Done';
 {
   package PAGI::Server::Connection::Done;
@@ -251,7 +246,7 @@ sub _start_request ($self, $req) {
   }
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
-    'http', $PAGI, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
+    'http', {version => '0.3', spec_version => '0.3'}, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
   if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
