@@ -44,7 +44,8 @@ my $app = sub ($scope, $receive, $send) {
   if ($scope->{type} eq 'lifespan') { return Future->fail("no lifespan\n") }
   my %seen = (type => $scope->{type}, scheme => $scope->{scheme},
     has_tls => exists $scope->{extensions}{tls} ? 1 : 0, tls => $scope->{extensions}{tls},
-    ext => [sort keys %{$scope->{extensions}}], client => $scope->{client}, pid => $$);
+    ext => [sort keys %{$scope->{extensions}}], client => $scope->{client}, pid => $$,
+    live => do { no warnings 'once'; $PAGI::Server::Connection::LIVE });
   if ($scope->{type} eq 'websocket') {
     PAGI::Test::Server::report(%seen);
     return $receive->()->then(sub { $send->({type => 'websocket.accept'}) })
@@ -177,6 +178,17 @@ subtest 'plain HTTP to the TLS port fails cleanly; TLS still works' => sub {
   my ($r, $err) = tls_request($srv->port, $GET);
   ok($r, 'TLS clients are still served') or diag $err;
   last_report();
+};
+
+subtest 'every TLS connection above was freed' => sub {
+  # Only the asking connection is alive once the server has seen the others close
+  my $live;
+  PAGI::Test::Server::wait_for(sub {
+    my ($r, $err) = tls_request($srv->port, "GET /live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    $live = $r ? last_report()->{live} : "no answer: $err";
+    $live eq '1';
+  }, 5);
+  is($live, 1, 'one connection object alive: the one asking');
 };
 
 is($srv->stop, 0, 'TLS server exits 0');
