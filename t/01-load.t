@@ -2,6 +2,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Test::More;
+use Future::AsyncAwait;
 use lib 't/lib';
 use PAGI::Test::Server qw(ROOT);
 
@@ -98,4 +99,21 @@ is($s->port, 5000, 'port defaults to 5000 before listening');
 is(PAGI::Server->new(app => $app, quiet => 1, log_level => 'error')->{log_level}, 'error',
   'quiet keeps a lower level');
 
+# The shared done Future a send returns: awaiting it gives nothing at once, and what
+# Future's methods build from it are plain Futures that are awaited as such
+{
+  my $done = $PAGI::Server::Connection::DONE;
+  ok($done->isa('Future') && $done->is_done, 'the shared done Future is a done Future');
+  my $count = (async sub { my @got = await $done; scalar @got })->()->get;
+  is($count, 0, 'awaiting it gives no values');
+  my $pending = $done->followed_by(sub { Future->new });
+  is(ref $pending, 'Future', 'a Future built from it is a plain Future');
+  my $waiter = (async sub { await $pending; 'resumed' })->();
+  ok($waiter && !$waiter->is_ready, '... awaited as pending while it is');
+  $pending->done;
+  is($waiter->get, 'resumed', '... and resumed when it is done');
+  is($done->then(sub { Future->done(7) })->get, 7, '->then on it runs its code');
+}
+
 done_testing;
+

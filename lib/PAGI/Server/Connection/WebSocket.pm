@@ -23,6 +23,8 @@ BEGIN {
   *$_ = \&{"PAGI::Server::Protocol::WebSocket::$_"}
     for qw(WS_CONTINUATION WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG);
 }
+# The connection's shared done Future (see PAGI::Server::Connection)
+our $DONE = $PAGI::Server::Connection::DONE;
 use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
@@ -97,7 +99,7 @@ sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
   my $state = $self->[WS];
   if ($type eq 'websocket.send') {
-    return Future->done unless $self->[CONNECTED];
+    return $DONE unless $self->[CONNECTED];
     return Future->fail("websocket.send before websocket.accept\n") if $state eq 'handshake';
     return Future->fail("websocket.send after websocket.close\n") if $state ne 'open';
     my ($op, $data);
@@ -122,21 +124,21 @@ sub _send ($self, $ev) {
     # then is still the app's mistake
     return Future->fail("websocket.accept: the handshake is already answered\n")
       if $self->[ANSWERED] || $self->[DENY];
-    return Future->done unless $self->[CONNECTED];
+    return $DONE unless $self->[CONNECTED];
     return $self->_accept($ev);
   }
   if ($type eq 'websocket.close') {
     if ($state eq 'handshake') {
-      return Future->done unless $self->[CONNECTED];
+      return $DONE unless $self->[CONNECTED];
       return Future->fail("websocket.close after a denial response started\n") if $self->[DENY];
       # Closing before accepting refuses the handshake
       $self->[ANSWERED] = 1;
       $self->[WS] = 'closed';
       $self->[CONNECTED] = 0;
       $self->_wire_error(403, 'websocket connection refused');
-      return Future->done;
+      return $DONE;
     }
-    return Future->done unless $self->[CONNECTED];
+    return $DONE unless $self->[CONNECTED];
     return Future->fail("websocket.close sent twice\n") if $state ne 'open';
     my $code = $ev->{code} // 1000;
     return Future->fail("websocket.close: invalid code $code\n")
@@ -145,10 +147,10 @@ sub _send ($self, $ev) {
     utf8::encode($reason);
     return Future->fail("websocket.close: reason longer than 123 bytes\n") if length $reason > 123;
     $self->_send_close($code, $reason);
-    return Future->done;
+    return $DONE;
   }
   if ($type eq 'websocket.keepalive') {
-    return Future->done unless $self->[CONNECTED];
+    return $DONE unless $self->[CONNECTED];
     my $interval = $ev->{interval} // 0;
     my $timeout  = $ev->{timeout};
     return Future->fail("websocket.keepalive: interval must be a number >= 0\n")
@@ -158,11 +160,11 @@ sub _send ($self, $ev) {
     $self->[PING_INTERVAL] = $interval;
     $self->[PING_TIMEOUT]  = $timeout;
     $self->[NEXT_PING]     = $interval ? $PAGI::Server::NOW + $interval : undef;
-    return Future->done;
+    return $DONE;
   }
   if ($type eq 'websocket.http.response.start' || $type eq 'websocket.http.response.body') {
     # Denial events after accept are ignored (PAGI spec)
-    return Future->done if $state ne 'handshake' || !$self->[CONNECTED];
+    return $DONE if $state ne 'handshake' || !$self->[CONNECTED];
     return $self->_deny($type, $ev);
   }
   return Future->fail("unknown event type '$type' for a websocket scope\n");
@@ -188,7 +190,7 @@ sub _accept ($self, $ev) {
   $self->_write($bytes);
   $self->_access_log if $self->[SERVER]{access_log};
   $self->_process_input if length $self->[RBUF];
-  return Future->done;
+  return $DONE;
 }
 
 # websocket.http.response.*: an HTTP response instead of the handshake, then close
@@ -199,13 +201,13 @@ sub _deny ($self, $type, $ev) {
     return Future->fail("$type: status must be an integer\n")
       unless defined $status && $status =~ /\A[0-9]+\z/;
     $self->[DENY] = {status => $status, headers => $ev->{headers} // [], body => ''};
-    return Future->done;
+    return $DONE;
   }
   my $deny = $self->[DENY] or return Future->fail("$type before websocket.http.response.start\n");
   my $body = $ev->{body} // '';
   utf8::downgrade($body, 1) or return Future->fail("$type: body must be bytes\n");
   $deny->{body} .= $body;
-  return Future->done if $ev->{more} // $ev->{more_body};
+  return $DONE if $ev->{more} // $ev->{more_body};
   my ($bytes, $err) = PAGI::Server::Connection::serialize_response($deny->{status},
     $deny->{headers}, PAGI::Server::Connection::F_CLOSE, $deny->{body});
   return Future->fail("websocket.http.response.start: $err\n") unless defined $bytes;
@@ -218,7 +220,7 @@ sub _deny ($self, $type, $ev) {
   $self->_write($bytes);
   $self->_access_log if $self->[SERVER]{access_log};
   $self->_close_after_flush(1);
-  return Future->done;
+  return $DONE;
 }
 
 sub _send_close ($self, $code, $reason = '') {
