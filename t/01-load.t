@@ -113,6 +113,14 @@ is(PAGI::Server->new(app => $app, quiet => 1, log_level => 'error')->{log_level}
   $pending->done;
   is($waiter->get, 'resumed', '... and resumed when it is done');
   is($done->then(sub { Future->done(7) })->get, 7, '->then on it runs its code');
+  # Future's convergents build from their first derived-class argument
+  my $later = Future->new;
+  my $all = Future->needs_all($done, $later);
+  is(ref $all, 'Future', 'needs_all with it: a plain Future');
+  my $all_waiter = (async sub { await $all; 'all' })->();
+  ok(!$all_waiter->is_ready, '... awaited as pending while a part is');
+  $later->done;
+  is($all_waiter->get, 'all', '... and resumed when all are done');
 }
 
 done_testing;
