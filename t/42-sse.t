@@ -125,6 +125,9 @@ $route{'/bad-header'} = async sub ($scope, $receive, $send) {
   if ($scope->{query_string} eq 'start') {
     push @r, await attempt($send, {type => 'sse.start', headers => [$evil]});
   }
+  elsif ($scope->{query_string} eq 'shape') {
+    push @r, await attempt($send, {type => 'sse.start', headers => [['X-A', '1', 'Injected']]});
+  }
   else {
     push @r, await attempt($send, {type => 'sse.http.response.start', status => 403, headers => [$evil]});
     push @r, await attempt($send, {type => 'sse.http.response.body', body => 'Injected body'});
@@ -350,6 +353,13 @@ subtest 'a header with CR/LF in sse.start or a decline: the send fails' => sub {
     unlike($bytes, qr/Injected/, "$mode: the bad bytes never reach the wire");
     ok($c->closed, "$mode: the connection is closed");
   }
+  my $c = http_connect($port);
+  $c->send(sse_request('/bad-header?shape'));
+  my $bytes = $c->read_all(3);
+  my ($r) = grep { $_->{mode} eq 'shape' } reports_of('bad-header', 3);
+  is($r->{results}[0], 'error: sse.start: headers must be an array of [name, value] pairs',
+    'headers of the wrong shape: sse.start fails');
+  unlike($bytes, qr/Injected/, 'shape: nothing of it reaches the wire');
 };
 
 subtest 'a client that stops reading: sse.disconnect write_timeout' => sub {

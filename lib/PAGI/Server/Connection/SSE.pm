@@ -58,8 +58,10 @@ sub _send ($self, $ev) {
     return Future->fail("sse.start after the response started\n") if $mode;
     return Future->done if !$self->[CSTATE][CS_CONNECTED];
     my $headers = $ev->{headers} // [];
-    return Future->fail("sse.start: headers must be an array of [name, value] pairs\n")
-      if ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers;
+    # The codec's check (the shape first), before the defaults below look at them
+    if (defined(my $err = PAGI::Server::Connection::check_headers($headers))) {
+      return Future->fail("sse.start: $err\n");
+    }
     my %have = map { lc($_->[0] // '') => 1 } @$headers;
     $headers = [@$headers];
     push @$headers, ['Content-Type', 'text/event-stream'] unless $have{'content-type'};

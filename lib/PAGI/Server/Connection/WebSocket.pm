@@ -177,10 +177,10 @@ sub _accept ($self, $ev) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }
   my $extra = $ev->{headers} // [];
-  return Future->fail("websocket.accept: headers must be an array of [name, value] pairs\n")
-    if ref $extra ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$extra;
-  # serialize_response validates the app's headers and drops any Connection field
-  # (the handshake's is added below)
+  if (defined(my $err = PAGI::Server::Connection::check_headers($extra))) {
+    return Future->fail("websocket.accept: $err\n");
+  }
+  # serialize_response drops any Connection field (the handshake's is added below)
   my ($bytes, $err) = PAGI::Server::Connection::serialize_response(101, [@headers, @$extra], 0, undef);
   return Future->fail("websocket.accept: $err\n") unless defined $bytes;
   $bytes =~ s/\r\n/\r\nConnection: Upgrade\r\n/;
