@@ -8,6 +8,7 @@ use File::Temp qw(tempdir);
 use IO::Socket::IP;
 use IO::Socket::UNIX;
 use Socket qw(AF_UNIX SOCK_STREAM PF_UNSPEC);
+use PAGI::Test::Differential qw(backends run_both same tally_ok @FAILS %WARNINGS);
 use PAGI::Test::CodecCorpus qw(requests bad_requests limit_sets chunked_bodies responses
   chunk_datas trailer_sets mutate canon strip_date);
 
@@ -24,39 +25,9 @@ BEGIN {
 require PAGI::Server::Protocol::HTTP1::PP;
 
 my %IMPL = (pp => 'PAGI::Server::Protocol::HTTP1::PP', xs => 'PAGI::Server::Protocol::HTTP1::XS');
+backends(%IMPL);
 my $SEED = $ENV{PAGI_TEST_SEED} // 20261127;
 my $MUTATIONS = $ENV{PAGI_TEST_MUTATIONS} // 12_000;
-
-# Calls one function of both backends; returns the canonical text of each result (or of
-# its exception, with the location removed) and the warnings each emitted
-my %WARNINGS = (pp => 0, xs => 0);
-sub run_both ($fn, $args, $flags = 1, $post = undef) {
-  my %out;
-  for my $b (qw(pp xs)) {
-    my @w;
-    local $SIG{__WARN__} = sub { push @w, $_[0] };
-    my @r = eval { $IMPL{$b}->can($fn)->(@$args) };
-    $WARNINGS{$b} += @w;
-    my $died = $@ =~ s/ at \S+ line \d+\.?\n\z//r;
-    @r = map { $post->($_) } @r if $post;
-    $out{$b} = $died ne '' ? "DIED" : canon(\@r, $flags);
-  }
-  return ($out{pp}, $out{xs});
-}
-
-# Compares and, on a difference, shows both (bulk loops call it with $quiet)
-my @FAILS;
-sub same ($name, $fn, $args, %opt) {
-  my ($pp, $xs) = run_both($fn, $args, $opt{flags} // 1, $opt{post});
-  return 1 if $pp eq $xs;
-  push @FAILS, "$name\n  pp: $pp\n  xs: $xs";
-  return 0;
-}
-
-sub tally_ok ($count, $name) {
-  my @f = splice @FAILS;
-  ok(!@f, "$name ($count cases)") or diag(join "\n", @f[0 .. ($#f < 9 ? $#f : 9)]);
-}
 
 subtest 'interface' => sub {
   for my $fn (qw(parse_request decode_chunked serialize_response check_headers serialize_chunk

@@ -5,6 +5,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
+use PAGI::Test::Differential qw(backends run_both same tally_ok @FAILS %WARNINGS);
 use PAGI::Test::CodecCorpus qw(canon mutate);
 
 # The two WebSocket codec backends must give identical results (doc/codec.md, WebSocket
@@ -22,36 +23,9 @@ require PAGI::Server::Protocol::WebSocket::PP;
 require PAGI::Server::Protocol::WebSocket;
 
 my %IMPL = (pp => 'PAGI::Server::Protocol::WebSocket::PP', xs => 'PAGI::Server::Protocol::WebSocket::XS');
+backends(%IMPL);
 my $SEED = $ENV{PAGI_TEST_SEED} // 20261127;
 my $MUTATIONS = $ENV{PAGI_TEST_WS_MUTATIONS} // 20_000;
-
-# Calls one function of both backends; returns the canonical text of each result ("DIED"
-# for an exception) and counts the warnings each emitted
-my %WARNINGS = (pp => 0, xs => 0);
-sub run_both ($fn, $args, $flags = 1) {
-  my %out;
-  for my $b (qw(pp xs)) {
-    my @w;
-    local $SIG{__WARN__} = sub { push @w, $_[0] };
-    my @r = eval { $IMPL{$b}->can($fn)->(@$args) };
-    $WARNINGS{$b} += @w;
-    $out{$b} = $@ ne '' ? 'DIED' : canon(\@r, $flags);
-  }
-  return ($out{pp}, $out{xs});
-}
-
-my @FAILS;
-sub same ($name, $fn, $args, $flags = 1) {
-  my ($pp, $xs) = run_both($fn, $args, $flags);
-  return 1 if $pp eq $xs;
-  push @FAILS, "$name\n  pp: $pp\n  xs: $xs";
-  return 0;
-}
-
-sub tally_ok ($count, $name) {
-  my @f = splice @FAILS;
-  ok(!@f, "$name ($count cases)") or diag(join "\n", @f[0 .. ($#f < 9 ? $#f : 9)]);
-}
 
 sub short ($bytes) { length $bytes > 40 ? canon(substr($bytes, 0, 40)) . '...(' . length($bytes) . ' bytes)' : canon($bytes) }
 
@@ -172,7 +146,7 @@ subtest 'parse_frame: valid frames and errors under every limit' => sub {
   my %w = %WARNINGS;
   for my $args (['', 10], [undef, 10], ["\x81", 10], [frame(payload => 'abc'), undef],
     [frame(payload => 'abc'), 'abc'], [12345, 10], [do { my $u = frame(payload => "\xe9t\xe9"); utf8::upgrade($u); $u }, 10]) {
-    same('odd arguments ' . canon($args), 'parse_frame', $args, 0);
+    same('odd arguments ' . canon($args), 'parse_frame', $args, flags => 0);
   }
   tally_ok(7, 'odd arguments');
   TODO: {
@@ -284,7 +258,7 @@ subtest 'mask_payload and round trips' => sub {
   for my $args ([undef, 'abcd'], ['', 'abcd'], [$up, 'abcd'], ['abcd', $up], ["\x{263a}", 'abcd'],
     ['abcd', "\x{263a}"], ['', "\x{263a}"], ['12345', 'abcd']) {
     $n++;
-    same('odd arguments ' . canon($args), 'mask_payload', $args, 0);
+    same('odd arguments ' . canon($args), 'mask_payload', $args, flags => 0);
   }
   tally_ok($n, 'mask_payload');
   TODO: {
