@@ -13,12 +13,6 @@ use PAGI::Test::WebSocket qw(ws_connect accept_for);
 # and what misuse of $send gets. A raw client (t/lib/PAGI/Test/WebSocket.pm) on
 # loopback; runs on whichever backend PAGI_SERVER_BACKEND selects.
 
-# Runs a $send and reports whether it failed (and why) instead of dying
-async sub attempt ($send, $ev) {
-  my $ok = eval { await $send->($ev); 1 };
-  return $ok ? 'ok' : "error: $@" =~ s/\s+\z//r;
-}
-
 # The app: one behaviour per path; each reports what it saw
 my %route;
 my $app = async sub ($scope, $receive, $send) {

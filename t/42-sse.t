@@ -14,11 +14,6 @@ use PAGI::Test::Server qw(:all);
 # ignored), returning, declining with sse.http.response.*, sse.disconnect on a client
 # drop, HTTP/1.0, and what bad events get (a newline in event or id fails the send).
 
-async sub attempt ($send, $ev) {
-  my $ok = eval { await $send->($ev); 1 };
-  return $ok ? 'ok' : "error: $@" =~ s/\s+\z//r;
-}
-
 my %route;
 my $app = async sub ($scope, $receive, $send) {
   return if $scope->{type} eq 'lifespan';

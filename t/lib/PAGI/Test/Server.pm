@@ -16,7 +16,7 @@ use Future;
 # HTTP response parser. Nothing here depends on which codec backend is active.
 
 our @EXPORT_OK = qw(start_server start_cli run_cli http_connect http_exchange
-  parse_response report respond read_body delay wait_for slurp ROOT);
+  parse_response report respond read_body attempt delay wait_for slurp ROOT);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 use constant START_TIMEOUT => 15;    # seconds for a server to report its port
@@ -205,6 +205,13 @@ sub read_body ($receive, $body = '') {
     $body .= $ev->{body};
     return $ev->{more} ? read_body($receive, $body) : Future->done($body);
   });
+}
+
+# Runs a $send and gives, as a Future, 'ok' or 'error: MESSAGE' instead of failing
+sub attempt ($send, $ev) {
+  my $error = sub ($err, @) { Future->done('error: ' . ($err =~ s/\s+\z//r)) };
+  my $f = eval { $send->($ev) } or return $error->($@);
+  return $f->then(sub { Future->done('ok') }, $error);
 }
 
 # A Future done after $seconds, on the server's loop (the one IO::Async::Loop->new gives)
