@@ -156,12 +156,6 @@ my $srv = start_server(app => $app, ws_close_timeout => 2);
 ok($srv->port, 'server started') or BAIL_OUT('server did not start: ' . $srv->log);
 my $port = $srv->port;
 
-sub reports_of ($case, $n = 1, $timeout = 5) {
-  my @r;
-  wait_for(sub { @r = grep { $_->{case} eq $case } $srv->reports; @r >= $n }, $timeout);
-  return @r;
-}
-
 subtest 'scope and accept with subprotocol and headers' => sub {
   my ($ws, $res) = ws_connect($port, path => '/scope?x=1&y=%20', protocols => ' chat , superchat,,v2 ',
     headers => [['Sec-WebSocket-Protocol', 'extra'], ['X-Custom', 'Value']]);
@@ -174,7 +168,7 @@ subtest 'scope and accept with subprotocol and headers' => sub {
   is($res->{h}{'set-cookie'}, 'a=1', 'Set-Cookie in accept headers');
   ok(!exists $res->{h}{'content-length'} && !exists $res->{h}{'transfer-encoding'},
     'no body framing on a 101');
-  my ($r) = reports_of('scope');
+  my ($r) = $srv->reports_of('scope');
   is($r->{first}, 'websocket.connect', 'the first event is websocket.connect');
   is($r->{type}, 'websocket', 'type websocket');
   is($r->{has_method}, 0, 'no method key');
@@ -198,7 +192,7 @@ subtest 'scope and accept with subprotocol and headers' => sub {
   $ws->send_close(1000);
   my ($code) = $ws->read_close;
   is($code, 1000, 'close handshake');
-  my ($end) = reports_of('scope-end');
+  my ($end) = $srv->reports_of('scope-end');
   is_deeply($end->{ev}, {type => 'websocket.disconnect', code => 1000, reason => ''}, 'disconnect 1000');
 };
 
@@ -218,7 +212,7 @@ subtest 'text and bytes both ways; the peer closes with a code and reason' => su
   my ($code, $reason) = $ws->read_close;
   is($code, 4001, 'the server echoes the close code');
   ok($ws->wait_closed(5), 'and closes the TCP connection');
-  my @r = reports_of('echo', 5);
+  my @r = $srv->reports_of('echo', 5);
   is($r[0]{ev}{text}, "h\x{e9}llo \x{2603}", 'the app receives decoded text');
   is($r[0]{chars}, 7, '... as characters (7, not 10 bytes)');
   is($r[1]{ev}{bytes}, "\x00\xff\x80\xc3", 'the app receives bytes as bytes');
@@ -231,11 +225,11 @@ subtest 'text and bytes both ways; the peer closes with a code and reason' => su
 
 subtest 'a Close frame without a code: 1005' => sub {
   my ($ws) = ws_connect($port, path => '/echo');
-  my $n = () = reports_of('echo', 0);
+  my $n = () = $srv->reports_of('echo', 0);
   $ws->send_close;
   my ($code, $reason) = $ws->read_close;
   ok(!defined $code && $reason eq '', 'the echoed Close has no code either');
-  my @r = reports_of('echo', $n + 1);
+  my @r = $srv->reports_of('echo', $n + 1);
   is_deeply($r[-1]{ev}, {type => 'websocket.disconnect', code => 1005, reason => ''}, 'app sees 1005');
 };
 
@@ -247,7 +241,7 @@ subtest 'the app closes with a code and reason' => sub {
   is($reason, "done \xe2\x98\x83", 'reason as UTF-8');
   $ws->send_close(4000);
   ok($ws->wait_closed(5), 'server closes the TCP connection after the handshake');
-  my ($r) = reports_of("server-close");
+  my ($r) = $srv->reports_of("server-close");
   is_deeply($r->{ev}, {type => 'websocket.disconnect', code => 4000, reason => ''},
     "disconnect after the peer's answer");
   like($r->{again}, qr/error: websocket.close sent twice/, 'a second close fails');
@@ -257,7 +251,7 @@ subtest 'the app closes with a code and reason' => sub {
 subtest 'a header with CR/LF makes accept fail' => sub {
   my ($ws, $res) = ws_connect($port, path => '/bad-accept');
   is($res->{status}, 403, 'the handshake is refused (the app closes after the failed accepts)');
-  my ($r) = reports_of('bad-accept');
+  my ($r) = $srv->reports_of('bad-accept');
   like($r->{results}[0], qr/error: websocket.accept: invalid header value for X-Bad/, 'CRLF in a value fails');
   like($r->{results}[1], qr/error: websocket.accept: invalid header value/, 'LF in a value fails');
   like($r->{results}[2], qr/error: websocket.accept: invalid header name/, 'CR in a name fails');
@@ -276,7 +270,7 @@ subtest 'refusals: close, return or die before accept' => sub {
     ok(!exists $res->{h}{'sec-websocket-accept'}, "$path: no Sec-WebSocket-Accept");
     ok($ws->wait_closed(5), "$path: connection closed");
   }
-  ok(reports_of('close-first'), 'close before accept resolves the send');
+  ok($srv->reports_of('close-first'), 'close before accept resolves the send');
   like($srv->log, qr/application error: boom/, 'the die is logged');
 };
 
@@ -300,7 +294,7 @@ subtest 'denial via websocket.http.response' => sub {
   is($res->{h}{'content-length'}, 8, 'Content-Length');
   ok(!exists $res->{h}{'sec-websocket-accept'}, 'no handshake');
   ok($ws->wait_closed(5), 'connection closed');
-  my ($r) = reports_of('deny');
+  my ($r) = $srv->reports_of('deny');
   is_deeply([@{$r->{results}}[0 .. 2]], [qw(ok ok ok)], 'the denial sends succeed');
   like($r->{results}[3], qr/error: websocket.accept: the handshake is already answered/,
     'accept after a denial fails');
@@ -320,7 +314,7 @@ subtest 'a denial header with CR/LF: the send fails' => sub {
   my ($ws, $res) = ws_connect($port, path => '/deny-bad-header');
   is($res->{status}, 500, 'nothing of the denial is sent; the app returned without finishing it: 500');
   unlike($res->{raw} . $ws->read_all(2), qr/Injected/, 'the bad bytes never reach the wire');
-  my ($r) = reports_of('deny-bad-header');
+  my ($r) = $srv->reports_of('deny-bad-header');
   is($r->{results}[0], 'ok', 'the start is buffered');
   like($r->{results}[1], qr/error: websocket.http.response.start: invalid header value for X-Evil/,
     'the final body send fails, naming the header');
@@ -357,7 +351,7 @@ subtest 'misuse of $send' => sub {
   my ($code) = $ws->read_close;
   is($code, 1000, 'app close 1000');
   $ws->send_close(1000);
-  my ($r) = reports_of('misuse');
+  my ($r) = $srv->reports_of('misuse');
   my $x = $r->{results};
   like($x->{send_before_accept}, qr/error: websocket.send before websocket.accept/, 'send before accept');
   is($x->{accept}, 'ok', 'accept');
@@ -373,7 +367,7 @@ subtest 'misuse of $send' => sub {
   like($x->{keepalive_bad}, qr/error: websocket.keepalive: interval/, 'bad keepalive interval');
   like($x->{keepalive_timeout_bad}, qr/error: websocket.keepalive: timeout/, 'bad keepalive timeout');
   is($x->{send_ok}, 'ok', 'a good send after all that');
-  my ($end) = reports_of('misuse-end');
+  my ($end) = $srv->reports_of('misuse-end');
   is_deeply($end->{ev}, {type => 'websocket.disconnect', code => 1000, reason => ''}, 'disconnect');
 };
 
@@ -381,9 +375,9 @@ subtest 'abrupt TCP drop: 1006 client_closed' => sub {
   my ($ws) = ws_connect($port, path => '/echo');
   $ws->send_text('one');
   is_deeply($ws->read_message, {text => 'echo: one'}, 'open');
-  my $n = () = reports_of('echo', 0);
+  my $n = () = $srv->reports_of('echo', 0);
   $ws->close;
-  my @r = reports_of('echo', $n + 1);
+  my @r = $srv->reports_of('echo', $n + 1);
   is_deeply($r[-1]{ev}, {type => 'websocket.disconnect', code => 1006, reason => 'client_closed'},
     'disconnect 1006 client_closed');
   is($r[-1]{after}, 'ok', 'a send after the client left is a silent no-op');
@@ -410,13 +404,13 @@ subtest 'graceful shutdown: Close 1001' => sub {
   my ($ws) = ws_connect($port, path => '/echo');
   $ws->send_text('x');
   is_deeply($ws->read_message, {text => 'echo: x'}, 'open');
-  my $n = () = reports_of('echo', 0);
+  my $n = () = $srv->reports_of('echo', 0);
   kill 'TERM', $srv->pid;
   my ($code) = $ws->read_close(5);
   is($code, 1001, 'SIGTERM: the server sends Close 1001 (going away)');
   $ws->send_close(1001);
   ok($ws->wait_closed(5), 'and closes once answered');
-  my @r = reports_of('echo', $n + 1);
+  my @r = $srv->reports_of('echo', $n + 1);
   is_deeply($r[-1]{ev}, {type => 'websocket.disconnect', code => 1001, reason => ''}, 'the app sees 1001');
 };
 

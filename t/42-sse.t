@@ -145,12 +145,6 @@ my $srv = start_server(app => $app, shutdown_timeout => 10);
 ok($srv->port, 'server started') or BAIL_OUT('server did not start: ' . $srv->log);
 my $port = $srv->port;
 
-sub reports_of ($case, $n = 1, $timeout = 5) {
-  my @r;
-  wait_for(sub { @r = grep { $_->{case} eq $case } $srv->reports; @r >= $n }, $timeout);
-  return @r;
-}
-
 sub sse_request ($path, %opt) {
   my $method = $opt{method} // 'GET';
   my $version = $opt{version} // '1.1';
@@ -199,7 +193,7 @@ subtest 'detection and scope: GET, POST with a body, plain HTTP without Accept' 
   $c->send(sse_request('/scope?q=1', accept => 'text/html, TEXT/Event-Stream;q=0.9'));
   my ($head, $body) = read_until($c, qr/data: hi/);
   like($head, qr{\AHTTP/1\.1 200 OK\r\n}, 'GET with Accept: text/event-stream streams');
-  my ($r) = reports_of('scope');
+  my ($r) = $srv->reports_of('scope');
   is($r->{type}, 'sse', 'scope type sse');
   is($r->{method}, 'GET', 'method');
   is($r->{path}, '/scope', 'path');
@@ -212,7 +206,7 @@ subtest 'detection and scope: GET, POST with a body, plain HTTP without Accept' 
   $c = http_connect($port);
   $c->send(sse_request('/scope', method => 'POST', body => 'a=1&b=2'));
   read_until($c, qr/data: hi/);
-  ($r) = (reports_of('scope', 2))[1];
+  ($r) = ($srv->reports_of('scope', 2))[1];
   is($r->{method}, 'POST', 'POST with Accept: text/event-stream is SSE too');
   is(join('', map { $_->{body} } @{$r->{events}}), 'a=1&b=2', 'its body arrives in sse.request');
   is($r->{events}[-1]{more}, 0, '... ending with more => 0');
@@ -220,7 +214,7 @@ subtest 'detection and scope: GET, POST with a body, plain HTTP without Accept' 
   $c = http_connect($port);
   $c->send(sse_request('/scope', method => 'POST', chunked => "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"));
   read_until($c, qr/data: hi/);
-  ($r) = (reports_of('scope', 3))[2];
+  ($r) = ($srv->reports_of('scope', 3))[2];
   is(join('', map { $_->{body} } @{$r->{events}}), 'abcde', 'a chunked POST body too');
   is_deeply([map { $_->{type} } @{$r->{events}}], [('sse.request') x @{$r->{events}}], 'all sse.request');
 
@@ -252,7 +246,7 @@ subtest 'sse.start, sse.send, sse.comment, sse.close' => sub {
   is($body, $want, 'the event stream, byte for byte (data split on CRLF, CR and LF; UTF-8)');
   ok(wait_for(sub { $c->pause(0.02); (stream_of($c))[2] }, 5), 'sse.close ends the chunked stream');
   ok($c->wait_closed(5), 'and the connection closes');
-  my ($r) = reports_of('events');
+  my ($r) = $srv->reports_of('events');
   my $x = $r->{results};
   like($x->{before_start}, qr/error: sse.send before sse.start/, 'sse.send before sse.start fails');
   like($x->{start_twice}, qr/error: sse.start after the response started/, 'sse.start twice fails');
@@ -283,10 +277,10 @@ subtest 'sse.keepalive' => sub {
   my $t0 = Time::HiRes::time();
   my ($head, $body) = read_until($c, qr/(?::ka\n\n){2}/, 5);
   is($body, ":ka\n\n:ka\n\n", 'keepalive comments arrive on the interval');
-  my ($r) = reports_of('keepalive');
+  my ($r) = $srv->reports_of('keepalive');
   like($r->{bad}, qr/error: sse.keepalive: interval must be a number/, 'a bad interval fails');
   $c->close;
-  my ($end) = reports_of('keepalive-end');
+  my ($end) = $srv->reports_of('keepalive-end');
   is_deeply($end->{ev}, {type => 'sse.disconnect', reason => 'client_closed'}, 'then the client leaves');
 
   $c = http_connect($port);
@@ -300,7 +294,7 @@ subtest 'client disconnect: sse.disconnect client_closed' => sub {
   $c->send(sse_request('/disconnect'));
   read_until($c, qr/data: hello/);
   $c->close;
-  my ($r) = reports_of('disconnect');
+  my ($r) = $srv->reports_of('disconnect');
   is_deeply($r->{ev}, {type => 'sse.disconnect', reason => 'client_closed'}, 'sse.disconnect client_closed');
   is($r->{after}, 'ok', 'a send after the client left is a silent no-op');
 };
@@ -330,7 +324,7 @@ subtest 'decline with sse.http.response.*' => sub {
     is($r->{status}, $status, "declined with $status");
     is($r->{body}, $status == 204 ? '' : 'go away', 'its body');
     is($r->{h}{'content-type'}, 'text/plain', "the app's Content-Type, not text/event-stream");
-    my ($rep) = grep { $_->{status} == $status } reports_of('decline', $status == 204 ? 1 : 2);
+    my ($rep) = grep { $_->{status} == $status } $srv->reports_of('decline', $status == 204 ? 1 : 2);
     is($rep->{results}{start}, 'ok', 'start ok');
     is($rep->{results}{body}, 'ok', 'body ok');
     like($rep->{results}{send_after}, qr/error: sse.send after a declined/, 'sse.send after a decline raises');
@@ -343,7 +337,7 @@ subtest 'a header with CR/LF in sse.start or a decline: the send fails' => sub {
     my $c = http_connect($port);
     $c->send(sse_request("/bad-header?$mode"));
     my $bytes = $c->read_all(3);
-    my ($r) = grep { $_->{mode} eq $mode } reports_of('bad-header', $mode eq 'start' ? 1 : 2);
+    my ($r) = grep { $_->{mode} eq $mode } $srv->reports_of('bad-header', $mode eq 'start' ? 1 : 2);
     like($r->{results}[0], qr/error: .*invalid header value for X-Evil/, "$mode: the start send fails");
     unlike($bytes, qr/Injected/, "$mode: the bad bytes never reach the wire");
     ok($c->closed, "$mode: the connection is closed");
@@ -351,7 +345,7 @@ subtest 'a header with CR/LF in sse.start or a decline: the send fails' => sub {
   my $c = http_connect($port);
   $c->send(sse_request('/bad-header?shape'));
   my $bytes = $c->read_all(3);
-  my ($r) = grep { $_->{mode} eq 'shape' } reports_of('bad-header', 3);
+  my ($r) = grep { $_->{mode} eq 'shape' } $srv->reports_of('bad-header', 3);
   is($r->{results}[0], 'error: sse.start: headers must be an array of [name, value] pairs',
     'headers of the wrong shape: sse.start fails');
   unlike($bytes, qr/Injected/, 'shape: nothing of it reaches the wire');
@@ -384,7 +378,7 @@ subtest 'graceful shutdown ends open streams: sse.disconnect server_shutdown' =>
   kill 'TERM', $srv->pid;
   ok(wait_for(sub { $c->pause(0.02); (stream_of($c))[2] }, 5), 'the stream is terminated cleanly');
   ok($c->wait_closed(5), 'and the connection closed');
-  my ($r) = (reports_of('disconnect', 2))[1];
+  my ($r) = ($srv->reports_of('disconnect', 2))[1];
   is_deeply($r->{ev}, {type => 'sse.disconnect', reason => 'server_shutdown'}, 'the app sees server_shutdown');
   is($srv->wait_exit, 0, 'server exits 0');
   cmp_ok(Time::HiRes::time() - $t0, '<', 5, 'without waiting for shutdown_timeout');

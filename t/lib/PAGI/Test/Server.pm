@@ -138,6 +138,13 @@ sub wait_log ($self, $re, $timeout = 5) {
 }
 
 # Waits until there are at least $n reports; returns them
+# The reports whose case is $case, once there are at least $n of them (or $timeout passed)
+sub reports_of ($self, $case, $n = 1, $timeout = 5) {
+  my @r;
+  wait_for(sub { @r = grep { $_->{case} eq $case } $self->reports; @r >= $n }, $timeout);
+  return @r;
+}
+
 sub wait_reports ($self, $n, $timeout = 5) {
   my @r;
   wait_for(sub { @r = $self->reports; @r >= $n }, $timeout);
