@@ -53,6 +53,35 @@ $route{'/return-mid-body'} = async sub ($scope, $receive, $send) {
   await $send->({type => 'http.response.body', body => 'partial', more => 1});
   return;
 };
+# The same without ever suspending: the app ends inside the read of its request
+$route{'/die-mid-body-sync'} = async sub ($scope, $receive, $send) {
+  await $send->({type => 'http.response.start', status => 200, headers => []});
+  await $send->({type => 'http.response.body', body => 'partial', more => 1});
+  die "sync boom mid body\n";
+};
+$route{'/return-mid-length'} = async sub ($scope, $receive, $send) {
+  await $send->({type => 'http.response.start', status => 200, headers => [['content-length', 20]]});
+  await $send->({type => 'http.response.body', body => 'only 9 by', more => 1});
+  return;
+};
+# A filehandle body whose read fails after a first piece
+{
+  package FailingHandle;
+  sub TIEHANDLE ($class) { my $n = 0; bless \$n, $class }
+  sub READ ($self, $, $len, $off = 0) {
+    if ($$self++) { $! = 5; return undef }    # EIO
+    $_[1] = 'first piece';
+    return length $_[1];
+  }
+  sub FILENO { 0 }
+  sub CLOSE { 1 }
+}
+$route{'/fh-fails'} = async sub ($scope, $receive, $send) {
+  tie *FAILING, 'FailingHandle';
+  await $send->({type => 'http.response.start', status => 200, headers => []});
+  my $err = await attempt($send, {type => 'http.response.body', fh => \*FAILING});
+  report(case => 'fh-fails', error => $err);
+};
 
 # A 4 MiB streamed response, for clients that leave without reading it
 $route{'/big'} = async sub ($scope, $receive, $send) {
@@ -283,12 +312,33 @@ subtest 'app errors after the response started: close, error logged' => sub {
   like($bytes, qr/\AHTTP\/1\.1 200 OK\r\n.*\r\n\r\n7\r\npartial\r\n\z/s, 'the partial chunked body, no last-chunk');
   ok($srv->wait_log(qr/\[error\] application error: boom mid body/), 'error logged');
 
+  # What the app sent reaches the client in order; the missing end of the framing
+  # (no last chunk, fewer bytes than the Content-Length) and the close tell it that the
+  # response was cut short. Also when the app never suspends (all of it happens inside
+  # the server's read of the request, whose output is collected for one write).
+  my $head = qr/HTTP\/1\.1 200 OK\r\n(?:[^\r\n]+\r\n)*\r\n/;
+  for my $case (['/return-mid-body', qr/\A${head}7\r\npartial\r\n\z/,
+      qr/application finished without completing its response/],
+    ['/die-mid-body-sync', qr/\A${head}7\r\npartial\r\n\z/, qr/application error: sync boom mid body/],
+    ['/return-mid-length', qr/\A${head}only 9 by\z/, qr/application finished without completing/]) {
+    my ($path, $want, $log_re) = @$case;
+    $c = http_connect($srv->port);
+    $c->send("GET $path HTTP/1.1\r\n$H\r\n");
+    $bytes = $c->read_all(3);
+    ok($c->closed, "$path: connection closed");
+    like($bytes, $want, "$path: exactly what the app sent, without the end of the framing");
+    ok($srv->wait_log(qr/\[error\] $log_re/), "$path: error logged");
+  }
+  like($bytes, qr/content-length: 20\r\n/i, '(the head announced 20 bytes)');
+
   $c = http_connect($srv->port);
-  $c->send("GET /return-mid-body HTTP/1.1\r\n$H\r\n");
+  $c->send("GET /fh-fails HTTP/1.1\r\n$H\r\n");
   $bytes = $c->read_all(3);
-  ok($c->closed, 'returns mid-body: connection closed');
-  unlike($bytes, qr/0\r\n\r\n\z/, 'no last-chunk: the truncation is visible');
-  ok($srv->wait_log(qr/\[error\] application finished without completing its response/), 'error logged');
+  ok($c->closed, 'a filehandle body that fails partway: connection closed');
+  like($bytes, qr/\A${head}b\r\nfirst piece\r\n\z/, '... after the piece read before the failure');
+  my ($rep) = $srv->reports_of('fh-fails');
+  like($rep && $rep->{error}, qr/read failed/, '... and the send fails');
+  ok($srv->wait_log(qr/\[error\] response body: reading the file failed/), '... logged');
 };
 
 subtest 'response headers with CR, LF or NUL: the send fails, nothing reaches the wire' => sub {

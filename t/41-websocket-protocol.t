@@ -286,6 +286,30 @@ subtest 'websocket.keepalive' => sub {
     'the app sees 1006 keepalive_timeout');
 };
 
+subtest 'websocket.keepalive below a second: interval 0.2, timeout 0.3' => sub {
+  my ($ws, $id) = connect_ws('/keepalive', '0.2');
+  my $pings = 0;
+  my $t0 = Time::HiRes::time();
+  while (Time::HiRes::time() - $t0 < 1.0) {
+    my $f = $ws->read_frame(0.1) or next;
+    next unless $f->{opcode} == WS_PING;
+    $pings++;
+    $ws->send_frame(WS_PONG, $f->{payload});
+  }
+  cmp_ok($pings, '>=', 3, "at least 3 pings in 1 s (got $pings)");
+  cmp_ok($pings, '<=', 7, "at most 7 pings in 1 s (got $pings)");
+  $ws->send_close(1000);
+
+  ($ws, $id) = connect_ws('/keepalive', '0.2,0.3');
+  $t0 = Time::HiRes::time();
+  ok($ws->wait_closed(3), 'pings unanswered: dropped');
+  my $took = Time::HiRes::time() - $t0;
+  cmp_ok($took, '<', 1.5, sprintf('after the first ping and its 0.3 s timeout, not a whole-second tick (%.2f s)', $took));
+  my @ev = events_of($id);
+  is_deeply($ev[-1], {type => 'websocket.disconnect', code => 1006, reason => 'keepalive_timeout'},
+    'the app sees 1006 keepalive_timeout');
+};
+
 is($srv->stop, 0, 'server exits 0');
 
 subtest 'shutdown: a peer that never answers the 1001 gets dropped (1006 server_shutdown)' => sub {

@@ -79,7 +79,8 @@ $route{'/keepalive'} = async sub ($scope, $receive, $send) {
   await $receive->();
   await $send->({type => 'sse.start'});
   my $bad = await attempt($send, {type => 'sse.keepalive', interval => 'often'});
-  await $send->({type => 'sse.keepalive', interval => 1, comment => $scope->{query_string}});
+  my $interval = $scope->{query_string} =~ s/\Afast-//r ne $scope->{query_string} ? 0.2 : 1;
+  await $send->({type => 'sse.keepalive', interval => $interval, comment => $scope->{query_string}});
   report(case => 'keepalive', bad => $bad);
   my $ev = await $receive->();    # until the client leaves
   report(case => 'keepalive-end', ev => $ev);
@@ -137,6 +138,14 @@ $route{'/flood'} = async sub ($scope, $receive, $send) {
   for my $i (1 .. 30000) { await $send->({type => 'sse.send', data => $data}) }
   my $ev = await $receive->();
   report(case => 'flood', ev => $ev);
+};
+
+# Dies after an event, never suspending: the event still reaches the client
+$route{'/die-mid-stream'} = async sub ($scope, $receive, $send) {
+  await $receive->();
+  await $send->({type => 'sse.start'});
+  await $send->({type => 'sse.send', data => 'one'});
+  die "sse boom mid stream\n";
 };
 
 $route{'/die'} = async sub ($scope, $receive, $send) { await $receive->(); die "sse boom\n" };
@@ -289,6 +298,19 @@ subtest 'sse.keepalive' => sub {
   is($body, ":\n\n", 'an empty keepalive comment is ":"');
 };
 
+subtest 'sse.keepalive below a second: interval 0.2 gives about five comments a second' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/keepalive?fast-ka'));
+  my $count = sub { scalar(() = (stream_of($c))[1] =~ /:fast-ka\n\n/g) };
+  read_until($c, qr/:fast-ka\n\n/, 5);    # the first one: the stream is open and ticking
+  my $before = $count->();
+  $c->pause(1.0);
+  my $n = $count->() - $before;
+  cmp_ok($n, '>=', 3, "at least 3 comments in 1 s (got $n)");
+  cmp_ok($n, '<=', 7, "at most 7 comments in 1 s (got $n)");
+  $c->close;
+};
+
 subtest 'client disconnect: sse.disconnect client_closed' => sub {
   my $c = http_connect($port);
   $c->send(sse_request('/disconnect'));
@@ -368,6 +390,16 @@ subtest 'the app dies before sse.start: 500' => sub {
   my ($res) = http_exchange($port, sse_request('/die'));
   is($res->[0]{status}, 500, 'status 500');
   like($srv->log, qr/application error: sse boom/, 'logged');
+};
+
+subtest 'the app dies mid-stream: the events sent reach the client, then a close without the end' => sub {
+  my $c = http_connect($port);
+  $c->send(sse_request('/die-mid-stream'));
+  my $bytes = $c->read_all(3);
+  ok($c->closed, 'connection closed');
+  like($bytes, qr/\AHTTP\/1\.1 200 OK\r\n(?:[^\r\n]+\r\n)*\r\nb\r\ndata: one\n\n\r\n\z/,
+    'exactly the head and the event, without the last chunk');
+  ok($srv->wait_log(qr/application error: sse boom mid stream/), 'logged');
 };
 
 subtest 'graceful shutdown ends open streams: sse.disconnect server_shutdown' => sub {

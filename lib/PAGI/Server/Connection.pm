@@ -537,7 +537,7 @@ sub _end_body ($self) {
   if ($self->[RESP_MODE] == M_LENGTH && $self->[RESP_LEFT]) {
     my $short = $self->[RESP_LEFT];
     $self->[SERVER]->log(error => "response body ended $short bytes short of its Content-Length; closing");
-    $self->_abort('server_error');
+    $self->_cut_short;
     return Future->fail("http.response.body: the body ended $short bytes short of its Content-Length\n");
   }
   return $DONE if $self->[TRAILERS];    # http.response.trailers completes it
@@ -597,8 +597,10 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       if (!defined $n) {
         close $fh if $close_fh;
         undef $step;
-        $self->_abort('server_error');
-        return $done->fail("http.response.body: read failed: $!\n");
+        my $why = "$!";
+        $self->[SERVER]->log(error => "response body: reading the file failed ($why); closing");
+        $self->_cut_short;
+        return $done->fail("http.response.body: read failed: $why\n");
       }
       if ($n == 0) {
         close $fh if $close_fh;
@@ -661,7 +663,7 @@ sub _app_done ($self, $f) {
   if (!$self->[COMPLETE]) {
     $server->log(error => 'application finished without completing its response; closing')
       unless defined $error;
-    return $self->_abort('server_error');
+    return $self->_cut_short;
   }
   $self->_next_request;
 }
@@ -771,6 +773,17 @@ sub _wire_error ($self, $status, $message, $headers = []) {
   $self->_close_after_flush(1);
 }
 
+# A response that cannot be finished (its app ended or failed mid-body, its file
+# could not be read, its body fell short of its Content-Length): what was written
+# still goes out, in order, and then the connection closes without the end of the
+# framing (no last chunk; short of the Content-Length), so that the client can tell
+# that the response was cut short
+sub _cut_short ($self) {
+  $self->[KEEP] = 0;
+  $self->_disconnect('server_error');
+  $self->_close_after_flush(1);
+}
+
 # The client is gone or the connection is broken: tell the app, stop everything
 sub _abort ($self, $reason) {
   $self->_disconnect($reason);
@@ -825,7 +838,26 @@ sub _close ($self) {
   # request record, holds too) end here; a running app's Future still holds us until
   # it finishes
   @$self[RECEIVE, SEND, ON_READ, ON_WRITE, TRANSPORT, REQ] = ();
+  # The app's timers (keepalives) hold the connection too
+  _timer($self, KA_TIMER) if defined $self->[KA_TIMER];
+  _timer($self, PONG_TIMER) if defined $self->[PONG_TIMER];
   $self->[SERVER]->_forget($self);
+}
+
+# Intervals an app gives (sse.keepalive, websocket.keepalive: seconds, fractions
+# honoured) run on the loop's own timers; the connection's own deadlines stay on the
+# server's cheap once-a-second tick. _timer($self, FIELD, $seconds, $code) runs
+# $code once after $seconds; the timer lives in the field FIELD, so that setting it
+# again replaces it and _timer($self, FIELD) cancels it. Closing cancels them all.
+sub _timer ($self, $field, $seconds = undef, $code = undef) {
+  my $loop = $self->[LOOP];
+  $loop->unwatch_time($self->[$field]) if defined $self->[$field];
+  $self->[$field] = undef;
+  return unless defined $seconds;
+  $self->[$field] = $loop->watch_time(after => $seconds, code => sub {
+    $self->[$field] = undef;
+    $code->();
+  });
 }
 
 # Called once a second by the server: enforce the deadline of the current phase

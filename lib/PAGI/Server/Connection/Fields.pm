@@ -20,8 +20,8 @@ BEGIN {
     recv_wait started complete body_final facts continued head_sent trailers
     status headers flags sent_bytes rflags resp_mode resp_left drain app_running
     wdeadline req linger ws inbox connected msg_op msg connect_sent denied
-    ws_disconnect answered deny ping_interval ping_timeout next_ping
-    pong_deadline msg_valid sse sse_closed ka_interval ka_comment ka_next tls_rw
+    ws_disconnect answered deny ping_interval ping_timeout ka_timer
+    pong_timer msg_valid sse sse_closed ka_interval ka_comment tls_rw
     tls_ww
   );
 }

@@ -40,7 +40,7 @@ sub _send ($self, $ev) {
         unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
       $self->[KA_INTERVAL] = $interval;
       $self->[KA_COMMENT]  = $ev->{comment} // '';
-      $self->[KA_NEXT]     = $PAGI::Server::NOW + $interval;
+      $self->_keepalive;
       return Future->done;
     }
     return Future->fail("$type before sse.start\n") if $mode ne 'stream';
@@ -104,13 +104,16 @@ sub _app_done ($self, $f) {
   $self->SUPER::_app_done($f);
 }
 
-sub _tick ($self, $now) {
-  if ($self->[KA_INTERVAL] && ($self->[SSE] // '') eq 'stream' && !$self->[COMPLETE]
-    && $now >= $self->[KA_NEXT]) {
-    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[KA_COMMENT]));
-    $self->[KA_NEXT] = $now + $self->[KA_INTERVAL];
-  }
-  $self->SUPER::_tick($now);
+# sse.keepalive: a comment every interval (0 = off; the last one given wins), once
+# the stream is open
+sub _keepalive ($self) {
+  return $self->_timer(KA_TIMER) unless $self->[KA_INTERVAL];
+  $self->_timer(KA_TIMER, $self->[KA_INTERVAL], sub {
+    return if $self->[COMPLETE] || !$self->[CSTATE] || !$self->[CSTATE][CS_CONNECTED];
+    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[KA_COMMENT]))
+      if ($self->[SSE] // '') eq 'stream';
+    $self->_keepalive;
+  });
 }
 
 # Server shutdown: an event stream never ends by itself, so a graceful stop ends it

@@ -159,7 +159,7 @@ sub _send ($self, $ev) {
       if defined $timeout && $timeout !~ /\A[0-9]+(?:\.[0-9]+)?\z/;
     $self->[PING_INTERVAL] = $interval;
     $self->[PING_TIMEOUT]  = $timeout;
-    $self->[NEXT_PING]     = $interval ? $PAGI::Server::NOW + $interval : undef;
+    $self->_keepalive;
     return $DONE;
   }
   if ($type eq 'websocket.http.response.start' || $type eq 'websocket.http.response.body') {
@@ -249,7 +249,7 @@ sub _process_input ($self) {
     my ($fin, $op, $payload) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
-      if ($op == WS_PONG) { $self->[PONG_DEADLINE] = undef; next }
+      if ($op == WS_PONG) { $self->_timer(PONG_TIMER) if defined $self->[PONG_TIMER]; next }
       return $self->_on_close_frame($payload);
     }
     next if $state ne 'open';    # data after our Close is dropped
@@ -364,18 +364,26 @@ sub _app_done ($self, $f) {
     && $state ne 'closing';
 }
 
-sub _tick ($self, $now) {
-  if ($self->[WS] eq 'open' && $self->[PING_INTERVAL]) {
-    if (defined $self->[PONG_DEADLINE] && $now > $self->[PONG_DEADLINE]) {
-      $self->_ws_disconnect(1006, 'keepalive_timeout');
-      return $self->_close;
-    }
-    if ($now >= $self->[NEXT_PING]) {
-      $self->_write(build_frame(WS_PING, '', 1));
-      $self->[NEXT_PING] = $now + $self->[PING_INTERVAL];
-      $self->[PONG_DEADLINE] //= $now + $self->[PING_TIMEOUT] if $self->[PING_TIMEOUT];
-    }
+# websocket.keepalive: a ping every interval (0 = off; the last one given wins);
+# with a timeout, a pong must come within it after the first unanswered ping
+sub _keepalive ($self) {
+  if (!$self->[PING_INTERVAL]) {
+    $self->_timer(KA_TIMER);
+    return $self->_timer(PONG_TIMER);
   }
+  $self->_timer(KA_TIMER, $self->[PING_INTERVAL], sub {
+    return unless $self->[WS] eq 'open';
+    $self->_write(build_frame(WS_PING, '', 1));
+    $self->_timer(PONG_TIMER, $self->[PING_TIMEOUT], sub {
+      return unless $self->[WS] eq 'open';
+      $self->_ws_disconnect(1006, 'keepalive_timeout');
+      $self->_close;
+    }) if $self->[PING_TIMEOUT] && !defined $self->[PONG_TIMER];
+    $self->_keepalive;
+  });
+}
+
+sub _tick ($self, $now) {
   if (($self->[DEADLINE_KIND] // '') eq 'closing' && $self->[PHASE] == PAGI::Server::Connection::REQUEST
     && $now > $self->[DEADLINE]) {
     # No Close came back in time
