@@ -518,7 +518,9 @@ impl Parser {
             ws_key: info.ws_key,
             ws_version: info.ws_version,
             sse: info.sse,
-            expect_continue: info.expect_continue,
+            // RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request
+            // MUST be ignored (such a client does not know interim responses)
+            expect_continue: info.expect_continue && !http10,
             host: info.host,
         }))
     }

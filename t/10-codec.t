@@ -60,8 +60,8 @@ subtest 'parse_request: a complete request, every result field' => sub {
     method => 'POST', path => '/up', raw_path => '/up', query_string => '', http_version => '1.0',
     headers => [['content-length', '12'], ['connection', 'keep-alive'], ['expect', '100-continue'],
       ['accept', 'text/event-stream']],
-    content_length => 12, sse => 1, expect_continue => 1,
-  }, length $post], 'HTTP/1.0 keep-alive POST without Host: its facts set, no close key');
+    content_length => 12, sse => 1,
+  }, length $post], 'HTTP/1.0 keep-alive POST without Host: its facts set, no close key, Expect ignored');
   my $ws = req('Host: h', 'Connection: keep-alive, Upgrade', 'Upgrade: WebSocket ',
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ== ', 'Sec-WebSocket-Version: 13');
   my ($r) = @{pr($ws)};
@@ -196,6 +196,7 @@ subtest 'parse_request: connection, expect, accept' => sub {
   is(flag('1.1', 'expect_continue', 'Expect: 100-Continue'), 1, 'Expect: 100-continue, any case');
   is(flag('1.1', 'expect_continue', 'Expect:  100-continue  '), 1, '... trimmed');
   is(flag('1.1', 'expect_continue', 'Expect: 100-continue-please'), undef, 'other expectations are not');
+  is(flag('1.0', 'expect_continue', 'Expect: 100-continue'), undef, 'HTTP/1.0: ignored (RFC 9110 10.1.1)');
   is(flag('1.1', 'sse', 'Accept: text/html, TEXT/Event-Stream;q=1'), 1, 'sse: text/event-stream anywhere in Accept');
   is(flag('1.1', 'sse', 'Accept: text/html', 'Accept: text/event-stream'), 1, 'sse: in any Accept field');
   is(flag('1.1', 'sse', 'X-Accept: text/event-stream'), undef, 'sse: only Accept counts');

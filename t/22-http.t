@@ -325,6 +325,18 @@ subtest 'Expect: 100-continue' => sub {
   is_deeply($r->{interim}, [], 'no 100 Continue was sent');
   is($r->{h}{connection}, 'close', 'Connection: close (the unsent body would desync the connection)');
   ok($c->wait_closed(3), 'the server closes');
+
+  # RFC 9110 10.1.1: a server MUST ignore a 100-continue expectation in an HTTP/1.0
+  # request (its client knows no interim responses: a 100 would be its final response)
+  $c = http_connect($srv->port);
+  $c->send("POST /continue HTTP/1.0\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+  ok(!wait_for(sub { $c->pause(0.02); length $c->buffer }, 1.0), 'HTTP/1.0: no 100 Continue while the app reads');
+  $c->send('data');
+  ($r) = $c->read_responses;
+  is($r->{version}, 'HTTP/1.1', '... the final response');
+  is($r->{status}, 200, '... is the first thing the client gets');
+  is_deeply($r->{interim}, [], '... with no interim response before it');
+  is($r->{body}, 'got data', '... and the body sent without waiting was read');
 };
 
 subtest 'Date and Server headers' => sub {

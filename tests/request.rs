@@ -119,6 +119,9 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     assert!(r.expect_continue);
     let r = ok(b"PUT /e HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, foo\r\n\r\n");
     assert!(!r.expect_continue);
+    // RFC 9110 10.1.1: ignored in HTTP/1.0
+    let r = ok(b"PUT /e HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    assert!(!r.expect_continue);
 }
 
 #[test]

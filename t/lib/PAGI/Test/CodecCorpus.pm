@@ -40,6 +40,7 @@ sub requests () {
     ['last upgrade wins, obs-text lowercased as bytes', "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\nUpgrade: WS\xC0\xDE\r\n\r\n"],
     ['SSE accept', "GET /events HTTP/1.1\r\nHost: a\r\nAccept: text/html\r\nAccept: Text/Event-Stream\r\nCache-Control: no-cache\r\n\r\n"],
     ['expect 100-continue', "PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue \r\nContent-Length: 10\r\n\r\n"],
+    ['expect 100-continue, HTTP/1.0', "PUT /f HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n"],
     ['expect something else', "PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, x\r\n\r\n"],
     ['HTTP/1.0 keep-alive', "GET /old HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: a\r\n\r\n"],
     ['HTTP/1.0, no host', "GET / HTTP/1.0\r\n\r\n"],

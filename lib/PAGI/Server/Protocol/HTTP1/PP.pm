@@ -175,7 +175,8 @@ sub parse_request {
   $req{ws_key}          = $ws_key     if defined $ws_key;
   $req{ws_version}      = $ws_version if defined $ws_version;
   $req{sse}             = 1           if $sse;
-  $req{expect_continue} = 1           if $expect;
+  # (RFC 9110 10.1.1: ignored in an HTTP/1.0 request, whose client knows no 1xx)
+  $req{expect_continue} = 1           if $expect && !$http10;
   return (\%req, $end);
 }
 
