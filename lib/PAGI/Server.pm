@@ -539,23 +539,52 @@ sub run ($self) {
     $self->log(info => "SIG$sig received");
     $self->shutdown->on_done(sub { $loop->stop });
   };
-  _on_signals($loop, [qw(INT TERM)], $stop);
-  _on_signals($loop, ['USR1'], sub ($sig) { $self->_reopen_access_log });
-  $loop->later(sub { $stop->($early) }) if $early;    # (inside run, so that stop works)
+  $self->_on_signals([qw(INT TERM)], $stop);
+  $self->_on_signals(['USR1'], sub ($sig) { $self->_reopen_access_log });
+  $self->_signalled($stop, $early) if $early;    # (acted on inside run, so that stop works)
   $loop->run;
   $self->_unlink_sockets;
   $self->log(info => "stopped after $self->{served} request(s)");
   return 0;
 }
 
-# Runs $code->($signame) in the loop when one of the signals arrives. Plain %SIG
-# handlers that queue the work, rather than IO::Async's watch_signal: that one makes
-# every turn of the loop check each watched signal, a cost on every request. A signal
-# interrupts the loop's wait (EINTR), so the queued work runs at once.
-sub _on_signals ($loop, $signals, $code) {
+# Runs $code->($signame) from the loop when one of the signals arrives, never inside
+# whatever Perl code the signal interrupted. A plain %SIG handler queues the work and
+# writes a byte to a pipe that the loop watches (_signalled): nothing is checked on a
+# turn of the loop without a signal, unlike IO::Async's watch_signal, and it works on
+# every loop, whether or not it runs IO::Async's `later` queue (IO::Async::Loop::Mojo
+# does not). A loop whose wait runs in C never returns to Perl when a signal
+# interrupts it, so a %SIG handler would only run at the next event: there (EV, which
+# Mojo::IOLoop runs on when it is installed) the loop's own signal watchers catch the
+# signal instead, and queue the work the same way.
+sub _on_signals ($self, $signals, $code) {
+  my $ev = _loop_waits_in_ev($self->loop);
   for my $sig (@$signals) {
-    $SIG{$sig} = sub { $loop->later(sub { $code->($sig) }) };
+    if ($ev) { $self->{ev_signals}{$sig} = EV::signal($sig, sub { $self->_signalled($code, $sig) }) }
+    else     { $SIG{$sig} = sub { $self->_signalled($code, $sig) } }
   }
+}
+
+# Does this loop wait inside EV (libev's C loop)?
+sub _loop_waits_in_ev ($loop) {
+  return 0 unless $INC{'EV.pm'};
+  return 1 if $loop->isa('IO::Async::Loop::EV');
+  return $loop->isa('IO::Async::Loop::Mojo') && Mojo::IOLoop->singleton->reactor->isa('Mojo::Reactor::EV');
+}
+
+# Queues $code->($sig) to run from the loop (see _on_signals): safe in a signal handler
+sub _signalled ($self, $code, $sig) {
+  push @{$self->{signals_queued}}, [$code, $sig];
+  my $wake = $self->{signal_wake} //= do {
+    pipe(my $r, my $w) or die "PAGI::Server: pipe: $!\n";
+    $_->blocking(0) for $r, $w;
+    $self->loop->watch_io(handle => $r, on_read_ready => sub {
+      1 while sysread($r, my $buf, 512);
+      while (my $q = shift @{$self->{signals_queued}}) { $q->[0]->($q->[1]) }
+    });
+    $w;
+  };
+  syswrite($wake, '!');
 }
 
 # ---- one worker of a pre-forked server (see PAGI::Server::Prefork) ---------------
@@ -594,13 +623,13 @@ sub _run_worker ($self, $num, $notify, $early) {
     return PAGI::Server::Prefork::STARTUP_FAILED();
   }
   my $stop = sub ($soft) { $self->shutdown(soft => $soft)->on_done(sub { $loop->stop }) };
-  _on_signals($loop, [qw(INT TERM)], sub ($sig) { $self->log(debug => "SIG$sig received"); $stop->(0) });
+  $self->_on_signals([qw(INT TERM)], sub ($sig) { $self->log(debug => "SIG$sig received"); $stop->(0) });
   # The master's "retire": finish in-flight work while the other workers serve on
-  _on_signals($loop, ['USR2'], sub ($sig) { $self->log(debug => 'retiring'); $stop->(1) });
-  _on_signals($loop, ['USR1'], sub ($sig) { $self->_reopen_access_log });
+  $self->_on_signals(['USR2'], sub ($sig) { $self->log(debug => 'retiring'); $stop->(1) });
+  $self->_on_signals(['USR1'], sub ($sig) { $self->_reopen_access_log });
   $self->_start_accepting;
   $notify->('ready');
-  if (my $sig = $early->()) { $loop->later(sub { $stop->($sig eq 'USR2' ? 1 : 0) }) }
+  if (my $sig = $early->()) { $self->_signalled(sub ($s) { $stop->($s eq 'USR2' ? 1 : 0) }, $sig) }
   $loop->run;
   $self->_flush_access_log if $self->{access_log_file};
   $self->log(debug => "stopped after $self->{served} request(s)");
@@ -735,7 +764,8 @@ Where to listen. Default C<127.0.0.1> and C<5000>; port C<0> picks a free port
 =item loop, loop_type
 
 An L<IO::Async::Loop> to use, or the name of a loop class (C<Epoll>, C<Poll>,
-C<Select> or a full class name). Default: Epoll when installed.
+C<Select>, C<Mojo>, C<Glib> or a full class name). Default: Epoll when installed.
+Every signal the server handles works on each of them (see L</SIGNALS>).
 
 =item access_log
 
@@ -863,7 +893,10 @@ when every worker has stopped.
   TTIN, TTOU  -                              one worker more / fewer (at least 1)
   USR1        reopen the access log file     reopen it in every worker
 
-A second TERM or INT closes the remaining connections at once. Workers that have not
+A second TERM or INT closes the remaining connections at once. The signals are
+handled from the loop (a plain C<%SIG> handler wakes it through a pipe), and on loops
+whose wait runs in C (EV, under C<Mojo> when EV is installed) through the loop's own
+signal watchers, so they work on every loop. Workers that have not
 exited C<shutdown_timeout> + 30 s after a stop are killed. HUP forks the new workers
 from the master, so they run the application the master loaded: it renews the
 processes (memory, connections, lifespan state), not the code, unless the server
