@@ -10,7 +10,27 @@ use PAGI::Test::Server qw(ROOT);
 # validates its options. XS-specific checks live in t/30-* and t/31-*.
 
 use_ok($_) for qw(PAGI::Server PAGI::Server::Connection PAGI::Server::Connection::Fields PAGI::Server::ConnectionState
+  PAGI::Server::Connection::Request PAGI::Server::Connection::Response PAGI::Server::Record
   PAGI::Server::Protocol::HTTP1 PAGI::Server::Protocol::HTTP1::PP);
+
+# Records: named index constants, declared once per record
+{
+  package T::Record;
+  use PAGI::Server::Record qw(alpha beta);
+}
+is_deeply([T::Record::ALPHA(), T::Record::BETA()], [0, 1], 'a record\'s fields are its index constants');
+is_deeply(\@T::Record::FIELDS, [qw(alpha beta)], '... and @FIELDS names them in order');
+ok(!eval "package T::Twice; use PAGI::Server::Record qw(one two one); 1", 'a field declared twice');
+like($@, qr/field 'ONE' declared twice in T::Twice/, '... is a compile-time error');
+{
+  my $rq = PAGI::Server::Connection::Request::start({}, [], 'cstate', 4);
+  is(scalar @$rq, PAGI::Server::Connection::Request::SENT_BYTES() + 1,
+    'a new request record has room for what a plain request sets (up to sent_bytes)');
+  is_deeply([@$rq[0 .. 3]], [{}, [], 'cstate', 4], '... its first four from start()');
+  is_deeply([@$rq[PAGI::Server::Connection::Request::APP_RUNNING(), PAGI::Server::Connection::Request::BODY_OPEN(),
+    PAGI::Server::Connection::Request::BODY_BUF(), PAGI::Server::Connection::Request::STARTED()]], [1, undef, undef, undef],
+    '... the rest at their start values (most unset)');
+}
 
 my $impl = do { no warnings 'once'; $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION };
 like($impl, qr/\A(?:XS|PP)\z/, "an implementation is selected (\$IMPLEMENTATION is $impl)");
@@ -102,7 +122,9 @@ is(PAGI::Server->new(app => $app, quiet => 1, log_level => 'error')->{log_level}
 # The shared done Future a send returns: awaiting it gives nothing at once, and what
 # Future's methods build from it are plain Futures that are awaited as such
 {
-  my $done = $PAGI::Server::Connection::DONE;
+  no warnings 'once';
+  my $done = $PAGI::Server::Connection::Response::DONE;
+  is($PAGI::Server::Connection::DONE, $done, 'the connection returns that one');
   ok($done->isa('Future') && $done->is_done, 'the shared done Future is a done Future');
   my $count = (async sub { my @got = await $done; scalar @got })->()->get;
   is($count, 0, 'awaiting it gives no values');

@@ -18,7 +18,7 @@ print {$tmp} $FILE_DATA;
 close $tmp;
 my $FILE = $tmp->filename;
 
-async sub read_body ($receive) {
+async sub read_body_events ($receive) {
   my ($body, @events) = ('');
   while (1) {
     my $ev = await $receive->();
@@ -40,7 +40,7 @@ my $app = async sub ($scope, $receive, $send) {
 
 # Echoes the request body with its length; reports the body events
 $route{'/echo'} = async sub ($scope, $receive, $send) {
-  my ($body, $events) = await read_body($receive);
+  my ($body, $events) = await read_body_events($receive);
   report(events => $events, len => length $body);
   await respond($send, 200, "got " . length($body) . ": $body", ['content-type', 'text/plain']);
 };
@@ -100,7 +100,7 @@ $route{'/continue'} = async sub ($scope, $receive, $send) {
   }
   await delay(0.5);
   report(reading => 1);
-  my ($body) = await read_body($receive);
+  my ($body) = await read_body_events($receive);
   await respond($send, 200, "got $body");
 };
 

@@ -68,10 +68,11 @@ $route{'/return-mid-length'} = async sub ($scope, $receive, $send) {
 {
   package FailingHandle;
   sub TIEHANDLE ($class) { my $n = 0; bless \$n, $class }
-  sub READ ($self, $, $len, $off = 0) {
+  sub READ {    # ($self, $buffer, $length): the buffer is $_[1]
+    my $self = shift;
     if ($$self++) { $! = 5; return undef }    # EIO
-    $_[1] = 'first piece';
-    return length $_[1];
+    $_[0] = 'first piece';
+    return length $_[0];
   }
   sub FILENO { 0 }
   sub CLOSE { 1 }

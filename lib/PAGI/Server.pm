@@ -21,7 +21,6 @@ our $BACKEND;
 
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::Connection;
-use PAGI::Server::Connection::Fields qw(ON_READ KEEP STARTED);
 
 my %LEVEL = (error => 1, warn => 2, info => 3, debug => 4);
 
@@ -397,7 +396,7 @@ sub _tls_accept ($self, $fh, $l) {
     $weak->{conns}{refaddr $conn} = $conn;
     return $conn->_wire_error(503, 'too many connections') if $over;
     # Bytes OpenSSL already decrypted do not make the socket readable again
-    $conn->[ON_READ]->() if $ssl->pending;
+    $conn->_read_pending if $ssl->pending;
   });
 }
 
@@ -485,7 +484,7 @@ sub shutdown ($self, %opt) {
   $self->log(info => 'shutting down: waiting for ' . $self->connection_count . ' connection(s)')
     if $self->connection_count;
   for my $c (values %{$self->{conns}}) {
-    if ($opt{soft} && ref $c eq 'PAGI::Server::Connection') { $c->[KEEP] = 0 unless $c->[STARTED] }
+    if ($opt{soft}) { $c->_soft_stop }
     else { $c->_shutdown }
   }
   weaken(my $weak = $self);

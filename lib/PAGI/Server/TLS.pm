@@ -5,7 +5,7 @@ use experimental 'signatures';
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use IO::Socket::SSL ();
 use Net::SSLeay ();
-use PAGI::Server::Connection::Fields;
+use PAGI::Server::Connection::Fields qw(:fields);
 
 our $VERSION = '0.001';
 
@@ -161,18 +161,26 @@ sub info ($server, $ssl) {
 
 # ---- a Connection's handle is TLS ------------------------------------------------
 
-# Replaces the connection's readiness callbacks with ones that also serve the
-# cross-direction retries below. They live in the object (not the class), so they
-# survive the re-bless into the WebSocket or SSE connection classes.
-sub setup_connection ($conn) {
+# A TLS connection's session record, in the connection's field TLS: the scope's tls
+# extension (computed once, after the handshake), and whether a read waits for the
+# socket to be writable (read_wants_write) or a write for it to be readable
+# (write_wants_read)
+use PAGI::Server::Record qw(extension read_wants_write write_wants_read);
+
+# Makes the connection's session record and replaces its readiness callbacks with
+# ones that also serve the cross-direction retries below. They live in the object (not
+# the class), so they survive the re-bless into the WebSocket or SSE connection classes.
+sub setup_connection ($conn, $info) {
+  $conn->[TLS] = [$info, 0, 0];
+  my $tls = $conn->[TLS];
   $conn->[ON_READ] = sub {
-    if ($conn->[TLS_WW]) {
+    if ($tls->[WRITE_WANTS_READ]) {
       # A write was waiting for the peer's bytes: retry it, watch writes again
-      $conn->[TLS_WW] = 0;
+      $tls->[WRITE_WANTS_READ] = 0;
       if (length $conn->[WBUF]) {
         $conn->[LOOP]->watch_io(handle => $conn->[FH], on_write_ready => $conn->[ON_WRITE]);
         $conn->_on_write;
-        return if $conn->[PHASE] == PAGI::Server::Connection::CLOSED;
+        return if $conn->[PHASE] == PAGI::Server::Connection::CLOSED();
       }
       if (!$conn->[READING]) {
         $conn->[LOOP]->unwatch_io(handle => $conn->[FH], on_read_ready => 1);
@@ -182,30 +190,34 @@ sub setup_connection ($conn) {
     $conn->_on_read;
   };
   $conn->[ON_WRITE] = sub {
-    if ($conn->[TLS_RW]) {
+    if ($tls->[READ_WANTS_WRITE]) {
       # A read was waiting to write (TLS 1.3 key update): retry the read
-      $conn->[TLS_RW] = 0;
+      $tls->[READ_WANTS_WRITE] = 0;
       $conn->[LOOP]->unwatch_io(handle => $conn->[FH], on_write_ready => 1)
         unless length $conn->[WBUF];
       $conn->_on_read;
-      return if $conn->[PHASE] == PAGI::Server::Connection::CLOSED;
+      return if $conn->[PHASE] == PAGI::Server::Connection::CLOSED();
     }
     $conn->_on_write if length $conn->[WBUF];
   };
 }
+
+# The scope's tls extension of a TLS connection
+sub extension_of ($conn) { $conn->[TLS][EXTENSION] }
 
 # Called by the connection when a read or write on its TLS handle returned EAGAIN:
 # OpenSSL may want the other direction (a read needing a write, or the reverse)
 sub again ($conn, $op) {
   my $err = $IO::Socket::SSL::SSL_ERROR or return;
   my $loop = $conn->[LOOP];
-  if ($op eq 'read' && $err == SSL_WANT_WRITE && !$conn->[TLS_RW]) {
-    $conn->[TLS_RW] = 1;
+  my $tls = $conn->[TLS];
+  if ($op eq 'read' && $err == SSL_WANT_WRITE && !$tls->[READ_WANTS_WRITE]) {
+    $tls->[READ_WANTS_WRITE] = 1;
     $loop->watch_io(handle => $conn->[FH], on_write_ready => $conn->[ON_WRITE]);
   }
-  elsif ($op eq 'write' && $err == SSL_WANT_READ && !$conn->[TLS_WW]) {
+  elsif ($op eq 'write' && $err == SSL_WANT_READ && !$tls->[WRITE_WANTS_READ]) {
     # Writable is not what we wait for: stop the write watch, wait for input
-    $conn->[TLS_WW] = 1;
+    $tls->[WRITE_WANTS_READ] = 1;
     $loop->unwatch_io(handle => $conn->[FH], on_write_ready => 1);
     $loop->watch_io(handle => $conn->[FH], on_read_ready => $conn->[ON_READ]);
   }

@@ -3,14 +3,13 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Carp ();
-use PAGI::Server::Connection::Fields qw(WBUF);
 
 our $VERSION = '0.001';
 
 # The scope's 'pagi.transport' object (PAGI flow control): one per connection,
-# shared by the scopes on it. It reads the connection's output buffer (and holds the
-# connection: a cycle that the connection breaks when it closes); the
-# connection calls _high and _drain when the buffer crosses the marks.
+# shared by the scopes on it. It asks the connection how much output is buffered (and
+# holds the connection: a cycle that the connection breaks when it closes); the
+# connection calls _high and _drain when its buffer crosses the marks.
 
 sub new ($class, $conn, $high, $low) {
   my $self = bless {conn => $conn, high => $high, low => $low, above => 0,
@@ -20,7 +19,7 @@ sub new ($class, $conn, $high, $low) {
 
 sub buffered_amount ($self) {
   my $conn = $self->{conn} or return 0;
-  return length $conn->[WBUF];
+  return $conn->write_buffered;
 }
 
 sub high_water_mark ($self) { $self->{high} }

@@ -4,52 +4,39 @@ use warnings;
 
 our $VERSION = '0.001';
 
-# The fields of a connection object, which is an array: a request reads and writes
-# about 150 of them, and an array element costs about half of a hash lookup. One list
-# for every class that uses the object (Connection, its WebSocket and SSE subclasses,
-# TLS, Transport, the server's accept path); each name becomes an upper-case index
-# constant, exported: $self->[PHASE] is the field "phase", and
-# `delete $self->[RECV_WAIT]` takes a field's value and clears it.
-our @FIELDS;
-BEGIN {
-  @FIELDS = qw(
-    server loop fh fd rbuf wbuf phase eof reading keep client server_addr
-    receive send on_read on_write tls deadline deadline_kind
-    in_process corked wwatch body_done half_closed body_mode transport req_time
-    chunk_state body_left cstate app_future body_seen draining body_buf
-    recv_wait started complete body_final facts continued head_sent trailers
-    status headers flags sent_bytes rflags resp_mode resp_left drain app_running
-    wdeadline req linger ws inbox connected msg_op msg connect_sent denied
-    ws_disconnect answered deny ping_interval ping_timeout ka_timer
-    pong_timer msg_valid sse sse_closed ka_interval ka_comment tls_rw
-    tls_ww
-  );
-}
-use constant {map { (uc $FIELDS[$_] => $_) } 0 .. $#FIELDS};
-
-# The parser's facts beyond the scope keys (doc/codec.md), kept per request in an
-# array too: FACT_CLOSE is the index of "close", and so on
-our @FACT_KEYS;
-BEGIN {
-  @FACT_KEYS = qw(close content_length chunked upgrade ws_key ws_version sse expect_continue);
-}
-use constant {map { ('FACT_' . uc $FACT_KEYS[$_] => $_) } 0 .. $#FACT_KEYS};
-
-use Exporter 'import';
-our @EXPORT = ((map { uc } @FIELDS), (map { 'FACT_' . uc } @FACT_KEYS));
+# The fields of a connection object (PAGI::Server::Connection and its WebSocket and
+# SSE subclasses), an array record (see PAGI::Server::Record): $conn->[PHASE] is the
+# field "phase". A new connection-wide field is a name here. What belongs to one
+# request lives in the request record (PAGI::Server::Connection::Request, in the
+# field RQ); what belongs to a WebSocket session or an SSE stream, in their own
+# records (in PROTO); a TLS session's, in TLS's (in TLS).
+use PAGI::Server::Record qw(
+  server loop fh fd client server_addr
+  rbuf wbuf phase eof reading keep linger
+  receive send on_read on_write
+  deadline deadline_kind wdeadline
+  in_process corked wwatch drain above
+  tls transport rq proto timers
+);
 
 1;
 
 =head1 NAME
 
-PAGI::Server::Connection::Fields - the field indexes of a connection object
+PAGI::Server::Connection::Fields - the fields of a connection object
 
 =head1 DESCRIPTION
 
-Internal. Exports one constant per field of L<PAGI::Server::Connection> (C<PHASE>,
-C<RBUF>, C<WBUF>, ...); C<@PAGI::Server::Connection::Fields::FIELDS> lists the
-names in index order, for debugging (C<< map { $FIELDS[$_] => $conn->[$_] } >>).
-It also exports C<FACT_CLOSE>, C<FACT_CONTENT_LENGTH>, ... : the indexes of a
-request's parser facts (C<@FACT_KEYS>, in index order).
+Internal. The connection's own fields, set once (C<server>, C<loop>, C<fh>, C<fd>,
+C<client>, C<server_addr>), the socket's state and buffers (C<rbuf>, C<wbuf>,
+C<phase>, C<eof>, C<reading>, C<keep>, C<linger>), the callbacks made once per
+connection (C<receive>, C<send>, C<on_read>, C<on_write>), the deadlines the server's
+tick enforces, the write state (C<in_process>, C<corked>, C<wwatch>, C<drain>,
+C<above>), and the records it holds: C<tls> (L<PAGI::Server::TLS>), C<transport> (the
+C<pagi.transport> object), C<rq> (the current request,
+L<PAGI::Server::Connection::Request>), C<proto> (a WebSocket session's or an SSE
+stream's record) and C<timers> (the app's keepalive timers). C<use
+PAGI::Server::Connection::Fields qw(:fields)> imports the index constants;
+C<@PAGI::Server::Connection::Fields::FIELDS> lists the names in index order.
 
 =cut

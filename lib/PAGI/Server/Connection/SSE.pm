@@ -4,7 +4,8 @@ use warnings;
 use experimental 'signatures';
 use Future;
 use PAGI::Server::Connection ();
-use PAGI::Server::Connection::Fields;
+use PAGI::Server::Connection::Fields qw(:fields);
+use PAGI::Server::Connection::Request qw(:fields);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::SSE;
 our @ISA = ('PAGI::Server::Connection');
@@ -15,6 +16,21 @@ our $VERSION = '0.001';
 # read as HTTP; the app's sse.* events become a chunked text/event-stream response,
 # or, declined, an ordinary HTTP response. The connection closes when it ends.
 
+# The stream's record, in the connection's field PROTO. mode: '' until the app
+# answers, then stream (sse.start), decline (sse.http.response.*) or failed (a bad
+# start); closed: sse.close was sent; ka_interval, ka_comment: sse.keepalive.
+use PAGI::Server::Record qw(mode closed ka_interval ka_comment);
+
+# Takes over a connection whose request (its record made, its body framing set up)
+# accepts text/event-stream, and calls the app with an sse scope
+sub take_over ($class, $conn, $scope) {
+  my $self = bless $conn, $class;
+  $self->[PROTO] = ['', 0, 0, ''];
+  $self->_dispatch_send;
+  $scope->{type} = 'sse';
+  $self->_call_app($scope);
+}
+
 # The end of the client's input is how a stream learns that its client left
 sub _half_close_ok ($self) { 0 }
 
@@ -22,24 +38,28 @@ sub _receive ($self) {
   my $f = $self->SUPER::_receive;
   return $f->then(sub ($ev) {
     if ($ev->{type} eq 'http.request') { $ev->{type} = 'sse.request'; return Future->done($ev) }
-    my $reason = $self->[CSTATE] && $self->[CSTATE][CS_REASON];
+    my $rq = $self->[RQ];
+    my $reason = $rq && $rq->[CSTATE][CS_REASON];
     return Future->done({type => 'sse.disconnect', reason => $reason // 'client_closed'});
   });
 }
 
+# (the request's record is gone once the stream has ended: sends then do nothing)
+sub _connected ($self) { $self->[RQ] && $self->[RQ][CSTATE][CS_CONNECTED] }
+
 sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
-  my $mode = $self->[SSE] // '';
+  my $mode = $self->[PROTO][MODE];
   if ($type eq 'sse.send' || $type eq 'sse.comment' || $type eq 'sse.keepalive') {
-    return Future->fail("$type after sse.close\n") if $self->[SSE_CLOSED];
+    return Future->fail("$type after sse.close\n") if $self->[PROTO][CLOSED];
     return Future->fail("$type after a declined (sse.http.response) start\n") if $mode eq 'decline';
-    return Future->done if !$self->[CSTATE] || !$self->[CSTATE][CS_CONNECTED];
+    return Future->done if !_connected($self);
     if ($type eq 'sse.keepalive') {
       my $interval = $ev->{interval} // 0;
       return Future->fail("sse.keepalive: interval must be a number >= 0\n")
         unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-      $self->[KA_INTERVAL] = $interval;
-      $self->[KA_COMMENT]  = $ev->{comment} // '';
+      $self->[PROTO][KA_INTERVAL] = $interval;
+      $self->[PROTO][KA_COMMENT]  = $ev->{comment} // '';
       $self->_keepalive;
       return Future->done;
     }
@@ -56,10 +76,10 @@ sub _send ($self, $ev) {
   }
   if ($type eq 'sse.start') {
     return Future->fail("sse.start after the response started\n") if $mode;
-    return Future->done if !$self->[CSTATE][CS_CONNECTED];
+    return Future->done if !_connected($self);
     my $headers = $ev->{headers} // [];
     # The codec's check (the shape first), before the defaults below look at them
-    if (defined(my $err = PAGI::Server::Connection::check_headers($headers))) {
+    if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($headers))) {
       return Future->fail("sse.start: $err\n");
     }
     my %have = map { lc($_->[0] // '') => 1 } @$headers;
@@ -72,18 +92,18 @@ sub _send ($self, $ev) {
     # The head goes out now: the client is waiting for the stream to open. If it
     # cannot (a bad header), nothing was written and there is no stream to end.
     my $err = $self->_write_head;
-    $self->[SSE] = $err ? 'failed' : 'stream';
+    $self->[PROTO][MODE] = $err ? 'failed' : 'stream';
     return $err ? Future->fail($err =~ s/http\.response\.start/sse.start/r) : Future->done;
   }
   if ($type eq 'sse.close') {
-    return Future->done if $self->[SSE_CLOSED] || $mode ne 'stream';
-    $self->[SSE_CLOSED] = 1;
+    return Future->done if $self->[PROTO][CLOSED] || $mode ne 'stream';
+    $self->[PROTO][CLOSED] = 1;
     return $self->_end_stream;
   }
   if ($type eq 'sse.http.response.start' || $type eq 'sse.http.response.body') {
     return Future->fail("$type after sse.start\n") if $mode eq 'stream';
-    return Future->done if !$self->[CSTATE][CS_CONNECTED];
-    $self->[SSE]  = 'decline';
+    return Future->done if !_connected($self);
+    $self->[PROTO][MODE]  = 'decline';
     $self->[KEEP] = 0;
     (my $http = $type) =~ s/\Asse\.//;
     return $self->SUPER::_send({%$ev, type => $http});
@@ -92,38 +112,40 @@ sub _send ($self, $ev) {
 }
 
 sub _end_stream ($self) {
-  return Future->done if $self->[COMPLETE] || !$self->[CSTATE][CS_CONNECTED];
+  return Future->done if !_connected($self) || $self->[RQ][COMPLETE];
   $self->[KEEP] = 0;
-  $self->_write("0\r\n\r\n") if $self->[RESP_MODE] == PAGI::Server::Connection::M_CHUNKED;
+  $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED;
   return $self->_response_complete;
 }
 
 sub _app_done ($self, $f) {
   # Returning ends an open stream the way sse.close does
-  $self->_end_stream if ($self->[SSE] // '') eq 'stream' && !$f->is_failed;
+  $self->_end_stream if $self->[PROTO][MODE] eq 'stream' && !$f->is_failed;
   $self->SUPER::_app_done($f);
 }
 
 # sse.keepalive: a comment every interval (0 = off; the last one given wins), once
 # the stream is open
 sub _keepalive ($self) {
-  return $self->_timer(KA_TIMER) unless $self->[KA_INTERVAL];
-  $self->_timer(KA_TIMER, $self->[KA_INTERVAL], sub {
-    return if $self->[COMPLETE] || !$self->[CSTATE] || !$self->[CSTATE][CS_CONNECTED];
-    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[KA_COMMENT]))
-      if ($self->[SSE] // '') eq 'stream';
+  return $self->_timer('ka') unless $self->[PROTO][KA_INTERVAL];
+  $self->_timer(ka => $self->[PROTO][KA_INTERVAL], sub {
+    return if !_connected($self) || $self->[RQ][COMPLETE];
+    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[PROTO][KA_COMMENT]))
+      if $self->[PROTO][MODE] eq 'stream';
     $self->_keepalive;
   });
 }
+
+# A retiring worker's soft stop ends a stream as the usual stop does
+sub _soft_stop ($self) { $self->_shutdown }
 
 # Server shutdown: an event stream never ends by itself, so a graceful stop ends it
 # now (terminated cleanly; EventSource reconnects) and tells the app server_shutdown,
 # instead of holding the stop for shutdown_timeout
 sub _shutdown ($self, $force = 0) {
-  if (!$force && ($self->[SSE] // '') eq 'stream' && !$self->[COMPLETE]
-    && $self->[CSTATE] && $self->[CSTATE][CS_CONNECTED]) {
+  if (!$force && $self->[PROTO][MODE] eq 'stream' && _connected($self) && !$self->[RQ][COMPLETE]) {
     $self->[KEEP] = 0;
-    $self->_write("0\r\n\r\n") if $self->[RESP_MODE] == PAGI::Server::Connection::M_CHUNKED;
+    $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED;
     $self->_disconnect('server_shutdown', 1);
     return $self->_close_after_flush;
   }

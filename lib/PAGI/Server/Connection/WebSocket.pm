@@ -4,7 +4,8 @@ use warnings;
 use experimental 'signatures';
 use Future;
 use PAGI::Server::Connection ();
-use PAGI::Server::Connection::Fields;
+use PAGI::Server::Connection::Fields qw(:fields);
+use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::WebSocket;
 our @ISA = ('PAGI::Server::Connection');
@@ -13,6 +14,20 @@ our $VERSION = '0.001';
 
 # A connection after a WebSocket upgrade request: the handshake (completed only when
 # the app accepts), then RFC 6455 frames through PAGI::Server::Protocol::WebSocket.
+
+# The session's record, in the connection's field PROTO
+use PAGI::Server::Record qw(
+  state         ws_connected  inbox         connect_sent
+  answered      deny          denied        closed_with
+  msg_op        msg           msg_valid
+  ping_interval ping_timeout
+);
+# state: handshake (the app has not answered), open, closing (our Close sent), closed.
+# ws_connected: the app may still receive; inbox: messages it has not received yet;
+# answered: accepted or refused; deny: a denial response being built, denied: sent;
+# closed_with: {code, reason} for websocket.disconnect; msg_op, msg: the message being
+# reassembled (msg_valid: how much of a text message is checked UTF-8);
+# ping_interval, ping_timeout: websocket.keepalive.
 
 BEGIN {
   *parse_frame = \&PAGI::Server::Protocol::WebSocket::parse_frame;
@@ -23,40 +38,29 @@ BEGIN {
   *$_ = \&{"PAGI::Server::Protocol::WebSocket::$_"}
     for qw(WS_CONTINUATION WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG);
 }
-# The connection's shared done Future (see PAGI::Server::Connection)
+# The connection's shared done Future (see PAGI::Server::Connection::Response)
 our $DONE = $PAGI::Server::Connection::DONE;
 use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
-# States: handshake (app not answered), open, closing (our Close sent), closed
-sub _start ($self, $req, $facts) {
-  my $server = $self->[SERVER];
+# Takes over a connection whose request (already its request record) asked for an
+# upgrade to WebSocket, and calls the app with a websocket scope
+sub take_over ($class, $conn, $req) {
+  my $server = $conn->[SERVER];
+  my $rq = $conn->[RQ];
+  my $facts = $rq->[FACTS];
+  $conn->[KEEP] = 0;
   if (!defined $facts->[FACT_WS_VERSION] || $facts->[FACT_WS_VERSION] ne '13') {
-    $self->[REQ] = $req;
-    return $self->_wire_error(426, 'unsupported websocket version',
+    return $conn->_wire_error(426, 'unsupported websocket version',
       [['Sec-WebSocket-Version', '13']]);
   }
   if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->[FACT_WS_KEY])
     || $facts->[FACT_CHUNKED] || $facts->[FACT_CONTENT_LENGTH]) {
-    $self->[REQ] = $req;
-    return $self->_wire_error(400, 'invalid websocket handshake');
+    return $conn->_wire_error(400, 'invalid websocket handshake');
   }
-  bless $self, __PACKAGE__;
-  $self->[PHASE]         = PAGI::Server::Connection::REQUEST;
-  $self->[REQ]           = $req;
-  $self->[FACTS]         = $facts;
-  $self->[DEADLINE_KIND] = '';
-  $self->[KEEP]          = 0;
-  $self->[APP_RUNNING]   = 1;
-  $self->[WS]            = 'handshake';
-  $self->[INBOX]         = [];
-  $self->[CONNECTED]     = 1;
-  $self->[MSG_OP]        = undef;
-  $self->[MSG]           = '';
-  $self->[SENT_BYTES]    = 0;
-  $self->[STATUS]        = 0;
-  $self->[REQ_TIME]      = $server->{access_log} ? $server->_hires_time : 0;
-
+  my $self = bless $conn, $class;
+  my $ws = $self->[PROTO] = [];
+  @$ws[STATE, WS_CONNECTED, INBOX, MSG] = ('handshake', 1, [], '');
   $self->_dispatch_send;
   # (a copy: the request keeps its method for the access log)
   my $scope = {%$req, type => 'websocket'};
@@ -74,32 +78,32 @@ sub _start ($self, $req, $facts) {
 # ---- events from the app -----------------------------------------------------------
 
 sub _receive ($self) {
-  if (!$self->[CONNECT_SENT]) {
-    $self->[CONNECT_SENT] = 1;
+  if (!$self->[PROTO][CONNECT_SENT]) {
+    $self->[PROTO][CONNECT_SENT] = 1;
     return Future->done({type => 'websocket.connect'});
   }
-  my $inbox = $self->[INBOX];
+  my $inbox = $self->[PROTO][INBOX];
   if (@$inbox) {
     my $ev = shift @$inbox;
-    $self->_resume_read if !$self->[READING] && @$inbox < INBOX_HIGH && $self->[WS] eq 'open';
+    $self->_resume_read if !$self->[READING] && @$inbox < INBOX_HIGH && $self->[PROTO][STATE] eq 'open';
     return Future->done($ev);
   }
   # After a denial there is no websocket.disconnect (PAGI spec): receiving is a mistake
-  return Future->fail(DENIED_ERROR) if $self->[DENIED];
-  return Future->done($self->_disconnect_event) unless $self->[CONNECTED];
-  return $self->[RECV_WAIT] //= Future->new;
+  return Future->fail(DENIED_ERROR) if $self->[PROTO][DENIED];
+  return Future->done($self->_disconnect_event) unless $self->[PROTO][WS_CONNECTED];
+  return $self->[RQ][RECV_WAIT] //= Future->new;
 }
 
 sub _disconnect_event ($self) {
-  my $d = $self->[WS_DISCONNECT] || {code => 1006, reason => 'client_closed'};
+  my $d = $self->[PROTO][CLOSED_WITH] || {code => 1006, reason => 'client_closed'};
   return {type => 'websocket.disconnect', code => $d->{code}, reason => $d->{reason}};
 }
 
 sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
-  my $state = $self->[WS];
+  my $state = $self->[PROTO][STATE];
   if ($type eq 'websocket.send') {
-    return $DONE unless $self->[CONNECTED];
+    return $DONE unless $self->[PROTO][WS_CONNECTED];
     return Future->fail("websocket.send before websocket.accept\n") if $state eq 'handshake';
     return Future->fail("websocket.send after websocket.close\n") if $state ne 'open';
     my ($op, $data);
@@ -123,22 +127,22 @@ sub _send ($self, $ev) {
     # Checked first: after a denial or refusal the connection is gone, but accepting
     # then is still the app's mistake
     return Future->fail("websocket.accept: the handshake is already answered\n")
-      if $self->[ANSWERED] || $self->[DENY];
-    return $DONE unless $self->[CONNECTED];
+      if $self->[PROTO][ANSWERED] || $self->[PROTO][DENY];
+    return $DONE unless $self->[PROTO][WS_CONNECTED];
     return $self->_accept($ev);
   }
   if ($type eq 'websocket.close') {
     if ($state eq 'handshake') {
-      return $DONE unless $self->[CONNECTED];
-      return Future->fail("websocket.close after a denial response started\n") if $self->[DENY];
+      return $DONE unless $self->[PROTO][WS_CONNECTED];
+      return Future->fail("websocket.close after a denial response started\n") if $self->[PROTO][DENY];
       # Closing before accepting refuses the handshake
-      $self->[ANSWERED] = 1;
-      $self->[WS] = 'closed';
-      $self->[CONNECTED] = 0;
+      $self->[PROTO][ANSWERED] = 1;
+      $self->[PROTO][STATE] = 'closed';
+      $self->[PROTO][WS_CONNECTED] = 0;
       $self->_wire_error(403, 'websocket connection refused');
       return $DONE;
     }
-    return $DONE unless $self->[CONNECTED];
+    return $DONE unless $self->[PROTO][WS_CONNECTED];
     return Future->fail("websocket.close sent twice\n") if $state ne 'open';
     my $code = $ev->{code} // 1000;
     return Future->fail("websocket.close: invalid code $code\n")
@@ -150,21 +154,21 @@ sub _send ($self, $ev) {
     return $DONE;
   }
   if ($type eq 'websocket.keepalive') {
-    return $DONE unless $self->[CONNECTED];
+    return $DONE unless $self->[PROTO][WS_CONNECTED];
     my $interval = $ev->{interval} // 0;
     my $timeout  = $ev->{timeout};
     return Future->fail("websocket.keepalive: interval must be a number >= 0\n")
       unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
     return Future->fail("websocket.keepalive: timeout must be a number >= 0\n")
       if defined $timeout && $timeout !~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-    $self->[PING_INTERVAL] = $interval;
-    $self->[PING_TIMEOUT]  = $timeout;
+    $self->[PROTO][PING_INTERVAL] = $interval;
+    $self->[PROTO][PING_TIMEOUT]  = $timeout;
     $self->_keepalive;
     return $DONE;
   }
   if ($type eq 'websocket.http.response.start' || $type eq 'websocket.http.response.body') {
     # Denial events after accept are ignored (PAGI spec)
-    return $DONE if $state ne 'handshake' || !$self->[CONNECTED];
+    return $DONE if $state ne 'handshake' || !$self->[PROTO][WS_CONNECTED];
     return $self->_deny($type, $ev);
   }
   return Future->fail("unknown event type '$type' for a websocket scope\n");
@@ -172,21 +176,21 @@ sub _send ($self, $ev) {
 
 sub _accept ($self, $ev) {
   my @headers = (['Upgrade', 'websocket'], ['Connection', 'Upgrade'],
-    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[FACTS][FACT_WS_KEY])]);
+    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[RQ][FACTS][FACT_WS_KEY])]);
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }
   my $extra = $ev->{headers} // [];
-  if (defined(my $err = PAGI::Server::Connection::check_headers($extra))) {
+  if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($extra))) {
     return Future->fail("websocket.accept: $err\n");
   }
   # serialize_response drops any Connection field (the handshake's is added below)
-  my ($bytes, $err) = PAGI::Server::Connection::serialize_response(101, [@headers, @$extra], 0, undef);
+  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response(101, [@headers, @$extra], 0, undef);
   return Future->fail("websocket.accept: $err\n") unless defined $bytes;
   $bytes =~ s/\r\n/\r\nConnection: Upgrade\r\n/;
-  $self->[STATUS] = 101;
-  $self->[ANSWERED] = 1;
-  $self->[WS] = 'open';
+  $self->[RQ][STATUS] = 101;
+  $self->[PROTO][ANSWERED] = 1;
+  $self->[PROTO][STATE] = 'open';
   $self->_write($bytes);
   $self->_access_log if $self->[SERVER]{access_log};
   $self->_process_input if length $self->[RBUF];
@@ -196,27 +200,27 @@ sub _accept ($self, $ev) {
 # websocket.http.response.*: an HTTP response instead of the handshake, then close
 sub _deny ($self, $type, $ev) {
   if ($type eq 'websocket.http.response.start') {
-    return Future->fail("$type sent twice\n") if $self->[DENY];
+    return Future->fail("$type sent twice\n") if $self->[PROTO][DENY];
     my $status = $ev->{status};
     return Future->fail("$type: status must be an integer\n")
       unless defined $status && $status =~ /\A[0-9]+\z/;
-    $self->[DENY] = {status => $status, headers => $ev->{headers} // [], body => ''};
+    $self->[PROTO][DENY] = {status => $status, headers => $ev->{headers} // [], body => ''};
     return $DONE;
   }
-  my $deny = $self->[DENY] or return Future->fail("$type before websocket.http.response.start\n");
+  my $deny = $self->[PROTO][DENY] or return Future->fail("$type before websocket.http.response.start\n");
   my $body = $ev->{body} // '';
   utf8::downgrade($body, 1) or return Future->fail("$type: body must be bytes\n");
   $deny->{body} .= $body;
   return $DONE if $ev->{more} // $ev->{more_body};
-  my ($bytes, $err) = PAGI::Server::Connection::serialize_response($deny->{status},
-    $deny->{headers}, PAGI::Server::Connection::F_CLOSE, $deny->{body});
+  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response($deny->{status},
+    $deny->{headers}, PAGI::Server::Protocol::HTTP1::F_CLOSE, $deny->{body});
   return Future->fail("websocket.http.response.start: $err\n") unless defined $bytes;
-  $self->[STATUS] = $deny->{status};
-  $self->[SENT_BYTES] = length $deny->{body};
-  $self->[WS] = 'closed';
-  $self->[CONNECTED] = 0;
-  $self->[DENIED] = 1;
-  if (my $f = delete $self->[RECV_WAIT]) { $f->fail(DENIED_ERROR) }
+  $self->[RQ][STATUS] = $deny->{status};
+  $self->[RQ][SENT_BYTES] = length $deny->{body};
+  $self->[PROTO][STATE] = 'closed';
+  $self->[PROTO][WS_CONNECTED] = 0;
+  $self->[PROTO][DENIED] = 1;
+  if (my $f = delete $self->[RQ][RECV_WAIT]) { $f->fail(DENIED_ERROR) }
   $self->_write($bytes);
   $self->_access_log if $self->[SERVER]{access_log};
   $self->_close_after_flush(1);
@@ -224,7 +228,7 @@ sub _deny ($self, $type, $ev) {
 }
 
 sub _send_close ($self, $code, $reason = '') {
-  $self->[WS] = 'closing';
+  $self->[PROTO][STATE] = 'closing';
   $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code) . $reason, 1));
   # The peer has this long to answer our Close before we drop the connection
   $self->[DEADLINE_KIND] = 'closing';
@@ -236,7 +240,7 @@ sub _send_close ($self, $code, $reason = '') {
 sub _process_input ($self) {
   my $max = $self->[SERVER]{max_ws_message_size};
   while (length $self->[RBUF]) {
-    my $state = $self->[WS];
+    my $state = $self->[PROTO][STATE];
     return if $state eq 'handshake' || $state eq 'closed';
     my ($frame, $consumed) = parse_frame($self->[RBUF], $max);
     return unless defined $frame;
@@ -249,52 +253,52 @@ sub _process_input ($self) {
     my ($fin, $op, $payload) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
-      if ($op == WS_PONG) { $self->_timer(PONG_TIMER) if defined $self->[PONG_TIMER]; next }
+      if ($op == WS_PONG) { $self->_timer('pong'); next }
       return $self->_on_close_frame($payload);
     }
     next if $state ne 'open';    # data after our Close is dropped
     if ($op == WS_CONTINUATION) {
       return $self->_fail_connection(1002, 'continuation without a message')
-        unless defined $self->[MSG_OP];
-      $self->[MSG] .= $payload;
+        unless defined $self->[PROTO][MSG_OP];
+      $self->[PROTO][MSG] .= $payload;
     }
     else {
       return $self->_fail_connection(1002, 'new message inside a fragmented message')
-        if defined $self->[MSG_OP];
-      $self->[MSG_OP]    = $op;
-      $self->[MSG]       = $payload;
-      $self->[MSG_VALID] = 0;
+        if defined $self->[PROTO][MSG_OP];
+      $self->[PROTO][MSG_OP]    = $op;
+      $self->[PROTO][MSG]       = $payload;
+      $self->[PROTO][MSG_VALID] = 0;
     }
-    return $self->_fail_connection(1009, 'message too large', 1006) if length $self->[MSG] > $max;
-    if ($self->[MSG_OP] == WS_TEXT) {
+    return $self->_fail_connection(1009, 'message too large', 1006) if length $self->[PROTO][MSG] > $max;
+    if ($self->[PROTO][MSG_OP] == WS_TEXT) {
       # Invalid UTF-8 fails as early as it shows, even across fragments. Only the
       # bytes from the last complete character on are checked again: rechecking the
       # whole message per fragment is quadratic (a CPU denial of service)
-      my $ok = utf8_check(substr($self->[MSG], $self->[MSG_VALID]));
+      my $ok = utf8_check(substr($self->[PROTO][MSG], $self->[PROTO][MSG_VALID]));
       return $self->_fail_connection(1007, 'invalid UTF-8 in a text message')
         if !$ok || $fin && $ok != 1;
-      my $len = length $self->[MSG];
+      my $len = length $self->[PROTO][MSG];
       if ($ok == 2) {
         # Valid, but ending inside a character: it starts at the last lead byte
-        $len-- while $len > 0 && (ord(substr($self->[MSG], $len - 1, 1)) & 0xc0) == 0x80;
+        $len-- while $len > 0 && (ord(substr($self->[PROTO][MSG], $len - 1, 1)) & 0xc0) == 0x80;
         $len--;
       }
-      $self->[MSG_VALID] = $len;
+      $self->[PROTO][MSG_VALID] = $len;
     }
     next unless $fin;
-    my $msg = $self->[MSG];
+    my $msg = $self->[PROTO][MSG];
     my $ev;
-    if ($self->[MSG_OP] == WS_TEXT) {
+    if ($self->[PROTO][MSG_OP] == WS_TEXT) {
       utf8::decode($msg);
       $ev = {type => 'websocket.receive', text => $msg};
     }
     else { $ev = {type => 'websocket.receive', bytes => $msg} }
-    $self->[MSG_OP] = undef;
-    $self->[MSG]    = '';
-    if (my $f = delete $self->[RECV_WAIT]) { $f->done($ev) }
+    $self->[PROTO][MSG_OP] = undef;
+    $self->[PROTO][MSG]    = '';
+    if (my $f = delete $self->[RQ][RECV_WAIT]) { $f->done($ev) }
     else {
-      push @{$self->[INBOX]}, $ev;
-      $self->_pause_read if @{$self->[INBOX]} >= INBOX_HIGH;
+      push @{$self->[PROTO][INBOX]}, $ev;
+      $self->_pause_read if @{$self->[PROTO][INBOX]} >= INBOX_HIGH;
     }
   }
 }
@@ -304,7 +308,7 @@ sub _on_close_frame ($self, $payload) {
   return $self->_fail_connection($reason, 'invalid close frame') unless defined $code;
   # Echo the Close (RFC 6455 5.5.1) unless this answers ours
   $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code), 1))
-    if $self->[WS] eq 'open';
+    if $self->[PROTO][STATE] eq 'open';
   $self->_ws_disconnect($code, $reason);
   $self->_close_after_flush;
 }
@@ -312,17 +316,17 @@ sub _on_close_frame ($self, $payload) {
 # A protocol violation: send a Close with the code, tell the app, close
 sub _fail_connection ($self, $code, $why, $app_code = $code) {
   $self->[SERVER]->log(info => "websocket closed with $code: $why");
-  $self->_write(build_frame(WS_CLOSE, pack('n', $code), 1)) if $self->[WS] eq 'open';
+  $self->_write(build_frame(WS_CLOSE, pack('n', $code), 1)) if $self->[PROTO][STATE] eq 'open';
   $self->_ws_disconnect($app_code, 'protocol_error');
   $self->_close_after_flush(1);
 }
 
 sub _ws_disconnect ($self, $code, $reason) {
-  return unless $self->[CONNECTED];
-  $self->[CONNECTED] = 0;
-  $self->[WS] = 'closed';
-  $self->[WS_DISCONNECT] = {code => $code, reason => $reason};
-  if (my $f = delete $self->[RECV_WAIT]) { $f->done($self->_disconnect_event) }
+  return unless $self->[PROTO][WS_CONNECTED];
+  $self->[PROTO][WS_CONNECTED] = 0;
+  $self->[PROTO][STATE] = 'closed';
+  $self->[PROTO][CLOSED_WITH] = {code => $code, reason => $reason};
+  if (my $f = delete $self->[RQ][RECV_WAIT]) { $f->done($self->_disconnect_event) }
   if (my $f = delete $self->[DRAIN])     { $f->done }
 }
 
@@ -337,22 +341,22 @@ sub _on_eof ($self) {
 }
 
 sub _app_done ($self, $f) {
-  $self->[APP_RUNNING] = 0;
-  delete $self->[APP_FUTURE];
+  $self->[RQ][APP_RUNNING] = 0;
+  delete $self->[RQ][APP_FUTURE];
   my $error = $f->is_failed ? ($f->failure)[0] : undef;
   if (defined $error) {
     chomp(my $e = "$error");
     $self->[SERVER]->log(error => "application error: $e");
   }
-  my $state = $self->[WS];
-  if ($state eq 'handshake' && $self->[CONNECTED]) {
+  my $state = $self->[PROTO][STATE];
+  if ($state eq 'handshake' && $self->[PROTO][WS_CONNECTED]) {
     # Returning without accepting refuses the connection (403); dying, or leaving a
     # denial response unfinished (nothing of it is written yet), is a 500
-    my $status = defined $error || $self->[DENY] ? 500 : 403;
+    my $status = defined $error || $self->[PROTO][DENY] ? 500 : 403;
     $self->[SERVER]->log(error => 'application finished without completing its denial response')
-      if $self->[DENY] && !defined $error;
-    $self->[CONNECTED] = 0;
-    $self->[WS] = 'closed';
+      if $self->[PROTO][DENY] && !defined $error;
+    $self->[PROTO][WS_CONNECTED] = 0;
+    $self->[PROTO][STATE] = 'closed';
     return $self->_wire_error($status,
       $status == 500 ? 'internal server error' : 'websocket connection refused');
   }
@@ -360,25 +364,25 @@ sub _app_done ($self, $f) {
     $self->_send_close(defined $error ? 1011 : 1000);
     return;
   }
-  $self->_close_after_flush if $self->[PHASE] == PAGI::Server::Connection::REQUEST && !$self->[CONNECTED]
+  $self->_close_after_flush if $self->[PHASE] == PAGI::Server::Connection::REQUEST && !$self->[PROTO][WS_CONNECTED]
     && $state ne 'closing';
 }
 
 # websocket.keepalive: a ping every interval (0 = off; the last one given wins);
 # with a timeout, a pong must come within it after the first unanswered ping
 sub _keepalive ($self) {
-  if (!$self->[PING_INTERVAL]) {
-    $self->_timer(KA_TIMER);
-    return $self->_timer(PONG_TIMER);
+  if (!$self->[PROTO][PING_INTERVAL]) {
+    $self->_timer('ka');
+    return $self->_timer('pong');
   }
-  $self->_timer(KA_TIMER, $self->[PING_INTERVAL], sub {
-    return unless $self->[WS] eq 'open';
+  $self->_timer(ka => $self->[PROTO][PING_INTERVAL], sub {
+    return unless $self->[PROTO][STATE] eq 'open';
     $self->_write(build_frame(WS_PING, '', 1));
-    $self->_timer(PONG_TIMER, $self->[PING_TIMEOUT], sub {
-      return unless $self->[WS] eq 'open';
+    $self->_timer(pong => $self->[PROTO][PING_TIMEOUT], sub {
+      return unless $self->[PROTO][STATE] eq 'open';
       $self->_ws_disconnect(1006, 'keepalive_timeout');
       $self->_close;
-    }) if $self->[PING_TIMEOUT] && !defined $self->[PONG_TIMER];
+    }) if $self->[PROTO][PING_TIMEOUT] && !$self->_has_timer('pong');
     $self->_keepalive;
   });
 }
@@ -393,13 +397,16 @@ sub _tick ($self, $now) {
   $self->SUPER::_tick($now);
 }
 
+# A retiring worker's soft stop is the usual one for a session: Close 1001
+sub _soft_stop ($self) { $self->_shutdown }
+
 sub _shutdown ($self, $force = 0) {
   if ($force) {
     $self->_ws_disconnect(1006, 'server_shutdown');
     return $self->_close;
   }
   # Going away (RFC 6455 7.4.1)
-  $self->_send_close(1001) if $self->[WS] eq 'open';
+  $self->_send_close(1001) if $self->[PROTO][STATE] eq 'open';
 }
 
 1;

@@ -141,7 +141,7 @@ sub wait_log ($self, $re, $timeout = 5) {
 # The reports whose case is $case, once there are at least $n of them (or $timeout passed)
 sub reports_of ($self, $case, $n = 1, $timeout = 5) {
   my @r;
-  wait_for(sub { @r = grep { $_->{case} eq $case } $self->reports; @r >= $n }, $timeout);
+  wait_for(sub { @r = grep { ($_->{case} // '') eq $case } $self->reports; @r >= $n }, $timeout);
   return @r;
 }
 
