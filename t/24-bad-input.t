@@ -298,17 +298,18 @@ subtest 'app errors before the response: 500 and an error log line' => sub {
   }
 };
 
-subtest 'app errors after the response started: close, error logged' => sub {
+subtest 'app errors after the response started: 500 if nothing is written yet, else a cut, logged' => sub {
   my $c = http_connect($srv->port);
   $c->send("GET /die-after-start HTTP/1.1\r\n$H\r\n");
-  my $bytes = $c->read_all(3);
+  my ($r) = $c->read_responses(until_close => 1);
   ok($c->closed, 'dies after start: connection closed');
-  is($bytes, '', 'dies after start (head not yet written): no bytes at all');
+  is($r && $r->{status}, 500, 'dies after start, before any byte of the response was written: a 500');
+  is($r && $r->{body}, "Internal Server Error\n", '... the server\'s own (not the app\'s Content-Length: 10)');
   ok($srv->wait_log(qr/\[error\] application error: boom after start/), 'error logged');
 
   $c = http_connect($srv->port);
   $c->send("GET /die-mid-body HTTP/1.1\r\n$H\r\n");
-  $bytes = $c->read_all(3);
+  my $bytes = $c->read_all(3);
   ok($c->closed, 'dies mid-body: connection closed');
   like($bytes, qr/\AHTTP\/1\.1 200 OK\r\n.*\r\n\r\n7\r\npartial\r\n\z/s, 'the partial chunked body, no last-chunk');
   ok($srv->wait_log(qr/\[error\] application error: boom mid body/), 'error logged');
@@ -422,7 +423,8 @@ subtest 'an app body that does not match its Content-Length never desynchronises
       like($rep && $rep->{error}, qr/beyond the Content-Length/, "$name: the overflowing send fails");
     }
     if ($path eq '/cl-less' || $path eq '/cl-more') {
-      is(scalar @r, 0, "$name (fast path): no response is written at all");
+      is(scalar @r, 1, "$name (fast path): none of the app's response is written, ...");
+      is($r[0] && $r[0]{status}, 500, "$name (fast path): ... the server's 500 instead");
       ok($srv->wait_log(qr/application error: .*bytes of body for a Content-Length of 5/),
         "$name (fast path): the send fails and the app's error is logged");
     }

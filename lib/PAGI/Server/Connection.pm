@@ -258,7 +258,7 @@ sub _start_request ($self, $req) {
   $rq->[REQ_TIME] = $server->_hires_time if $server->{access_log};
   @$self[PHASE, DEADLINE_KIND] = (REQUEST, '');
   if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
-    && $req->{method} eq 'GET' && $req->{http_version} eq '1.1') {
+    && $req->{method} eq 'GET' && $req->{http_version} eq '1.1' && !$server->{plain_http}) {
     return $TAKE_OVER{websocket}->take_over($self, $scope);
   }
   $self->[KEEP] = ($plain || !$facts->[FACT_CLOSE]) && !$server->{stopping};
@@ -284,7 +284,7 @@ sub _start_request ($self, $req) {
       return if $self->[PHASE] != REQUEST;    # the body was already rejected
     }
     # Accept: text/event-stream makes any method an SSE stream
-    return $TAKE_OVER{sse}->take_over($self, $scope) if $facts->[FACT_SSE];
+    return $TAKE_OVER{sse}->take_over($self, $scope) if $facts->[FACT_SSE] && !$server->{plain_http};
   }
   $scope->{'pagi.connection'} = $rq->[CSTATE];
   _call_app($self, $scope);
@@ -424,8 +424,11 @@ sub _app_done ($self, $f) {
     chomp(my $e = "$error");
     $server->log(error => "application error: $e");
   }
-  if (!$rq->[STARTED]) {
-    $server->log(error => 'application returned without sending a response') unless defined $error;
+  if (!$rq->[HEAD_SENT]) {
+    # Nothing of the response is on the wire yet (not even after http.response.start,
+    # whose head waits for the first body): the client still gets a proper 500
+    $server->log(error => $rq->[STARTED] ? 'application finished without completing its response'
+      : 'application returned without sending a response') unless defined $error;
     $cstate->[CS_STARTED] = 1;
     $self->_disconnect('server_error', 1);
     return $self->_wire_error(500, 'internal server error');
