@@ -39,7 +39,8 @@ $SIG{PIPE} = 'IGNORE';
 # stderr (the server log) going to a temp file and reports its port through a pipe.
 # Returns an object; ->port is undef when the child exited before listening.
 sub start_server (%opt) {
-  my $app = delete $opt{app} or croak 'start_server needs an app';
+  my $app = $opt{app} // $opt{psgi_app} or croak 'start_server needs an app (or a psgi_app)';
+  delete $opt{app};
   my $access_file = delete $opt{access_log_file};
   require PAGI::Server;
   my $log = File::Temp->new(TEMPLATE => 'pagi-test-XXXXXX', SUFFIX => '.log', TMPDIR => 1);
@@ -53,13 +54,15 @@ sub start_server (%opt) {
       open(STDOUT, '>>', $log->filename) or die "stdout: $!";
       STDERR->autoflush(1);
       STDOUT->autoflush(1);
-      my %args = (app => $app, host => '127.0.0.1', port => 0, access_log => undef, %opt);
+      my %args = (host => '127.0.0.1', port => 0, access_log => undef, %opt);
+      $args{app} = $app unless $args{psgi_app};
       if (defined $access_file) {
         open(my $fh, '>>', $access_file) or die "access log: $!";
         $fh->autoflush(1);
         $args{access_log} = $fh;
       }
-      my $server = PAGI::Server->new(%args, on_listen => sub ($s) {
+      require PAGI::Server::PSGI if $args{psgi_app};
+      my $server = ($args{psgi_app} ? \&PAGI::Server::PSGI::server : sub { PAGI::Server->new(@_) })->(%args, on_listen => sub ($s) {
         syswrite $w, $s->port . "\n";
         close $w;
       });
