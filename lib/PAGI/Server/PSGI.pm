@@ -5,6 +5,7 @@ use experimental 'signatures';
 use Carp ();
 use Scalar::Util qw(blessed weaken);
 use Future;
+use PAGI::Server::Protocol::HTTP1;
 
 our $VERSION = '0.001';
 
@@ -144,8 +145,8 @@ sub _call ($psgi, $env, $send, $server) {
           _respond($send, $r)->on_ready(sub ($g) { $done->done unless $done->is_ready; undef $done });
           return;
         }
-        my $start = _start($send, $r);
-        return PAGI::Server::PSGI::Writer->new($send, $start, sub ($g) {
+        my ($start, $body_send) = _start($send, $r);
+        return PAGI::Server::PSGI::Writer->new($body_send, $start, sub ($g) {
           return unless $done;
           $g->is_failed ? $done->fail($g->failure) : $done->done;
           undef $done;
@@ -162,18 +163,42 @@ sub _call ($psgi, $env, $send, $server) {
   return $f;
 }
 
-# http.response.start from a PSGI status and header list
+# http.response.start from a PSGI status and header list. Returns the send's Future
+# and the $send for the body: the PAGI $send, or, when the app chunked its body
+# itself (Transfer-Encoding: chunked, as Plack::Middleware::Chunked and Mojolicious
+# do), one that decodes those chunks first (the server frames the body: it would
+# chunk them again)
 sub _start ($send, $r) {
   my ($status, $h) = @$r;
-  my @headers;
-  for (my $i = 0; $i < @$h; $i += 2) { push @headers, [$h->[$i], $h->[$i + 1]] }
-  return $send->({type => 'http.response.start', status => $status, headers => \@headers});
+  my (@headers, $chunked);
+  for (my $i = 0; $i < @$h; $i += 2) {
+    $chunked = 1 if lc $h->[$i] eq 'transfer-encoding' && $h->[$i + 1] =~ /chunked/i;
+    push @headers, [$h->[$i], $h->[$i + 1]];
+  }
+  my $f = $send->({type => 'http.response.start', status => $status, headers => \@headers});
+  return ($f, $chunked ? _dechunking($send) : $send);
+}
+
+# A $send whose http.response.body bytes are a chunked body, decoded before they go on
+sub _dechunking ($send) {
+  my ($state, $buf) = (-1, '');
+  return sub ($ev) {
+    return $send->($ev) if $ev->{type} ne 'http.response.body';
+    return Future->done if $state == -4;    # (its last chunk ended the response)
+    $buf .= $ev->{body} // '';
+    my ($data, $consumed, $next) = PAGI::Server::Protocol::HTTP1::decode_chunked($buf, $state, 16384);
+    return Future->fail("PSGI application: its own chunked body is malformed\n") if ref $data;
+    substr($buf, 0, $consumed, '');
+    $state = $next;
+    # The app's last chunk ends the body, whatever it says of more
+    return $send->({type => 'http.response.body', body => $data, more => $state == -4 ? 0 : $ev->{more}});
+  };
 }
 
 # A whole response: [status, headers, body], body an array of strings, a filehandle
 # or an object with getline and close
-sub _respond ($send, $r) {
-  my $start = _start($send, $r);
+sub _respond ($send_start, $r) {
+  my ($start, $send) = _start($send_start, $r);
   return $start if $start->is_failed;
   my $body = $r->[2];
   if (ref $body eq 'ARRAY') {
@@ -188,18 +213,42 @@ sub _respond ($send, $r) {
   if (ref $body eq 'GLOB' && defined fileno($body) && -f $body) {
     return $send->({type => 'http.response.body', fh => $body})->on_ready(sub { close $body });
   }
-  # An IO::Handle-like object (or a glob without a file): read line by line
-  my $f;
-  while (1) {
-    my $chunk = $body->getline;
-    last unless defined $chunk;
-    next unless length $chunk;
-    $f = $send->({type => 'http.response.body', body => $chunk, more => 1});
-    last if $f->is_failed;
-  }
-  $body->close;
-  return $f if $f && $f->is_failed;
-  return $send->({type => 'http.response.body', body => ''});
+  return _pump_lines($send, $body);
+}
+
+# An IO::Handle-like object (or a glob without a file): read line by line until
+# getline gives undef. An empty string means "nothing yet, ask again later" (so
+# Mojolicious's PSGI body says it): the loop gets a turn before the next try, instead
+# of spinning inside it
+use constant GETLINE_RETRY => 0.005;
+sub _pump_lines ($send, $body) {
+  my $done = Future->new;
+  my $step;
+  $step = sub {
+    while (1) {
+      my $chunk = eval { $body->getline };
+      if (!defined $chunk) {
+        my $err = $@;
+        undef $step;
+        $body->close;
+        return $done->fail($err) if $err;
+        return $send->({type => 'http.response.body', body => ''})->on_ready($done);
+      }
+      if (!length $chunk) {
+        require IO::Async::Loop;
+        IO::Async::Loop->new->watch_time(after => GETLINE_RETRY, code => sub { $step->() if $step });
+        return;
+      }
+      my $f = $send->({type => 'http.response.body', body => $chunk, more => 1});
+      if ($f->is_failed) {
+        undef $step;
+        $body->close;
+        return $f->on_ready($done);
+      }
+    }
+  };
+  $step->();
+  return $done;
 }
 
 # psgi.input: the buffered request body, read (and seekable) like a filehandle
