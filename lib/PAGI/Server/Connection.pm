@@ -46,8 +46,6 @@ use constant {
 use constant READ_SIZE      => 65536;
 use constant MAX_PIPELINE   => 1 << 20;     # stop reading ahead beyond this much unparsed input
 use constant BODY_HIGH      => 1 << 20;     # body bytes queued for the app before we pause reading
-use constant WRITE_HIGH     => 1 << 18;     # $send waits for the socket above this much queued output
-use constant WRITE_LOW      => 1 << 16;
 use constant DRAIN_BODY_MAX => 1 << 16;     # unread request body we read and drop to keep a connection
 use constant LINGER_SECONDS => 2;
 use constant FILE_CHUNK     => 1 << 16;
@@ -81,6 +79,8 @@ sub new ($class, $server, $fh, $tls = undef) {
   my $self = bless [], $class;
   @$self[SERVER, LOOP, FH, FD, RBUF, WBUF, PHASE, EOF, READING, KEEP]
     = ($server, $server->{loop}, $fh, fileno($fh), '', '', IDLE, 0, 1, 0);
+  # $send waits for the socket above write_high queued bytes, until below write_low
+  @$self[WRITE_HIGH, WRITE_LOW] = @$server{qw(write_high_watermark write_low_watermark)};
 
   # Connection info is read once and shared by every scope on this connection
   my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->[FD]) || [];
@@ -106,7 +106,7 @@ sub new ($class, $server, $fh, $tls = undef) {
     PAGI::Server::TLS::setup_connection($self);
   }
 
-  $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{keepalive_timeout};
+  $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{keepalive_timeout_s};
   $self->[DEADLINE_KIND] = 'idle';
   $self->[LOOP]->watch_io(handle => $fh, on_read_ready => $self->[ON_READ]);
   return $self;
@@ -126,7 +126,7 @@ sub _on_read ($self) {
   if ($n == 0) { return $self->_on_eof }
   my $phase = $self->[PHASE];
   if ($phase == CLOSING) { $self->[RBUF] = ''; return }    # lingering: drop input
-  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout}
+  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s}
     if $self->[DEADLINE_KIND] eq 'body';
   # Responses made while this input is processed (pipelined requests, sync apps)
   # are collected and written with one syscall at the end
@@ -146,7 +146,7 @@ sub _on_read ($self) {
     $self->_write($rest);
   }
   # A send may be waiting for the buffer that was just written
-  $self->_released if length $self->[WBUF] < WRITE_LOW
+  $self->_released if length $self->[WBUF] < $self->[WRITE_LOW]
     && ($self->[DRAIN] || $self->[TRANSPORT] && $self->[TRANSPORT]{above});
   $self->_finish_close if $self->[PHASE] == CLOSING && !length $self->[WBUF];
 }
@@ -248,7 +248,7 @@ sub _start_request ($self, $req) {
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
-    $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
+    $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
   if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
     && $req->{method} eq 'GET' && $req->{http_version} eq '1.1') {
     return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);
@@ -283,7 +283,7 @@ sub _start_request ($self, $req) {
     }
     if ($mode) {
       @$self[BODY_MODE, BODY_DONE, DEADLINE_KIND, DEADLINE]
-        = ($mode, 0, 'body', $PAGI::Server::NOW + $server->{timeout});
+        = ($mode, 0, 'body', $PAGI::Server::NOW + $server->{request_timeout_s});
       $self->_feed_body if length $self->[RBUF];
       return if $self->[PHASE] != REQUEST;    # the body was already rejected
     }
@@ -420,7 +420,7 @@ sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
   if ($type eq 'http.response.body') {
     return Future->fail("http.response.body before http.response.start\n") unless $self->[STARTED];
-    return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
+    return _after_complete($self, $type) if $self->[COMPLETE];
     if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
     my $body = $ev->{body} // '';
     if (utf8::is_utf8($body)) {
@@ -457,6 +457,7 @@ sub _send ($self, $ev) {
     return $self->_send_future;
   }
   if ($type eq 'http.response.start') {
+    return _after_complete($self, $type) if $self->[COMPLETE];
     return Future->fail("http.response.start sent twice\n") if $self->[STARTED];
     my $status = $ev->{status};
     return Future->fail("http.response.start: status must be an integer\n")
@@ -482,7 +483,7 @@ sub _send ($self, $ev) {
   if ($type eq 'http.response.trailers') {
     return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
       unless $self->[STARTED] && $self->[TRAILERS];
-    return Future->fail("$type after the response was complete\n") if $self->[COMPLETE];
+    return _after_complete($self, $type) if $self->[COMPLETE];
     my $err = !$self->[HEAD_SENT] && $self->_write_head;
     return Future->fail($err) if $err;
     if ($self->[RESP_MODE] == M_CHUNKED) {
@@ -495,6 +496,24 @@ sub _send ($self, $ev) {
   return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
     if $type eq 'http.fullflush';
   return Future->fail("unknown event type '$type' for an http scope\n");
+}
+
+# A send after the response completed: an error when sends are checked strictly
+# (development), else ignored with a debug line (upstream's production behaviour)
+sub _after_complete ($self, $type) {
+  my $server = $self->[SERVER];
+  return Future->fail("$type after the response was complete\n") if $server->{strict_sends};
+  $server->{debug} and $server->log(debug => "$type after the response was complete: ignored");
+  return $DONE;
+}
+
+# Development: text that looks like UTF-8 bytes given as characters (JSON encoded to
+# bytes, say) is encoded a second time on the wire; one warning per connection
+sub _check_text ($self, $what, $text) {
+  return if $self->[TEXT_WARNED] || !PAGI::Server::looks_encoded($text);
+  $self->[TEXT_WARNED] = 1;
+  $self->[SERVER]->log(warn => "$what looks like UTF-8 bytes, not characters: it will be "
+    . "encoded twice; decode it first, or send it as bytes (warned once per connection, in development)");
 }
 
 # Writes the response head for the streaming path; returns an error message or ''
@@ -547,7 +566,7 @@ sub _end_body ($self) {
 
 # A send's Future: done now, unless the socket is backed up
 sub _send_future ($self) {
-  return $DONE if length $self->[WBUF] < WRITE_HIGH;
+  return $DONE if length $self->[WBUF] < $self->[WRITE_HIGH];
   return $self->[DRAIN] //= Future->new;
 }
 
@@ -610,7 +629,7 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       }
       $left -= $n if defined $left;
       $self->_write_body($buf);
-      if (length $self->[WBUF] >= WRITE_HIGH) {
+      if (length $self->[WBUF] >= $self->[WRITE_HIGH]) {
         ($self->[DRAIN] //= Future->new)->on_ready(sub { $step->() if $step });
         return;
       }
@@ -684,7 +703,7 @@ sub _next_request ($self) {
     if ($self->[KEEP] && $self->_can_drain) {
       $self->[DRAINING]      = 1;
       $self->[DEADLINE_KIND] = 'body';
-      $self->[DEADLINE]      = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+      $self->[DEADLINE]      = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
       return $self->_feed_body;    # comes back here once the body is done
     }
     $self->[KEEP] = 0;
@@ -697,7 +716,7 @@ sub _next_request ($self) {
   # answered with Connection: close, rather than cut it under a client's next request
   if (!$self->[KEEP] || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
   @$self[PHASE, DEADLINE_KIND, DEADLINE]
-    = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout});
+    = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout_s});
   $self->_resume_read unless $self->[READING];
   # The next pipelined request (when called from inside _process, its loop does it)
   $self->_process if length $self->[RBUF] && !$self->[IN_PROCESS];
@@ -709,7 +728,7 @@ sub _write ($self, $data) {
   return if $self->[PHASE] == CLOSED;
   if (length $self->[WBUF] || $self->[CORKED]) {
     $self->[WBUF] .= $data;
-    $self->[TRANSPORT]->_high if length $self->[WBUF] >= WRITE_HIGH && $self->[TRANSPORT];
+    $self->[TRANSPORT]->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && $self->[TRANSPORT];
     return;
   }
   my $n = syswrite($self->[FH], $data);
@@ -719,8 +738,8 @@ sub _write ($self, $data) {
   }
   return if $n == length $data;
   $self->[WBUF] = substr($data, $n);
-  $self->[TRANSPORT]->_high if length $self->[WBUF] >= WRITE_HIGH && $self->[TRANSPORT];
-  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+  $self->[TRANSPORT]->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && $self->[TRANSPORT];
+  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
   $self->[WWATCH] = 1;
   $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE]);
   PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
@@ -742,8 +761,8 @@ sub _on_write ($self) {
     return $self->_abort('write_error');
   }
   substr($self->[WBUF], 0, $n, '');
-  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
-  if (length $self->[WBUF] < WRITE_LOW) {
+  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
+  if (length $self->[WBUF] < $self->[WRITE_LOW]) {
     $self->_released;
     # That resumed the app, which may have finished and closed us meanwhile
     return if $self->[PHASE] == CLOSED;
@@ -805,7 +824,7 @@ sub _close_after_flush ($self, $linger = 0) {
   $self->[LINGER] = $linger;
   return $self->_finish_close unless length $self->[WBUF];
   $self->[DEADLINE_KIND] = 'closing';
-  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
 }
 
 # Output flushed: close, after a short linger when the peer may still be sending
@@ -895,6 +914,10 @@ sub _access_log ($self) {
   my $server = $self->[SERVER];
   my $req = $self->[REQ] or return;
   my $client = $self->[CLIENT] ? $self->[CLIENT][0] : '-';
+  if (my $format = $server->{access_log_formatter}) {
+    return $server->access_log_line($format->($server, $req, $client, $self->[STATUS], $self->[SENT_BYTES],
+      $self->[REQ_TIME] ? $server->_hires_time - $self->[REQ_TIME] : 0));
+  }
   my $target = $req->{raw_path} . (length $req->{query_string} ? "?$req->{query_string}" : '');
   my $took = $self->[REQ_TIME] ? sprintf('%.6f', $server->_hires_time - $self->[REQ_TIME]) : '-';
   $server->access_log_line(sprintf qq{%s - - [%s] "%s %s HTTP/%s" %d %s %s\n},

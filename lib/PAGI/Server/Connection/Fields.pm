@@ -22,7 +22,7 @@ BEGIN {
     wdeadline req linger ws inbox connected msg_op msg connect_sent denied
     ws_disconnect answered deny ping_interval ping_timeout ka_timer
     pong_timer msg_valid sse sse_closed ka_interval ka_comment tls_rw
-    tls_ww
+    tls_ww write_high write_low text_warned
   );
 }
 use constant {map { (uc $FIELDS[$_] => $_) } 0 .. $#FIELDS};

@@ -25,7 +25,6 @@ BEGIN {
 }
 # The connection's shared done Future (see PAGI::Server::Connection)
 our $DONE = $PAGI::Server::Connection::DONE;
-use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
 # States: handshake (app not answered), open, closing (our Close sent), closed
@@ -81,7 +80,8 @@ sub _receive ($self) {
   my $inbox = $self->[INBOX];
   if (@$inbox) {
     my $ev = shift @$inbox;
-    $self->_resume_read if !$self->[READING] && @$inbox < INBOX_HIGH && $self->[WS] eq 'open';
+    $self->_resume_read if !$self->[READING] && @$inbox < $self->[SERVER]{max_receive_queue}
+      && $self->[WS] eq 'open';
     return Future->done($ev);
   }
   # After a denial there is no websocket.disconnect (PAGI spec): receiving is a mistake
@@ -112,11 +112,14 @@ sub _send ($self, $ev) {
     }
     elsif (defined $ev->{text}) {
       $data = $ev->{text};
+      $self->_check_text('websocket.send text', $data) if $self->[SERVER]{warn_encoded};
       utf8::encode($data);
       $op = WS_TEXT;
     }
     else { return Future->fail("websocket.send needs bytes or text\n") }
     $self->_write(build_frame($op, $data, 1));
+    $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{ws_idle_timeout}
+      if $self->[DEADLINE_KIND] eq 'ws_idle';
     return $self->_send_future;
   }
   if ($type eq 'websocket.accept') {
@@ -187,6 +190,10 @@ sub _accept ($self, $ev) {
   $self->[STATUS] = 101;
   $self->[ANSWERED] = 1;
   $self->[WS] = 'open';
+  if (my $idle = $self->[SERVER]{ws_idle_timeout}) {
+    # ws_idle_timeout: no frame either way for that long closes the connection
+    @$self[DEADLINE_KIND, DEADLINE] = ('ws_idle', $PAGI::Server::NOW + $idle);
+  }
   $self->_write($bytes);
   $self->_access_log if $self->[SERVER]{access_log};
   $self->_process_input if length $self->[RBUF];
@@ -234,11 +241,13 @@ sub _send_close ($self, $code, $reason = '') {
 # ---- frames from the peer ------------------------------------------------------------
 
 sub _process_input ($self) {
-  my $max = $self->[SERVER]{max_ws_message_size};
+  my $server = $self->[SERVER];
+  my $max = $server->{max_ws_message_size};
+  my $frame_max = $server->{ws_frame_limit};
   while (length $self->[RBUF]) {
     my $state = $self->[WS];
     return if $state eq 'handshake' || $state eq 'closed';
-    my ($frame, $consumed) = parse_frame($self->[RBUF], $max);
+    my ($frame, $consumed) = parse_frame($self->[RBUF], $frame_max);
     return unless defined $frame;
     if (ref $frame eq 'HASH') {
       my $code = $PAGI::Server::Protocol::WebSocket::ERROR_CLOSE{$frame->{error}};
@@ -246,6 +255,7 @@ sub _process_input ($self) {
       return $self->_fail_connection($code, $frame->{message}, $code == 1009 ? 1006 : $code);
     }
     substr($self->[RBUF], 0, $consumed, '');
+    $self->[DEADLINE] = $PAGI::Server::NOW + $server->{ws_idle_timeout} if $self->[DEADLINE_KIND] eq 'ws_idle';
     my ($fin, $op, $payload) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
@@ -294,7 +304,8 @@ sub _process_input ($self) {
     if (my $f = delete $self->[RECV_WAIT]) { $f->done($ev) }
     else {
       push @{$self->[INBOX]}, $ev;
-      $self->_pause_read if @{$self->[INBOX]} >= INBOX_HIGH;
+      # max_receive_queue messages unread: stop reading (TCP pushes back on the peer)
+      $self->_pause_read if @{$self->[INBOX]} >= $self->[SERVER]{max_receive_queue};
     }
   }
 }
@@ -384,6 +395,14 @@ sub _keepalive ($self) {
 }
 
 sub _tick ($self, $now) {
+  if ($self->[DEADLINE_KIND] eq 'ws_idle') {
+    return if $now <= $self->[DEADLINE];
+    # Idle too long: a Close (going away), the app sees 1006 idle_timeout
+    $self->[SERVER]->log(info => "websocket idle for $self->[SERVER]{ws_idle_timeout} s (ws_idle_timeout): closing");
+    $self->_write(build_frame(WS_CLOSE, pack('n', 1001), 1)) if $self->[WS] eq 'open';
+    $self->_ws_disconnect(1006, 'idle_timeout');
+    return $self->_close_after_flush(1);
+  }
   if (($self->[DEADLINE_KIND] // '') eq 'closing' && $self->[PHASE] == PAGI::Server::Connection::REQUEST
     && $now > $self->[DEADLINE]) {
     # No Close came back in time
