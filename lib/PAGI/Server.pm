@@ -12,6 +12,7 @@ use Time::HiRes ();
 use POSIX ();
 use Future;
 use IO::Async::Loop;
+use IO::Async::Future;    # (loaded now: after user/group, @INC may not be readable)
 use parent 'IO::Async::Notifier';
 
 our $VERSION = '0.001';
@@ -334,7 +335,7 @@ sub _add_to_loop ($self, $loop) {
 
 # $loop->remove($server): whatever still runs on that loop stops now
 sub _remove_from_loop ($self, $loop) {
-  $self->_stop_now if $self->{listeners} || %{$self->{conns}};
+  $self->_stop_now if @{$self->{listeners} || []} || %{$self->{conns}};
   $self->_forget_signals;
   $self->{in_loop} = 0;
   delete $self->{loop};
