@@ -254,6 +254,9 @@ sub _derive ($self, $given, $new) {
     Carp::croak("PAGI::Server->new: cannot read ssl_ca '$self->{ssl_ca}'")
       if defined $self->{ssl_ca} && !-r $self->{ssl_ca};
     require PAGI::Server::TLS;
+    Carp::croak("PAGI::Server->new: ssl_min_version must be one of TLSv1, TLSv1_1, TLSv1_2, TLSv1_3, "
+      . "not '$self->{ssl_min_version}'")
+      if defined $self->{ssl_min_version} && $self->{ssl_min_version} !~ /\ATLSv1(?:_[123])?\z/;
     $self->{tls} = 1;
   }
   else { $self->{tls} = 0 }
