@@ -1173,6 +1173,14 @@ PAGI::Server - a fast, correct PAGI server on IO::Async, with a Rust hot path
   my $server = PAGI::Server->new(app => $app, host => '127.0.0.1', port => 5000);
   exit $server->run;
 
+  # Or inside your own IO::Async loop (PAGI::Server is an IO::Async::Notifier)
+  my $loop = IO::Async::Loop->new;
+  my $server = PAGI::Server->new(app => $app, port => 0);
+  $loop->add($server);
+  $server->listen->get;          # bind, lifespan startup, accept
+  printf "listening on port %d\n", $server->port;
+  $loop->run;                    # SIGINT/SIGTERM: graceful shutdown, then the loop stops
+
 =head1 DESCRIPTION
 
 PAGI::Server serves a PAGI application (PAGI specification 0.3: C<http> scopes with
@@ -1183,9 +1191,18 @@ C<Expect: 100-continue>. It runs on an L<IO::Async> loop (L<IO::Async::Loop::Epo
 when installed). Malformed requests get a 4xx and a close; limits and timeouts are
 options; application errors become 500 responses and a log line.
 
+It takes upstream PAGI::Server's options (names and shapes) as well as its own, and
+is used the same way (an L<IO::Async::Notifier>; C<listen>, C<shutdown>, ...); the
+README's "Coming from PAGI::Server" lists every difference.
+
 =head1 ATTRIBUTES
 
-Given to C<new>; unknown options are an error.
+Given to C<new> or C<configure>; unknown options are an error (naming the nearest
+known one). Upstream's names are accepted too: C<timeout> (our
+C<keepalive_timeout>), C<max_header_count> (C<max_headers>), C<lifespan> (and
+C<lifespan_mode>), C<ssl> and C<disable_tls> (below). Upstream options whose
+mechanism this server does not have are refused by name, saying why: C<http2>, the
+C<h2_*> options, C<sync_file_threshold>, C<extensions>.
 
 =over
 
@@ -1217,32 +1234,71 @@ Every signal the server handles works on each of them (see L</SIGNALS>).
 
 =item access_log
 
-A filehandle for the access log (Common Log Format plus the time taken in
-seconds), or a file name: the server appends to that file and opens it again on
-SIGUSR1 (for log rotation). C<undef> disables it. Default C<STDERR>.
+A filehandle for the access log, or a file name: the server appends to that file
+and opens it again on SIGUSR1 (for log rotation). C<undef> disables it. Default
+C<STDERR>.
+
+=item access_log_format
+
+C<pagi> (default: Common Log Format plus the seconds taken), C<common>, C<combined>,
+C<clf> (upstream's default), C<tiny>, or a format of fields: C<%h> client, C<%l>
+C<%u> (C<->), C<%t> time, C<%r> request line, C<%m> method, C<%U> path, C<%q>
+C<?query>, C<%H> protocol, C<%s> status, C<%b>/C<%B> body bytes (C<->/C<0> for
+none), C<%d> seconds (3 decimals), C<%D> microseconds, C<%T> seconds, C<%{Name}i> a
+request header, C<%%>. See L<PAGI::Server::AccessLog>.
 
 =item log_level, quiet
 
-C<error>, C<warn>, C<info> (default) or C<debug>. C<quiet> lowers C<info> to C<warn>.
+C<error>, C<warn>, C<info> (default) or C<debug>. C<quiet>: errors only.
 
-=item timeout
+=item env, validate_events
+
+The mode: C<development> (default: C<PAGI_ENV>, else development), C<production>,
+or another word. In development a send after the response completed
+(C<http.response.body>, C<.trailers>, C<.start>) fails, and WebSocket C<text> or SSE
+C<data> that looks like UTF-8 bytes (only code points below 256 forming valid
+multi-byte UTF-8) gets one warning per connection; otherwise such a send is ignored
+with a C<debug> line, as upstream does in production. C<validate_events> (upstream's
+name) overrides the first: 1 strict, 0 lenient. Whatever the PAGI specification
+makes an error is one in every mode.
+
+=item request_timeout
 
 Seconds without progress while reading a request body or writing a response before
-the connection is closed (408 when nothing was answered yet). Default 60.
+the connection is closed (408 when nothing was answered yet); 0: none. Default 60.
+(This was C<timeout> before; C<timeout> is now upstream's: C<keepalive_timeout>.)
 
 =item header_timeout
 
 Seconds from the first byte of a request head to its end (slow clients get 408).
 Default 30.
 
-=item keepalive_timeout
+=item keepalive_timeout, timeout
 
 Seconds an idle connection is kept open, before the first request and between
-requests. Default 5.
+requests; 0: no limit. Default 5.
 
 =item shutdown_timeout
 
-Seconds in-flight requests get to finish after SIGINT/SIGTERM. Default 10.
+Seconds in-flight requests get to finish after SIGINT/SIGTERM (and that lifespan
+shutdown may take). Default 30.
+
+=item ws_idle_timeout, sse_idle_timeout
+
+Seconds a WebSocket may go without a frame either way (it then gets a Close 1001,
+and the app C<websocket.disconnect> 1006 C<idle_timeout>), or an event stream
+without anything sent, keepalive comments included (it ends; the app gets
+C<sse.disconnect> C<idle_timeout>). Default 0: none.
+
+=item lifespan_mode (lifespan)
+
+C<auto> (default: lifespan if the app supports it), C<on> (an app that does not
+support it stops startup) or C<off> (the app never sees a lifespan scope).
+
+=item lifespan_startup_timeout
+
+Seconds lifespan startup may take before the server gives up starting; 0: no limit.
+Default 30.
 
 =item max_header_size, max_headers, max_line
 
@@ -1253,10 +1309,20 @@ request line (414). Defaults 16384, 100, 8192.
 
 Largest request body in bytes (413 beyond); 0 means no limit. Default 10 MiB.
 
-=item max_ws_message_size
+=item max_ws_message_size, max_ws_frame_size
 
-Largest WebSocket message (and frame) in bytes; a bigger one closes the connection
-with 1009 (the app sees 1006). Default 16 MiB.
+Largest WebSocket message, and frame, in bytes; a bigger one closes the connection
+with 1009 (the app sees 1006). Defaults 16 MiB and (0) the message limit.
+
+=item max_receive_queue
+
+WebSocket messages received and not yet taken by the app: at this many the server
+stops reading, so that TCP pushes back on the client. Default 64.
+
+=item write_high_watermark, write_low_watermark
+
+Bytes queued for a socket at which a C<$send> waits, and below which it is released
+(also C<pagi.transport>'s marks). Defaults 256 KiB and 64 KiB.
 
 =item ws_close_timeout
 
@@ -1266,10 +1332,14 @@ Seconds a WebSocket peer has to answer the server's Close frame. Default 5.
 
 The scope's C<root_path> (the mount point of the app). Default empty.
 
-=item listen, socket
+=item listen, socket, socket_mode
 
 More places to listen. C<listen> is a list (or one string) of C<HOST:PORT>,
-C<[IPv6]:PORT>, C<PORT> or C<unix:PATH>; C<socket> is a Unix domain socket path.
+C<[IPv6]:PORT>, C<PORT>, C<unix:PATH>, a path (starting with C</> or C<.>) or a bare
+name (a Unix socket), or upstream's hashes C<{host =E<gt> H, port =E<gt> P}> and
+C<{socket =E<gt> PATH, socket_mode =E<gt> 0660}>; C<socket> is a Unix domain socket
+path. C<socket_mode> (a number or an octal string) is the Unix sockets' file mode:
+each is created owner-only, then given that mode.
 C<host>/C<port> are listened on as well when given, or when neither of these is. On a
 Unix socket the scope has C<server =E<gt> [PATH, undef]> and C<client =E<gt> undef>. A
 socket file left behind by a dead server is replaced (a live one is an error); the
@@ -1292,7 +1362,24 @@ See L<PAGI::Server::Prefork> for the master and its signals.
 A worker that has served this many requests stops accepting, tells the master (which
 starts its replacement at once), finishes its in-flight requests, answers one more
 request on each open keep-alive connection with C<Connection: close>, and exits.
-Needs C<workers>. Default 0 (never).
+Without C<workers>, C<run> serves from one worker under a master for it (C<listen>
+in your own loop refuses it). Default 0 (never).
+
+=item listener_backlog, reuseport
+
+The listen queue length (default 2048). C<reuseport>: SO_REUSEPORT; with C<workers>
+each worker listens on a socket of its own, and the kernel spreads new connections
+over them (the master keeps the address bound, not listening).
+
+=item heartbeat_timeout
+
+With C<workers>: a worker whose event loop has not turned for this many seconds (a
+blocking call, an endless computation) is killed and replaced. Default 50; 0: off.
+
+=item user, group
+
+Once the sockets are bound (so that a port below 1024 works), the process, and every
+worker, runs as this user and group. Needs root.
 
 =item max_connections
 
@@ -1300,7 +1387,7 @@ The most connections a process (each worker) holds; a connection beyond it is
 answered C<503 Service Unavailable> (text/plain, C<Connection: close>) and closed,
 while the open ones carry on. Default 0 (no limit).
 
-=item ssl_cert, ssl_key, ssl_ca, ssl_verify_client
+=item ssl_cert, ssl_key, ssl_ca, ssl_verify_client, ssl_min_version, ssl_cipher_list, ssl, disable_tls
 
 Serve TLS on every listener: the certificate (PEM, intermediates after the leaf) and
 its key. Scopes then have C<scheme> C<https> (WebSocket: C<wss>) and the C<tls>
@@ -1309,7 +1396,11 @@ C<client_cert_error>, C<tls_version>, C<cipher_suite>), which plain connections 
 have. C<ssl_verify_client> is C<none> (default), C<optional> (ask for a client
 certificate, verify it against C<ssl_ca>, report a failure in C<client_cert_error>)
 or C<require> (refuse the handshake without a valid one). The handshake runs inside
-the loop without blocking and is bounded by C<header_timeout>. See
+the loop without blocking and is bounded by C<header_timeout>.
+C<ssl_min_version> (C<TLSv1_2>, C<TLSv1_3>, ...) is the oldest version negotiated;
+C<ssl_cipher_list> an OpenSSL cipher list. Upstream's C<ssl =E<gt> {cert_file,
+key_file, ca_file, verify_client, min_version, cipher_list}> sets these (a true
+C<verify_client> is C<require>); C<disable_tls =E<gt> 1> ignores C<ssl>. See
 L<PAGI::Server::TLS>.
 
 =item on_listen
@@ -1353,15 +1444,43 @@ application anew.
 
 =head2 listen
 
-Lifespan startup then listen, as a L<Future>; for use inside your own loop.
+For use inside your own loop (after C<< $loop->add($server) >>; without that, the
+server adds itself to IO::Async's loop): binds, runs lifespan startup, accepts. A
+L<Future> of the server; it fails when the address cannot be bound or startup
+fails. From then on SIGINT and SIGTERM stop the server gracefully and then stop the
+loop. Refused (a failed Future) with C<workers> or C<max_requests>: those need
+C<run>.
 
 =head2 shutdown
 
-The graceful stop, as a L<Future>.
+The graceful stop, as a L<Future> of the server: no new connections, in-flight
+requests get C<shutdown_timeout>, then lifespan shutdown. C<< $loop->remove($server) >>
+afterwards; removing a server that still serves closes everything at once (without
+lifespan shutdown).
 
 =head2 port
 
-The port actually bound.
+The port actually bound (the first TCP listener's), or the C<port> option before.
+
+=head2 socket_path, listeners, is_running, connection_count, effective_max_connections
+
+The first Unix socket's path (or undef); every listener as C<{type =E<gt> 'tcp',
+host, port}> or C<{type =E<gt> 'unix', path, socket_mode}>; whether it is serving;
+the open connections; C<max_connections> (0: no limit).
+
+=head2 configure
+
+Changes options (as C<new> takes them); those that decide the sockets (C<host>,
+C<port>, C<listen>, C<socket>, TLS, C<workers>, ...) cannot change once listening.
+
+=head2 has_tls, has_http2
+
+Whether TLS support (IO::Socket::SSL) is installed, as upstream's; HTTP/2: 0.
+
+=head2 load_app
+
+C<< PAGI::Server->load_app($file) >>: the application a file returns, loaded as
+plackup does (by its absolute path, C<$0> naming it, C<FindBin> refreshed).
 
 =head2 backend
 
@@ -1387,11 +1506,16 @@ says which.
 =head1 DEBUGGING
 
 C<log_level =E<gt> 'debug'> (C<--log-level debug>) logs which response path each
-response took.
+response took, and the sends ignored outside development.
+
+=head1 ENVIRONMENT
+
+C<PAGI_ENV> is the default of C<env>; C<PAGI_SERVER_BACKEND> chooses the codec (see
+L</IMPLEMENTATIONS>); C<IO_ASYNC_LOOP> is IO::Async's default loop.
 
 =head1 SEE ALSO
 
-L<pagi-server>, L<PAGI::Server::Prefork>, L<PAGI::Server::TLS>,
+L<pagi-server>, L<PAGI::Server::Runner>, L<PAGI::Server::Prefork>, L<PAGI::Server::TLS>,
 L<PAGI::Server::Protocol::HTTP1>, the PAGI specification.
 
 =cut
