@@ -335,8 +335,9 @@ subtest 'embedding (upstream SYNOPSIS): $loop->add, listen, port, is_running, sh
   my $loop = IO::Async::Loop->new;
   my $log = '';
   open(my $logfh, '>', \$log) or die $!;
-  my $state_seen;
+  my %loop_seen;
   my $app = sub ($scope, $receive, $send) {
+    $loop_seen{$scope->{type}} = $scope->{pagi}{loop};
     if ($scope->{type} eq 'lifespan') {
       return $receive->()->then(sub { $scope->{state}{greeting} = 'hi'; $send->({type => 'lifespan.startup.complete'}) })
         ->then(sub { $receive->() })->then(sub { $send->({type => 'lifespan.shutdown.complete'}) });
@@ -360,6 +361,8 @@ subtest 'embedding (upstream SYNOPSIS): $loop->add, listen, port, is_running, sh
   like($server->has_tls, qr/\A[01]\z/, 'has_tls: whether TLS is installed');
   my ($out) = $loop->run_process(command => ['curl', '-s', "http://127.0.0.1:$port/x"], capture => ['stdout'])->get;
   is($out, 'embedded hi', 'serves from inside the loop (lifespan state too)');
+  is($loop_seen{lifespan}, $loop, 'the lifespan scope has pagi.loop (spec 0.1), the server\'s loop');
+  ok(!defined $loop_seen{http}, 'an http scope has none without scope_loop');
   like($log, qr{\AGET /x 200 \d+ms\n\z}, 'access_log_format tiny');
   $server->configure(access_log_format => 'common');
   ($out) = $loop->run_process(command => ['curl', '-s', "http://127.0.0.1:$port/y"], capture => ['stdout'])->get;
@@ -375,7 +378,7 @@ subtest 'embedding (upstream SYNOPSIS): $loop->add, listen, port, is_running, sh
   # Upstream's listen => [{host, port}, {socket, socket_mode}]
   my $sock = "$dir/embedded.sock";
   $server = PAGI::Server->new(app => $app, quiet => 1, access_log => undef,
-    listen => [{host => '127.0.0.1', port => 0}, {socket => $sock, socket_mode => 0600}]);
+    listen => [{host => '127.0.0.1', port => 0}, {socket => $sock, socket_mode => 0600}], scope_loop => 1);
   $loop->add($server);
   $server->listen->get;
   is($server->socket_path, $sock, 'socket_path: the Unix socket');
@@ -384,6 +387,7 @@ subtest 'embedding (upstream SYNOPSIS): $loop->add, listen, port, is_running, sh
   is(sprintf('%04o', (stat $sock)[2] & 07777), '0600', 'socket_mode 0600');
   ($out) = $loop->run_process(command => ['curl', '-s', '--unix-socket', $sock, 'http://x/'], capture => ['stdout'])->get;
   is($out, 'embedded hi', 'served on the Unix socket');
+  is($loop_seen{http}, $loop, 'scope_loop => 1: an http scope has pagi.loop, the server\'s loop');
   # Removed from the loop without a shutdown: it stops at once
   my $p = $server->port;
   $loop->remove($server);

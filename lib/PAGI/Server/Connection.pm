@@ -249,6 +249,8 @@ sub _start_request ($self, $req) {
     'http', {version => '0.3', spec_version => '0.3'}, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
+  # scope_loop: the loop as $scope->{pagi}{loop} (spec 0.1; opt-in: a key per request)
+  $scope->{pagi}{loop} = $self->[LOOP] if $server->{scope_loop};
   if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
     && $req->{method} eq 'GET' && $req->{http_version} eq '1.1') {
     return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);

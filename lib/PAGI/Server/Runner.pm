@@ -27,6 +27,7 @@ our @OPTIONS = (
   ['M=s@'           => runner => 'modules'],
   ['E|env=s'        => runner => 'env'],
   ['root-path=s'    => server => 'root_path'],
+  ['scope-loop'     => server => 'scope_loop'],
   ['preload!'       => runner => 'preload'],
   ['default-middleware!' => runner => 'default_middleware'],
   ['s|server=s'     => runner => 'server'],
@@ -437,6 +438,9 @@ Application:
                              no PAGI::Middleware::Lint in development
                              (--default-middleware: the default)
       --root-path PATH       the scope's root_path (where the app is mounted)
+      --scope-loop           $scope->{pagi}{loop}: the IO::Async loop, for apps
+                             written for PAGI 0.1 (PAGI::Simple's worker pool,
+                             stream_to_file); lifespan scopes always have it
       --no-preload           (--workers) each worker loads APP itself: HUP then
                              serves the code as it is on disk (--preload: default)
   -s, --server CLASS         run APP on another PAGI server class (PAGI runner
