@@ -186,6 +186,18 @@ subtest '-l/--loop (upstream: the loop; was --listen here)' => sub {
   is($r->{exit}, 2, 'a loop that is not installed: exit 2');
   like($r->{stderr}, qr/\Apagi-server: the loop 'NoSuchLoop' needs IO::Async::Loop::NoSuchLoop, which is not installed; installed loops: [^\n]*Select\n\z/,
     '... in one line naming the module and the installed loops');
+  # The issue's own example: -l EV (its IO::Async loop class may or may not be installed)
+  if (eval { require IO::Async::Loop::EV; 1 }) {
+    $srv = cli('-l', 'EV', $APP, '-p', 0);
+    is(get_body($srv->port, '/loop'), 'IO::Async::Loop::EV', '-l EV: the EV loop');
+    is($srv->stop, 0, 'exit 0');
+  }
+  else {
+    $r = run_cli(args => ['-l', 'EV', $APP]);
+    is($r->{exit}, 2, '-l EV without IO::Async::Loop::EV: exit 2');
+    like($r->{stderr}, qr/\Apagi-server: the loop 'EV' needs IO::Async::Loop::EV, which is not installed; installed loops: .*\n\z/,
+      '... one line naming it (not "cannot parse listen address")');
+  }
   $srv = cli('--listen', '127.0.0.1:0', $APP);
   ok($srv->port, '--listen HOST:PORT still listens') or diag $srv->log;
   is($srv->stop, 0, 'exit 0');
