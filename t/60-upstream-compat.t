@@ -164,6 +164,21 @@ MOD
   like(get_body($srv->port, '/'), qr/\Agreeting=e root=x/, '... serves what the code returned');
   is($srv->stop, 0, 'exit 0');
 
+  # -s CLASS: another server, through the PAGI runner contract (new(%options)->run)
+  write_file('mods/Compat/Server.pm', <<'MOD');
+package Compat::Server;
+sub new { my ($class, %o) = @_; bless {%o}, $class }
+sub run { my ($self) = @_; print join(' ', map { "$_=" . (ref $self->{$_} || $self->{$_} // 'undef') } sort keys %$self), "\n"; 0 }
+1;
+MOD
+  my $s = run_cli(args => ['-I', "$dir/mods", '-s', 'Compat::Server', $APP, '-p', 7, '-q'], env => {PERL5LIB => $TLIB});
+  is($s->{exit}, 0, '-s CLASS: run returned 0');
+  is($s->{stdout}, "access_log=undef app=CODE host=127.0.0.1 port=7 quiet=1\n",
+    '... made with the runner contract\'s options');
+  $s = run_cli(args => ['-I', "$dir/mods", '-s', 'Compat::Server', $APP, '--reuseport'], env => {PERL5LIB => $TLIB});
+  like($s->{stderr}, qr/--server Compat::Server takes only the runner contract's options.*reuseport/,
+    '... and refuses the options it cannot take');
+
   my $r = run_cli(args => ['No::Such::AppModule'], env => {PERL5LIB => $TLIB});
   is($r->{exit}, 2, 'a module that is not installed: exit 2');
   like($r->{stderr}, qr/\Apagi-server: cannot load the application module No::Such::AppModule: it is not installed/,
