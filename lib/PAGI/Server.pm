@@ -182,6 +182,7 @@ sub _suggest ($name) {
 # Checks the options and computes what the request path reads (flags, limits)
 sub _derive ($self, $given, $new) {
   if ($new || exists $given->{app} || exists $given->{app_file}) {
+    delete $self->{app_given};
     if (defined $self->{app_file} && !defined $given->{app}) {
       # A file: loaded now, or with workers by each worker (so a HUP loads it anew)
       Carp::croak("PAGI::Server->new: cannot read the app_file '$self->{app_file}'") unless -r $self->{app_file};
@@ -192,6 +193,7 @@ sub _derive ($self, $given, $new) {
       Carp::croak('PAGI::Server->new: app and app_file exclude each other') if defined $self->{app_file};
     }
   }
+  $self->_wrap_app if $new || exists $given->{app} || exists $given->{scope_loop};
   Carp::croak('PAGI::Server->new: on_listen must be a code reference')
     if defined $self->{on_listen} && ref $self->{on_listen} ne 'CODE';
   if (defined $self->{backend} && $self->{backend} ne 'auto'
@@ -268,6 +270,17 @@ sub _derive ($self, $given, $new) {
   $self->{ws_frame_limit} = $self->{max_ws_frame_size} || $self->{max_ws_message_size};
   $self->{ws_frame_limit} = $self->{max_ws_message_size} if $self->{ws_frame_limit} > $self->{max_ws_message_size};
   for my $k (qw(request_timeout keepalive_timeout)) { $self->{"${k}_s"} = $self->{$k} || NEVER }
+}
+
+# scope_loop: the application is called through a wrapper that puts the server's loop
+# in the scope (pagi.loop, spec 0.1), so that a server without it pays nothing
+sub _wrap_app ($self) {
+  my $app = $self->{app_given} // $self->{app};
+  return unless ref $app eq 'CODE';
+  $self->{app_given} = $app;
+  return $self->{app} = $app unless $self->{scope_loop};
+  weaken(my $server = $self);
+  $self->{app} = sub { $_[0]{pagi}{loop} //= $server->{loop}; goto &$app };
 }
 
 # Where to listen: listen => [spec, ...], socket => PATH, and host/port (used when
@@ -1038,6 +1051,8 @@ sub _run_worker ($self, $num, $notify, $early) {
       $self->log(error => $@ =~ s/\s+\z//r);
       return PAGI::Server::Prefork::STARTUP_FAILED();
     };
+    delete $self->{app_given};
+    $self->_wrap_app;
   }
   my $ok = eval { $self->_lifespan_startup->get; 1 };
   if (!$ok) {
@@ -1334,8 +1349,9 @@ Seconds a WebSocket peer has to answer the server's Close frame. Default 5.
 
 Set C<< $scope->{pagi}{loop} >> to the server's IO::Async loop in every scope, for
 applications written for PAGI 0.1 (PAGI::Simple's worker pool, C<stream_to_file>),
-which read it. Off by default: it is a key more per request (about 0.5% more
-instructions on the smallest request). The lifespan scope always has it.
+which read it. Off by default: the key costs about 0.5% more instructions on the
+smallest request (the application is then called through a wrapper that adds it,
+so that a server without it pays nothing). The lifespan scope always has it.
 
 =item root_path
 

@@ -249,8 +249,6 @@ sub _start_request ($self, $req) {
     'http', {version => '0.3', spec_version => '0.3'}, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => $self->[TLS]} : {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
-  # scope_loop: the loop as $scope->{pagi}{loop} (spec 0.1; opt-in: a key per request)
-  $scope->{pagi}{loop} = $self->[LOOP] if $server->{scope_loop};
   if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
     && $req->{method} eq 'GET' && $req->{http_version} eq '1.1') {
     return PAGI::Server::Connection::WebSocket::_start($self, $scope, $facts);
@@ -459,8 +457,10 @@ sub _send ($self, $ev) {
     return $self->_send_future;
   }
   if ($type eq 'http.response.start') {
-    return _after_complete($self, $type) if $self->[COMPLETE];
-    return Future->fail("http.response.start sent twice\n") if $self->[STARTED];
+    if ($self->[STARTED]) {
+      return _after_complete($self, $type) if $self->[COMPLETE];
+      return Future->fail("http.response.start sent twice\n");
+    }
     my $status = $ev->{status};
     return Future->fail("http.response.start: status must be an integer\n")
       unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
