@@ -519,8 +519,7 @@ sub _lifespan_startup ($self) {
   };
   my $scope = {
     type  => 'lifespan',
-    # (loop: spec 0.1's key, which older apps' lifespan code reads; free here)
-    pagi  => {version => '0.3', spec_version => '0.3', loop => $loop,
+    pagi  => {version => '0.3', spec_version => '0.3',
       is_worker => $self->{worker_num} ? 1 : 0, worker_num => $self->{worker_num}},
     state => $self->{state},
   };
@@ -1349,9 +1348,10 @@ Seconds a WebSocket peer has to answer the server's Close frame. Default 5.
 
 Set C<< $scope->{pagi}{loop} >> to the server's IO::Async loop in every scope, for
 applications written for PAGI 0.1 (PAGI::Simple's worker pool, C<stream_to_file>),
-which read it. Off by default: the key costs about 0.5% more instructions on the
-smallest request (the application is then called through a wrapper that adds it,
-so that a server without it pays nothing). The lifespan scope always has it.
+which read it (the lifespan scope included). Off by default: the key costs about
+0.5% more instructions on the smallest request (the application is then called
+through a wrapper that adds it, so that a server without it pays nothing), and a
+scope that holds the loop can no longer be serialised as data.
 
 =item root_path
 

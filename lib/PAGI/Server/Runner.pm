@@ -440,7 +440,7 @@ Application:
       --root-path PATH       the scope's root_path (where the app is mounted)
       --scope-loop           $scope->{pagi}{loop}: the IO::Async loop, for apps
                              written for PAGI 0.1 (PAGI::Simple's worker pool,
-                             stream_to_file); lifespan scopes always have it
+                             stream_to_file)
       --no-preload           (--workers) each worker loads APP itself: HUP then
                              serves the code as it is on disk (--preload: default)
   -s, --server CLASS         run APP on another PAGI server class (PAGI runner
