@@ -75,8 +75,8 @@ subtest '--help documents every option the code accepts' => sub {
   is_deeply(\@missing, [], 'every option name and alias appears in --help');
   my $bad = run_cli(args => ['--no-such-option']);
   is($bad->{exit}, 2, 'an unknown option exits 2');
-  like($bad->{stderr}, qr/\Apagi-server: unknown option --no-such-option; pagi-server --help lists every option\n\z/,
-    '... in one line naming it and where the options are');
+  like($bad->{stderr}, qr/\Apagi-server: unknown option --no-such-option \(did you mean --[a-z-]+\?\); pagi-server --help lists every option\n\z/,
+    '... in one line naming it, the nearest option and where the options are');
   $bad = run_cli(args => ['--keepalive-timout', 3, $APP]);
   is($bad->{exit}, 2, 'a misspelt option exits 2');
   like($bad->{stderr}, qr/\Apagi-server: unknown option --keepalive-timout \(did you mean --keepalive-timeout\?\); [^\n]*\n\z/,

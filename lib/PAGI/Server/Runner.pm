@@ -177,14 +177,15 @@ sub parse_options ($self, @args) {
     if ($msg =~ /\AUnknown option: (.+)\z/) {
       my $name = $1;
       require PAGI::Server;
-      my ($best, $dist) = (undef, 4);
+      my ($best, $dist) = (undef, 1e9);
       for my $known (option_names()) {
         next if length $known == 1 && length $name > 2;
         my $d = PAGI::Server::distance($name, $known);
         ($best, $dist) = ($known, $d) if $d < $dist;
       }
       my $flag = length $name == 1 ? "-$name" : "--$name";
-      my $hint = defined $best ? ' (did you mean ' . (length $best == 1 ? "-$best" : "--$best") . '?)' : '';
+      # (a single letter has no nearest one worth naming)
+      my $hint = defined $best && length $name > 1 ? ' (did you mean ' . (length $best == 1 ? "-$best" : "--$best") . '?)' : '';
       _usage_error("unknown option $flag$hint; pagi-server --help lists every option");
     }
     _usage_error(lcfirst($msg) . '; pagi-server --help lists every option');
