@@ -188,6 +188,35 @@ MOD
   like($r->{stderr}, qr/-e: the code must return the application/, '... saying so');
 };
 
+subtest 'development wraps the app in PAGI::Middleware::Lint when installed (a stand-in here)' => sub {
+  write_file('lint/PAGI/Middleware/Lint.pm', <<'MOD');
+package PAGI::Middleware::Lint;
+sub new { my ($class, %o) = @_; bless {%o}, $class }
+sub wrap {
+  my ($self, $app) = @_;
+  my $strict = $self->{strict};
+  return sub {
+    my ($scope, $receive, $send) = @_;
+    return $app->(@_) if $scope->{type} eq 'lifespan';
+    $app->($scope, $receive, sub {
+      my ($ev) = @_;
+      $ev = {%$ev, body => "linted(strict=$strict) $ev->{body}"} if $ev->{type} eq 'http.response.body';
+      $send->($ev);
+    });
+  };
+}
+1;
+MOD
+  my %want = (development => 'linted(strict=1) pid', production => 'pid');
+  for my $case (['development'], ['production'], ['development', '--no-default-middleware']) {
+    my ($mode, @more) = @$case;
+    my $srv = cli('-I', "$dir/lint", $APP, '-p', 0, '-E', $mode, @more);
+    my $want = @more ? 'pid' : $want{$mode};
+    like(get_body($srv->port, '/'), qr/\A\Q$want\E \d+\z/, "$mode @more: " . ($want =~ /linted/ ? 'wrapped' : 'not wrapped'));
+    is($srv->stop, 0, 'exit 0');
+  }
+};
+
 subtest '-l/--loop (upstream: the loop; was --listen here)' => sub {
   my $srv = cli('-l', 'Select', $APP, '-p', 0);
   ok($srv->port, '-l Select') or return diag $srv->log;
