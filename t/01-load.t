@@ -113,11 +113,21 @@ for my $case (
   else      { isa_ok($s, 'PAGI::Server', $name) or diag $@ }
 }
 
+# What a server logs at a level (its log lines go to stderr)
+sub logged ($server, @levels) {
+  my $out = '';
+  open(my $fh, '>', \$out) or die $!;
+  local *STDERR = $fh;
+  $server->log($_ => "at $_") for @levels;
+  return [$out =~ /\] at (\w+)$/mg];
+}
 my $s = PAGI::Server->new(app => $app, quiet => 1);
-is($s->{log_level}, 'warn', 'quiet lowers the log level to warn');
+is_deeply(logged($s, qw(error warn info)), ['error'], 'quiet: errors only (as upstream)');
 is($s->port, 5000, 'port defaults to 5000 before listening');
-is(PAGI::Server->new(app => $app, quiet => 1, log_level => 'error')->{log_level}, 'error',
-  'quiet keeps a lower level');
+is_deeply(logged(PAGI::Server->new(app => $app, quiet => 1, log_level => 'debug'), qw(error warn info debug)),
+  ['error'], 'quiet wins over a higher log_level');
+is_deeply(logged(PAGI::Server->new(app => $app, log_level => 'warn'), qw(error warn info)),
+  ['error', 'warn'], 'log_level warn: errors and warnings');
 
 # The shared done Future a send returns: awaiting it gives nothing at once, and what
 # Future's methods build from it are plain Futures that are awaited as such

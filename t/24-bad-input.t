@@ -193,7 +193,7 @@ my %limits = (max_header_size => 1024, max_headers => 20, max_line => 256, max_b
 my $srv = start_server(app => $app, %limits);
 ok($srv->port, 'server started') or BAIL_OUT($srv->log);
 # Timeouts are checked by a once-a-second tick: only the timeout tests get short ones
-my $fast = start_server(app => $app, %limits, header_timeout => 1, keepalive_timeout => 1, timeout => 1);
+my $fast = start_server(app => $app, %limits, header_timeout => 1, keepalive_timeout => 1, request_timeout => 1);
 ok($fast->port, 'server with 1 s timeouts started') or BAIL_OUT($fast->log);
 
 # Sends raw bytes; checks the server's error response and the close that follows

@@ -58,23 +58,29 @@ subtest '--help documents every option the code accepts' => sub {
   my $r = run_cli(args => ['--help']);
   is($r->{exit}, 0, '--help exits 0');
   like($r->{stdout}, qr/\AUsage: pagi-server/, 'usage on stdout');
-  open(my $fh, '<', ROOT . '/bin/pagi-server') or die $!;
-  my $src = do { local $/; <$fh> };
-  my ($spec) = $src =~ /GetOptions\((.*?)\)\s*or usage/s or die 'GetOptions not found';
-  my @specs = $spec =~ /'([^']+)'\s*=>/g;
-  cmp_ok(scalar @specs, '>=', 20, scalar(@specs) . ' option specs found in bin/pagi-server');
+  # Every option the command line takes: the runner's one table of them
+  require PAGI::Server::Runner;
+  my @specs = map { $_->[0] } do { no warnings "once"; @PAGI::Server::Runner::OPTIONS };
+  cmp_ok(scalar @specs, '>=', 50, scalar(@specs) . ' option specs in PAGI::Server::Runner');
   my @missing;
   for my $s (@specs) {
     (my $names = $s) =~ s/[=:!+].*//;
-    for my $n (split /\|/, $names) {
-      my $flag = length $n == 1 ? "-$n" : "--$n";
-      push @missing, $flag unless $r->{stdout} =~ /(?:^|[\s,])\Q$flag\E(?=[\s,=]|$)/m;
+    my @flags = map { length $_ == 1 ? "-$_" : "--$_" } split /\|/, $names;
+    # a negatable option is documented as --no-NAME (its default as --NAME)
+    push @flags, map { s/\A--/--no-/r } grep { /\A--/ } @flags if $s =~ /!\z/;
+    for my $flag (@flags) {
+      push @missing, $flag unless $r->{stdout} =~ /(?:^|[\s,(])\Q$flag\E(?=[\s,=:)]|$)/m;
     }
   }
   is_deeply(\@missing, [], 'every option name and alias appears in --help');
   my $bad = run_cli(args => ['--no-such-option']);
   is($bad->{exit}, 2, 'an unknown option exits 2');
-  like($bad->{stderr}, qr/no-such-option.*Usage: pagi-server/s, '... naming it, with the usage on stderr');
+  like($bad->{stderr}, qr/\Apagi-server: unknown option --no-such-option \(did you mean --[a-z-]+\?\); pagi-server --help lists every option\n\z/,
+    '... in one line naming it, the nearest option and where the options are');
+  $bad = run_cli(args => ['--keepalive-timout', 3, $APP]);
+  is($bad->{exit}, 2, 'a misspelt option exits 2');
+  like($bad->{stderr}, qr/\Apagi-server: unknown option --keepalive-timout \(did you mean --keepalive-timeout\?\); [^\n]*\n\z/,
+    '... in one line naming the nearest option');
 };
 
 subtest '--version names the backend' => sub {
@@ -237,11 +243,17 @@ subtest 'SIGUSR1 reopens the --access-log file (log rotation)' => sub {
   like(slurp($log), qr{\A127\.0\.0\.1 - - \[[^]]+\] "GET /after HTTP/1\.1" 200}, 'the new file has the line after');
 };
 
-subtest '--no-access-log and the default (stderr)' => sub {
-  my $srv = start_cli(args => [$APP, '--port', 0]);
+subtest '--no-access-log and the defaults (stderr in development, none in production)' => sub {
+  my $srv = start_cli(args => [$APP, '--port', 0, '-E', 'development']);
   http_exchange($srv->port, "GET /default HTTP/1.1\r\nHost: t\r\n\r\n");
   is($srv->stop, 0, 'exit 0');
-  like($srv->log, qr{^127\.0\.0\.1 - - \[[^]]+\] "GET /default HTTP/1\.1" 200 5}m, 'access log on stderr by default');
+  like($srv->log, qr{^127\.0\.0\.1 - - \[[^]]+\] "GET /default HTTP/1\.1" 200 5}m,
+    'development: access log on stderr by default');
+  $srv = start_cli(args => [$APP, '--port', 0]);
+  http_exchange($srv->port, "GET /prod HTTP/1.1\r\nHost: t\r\n\r\n");
+  is($srv->stop, 0, 'exit 0');
+  like($srv->log, qr/mode production/, 'no terminal: production mode');
+  unlike($srv->log, qr{"GET /prod}, 'production: no access log by default');
   $srv = start_cli(args => [$APP, '--port', 0, '--no-access-log']);
   http_exchange($srv->port, "GET /none HTTP/1.1\r\nHost: t\r\n\r\n");
   is($srv->stop, 0, 'exit 0');

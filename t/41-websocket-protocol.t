@@ -245,7 +245,7 @@ subtest 'random bytes after the handshake: no crash, no warning' => sub {
 };
 
 subtest 'a client that stops reading: 1006 write_timeout' => sub {
-  my $s2 = start_server(app => $app, timeout => 1);
+  my $s2 = start_server(app => $app, request_timeout => 1);
   my ($ws) = ws_connect($s2->port, path => '/flood?flood');
   my @ev;
   wait_for(sub { @ev = map { $_->{ev} } grep { $_->{id} eq 'flood' } $s2->reports; @ev }, 15);

@@ -374,7 +374,7 @@ subtest 'a header with CR/LF in sse.start or a decline: the send fails' => sub {
 };
 
 subtest 'a client that stops reading: sse.disconnect write_timeout' => sub {
-  my $s2 = start_server(app => $app, timeout => 1);
+  my $s2 = start_server(app => $app, request_timeout => 1);
   my $c = http_connect($s2->port);
   $c->send(sse_request('/flood'));
   # Read nothing: the server's writes back up until the write timeout

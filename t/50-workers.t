@@ -162,6 +162,18 @@ subtest 'max_requests: a worker retires and is replaced, no request dropped' => 
   is($srv->stop, 0, 'the master exits 0');
 };
 
+subtest 'max_requests without workers: one worker under a master, recycled' => sub {
+  my $srv = start_server(app => worker_app(), max_requests => 100);
+  my @kids = wait_children($srv->pid, 1);
+  is(scalar @kids, 1, 'one worker process');
+  my $res = run_load(port => $srv->port, conns => 4, requests => 500, procs => 1);
+  is($res->{ok}, 500, 'all 500 requests answered correctly') or diag explain $res;
+  my $served_by = keys %{$res->{pids}};
+  cmp_ok($served_by, '>=', 4, "the worker was replaced ($served_by different pids served)");
+  like($srv->log, qr/max_requests without workers: serving from one worker process/, 'said at startup');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
 subtest 'access log: whole lines from every worker' => sub {
   my $file = File::Temp->new(TMPDIR => 1);
   my $srv = start_server(app => worker_app(), workers => 2, access_log_file => $file->filename);
@@ -178,8 +190,10 @@ subtest 'access log: whole lines from every worker' => sub {
 subtest 'options' => sub {
   require PAGI::Server;
   my $app = sub { };
-  ok(!eval { PAGI::Server->new(app => $app, max_requests => 5); 1 }, 'max_requests without workers croaks');
-  like($@, qr/max_requests needs workers/, '... saying why');
+  my $embedded = PAGI::Server->new(app => $app, max_requests => 5, port => 0);
+  my $f = $embedded->listen;
+  ok($f->is_failed, 'max_requests without workers: listen (embedded) fails');
+  like(scalar $f->failure, qr/max_requests.*call run/, '... saying that it needs run');
   ok(!eval { PAGI::Server->new(app => $app, workers => 'two'); 1 }, 'a non-numeric workers croaks');
   ok(!eval { PAGI::Server->new(app => $app, workers => 2, loop => bless({}, 'X')); 1 },
     'a loop object with workers croaks');

@@ -131,6 +131,25 @@ subtest 'TLS 1.2: tls_version and cipher_suite' => sub {
     or diag sprintf '0x%04x', $t->{cipher_suite} // 0;
 };
 
+subtest "upstream's ssl => {cert_file, key_file, min_version, cipher_list}" => sub {
+  my $s13 = start_server(app => $app, ssl => {cert_file => $srv_pem, key_file => $srv_key, min_version => 'TLSv1_3'});
+  ok($s13->port, 'started with ssl => {...}') or return diag $s13->log;
+  my ($r, $err) = tls_request($s13->port, $GET);
+  is($r && $r->{body}, "hello /x\n", 'TLS 1.3 is served') or diag $err;
+  ($r, $err) = tls_request($s13->port, $GET, SSL_version => 'TLSv1_2');
+  ok(!$r, 'min_version TLSv1_3: a TLS 1.2 client is refused');
+  is($s13->stop, 0, 'exit 0');
+  my $s12 = start_server(app => $app, ssl => {cert_file => $srv_pem, key_file => $srv_key,
+    cipher_list => 'ECDHE-ECDSA-AES128-GCM-SHA256'});
+  ($r, $err) = tls_request($s12->port, $GET, SSL_version => 'TLSv1_2');
+  ok($r, 'cipher_list: TLS 1.2 served') or diag $err;
+  my @rep = $s12->wait_reports(1, 10);
+  is($rep[-1]{tls}{cipher_suite}, 0xC02B, '... with the one cipher allowed (0xC02B)');
+  is($s12->stop, 0, 'exit 0');
+  ok(!eval { PAGI::Server->new(app => $app, ssl => {cert_file => $srv_pem, key_file => $srv_key,
+    min_version => 'TLSv9'}); 1 }, 'an unknown min_version croaks');
+};
+
 subtest 'client certificates' => sub {
   my ($r, $err) = tls_request($srv->port, $GET, SSL_cert_file => $cli_pem, SSL_key_file => $cli_key);
   ok($r, 'a response with a client certificate') or diag $err;

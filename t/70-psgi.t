@@ -107,7 +107,7 @@ sub get ($path, %opt) {
 subtest 'the $env' => sub {
   my $r = get('/env/caf%C3%A9%2Fx?a=1&b=%20', headers => ['X-Multi: one', 'X-Multi: two',
     'Content-Type: text/plain', 'Cookie: a=1', 'Cookie: b=2']);
-  is($r->{status}, 200, '200');
+  is($r->{status}, 200, 'status 200');
   my $e = $JSON->decode($r->{body});
   is($e->{REQUEST_METHOD}, 'GET', 'REQUEST_METHOD');
   is($e->{SCRIPT_NAME}, '', 'SCRIPT_NAME: the root_path');

@@ -7,11 +7,13 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR ECONNABORTED EMFILE ENFILE ENOBUFS ENOMEM)
 use Fcntl qw(F_SETFL O_NONBLOCK);
 use IO::Socket::IP;
 use Scalar::Util qw(refaddr weaken blessed);
-use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_REUSEADDR);
+use Socket qw(IPPROTO_TCP TCP_NODELAY SOL_SOCKET SO_REUSEADDR SOCK_STREAM);
 use Time::HiRes ();
 use POSIX ();
 use Future;
 use IO::Async::Loop;
+use IO::Async::Future;    # (loaded now: after user/group, @INC may not be readable)
+use parent 'IO::Async::Notifier';
 
 our $VERSION = '0.001';
 
@@ -21,68 +23,216 @@ our $BACKEND;
 
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::Connection;
+use PAGI::Server::AccessLog;
 
 my %LEVEL = (error => 1, warn => 2, info => 3, debug => 4);
 
+# Every option new and configure take, under our name, with its default
 my %DEFAULT = (
   host              => '127.0.0.1',
   port              => 5000,
-  timeout           => 60,
+  request_timeout   => 60,
   header_timeout    => 30,
   keepalive_timeout => 5,
-  shutdown_timeout  => 10,
+  shutdown_timeout  => 30,
   max_header_size   => 16384,
   max_headers       => 100,
   max_line          => 8192,
   max_body_size     => 10 * 1024 * 1024,
   max_ws_message_size => 16 * 1024 * 1024,
+  max_ws_frame_size => 0,             # 0: the message limit
+  max_receive_queue => 64,
   ws_close_timeout  => 5,
-  backlog           => 1024,
+  ws_idle_timeout   => 0,
+  sse_idle_timeout  => 0,
+  write_high_watermark => 1 << 18,
+  write_low_watermark  => 1 << 16,
+  listener_backlog  => 2048,
+  reuseport         => 0,
+  scope_loop        => 0,
   root_path         => '',
   log_level         => 'info',
   quiet             => 0,
   workers           => 0,
   max_requests      => 0,
   max_connections   => 0,
+  heartbeat_timeout => 50,
+  lifespan_mode     => 'auto',
+  lifespan_startup_timeout => 30,
+  access_log_format => 'pagi',
 );
-my %KNOWN = map { $_ => 1 } keys %DEFAULT, qw(app app_file loop loop_type access_log backend on_listen
-  listen socket ssl_cert ssl_key ssl_ca ssl_verify_client);
+# Options without a default (or whose default is decided in _derive)
+my @OTHER = qw(app app_file loop loop_type access_log backend on_listen listen socket
+  socket_mode ssl_cert ssl_key ssl_ca ssl_verify_client ssl_min_version ssl_cipher_list
+  env validate_events user group);
+my %KNOWN = map { $_ => 1 } keys %DEFAULT, @OTHER;
 
-# How long lifespan startup/shutdown may take before we stop waiting
-use constant LIFESPAN_TIMEOUT => 60;
+# Upstream PAGI::Server's names for our options (README: "Coming from PAGI::Server")
+my %ALIAS = (
+  timeout          => 'keepalive_timeout',
+  max_header_count => 'max_headers',
+);
+# Upstream's ssl => {...} keys
+my %SSL_KEY = (cert_file => 'ssl_cert', key_file => 'ssl_key', ca_file => 'ssl_ca',
+  verify_client => 'ssl_verify_client', min_version => 'ssl_min_version',
+  cipher_list => 'ssl_cipher_list');
+# Upstream options whose mechanism this server does not have: refused, never ignored
+my %REFUSED = (
+  http2 => 'HTTP/2 is not supported (HTTP/1.1 only)',
+  sync_file_threshold => 'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune',
+  extensions => 'extensions are advertised by the server itself (tls on TLS connections, websocket.http.response)',
+  map({ ("h2_$_" => 'HTTP/2 is not supported (HTTP/1.1 only)') }
+    qw(max_concurrent_streams rst_rate_limit initial_window_size max_frame_size enable_push
+    enable_connect_protocol max_header_list_size)),
+);
+# What cannot change once the sockets are bound
+my @LISTENING = qw(host port listen socket socket_mode ssl_cert ssl_key ssl_ca ssl_verify_client
+  ssl_min_version ssl_cipher_list listener_backlog reuseport workers loop loop_type backend app_file
+  user group);
+
+# Numbers: a whole number, or any non-negative one
+my @WHOLE = qw(port max_header_size max_headers max_line max_body_size max_ws_message_size
+  max_ws_frame_size max_receive_queue write_high_watermark write_low_watermark listener_backlog
+  workers max_requests max_connections);
+my @SECONDS = qw(request_timeout header_timeout keepalive_timeout shutdown_timeout
+  ws_close_timeout ws_idle_timeout sse_idle_timeout heartbeat_timeout lifespan_startup_timeout);
+
+# A timeout of 0 means "none" (upstream's meaning): about thirty years
+use constant NEVER => 1e9;
 
 sub new ($class, %opt) {
+  my $self = bless {%DEFAULT, state => {}, conns => {}, handshakes => {}, served => 0,
+    running => 0}, $class;
+  $self->{access_log} = \*STDERR unless exists $opt{access_log};
+  $self->configure(%opt);
+  return $self;
+}
+
+# new's options, and later changes to them (IO::Async::Notifier's configure). Takes our
+# names and upstream PAGI::Server's (aliases, ssl => {...}, listen => [{...}]).
+sub configure ($self, %opt) {
+  my %notifier = map { exists $opt{$_} ? ($_ => delete $opt{$_}) : () } qw(notifier_name on_error);
+  my $new = !exists $self->{app};    # from new: everything is checked
+  _upstream_names(\%opt);
   my @unknown = sort grep { !$KNOWN{$_} } keys %opt;
-  Carp::croak("PAGI::Server->new: unknown option(s): @unknown") if @unknown;
-  if (defined $opt{app_file} && !defined $opt{app}) {
-    # A file: loaded now, or with workers by each worker (so a HUP loads it anew)
-    Carp::croak("PAGI::Server->new: cannot read the app_file '$opt{app_file}'") unless -r $opt{app_file};
-    $opt{app} = $class->load_app($opt{app_file}) unless $opt{workers};
+  Carp::croak('PAGI::Server->new: unknown option(s): ' . join ' ', map { _suggest($_) } @unknown)
+    if @unknown;
+  if ($self->{listeners}) {
+    my @fixed = grep { exists $opt{$_} } @LISTENING;
+    Carp::croak("PAGI::Server->configure: @fixed cannot change once the server is listening") if @fixed;
   }
-  else {
-    Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $opt{app} eq 'CODE';
-    Carp::croak('PAGI::Server->new: app and app_file exclude each other') if defined $opt{app_file};
+  if (exists $opt{access_log} || exists $opt{access_log_format}) {
+    delete @$self{qw(access_log_path access_log_formatter)} if exists $opt{access_log};
   }
+  @$self{keys %opt} = values %opt;
+  $self->_derive(\%opt, $new);
+  $self->SUPER::configure(%notifier);
+  return;
+}
+
+# Upstream's option names and shapes, rewritten to ours in place
+sub _upstream_names ($opt) {
+  for my $name (sort keys %$opt) {
+    if (my $why = $REFUSED{$name}) { Carp::croak("PAGI::Server->new: $name is not supported: $why") }
+    my $ours = $ALIAS{$name} or next;
+    my $v = delete $opt->{$name};
+    Carp::croak("PAGI::Server->new: $name and $ours are the same option; give one")
+      if exists $opt->{$ours} && ($opt->{$ours} // '') ne ($v // '');
+    $opt->{$ours} = $v;
+  }
+  if (exists $opt->{lifespan}) {
+    Carp::croak('PAGI::Server->new: lifespan and lifespan_mode are the same option; give one')
+      if exists $opt->{lifespan_mode};
+    $opt->{lifespan_mode} = delete $opt->{lifespan};
+  }
+  if (exists $opt->{validate_events} && !defined $opt->{validate_events}) { delete $opt->{validate_events} }
+  if (exists $opt->{ssl}) {
+    my $ssl = delete $opt->{ssl};
+    my $off = delete $opt->{disable_tls};
+    if (defined $ssl) {
+      Carp::croak('PAGI::Server->new: ssl must be a hash reference ({cert_file => ..., key_file => ...})')
+        unless ref $ssl eq 'HASH';
+      my @bad = sort grep { !$SSL_KEY{$_} } keys %$ssl;
+      Carp::croak("PAGI::Server->new: unknown ssl key(s): @bad") if @bad;
+      if (!$off) {
+        for my $k (keys %$ssl) {
+          my $v = $ssl->{$k};
+          $v = $v ? 'require' : 'none' if $k eq 'verify_client' && ($v // '') !~ /\A(?:none|optional|require)\z/;
+          $opt->{$SSL_KEY{$k}} = $v;
+        }
+      }
+    }
+  }
+  elsif (delete $opt->{disable_tls}) {
+    delete @$opt{qw(ssl_cert ssl_key ssl_ca ssl_verify_client)};
+  }
+}
+
+# "name (did you mean other?)" for an unknown option
+sub _suggest ($name) {
+  my ($best, $dist) = (undef, 4);
+  for my $k (keys %KNOWN, keys %ALIAS) {
+    my $d = distance($name, $k);
+    ($best, $dist) = ($k, $d) if $d < $dist;
+  }
+  return defined $best ? "$name (did you mean $best?)" : $name;
+}
+
+# Checks the options and computes what the request path reads (flags, limits)
+sub _derive ($self, $given, $new) {
+  if ($new || exists $given->{app} || exists $given->{app_file}) {
+    delete $self->{app_given};
+    if (defined $self->{app_file} && !defined $given->{app}) {
+      # A file: loaded now, or with workers by each worker (so a HUP loads it anew)
+      Carp::croak("PAGI::Server->new: cannot read the app_file '$self->{app_file}'") unless -r $self->{app_file};
+      $self->{app} = $self->load_app($self->{app_file}) unless $self->{workers};
+    }
+    else {
+      Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $self->{app} eq 'CODE';
+      Carp::croak('PAGI::Server->new: app and app_file exclude each other') if defined $self->{app_file};
+    }
+  }
+  $self->_wrap_app if $new || exists $given->{app} || exists $given->{scope_loop};
   Carp::croak('PAGI::Server->new: on_listen must be a code reference')
-    if defined $opt{on_listen} && ref $opt{on_listen} ne 'CODE';
-  if (defined $opt{backend} && $opt{backend} ne 'auto'
-    && uc $opt{backend} ne $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION) {
-    Carp::croak("PAGI::Server->new: backend '$opt{backend}' requested but "
+    if defined $self->{on_listen} && ref $self->{on_listen} ne 'CODE';
+  if (defined $self->{backend} && $self->{backend} ne 'auto'
+    && uc $self->{backend} ne $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION) {
+    Carp::croak("PAGI::Server->new: backend '$self->{backend}' requested but "
       . "$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION is loaded; set PAGI_SERVER_BACKEND before loading PAGI::Server");
   }
-  my $self = bless {%DEFAULT, %opt}, $class;
-  for my $k (qw(port timeout header_timeout keepalive_timeout shutdown_timeout max_header_size
-    max_headers max_line max_body_size max_ws_message_size ws_close_timeout backlog
-    workers max_requests max_connections)) {
+  for my $k (@WHOLE, @SECONDS) {
     Carp::croak("PAGI::Server->new: $k must be a non-negative number, not '" . ($self->{$k} // 'undef') . "'")
       unless defined $self->{$k} && $self->{$k} =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
   }
+  for my $k (@WHOLE) {
+    Carp::croak("PAGI::Server->new: $k must be a whole number, not '$self->{$k}'")
+      unless $self->{$k} =~ /\A[0-9]+\z/;
+  }
   Carp::croak("PAGI::Server->new: log_level must be one of error, warn, info, debug")
     unless $LEVEL{$self->{log_level}};
-  $self->{log_level} = 'warn' if $self->{quiet} && $LEVEL{$self->{log_level}} > $LEVEL{warn};
-  $self->{level}  = $LEVEL{$self->{log_level}};
-  $self->{debug}  = $self->{level} >= $LEVEL{debug} ? 1 : 0;
-  $self->{access_log} = \*STDERR unless exists $opt{access_log};
+  Carp::croak("PAGI::Server->new: lifespan_mode must be auto, on or off, not '$self->{lifespan_mode}'")
+    unless $self->{lifespan_mode} =~ /\A(?:auto|on|off)\z/;
+  Carp::croak('PAGI::Server->new: write_low_watermark must not be above write_high_watermark')
+    if $self->{write_low_watermark} > $self->{write_high_watermark};
+  Carp::croak('PAGI::Server->new: write_high_watermark must be at least 1')
+    unless $self->{write_high_watermark};
+  Carp::croak('PAGI::Server->new: max_receive_queue must be at least 1') unless $self->{max_receive_queue};
+  # quiet: errors only (upstream's meaning)
+  my $level = $self->{quiet} ? 'error' : $self->{log_level};
+  $level = $self->{log_level} if $LEVEL{$self->{log_level}} < $LEVEL{$level};
+  $self->{level} = $LEVEL{$level};
+  $self->{debug} = $self->{level} >= $LEVEL{debug} ? 1 : 0;
+
+  # Modes: development checks strictly and warns; any other (production, none, ...)
+  # is lenient where upstream is (a send after the response completed is ignored,
+  # logged at debug)
+  $self->{env} //= $ENV{PAGI_ENV} // 'development';
+  Carp::croak("PAGI::Server->new: env must be a word such as development or production, not '$self->{env}'")
+    unless $self->{env} =~ /\A[\w.-]+\z/;
+  my $dev = $self->{env} eq 'development';
+  $self->{strict_sends} = defined $self->{validate_events} ? ($self->{validate_events} ? 1 : 0) : ($dev ? 1 : 0);
+  $self->{warn_encoded} = $dev ? 1 : 0;
+
   if (defined $self->{access_log} && !ref $self->{access_log}) {
     # A file name: opened here, and again on SIGUSR1 (after log rotation)
     $self->{access_log_path} = $self->{access_log};
@@ -90,75 +240,219 @@ sub new ($class, %opt) {
       or Carp::croak("PAGI::Server->new: cannot open the access log $self->{access_log_path}: $!");
     $self->{access_log} = $fh;
   }
-  for my $k (qw(workers max_requests max_connections)) {
-    Carp::croak("PAGI::Server->new: $k must be a whole number, not '$self->{$k}'")
-      unless $self->{$k} =~ /\A[0-9]+\z/;
-  }
-  Carp::croak('PAGI::Server->new: max_requests needs workers (a worker that reaches it is replaced)')
-    if $self->{max_requests} && !$self->{workers};
+  $self->{access_log_formatter} = PAGI::Server::AccessLog::compile($self->{access_log_format});
+
   Carp::croak('PAGI::Server->new: a loop object cannot be shared by worker processes; use loop_type')
     if $self->{workers} && $self->{loop};
-  $self->{listen_specs} = _listen_specs($self, \%opt);
+  $self->{hostport_given} ||= exists $given->{host} || exists $given->{port} ? 1 : 0;
+  $self->{listen_specs} = _listen_specs($self)
+    if $new || grep { exists $given->{$_} } qw(host port listen socket socket_mode);
   if (defined $self->{ssl_cert} || defined $self->{ssl_key}) {
     Carp::croak('PAGI::Server->new: ssl_cert and ssl_key go together')
       unless defined $self->{ssl_cert} && defined $self->{ssl_key};
     Carp::croak("PAGI::Server->new: cannot read $_ '$self->{$_}'") for grep { !-r $self->{$_} } qw(ssl_cert ssl_key);
     Carp::croak('PAGI::Server->new: ssl_verify_client must be none, optional or require')
       unless ($self->{ssl_verify_client} //= 'none') =~ /\A(?:none|optional|require)\z/;
+    Carp::croak("PAGI::Server->new: cannot read ssl_ca '$self->{ssl_ca}'")
+      if defined $self->{ssl_ca} && !-r $self->{ssl_ca};
     require PAGI::Server::TLS;
+    Carp::croak("PAGI::Server->new: ssl_min_version must be one of TLSv1, TLSv1_1, TLSv1_2, TLSv1_3, "
+      . "not '$self->{ssl_min_version}'")
+      if defined $self->{ssl_min_version} && $self->{ssl_min_version} !~ /\ATLSv1(?:_[123])?\z/;
     $self->{tls} = 1;
   }
+  else { $self->{tls} = 0 }
   $self->{scheme} = $self->{tls} ? 'https' : 'http';
-  # The parser's limits, in its argument order (one lookup per request instead of three)
+  # What the request path reads, computed once: the parser's limits in its argument
+  # order, and timeouts where 0 means none
   $self->{parse_limits} = [@$self{qw(max_header_size max_headers max_line)}];
-  $self->{state}  = {};
-  $self->{conns}  = {};
-  $self->{handshakes} = {};
-  $self->{served} = 0;
-  return $self;
+  $self->{ws_frame_limit} = $self->{max_ws_frame_size} || $self->{max_ws_message_size};
+  $self->{ws_frame_limit} = $self->{max_ws_message_size} if $self->{ws_frame_limit} > $self->{max_ws_message_size};
+  for my $k (qw(request_timeout keepalive_timeout)) { $self->{"${k}_s"} = $self->{$k} || NEVER }
 }
 
-# Where to listen: listen => [spec, ...] ('HOST:PORT', '[V6]:PORT', 'PORT', 'unix:PATH'),
-# socket => PATH, and host/port (used when given, or when nothing else is)
-sub _listen_specs ($self, $opt) {
+# scope_loop: the application is called through a wrapper that puts the server's loop
+# in the scope (pagi.loop, spec 0.1), so that a server without it pays nothing
+sub _wrap_app ($self) {
+  my $app = $self->{app_given} // $self->{app};
+  return unless ref $app eq 'CODE';
+  $self->{app_given} = $app;
+  return $self->{app} = $app unless $self->{scope_loop};
+  weaken(my $server = $self);
+  $self->{app} = sub { $_[0]{pagi}{loop} //= $server->{loop}; goto &$app };
+}
+
+# Where to listen: listen => [spec, ...], socket => PATH, and host/port (used when
+# given, or when nothing else is). A spec is a string ('HOST:PORT', '[V6]:PORT',
+# 'PORT', 'unix:PATH', a path starting with / or .) or upstream's hash ({host, port}
+# or {socket, socket_mode}).
+sub _listen_specs ($self) {
   my @specs;
   my @listen = ref $self->{listen} eq 'ARRAY' ? @{$self->{listen}} : grep { defined } $self->{listen};
+  my $mode = _socket_mode($self->{socket_mode});
   for my $l (@listen) {
-    if ($l =~ m{\Aunix:(.+)\z} || $l =~ m{\A(/.*)\z}) { push @specs, {path => $1}; next }
+    if (ref $l eq 'HASH') {
+      my @bad = sort grep { !/\A(?:host|port|socket|socket_mode)\z/ } keys %$l;
+      Carp::croak("PAGI::Server->new: unknown key(s) in a listen spec: @bad") if @bad;
+      if (defined $l->{socket}) {
+        Carp::croak('PAGI::Server->new: a listen spec has either socket or host/port')
+          if defined $l->{host} || defined $l->{port};
+        push @specs, {path => $l->{socket}, mode => _socket_mode($l->{socket_mode}) // $mode};
+        next;
+      }
+      Carp::croak('PAGI::Server->new: a TCP listen spec needs host and port')
+        unless defined $l->{host} && defined $l->{port} && $l->{port} =~ /\A[0-9]+\z/;
+      push @specs, {host => $l->{host}, port => $l->{port}};
+      next;
+    }
+    if ($l =~ m{\Aunix:(.+)\z} || $l =~ m{\A([/.].*)\z}) { push @specs, {path => $1, mode => $mode}; next }
     my ($h, $p) = $l =~ /\A\[([^\]]+)\]:([0-9]+)\z/ ? ($1, $2)
       : $l =~ /\A([^:]*):([0-9]+)\z/ ? ($1, $2)
       : $l =~ /\A([0-9]+)\z/ ? ($self->{host}, $1)
-      : Carp::croak("PAGI::Server->new: cannot parse listen address '$l' (HOST:PORT, [IPv6]:PORT, PORT or unix:PATH)");
+      : $l !~ /:/ ? (undef, undef)
+      : Carp::croak("PAGI::Server->new: cannot parse listen address '$l' (HOST:PORT, [IPv6]:PORT, PORT or a socket path)");
+    # A bare name (no colon, not a number) is a Unix socket path, as upstream reads it
+    if (!defined $p) { push @specs, {path => $l, mode => $mode}; next }
     push @specs, {host => length $h ? $h : $self->{host}, port => $p};
   }
-  push @specs, {path => $self->{socket}} if defined $self->{socket};
+  push @specs, {path => $self->{socket}, mode => $mode} if defined $self->{socket};
   unshift @specs, {host => $self->{host}, port => $self->{port}}
-    if !@specs || exists $opt->{host} || exists $opt->{port};
+    if !@specs || $self->{hostport_given};
   return \@specs;
+}
+
+# socket_mode: a number (0660) or an octal string ('0660')
+sub _socket_mode ($m) {
+  return undef unless defined $m;
+  return oct $m if $m =~ /\A0[0-7]{3}\z/;
+  return $m if $m =~ /\A[0-9]+\z/ && $m <= 07777;
+  Carp::croak("PAGI::Server->new: socket_mode must be a file mode such as 0660, not '$m'");
 }
 
 sub backend ($class_or_self) { $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION }
 
-sub loop ($self) {
-  return $self->{loop} //= _make_loop($self->{loop_type});
+# The loop the server runs on: the one it was added to ($loop->add($server)), else
+# the loop option, else a new one (loop_type) that it adds itself to
+sub _loop ($self) {
+  return $self->{loop} if $self->{in_loop};
+  my $loop = $self->{loop} // _make_loop($self->{loop_type});
+  $loop->add($self);
+  return $loop;
 }
 
-# The loop class: a name like 'Epoll' or a full class; by default IO::Async's own
-# choice (Epoll when installed). The loop is IO::Async's one shared loop, so an app
-# that calls IO::Async::Loop->new (even while its file loads) gets the server's loop.
+sub _add_to_loop ($self, $loop) {
+  Carp::croak('PAGI::Server: added to a loop, but it was given another one (the loop option)')
+    if $self->{loop} && $self->{loop} != $loop;
+  Carp::croak('PAGI::Server: a server with workers runs its own processes: call run, not $loop->add')
+    if $self->{workers} && !$self->{worker_num};
+  $self->{loop}    = $loop;
+  $self->{in_loop} = 1;
+}
+
+# $loop->remove($server): whatever still runs on that loop stops now
+sub _remove_from_loop ($self, $loop) {
+  $self->_stop_now if @{$self->{listeners} || []} || %{$self->{conns}};
+  $self->_forget_signals;
+  $self->{in_loop} = 0;
+  delete $self->{loop};
+}
+
+# The loop class: a name like 'Epoll' (any case: upstream writes 'EPoll') or a full
+# class; by default IO::Async's own choice (Epoll when installed). The loop is
+# IO::Async's one shared loop, so an app that calls IO::Async::Loop->new (even
+# while its file loads) gets the server's loop.
 sub _make_loop ($type) {
   my $shared = $IO::Async::Loop::ONE_TRUE_LOOP;
   return IO::Async::Loop->new unless defined $type && length $type;
-  my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
+  my $class = loop_class($type);
   return $shared if $shared && ref $shared eq $class;
-  (my $file = "$class.pm") =~ s{::}{/}g;
-  require $file;
   my $loop = $class->new;
   $IO::Async::Loop::ONE_TRUE_LOOP = $loop;
   return $loop;
 }
 
+# The IO::Async::Loop class a loop name stands for, loaded; dies with one line naming
+# the module and the installed loops when it is not installed
+sub loop_class ($type) {
+  Carp::croak("PAGI::Server: loop_type '$type' is not a loop name")
+    unless $type =~ /\A[A-Za-z][A-Za-z0-9_]*(?:::[A-Za-z][A-Za-z0-9_]*)*\z/;
+  my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
+  if ($type !~ /::/) {
+    # Match the installed loop's spelling (EPoll -> Epoll)
+    my ($found) = grep { lc $_ eq lc $type } installed_loops();
+    $class = "IO::Async::Loop::$found" if $found;
+  }
+  (my $file = "$class.pm") =~ s{::}{/}g;
+  return $class if $INC{$file};
+  if (!eval { require $file; 1 }) {
+    my $err = $@;
+    die "PAGI::Server: cannot load the loop $class: " . ($err =~ s/\s+\z//r) . "\n"
+      unless $err =~ /\ACan't locate \Q$file\E in \@INC/;
+    die "PAGI::Server: the loop '$type' needs $class, which is not installed; installed loops: "
+      . join(', ', installed_loops()) . "\n";
+  }
+  return $class;
+}
+
+# The IO::Async::Loop::* classes found in @INC (short names)
+sub installed_loops {
+  my %seen;
+  for my $dir (grep { !ref } @INC) {
+    opendir(my $dh, "$dir/IO/Async/Loop") or next;
+    for (readdir $dh) { $seen{$1} = 1 if /\A(\w+)\.pm\z/ }
+  }
+  delete $seen{$_} for qw(Select Poll);
+  return ((sort keys %seen), 'Poll', 'Select');
+}
+
 sub port ($self) { $self->{bound_port} // $self->{port} }
+
+# Upstream's accessors: the first Unix socket's path; every listener as
+# {type => 'tcp', host, port} or {type => 'unix', path, socket_mode} (the bound port
+# once listening); serving or not; TLS support installed
+sub socket_path ($self) {
+  my ($unix) = grep { defined $_->{path} } @{$self->{listen_specs}};
+  return $unix ? $unix->{path} : undef;
+}
+
+sub listeners ($self) {
+  my @bound = @{$self->{listeners} || []};
+  my $i = 0;
+  return [map {
+    my $l = $bound[$i++];
+    defined $_->{path} ? {type => 'unix', path => $_->{path}, socket_mode => $_->{mode}}
+      : {type => 'tcp', host => $_->{host}, port => $l && $l->{tcp} ? $l->{port} : $_->{port}}
+  } @{$self->{listen_specs}}];
+}
+
+sub is_running ($self) { $self->{running} ? 1 : 0 }
+
+sub has_tls ($class_or_self) {
+  return eval { require IO::Socket::SSL; require Net::SSLeay; 1 } ? 1 : 0;
+}
+
+sub has_http2 ($class_or_self) { 0 }
+
+sub effective_max_connections ($self) { $self->{max_connections} }
+
+sub env ($self) { $self->{env} }
+
+# Levenshtein distance, for "did you mean" (here and in PAGI::Server::Runner)
+sub distance ($a, $b) {
+  my @prev = (0 .. length $b);
+  for my $i (1 .. length $a) {
+    my @cur = ($i);
+    for my $j (1 .. length $b) {
+      my $cost = substr($a, $i - 1, 1) eq substr($b, $j - 1, 1) ? 0 : 1;
+      my $best = $prev[$j] + 1;
+      $best = $cur[$j - 1] + 1 if $cur[$j - 1] + 1 < $best;
+      $best = $prev[$j - 1] + $cost if $prev[$j - 1] + $cost < $best;
+      push @cur, $best;
+    }
+    @prev = @cur;
+  }
+  return $prev[-1];
+}
 
 # ---- logging -------------------------------------------------------------------
 
@@ -191,8 +485,11 @@ sub _hires_time ($self) { Time::HiRes::time() }
 # ---- lifespan ------------------------------------------------------------------
 
 # Runs the lifespan startup; the Future fails only when the app says startup failed
+# (or, with lifespan_mode on, declines lifespan), or when it takes longer than
+# lifespan_startup_timeout. lifespan_mode off: the app never sees a lifespan scope.
 sub _lifespan_startup ($self) {
-  my $loop = $self->loop;
+  my $loop = $self->_loop;
+  return Future->done if $self->{lifespan_mode} eq 'off';
   my $startup = $loop->new_future;
   my $shutdown_evt = $loop->new_future;
   my $life = $self->{lifespan} = {shutdown_event => $shutdown_evt};
@@ -231,10 +528,13 @@ sub _lifespan_startup ($self) {
   $life->{app_future} = $app_f;
   $app_f->on_ready(sub ($f) {
     if (!$startup->is_ready) {
-      # Raising or returning before startup means: no lifespan support
+      # Raising or returning before startup means: no lifespan support (fatal when
+      # lifespan_mode is on)
       my $why = $f->is_failed ? ': ' . (($f->failure)[0] =~ s/\s+\z//r) : '';
-      $self->log(info => "application does not support lifespan$why");
       $life->{supported} = 0;
+      return $startup->fail('lifespan_mode is on, but the application does not support lifespan'
+        . ($why || ' (it returned without signalling startup)')) if $self->{lifespan_mode} eq 'on';
+      $self->log(info => "application does not support lifespan$why");
       $startup->done;
     }
     elsif ($f->is_failed) {
@@ -242,8 +542,9 @@ sub _lifespan_startup ($self) {
     }
     $life->{shutdown}->done if $life->{shutdown} && !$life->{shutdown}->is_ready;
   });
-  my $timeout = $loop->delay_future(after => LIFESPAN_TIMEOUT)->then(sub {
-    Future->fail("lifespan startup did not finish within " . LIFESPAN_TIMEOUT . " seconds\n");
+  my $limit = $self->{lifespan_startup_timeout} or return $startup;
+  my $timeout = $loop->delay_future(after => $limit)->then(sub {
+    Future->fail("lifespan startup did not finish within $limit seconds (lifespan_startup_timeout)\n");
   });
   return Future->wait_any($startup, $timeout);
 }
@@ -251,23 +552,36 @@ sub _lifespan_startup ($self) {
 sub _lifespan_shutdown ($self) {
   my $life = $self->{lifespan};
   return Future->done unless $life && $life->{supported} && !$life->{app_future}->is_ready;
-  my $f = $life->{shutdown} = $self->loop->new_future;
+  my $f = $life->{shutdown} = $self->_loop->new_future;
   $life->{shutdown_event}->done({type => 'lifespan.shutdown'});
-  return Future->wait_any($f, $self->loop->delay_future(after => LIFESPAN_TIMEOUT));
+  return Future->wait_any($f, $self->_loop->delay_future(after => $self->{shutdown_timeout} || NEVER));
 }
 
 # ---- listening and accepting -----------------------------------------------------
 
 use constant {ACCEPT_BATCH => 64, WORKER_ACCEPT_BATCH => 4};
 
-# Starts serving: lifespan startup, then bind and accept. Returns a Future.
+# Starts serving (upstream's embedding API: $loop->add($server); $server->listen->get):
+# bind, lifespan startup, accept. Returns a Future of the server. INT and TERM then
+# stop it gracefully and stop the loop.
 sub listen ($self) {
-  my $loop = $self->loop;
+  return Future->done($self) if $self->{running};
+  return Future->fail("PAGI::Server->listen: a server with workers (or max_requests, which "
+    . "recycles a worker process) runs its own processes: call run\n")
+    if $self->{workers} || $self->{max_requests};
+  my $loop = $self->_loop;
+  # Bound first, so that a taken address fails before the application starts
+  eval { $self->_bind; 1 } or return Future->fail($@);
   return $self->_lifespan_startup->then(sub {
-    $self->_open_listeners;
+    $self->_announce;
     $self->_start_accepting;
+    $self->_on_signals([qw(INT TERM)], sub ($sig) {
+      $self->log(info => "SIG$sig received");
+      $self->shutdown->on_done(sub { $loop->stop });
+    });
     Future->done($self);
   }, sub ($msg, @) {
+    $self->_close_listeners;
     Future->fail("lifespan startup failed: $msg");
   });
 }
@@ -275,10 +589,24 @@ sub listen ($self) {
 # Binds every listening socket (once: in a pre-forked server the master does it and
 # the workers share them), reports where, and calls on_listen
 sub _open_listeners ($self) {
+  $self->_bind;
+  $self->_announce;
+}
+
+sub _bind ($self) {
   return if $self->{listeners};
   my @l;
-  for my $spec (@{$self->{listen_specs}}) {
-    push @l, defined $spec->{path} ? $self->_bind_unix($spec->{path}) : $self->_bind_tcp($spec);
+  my $ok = eval {
+    for my $spec (@{$self->{listen_specs}}) {
+      push @l, defined $spec->{path} ? $self->_bind_unix($spec) : $self->_bind_tcp($spec);
+    }
+    1;
+  };
+  if (!$ok) {
+    my $err = $@;
+    close $_->{fh} for @l;
+    $self->_unlink_sockets;
+    die $err;
   }
   $self->{listeners} = \@l;
   my ($tcp) = grep { $_->{tcp} } @l;
@@ -286,33 +614,65 @@ sub _open_listeners ($self) {
   # Check the certificate now, before any worker exists
   $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
   $self->{ssl_cert_pem} = PAGI::Server::TLS::server_pem($self->{ssl_cert}) if $self->{tls};
+  $self->_drop_privileges if defined $self->{user} || defined $self->{group};
+}
+
+sub _announce ($self) {
   # (the master of a pre-forked server has no loop: each worker makes its own)
-  my $how = $self->{workers} ? ", $self->{workers} worker(s)" : ', loop ' . ref $self->loop;
-  for my $l (@l) {
+  my $how = $self->{workers} ? ", $self->{workers} worker(s)" : ', loop ' . ref $self->_loop;
+  for my $l (@{$self->{listeners}}) {
     my $where = $l->{tcp}
       ? sprintf('%s://%s:%d/', $self->{scheme}, $l->{host} =~ /:/ ? "[$l->{host}]" : $l->{host}, $l->{port})
       : "unix:$l->{path}" . ($self->{tls} ? ' (TLS)' : '');
     $self->log(info => sprintf 'PAGI::Server %s (backend %s%s) listening on %s',
       $VERSION, $self->backend, $how, $where);
   }
+  $self->{running} = 1;
   $self->{on_listen}->($self) if $self->{on_listen};
 }
 
-sub _bind_tcp ($self, $spec) {
+sub _close_listeners ($self) {
+  for my $l (@{$self->{listeners} || []}) {
+    $self->{loop}->unwatch_io(handle => $l->{fh}, on_read_ready => 1) if $self->{in_loop} && $l->{watched};
+    close $l->{fh};
+  }
+  $self->{listeners} = [];
+  $self->_unlink_sockets;
+}
+
+# reuseport: with workers, each worker listens on a socket of its own (SO_REUSEPORT:
+# the kernel spreads new connections over them); the master only binds its socket,
+# without listening, to hold the address for the workers it starts later
+sub _bind_tcp ($self, $spec, $own = 0) {
+  my $reuseport = $self->{reuseport};
+  my $hold = $reuseport && $self->{workers} && !$own;
   # Not Blocking => 0 here: IO::Socket::IP then returns an unbound socket instead
   # of failing when the address is in use (and accept() on it fails forever)
   my $sock = IO::Socket::IP->new(
     LocalHost => $spec->{host},
     LocalPort => $spec->{port},
-    Listen    => $self->{backlog},
+    Type      => SOCK_STREAM,
+    ($hold ? () : (Listen => $self->{listener_backlog})),
     ReuseAddr => 1,
+    ($reuseport ? (ReusePort => 1) : ()),
   ) or die "PAGI::Server: cannot listen on $spec->{host}:$spec->{port}: $@\n";
   $sock->blocking(0);
   return {fh => $sock, tcp => 1, host => $spec->{host}, port => $sock->sockport};
 }
 
-sub _bind_unix ($self, $path) {
+# In a worker of a reuseport server: its own listening sockets replace the master's
+sub _own_listeners ($self) {
+  for my $l (@{$self->{listeners}}) {
+    next unless $l->{tcp};
+    my $own = $self->_bind_tcp({host => $l->{host}, port => $l->{port}}, 1);
+    close $l->{fh};
+    $l->{fh} = $own->{fh};
+  }
+}
+
+sub _bind_unix ($self, $spec) {
   require IO::Socket::UNIX;
+  my $path = $spec->{path};
   if (-S $path) {
     # A socket file left by a server that died is removed; a live one is an error
     die "PAGI::Server: cannot listen on unix:$path: another server is listening there\n"
@@ -320,12 +680,45 @@ sub _bind_unix ($self, $path) {
     unlink $path;
   }
   elsif (-e $path) { die "PAGI::Server: cannot listen on unix:$path: the file exists and is not a socket\n" }
+  # socket_mode: created owner-only, then given its mode (never more open in between)
+  my $mode = $spec->{mode};
+  my $umask = defined $mode ? umask(0177) : undef;
   my $sock = IO::Socket::UNIX->new(Local => $path, Type => Socket::SOCK_STREAM(),
-    Listen => $self->{backlog})
-    or die "PAGI::Server: cannot listen on unix:$path: $!\n";
-  $sock->blocking(0);
+    Listen => $self->{listener_backlog});
+  my $err = $!;
+  umask($umask) if defined $umask;
+  $sock or die "PAGI::Server: cannot listen on unix:$path: $err\n";
   push @{$self->{unlink}}, [$path, $$];
+  if (defined $mode) {
+    chmod($mode, $path) or die sprintf "PAGI::Server: cannot chmod %04o unix:%s: %s\n", $mode, $path, $!;
+  }
+  $sock->blocking(0);
   return {fh => $sock, tcp => 0, path => $path};
+}
+
+# user/group: once the sockets are bound (a port below 1024 needs root), the process
+# (and with workers, every worker) runs as them
+sub _drop_privileges ($self) {
+  my ($user, $group) = @$self{qw(user group)};
+  die "PAGI::Server: user/group need root to switch to\n" if $> != 0;
+  my ($uid, $gid);
+  if (defined $user) {
+    ($uid, $gid) = (getpwnam $user)[2, 3];
+    die "PAGI::Server: no such user '$user'\n" unless defined $uid;
+  }
+  if (defined $group) {
+    $gid = getgrnam $group;
+    die "PAGI::Server: no such group '$group'\n" unless defined $gid;
+  }
+  if (defined $gid) {
+    POSIX::setgid($gid) or die "PAGI::Server: cannot switch to group $gid: $!\n";
+    $) = "$gid $gid";
+  }
+  if (defined $uid) {
+    POSIX::setuid($uid) or die "PAGI::Server: cannot switch to user '$user': $!\n";
+    die "PAGI::Server: still running as root after switching to '$user'\n" if $> == 0 && $uid != 0;
+  }
+  $self->log(info => 'running as ' . join(':', grep { defined } $user, $group));
 }
 
 # Watches the listening sockets (in a worker: after its fork and lifespan startup)
@@ -337,7 +730,8 @@ sub _start_accepting ($self) {
 sub _watch_listeners ($self) {
   weaken(my $weak = $self);
   for my $l (@{$self->{listeners}}) {
-    $self->loop->watch_io(handle => $l->{fh}, on_read_ready => sub { $weak->_accept($l) if $weak });
+    $l->{watched} = 1;
+    $self->_loop->watch_io(handle => $l->{fh}, on_read_ready => sub { $weak->_accept($l) if $weak });
   }
 }
 
@@ -350,7 +744,7 @@ sub _pause_accepting ($self, $why) {
   return if $self->{accept_paused};
   $self->{accept_paused} = 1;
   $self->log(warn => "accept failed: $why; not accepting for " . ACCEPT_PAUSE . ' s');
-  my $loop = $self->loop;
+  my $loop = $self->_loop;
   $loop->unwatch_io(handle => $_->{fh}, on_read_ready => 1) for @{$self->{listeners}};
   weaken(my $weak = $self);
   $loop->watch_time(after => ACCEPT_PAUSE, code => sub {
@@ -422,7 +816,7 @@ sub _tick_timer ($self) {
     $log->flush if $log && $log != \*STDERR && $log->can('flush');
     $weak->_flush_access_log if $weak->{access_log_file};
   };
-  my $loop = $self->loop;
+  my $loop = $self->_loop;
   if (my $fd = _timer_fd()) {
     # A timerfd costs the loop nothing between ticks; an IO::Async timer makes every
     # turn of the loop look at the clock and the timer queue
@@ -448,7 +842,7 @@ sub _timer_fd {
 }
 
 sub _stop_tick ($self) {
-  my $loop = $self->loop;
+  my $loop = $self->_loop;
   if (my $fd = delete $self->{tick_fd}) { $loop->unwatch_io(handle => $fd, on_read_ready => 1) }
   $loop->unwatch_time(delete $self->{tick_id}) if $self->{tick_id};
 }
@@ -470,7 +864,10 @@ sub shutdown ($self, %opt) {
     $_->_shutdown($force) for values %{$self->{conns}};
     return $self->{stopped};
   }
-  my $loop = $self->loop;
+  # Not serving (never listened, or removed from its loop): nothing to stop
+  return Future->done($self) unless $self->{listeners} && $self->{in_loop};
+  my $loop = $self->_loop;
+  $self->{running}  = 0;
   $self->{stopping} = 1;
   $self->{soft}     = $opt{soft} ? 1 : 0;
   $self->{stopped}  = $loop->new_future;
@@ -500,13 +897,26 @@ sub shutdown ($self, %opt) {
 
 sub _maybe_stopped ($self) {
   return if $self->connection_count || %{$self->{handshakes}} || $self->{lifespan_stopping}++;
-  my $loop = $self->loop;
+  my $loop = $self->_loop;
   $loop->unwatch_time($self->{grace_id}) if $self->{grace_id};
   $self->_stop_tick;
   # Held: a wait_any nobody references is destroyed, and its callback never runs
   $self->{lifespan_stop} = $self->_lifespan_shutdown->on_ready(sub {
-    $self->{stopped}->done unless $self->{stopped}->is_ready;
+    $self->{stopped}->done($self) unless $self->{stopped}->is_ready;
   });
+}
+
+# Removed from its loop while serving: everything that runs on the loop stops now
+sub _stop_now ($self) {
+  my $loop = $self->{loop};
+  $self->{running} = 0;
+  $self->{stopping} ||= 1;
+  $self->_close_listeners;
+  $_->{abort}->() for values %{$self->{handshakes}};
+  $_->_shutdown(1) for values %{$self->{conns}};
+  $loop->unwatch_time(delete $self->{grace_id}) if $self->{grace_id};
+  $self->_stop_tick;
+  $self->{stopped}->done($self) if $self->{stopped} && !$self->{stopped}->is_ready;
 }
 
 # Unix socket files this process created
@@ -517,11 +927,18 @@ sub _unlink_sockets ($self) {
 # Blocks: serve until SIGINT/SIGTERM, then stop gracefully. Returns the exit status.
 # With workers, this process becomes the master of a pre-forked pool instead.
 sub run ($self) {
+  if (!$self->{workers} && $self->{max_requests}) {
+    # Recycling needs a process to replace the one that retires: one worker, under a
+    # master that starts its successor
+    $self->log(info => "max_requests without workers: serving from one worker process, "
+      . "replaced after every $self->{max_requests} request(s)");
+    $self->{workers} = 1;
+  }
   if ($self->{workers}) {
     require PAGI::Server::Prefork;
     return PAGI::Server::Prefork->new($self)->run;
   }
-  my $loop = $self->loop;
+  my $loop = $self->_loop;
   local $SIG{PIPE} = 'IGNORE';
   # A stop signal during startup is kept and acted on once serving
   my $early;
@@ -534,11 +951,11 @@ sub run ($self) {
     $self->_unlink_sockets;
     return 1;
   }
+  # (listen handles INT and TERM from here on)
   my $stop = sub ($sig) {
     $self->log(info => "SIG$sig received");
     $self->shutdown->on_done(sub { $loop->stop });
   };
-  $self->_on_signals([qw(INT TERM)], $stop);
   $self->_on_signals(['USR1'], sub ($sig) { $self->_reopen_access_log });
   $self->_signalled($stop, $early) if $early;    # (acted on inside run, so that stop works)
   $loop->run;
@@ -557,11 +974,26 @@ sub run ($self) {
 # Mojo::IOLoop runs on when it is installed) the loop's own signal watchers catch the
 # signal instead, and queue the work the same way.
 sub _on_signals ($self, $signals, $code) {
-  my $ev = _loop_waits_in_ev($self->loop);
+  my $ev = _loop_waits_in_ev($self->_loop);
   for my $sig (@$signals) {
     if ($ev) { $self->{ev_signals}{$sig} = EV::signal($sig, sub { $self->_signalled($code, $sig) }) }
-    else     { $SIG{$sig} = sub { $self->_signalled($code, $sig) } }
+    else {
+      $self->{saved_sig}{$sig} //= [$SIG{$sig}];
+      $SIG{$sig} = sub { $self->_signalled($code, $sig) };
+    }
   }
+}
+
+# Removed from the loop: the signal handlers it installed are undone
+sub _forget_signals ($self) {
+  delete $self->{ev_signals};
+  my $saved = delete $self->{saved_sig} || {};
+  $SIG{$_} = $saved->{$_}[0] // 'DEFAULT' for keys %$saved;
+  if (my $w = delete $self->{signal_wake}) {
+    $self->{loop}->unwatch_io(handle => delete $self->{signal_read}, on_read_ready => 1) if $self->{loop};
+    close $w;
+  }
+  $self->{signals_queued} = [];
 }
 
 # Does this loop wait inside EV (libev's C loop)?
@@ -577,7 +1009,8 @@ sub _signalled ($self, $code, $sig) {
   my $wake = $self->{signal_wake} //= do {
     pipe(my $r, my $w) or die "PAGI::Server: pipe: $!\n";
     $_->blocking(0) for $r, $w;
-    $self->loop->watch_io(handle => $r, on_read_ready => sub {
+    $self->{signal_read} = $r;
+    $self->_loop->watch_io(handle => $r, on_read_ready => sub {
       1 while sysread($r, my $buf, 512);
       while (my $q = shift @{$self->{signals_queued}}) { $q->[0]->($q->[1]) }
     });
@@ -600,7 +1033,11 @@ sub _run_worker ($self, $num, $notify, $early) {
   $self->{notify}     = $notify;
   $self->{master_pid} = getppid;
   undef $IO::Async::Loop::ONE_TRUE_LOOP;
-  my $loop = $self->{loop} = _make_loop($self->{loop_type});
+  # A loop library the master loaded must not share its kernel state with the workers:
+  # EV makes its default loop (an epoll set, a signal eventfd) when it loads
+  EV::default_loop()->loop_fork if $INC{'EV.pm'};
+  my $loop = _make_loop($self->{loop_type});
+  $loop->add($self);
   $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
   $NOW = time;
   if ($self->{access_log} && $self->{access_log} != \*STDERR) {
@@ -615,6 +1052,8 @@ sub _run_worker ($self, $num, $notify, $early) {
       $self->log(error => $@ =~ s/\s+\z//r);
       return PAGI::Server::Prefork::STARTUP_FAILED();
     };
+    delete $self->{app_given};
+    $self->_wrap_app;
   }
   my $ok = eval { $self->_lifespan_startup->get; 1 };
   if (!$ok) {
@@ -626,7 +1065,9 @@ sub _run_worker ($self, $num, $notify, $early) {
   # The master's "retire": finish in-flight work while the other workers serve on
   $self->_on_signals(['USR2'], sub ($sig) { $self->log(debug => 'retiring'); $stop->(1) });
   $self->_on_signals(['USR1'], sub ($sig) { $self->_reopen_access_log });
+  $self->_own_listeners if $self->{reuseport};
   $self->_start_accepting;
+  $self->{running} = 1;
   $notify->('ready');
   if (my $sig = $early->()) { $self->_signalled(sub ($s) { $stop->($s eq 'USR2' ? 1 : 0) }, $sig) }
   $loop->run;
@@ -679,9 +1120,16 @@ sub _worker_tick ($self) {
   return if $self->{stopping};
   if (getppid != $self->{master_pid}) {
     $self->log(warn => 'the master process is gone: stopping');
-    return $self->shutdown->on_done(sub { $self->loop->stop });
+    return $self->shutdown->on_done(sub { $self->_loop->stop });
   }
   $self->_retire if $self->{max_requests} && $self->{served} >= $self->{max_requests};
+  # heartbeat_timeout: the master kills a worker whose loop stops turning
+  if (my $hb = $self->{heartbeat_timeout}) {
+    if ($NOW - ($self->{beat_at} // 0) >= $hb / 5) {
+      $self->{beat_at} = $NOW;
+      $self->{notify}->('beat');
+    }
+  }
 }
 
 # max_requests reached: stop accepting, tell the master (which starts the replacement
@@ -690,11 +1138,30 @@ sub _retire ($self) {
   return if $self->{stopping};
   $self->log(info => "served $self->{served} request(s) (max_requests): retiring");
   $self->{notify}->('retire') if $self->{notify};
-  $self->shutdown(soft => 1)->on_done(sub { $self->loop->stop });
+  $self->shutdown(soft => 1)->on_done(sub { $self->_loop->stop });
 }
 
+# Text that looks like UTF-8 bytes given as characters: no character above 0xFF,
+# some above 0x7F, and the whole reads as valid UTF-8 (development warns about it)
+sub looks_encoded ($text) {
+  return 0 if $text !~ /[\x80-\xff]/ || $text =~ /[^\x00-\xff]/;
+  my $copy = $text;
+  utf8::downgrade($copy, 1) or return 0;
+  return utf8::decode($copy) ? 1 : 0;
+}
+
+# Loads an application file as plackup and upstream's runner do: by its absolute
+# path, with $0 and @ARGV naming it while it loads, and FindBin (when loaded)
+# refreshed, so that `use FindBin; use lib "$FindBin::Bin/lib"` finds the app's own
+# directory
 sub load_app ($class, $file) {
-  my $path = $file =~ m{\A/} ? $file : "./$file";
+  require File::Spec;
+  my $path = File::Spec->rel2abs($file);
+  die "PAGI::Server: cannot read '$file': " . (-e $path ? 'permission denied' : 'no such file') . "\n"
+    unless -f $path && -r _;
+  local $0 = $path;
+  local @ARGV = ($path);
+  FindBin::again() if $INC{'FindBin.pm'};
   my $app = do $path;
   die "PAGI::Server: cannot load '$file': $@" if $@;
   die "PAGI::Server: cannot read '$file': $!\n" if !defined $app && $!;
@@ -724,6 +1191,14 @@ PAGI::Server - a fast, correct PAGI server on IO::Async, with a Rust hot path
   my $server = PAGI::Server->new(app => $app, host => '127.0.0.1', port => 5000);
   exit $server->run;
 
+  # Or inside your own IO::Async loop (PAGI::Server is an IO::Async::Notifier)
+  my $loop = IO::Async::Loop->new;
+  my $server = PAGI::Server->new(app => $app, port => 0);
+  $loop->add($server);
+  $server->listen->get;          # bind, lifespan startup, accept
+  printf "listening on port %d\n", $server->port;
+  $loop->run;                    # SIGINT/SIGTERM: graceful shutdown, then the loop stops
+
 =head1 DESCRIPTION
 
 PAGI::Server serves a PAGI application (PAGI specification 0.3: C<http> scopes with
@@ -734,9 +1209,18 @@ C<Expect: 100-continue>. It runs on an L<IO::Async> loop (L<IO::Async::Loop::Epo
 when installed). Malformed requests get a 4xx and a close; limits and timeouts are
 options; application errors become 500 responses and a log line.
 
+It takes upstream PAGI::Server's options (names and shapes) as well as its own, and
+is used the same way (an L<IO::Async::Notifier>; C<listen>, C<shutdown>, ...); the
+README's "Coming from PAGI::Server" lists every difference.
+
 =head1 ATTRIBUTES
 
-Given to C<new>; unknown options are an error.
+Given to C<new> or C<configure>; unknown options are an error (naming the nearest
+known one). Upstream's names are accepted too: C<timeout> (our
+C<keepalive_timeout>), C<max_header_count> (C<max_headers>), C<lifespan> (and
+C<lifespan_mode>), C<ssl> and C<disable_tls> (below). Upstream options whose
+mechanism this server does not have are refused by name, saying why: C<http2>, the
+C<h2_*> options, C<sync_file_threshold>, C<extensions>.
 
 =over
 
@@ -768,32 +1252,71 @@ Every signal the server handles works on each of them (see L</SIGNALS>).
 
 =item access_log
 
-A filehandle for the access log (Common Log Format plus the time taken in
-seconds), or a file name: the server appends to that file and opens it again on
-SIGUSR1 (for log rotation). C<undef> disables it. Default C<STDERR>.
+A filehandle for the access log, or a file name: the server appends to that file
+and opens it again on SIGUSR1 (for log rotation). C<undef> disables it. Default
+C<STDERR>.
+
+=item access_log_format
+
+C<pagi> (default: Common Log Format plus the seconds taken), C<common>, C<combined>,
+C<clf> (upstream's default), C<tiny>, or a format of fields: C<%h> client, C<%l>
+C<%u> (C<->), C<%t> time, C<%r> request line, C<%m> method, C<%U> path, C<%q>
+C<?query>, C<%H> protocol, C<%s> status, C<%b>/C<%B> body bytes (C<->/C<0> for
+none), C<%d> seconds (3 decimals), C<%D> microseconds, C<%T> seconds, C<%{Name}i> a
+request header, C<%%>. See L<PAGI::Server::AccessLog>.
 
 =item log_level, quiet
 
-C<error>, C<warn>, C<info> (default) or C<debug>. C<quiet> lowers C<info> to C<warn>.
+C<error>, C<warn>, C<info> (default) or C<debug>. C<quiet>: errors only.
 
-=item timeout
+=item env, validate_events
+
+The mode: C<development> (default: C<PAGI_ENV>, else development), C<production>,
+or another word. In development a send after the response completed
+(C<http.response.body>, C<.trailers>, C<.start>) fails, and WebSocket C<text> or SSE
+C<data> that looks like UTF-8 bytes (only code points below 256 forming valid
+multi-byte UTF-8) gets one warning per connection; otherwise such a send is ignored
+with a C<debug> line, as upstream does in production. C<validate_events> (upstream's
+name) overrides the first: 1 strict, 0 lenient. Whatever the PAGI specification
+makes an error is one in every mode.
+
+=item request_timeout
 
 Seconds without progress while reading a request body or writing a response before
-the connection is closed (408 when nothing was answered yet). Default 60.
+the connection is closed (408 when nothing was answered yet); 0: none. Default 60.
+(This was C<timeout> before; C<timeout> is now upstream's: C<keepalive_timeout>.)
 
 =item header_timeout
 
 Seconds from the first byte of a request head to its end (slow clients get 408).
 Default 30.
 
-=item keepalive_timeout
+=item keepalive_timeout, timeout
 
 Seconds an idle connection is kept open, before the first request and between
-requests. Default 5.
+requests; 0: no limit. Default 5.
 
 =item shutdown_timeout
 
-Seconds in-flight requests get to finish after SIGINT/SIGTERM. Default 10.
+Seconds in-flight requests get to finish after SIGINT/SIGTERM (and that lifespan
+shutdown may take). Default 30.
+
+=item ws_idle_timeout, sse_idle_timeout
+
+Seconds a WebSocket may go without a frame either way (it then gets a Close 1001,
+and the app C<websocket.disconnect> 1006 C<idle_timeout>), or an event stream
+without anything sent, keepalive comments included (it ends; the app gets
+C<sse.disconnect> C<idle_timeout>). Default 0: none.
+
+=item lifespan_mode (lifespan)
+
+C<auto> (default: lifespan if the app supports it), C<on> (an app that does not
+support it stops startup) or C<off> (the app never sees a lifespan scope).
+
+=item lifespan_startup_timeout
+
+Seconds lifespan startup may take before the server gives up starting; 0: no limit.
+Default 30.
 
 =item max_header_size, max_headers, max_line
 
@@ -804,23 +1327,46 @@ request line (414). Defaults 16384, 100, 8192.
 
 Largest request body in bytes (413 beyond); 0 means no limit. Default 10 MiB.
 
-=item max_ws_message_size
+=item max_ws_message_size, max_ws_frame_size
 
-Largest WebSocket message (and frame) in bytes; a bigger one closes the connection
-with 1009 (the app sees 1006). Default 16 MiB.
+Largest WebSocket message, and frame, in bytes; a bigger one closes the connection
+with 1009 (the app sees 1006). Defaults 16 MiB and (0) the message limit.
+
+=item max_receive_queue
+
+WebSocket messages received and not yet taken by the app: at this many the server
+stops reading, so that TCP pushes back on the client. Default 64.
+
+=item write_high_watermark, write_low_watermark
+
+Bytes queued for a socket at which a C<$send> waits, and below which it is released
+(also C<pagi.transport>'s marks). Defaults 256 KiB and 64 KiB.
 
 =item ws_close_timeout
 
 Seconds a WebSocket peer has to answer the server's Close frame. Default 5.
 
+=item scope_loop
+
+Set C<< $scope->{pagi}{loop} >> to the server's IO::Async loop in every scope, for
+applications written for PAGI 0.1 (PAGI::Simple's worker pool, C<stream_to_file>),
+which read it (the lifespan scope included). Off by default: the key costs about
+0.5% more instructions on the smallest request (the application is then called
+through a wrapper that adds it, so that a server without it pays nothing), and a
+scope that holds the loop can no longer be serialised as data.
+
 =item root_path
 
 The scope's C<root_path> (the mount point of the app). Default empty.
 
-=item listen, socket
+=item listen, socket, socket_mode
 
 More places to listen. C<listen> is a list (or one string) of C<HOST:PORT>,
-C<[IPv6]:PORT>, C<PORT> or C<unix:PATH>; C<socket> is a Unix domain socket path.
+C<[IPv6]:PORT>, C<PORT>, C<unix:PATH>, a path (starting with C</> or C<.>) or a bare
+name (a Unix socket), or upstream's hashes C<{host =E<gt> H, port =E<gt> P}> and
+C<{socket =E<gt> PATH, socket_mode =E<gt> 0660}>; C<socket> is a Unix domain socket
+path. C<socket_mode> (a number or an octal string) is the Unix sockets' file mode:
+each is created owner-only, then given that mode.
 C<host>/C<port> are listened on as well when given, or when neither of these is. On a
 Unix socket the scope has C<server =E<gt> [PATH, undef]> and C<client =E<gt> undef>. A
 socket file left behind by a dead server is replaced (a live one is an error); the
@@ -843,7 +1389,24 @@ See L<PAGI::Server::Prefork> for the master and its signals.
 A worker that has served this many requests stops accepting, tells the master (which
 starts its replacement at once), finishes its in-flight requests, answers one more
 request on each open keep-alive connection with C<Connection: close>, and exits.
-Needs C<workers>. Default 0 (never).
+Without C<workers>, C<run> serves from one worker under a master for it (C<listen>
+in your own loop refuses it). Default 0 (never).
+
+=item listener_backlog, reuseport
+
+The listen queue length (default 2048). C<reuseport>: SO_REUSEPORT; with C<workers>
+each worker listens on a socket of its own, and the kernel spreads new connections
+over them (the master keeps the address bound, not listening).
+
+=item heartbeat_timeout
+
+With C<workers>: a worker whose event loop has not turned for this many seconds (a
+blocking call, an endless computation) is killed and replaced. Default 50; 0: off.
+
+=item user, group
+
+Once the sockets are bound (so that a port below 1024 works), the process, and every
+worker, runs as this user and group. Needs root.
 
 =item max_connections
 
@@ -851,7 +1414,7 @@ The most connections a process (each worker) holds; a connection beyond it is
 answered C<503 Service Unavailable> (text/plain, C<Connection: close>) and closed,
 while the open ones carry on. Default 0 (no limit).
 
-=item ssl_cert, ssl_key, ssl_ca, ssl_verify_client
+=item ssl_cert, ssl_key, ssl_ca, ssl_verify_client, ssl_min_version, ssl_cipher_list, ssl, disable_tls
 
 Serve TLS on every listener: the certificate (PEM, intermediates after the leaf) and
 its key. Scopes then have C<scheme> C<https> (WebSocket: C<wss>) and the C<tls>
@@ -860,7 +1423,11 @@ C<client_cert_error>, C<tls_version>, C<cipher_suite>), which plain connections 
 have. C<ssl_verify_client> is C<none> (default), C<optional> (ask for a client
 certificate, verify it against C<ssl_ca>, report a failure in C<client_cert_error>)
 or C<require> (refuse the handshake without a valid one). The handshake runs inside
-the loop without blocking and is bounded by C<header_timeout>. See
+the loop without blocking and is bounded by C<header_timeout>.
+C<ssl_min_version> (C<TLSv1_2>, C<TLSv1_3>, ...) is the oldest version negotiated;
+C<ssl_cipher_list> an OpenSSL cipher list. Upstream's C<ssl =E<gt> {cert_file,
+key_file, ca_file, verify_client, min_version, cipher_list}> sets these (a true
+C<verify_client> is C<require>); C<disable_tls =E<gt> 1> ignores C<ssl>. See
 L<PAGI::Server::TLS>.
 
 =item on_listen
@@ -904,15 +1471,43 @@ application anew.
 
 =head2 listen
 
-Lifespan startup then listen, as a L<Future>; for use inside your own loop.
+For use inside your own loop (after C<< $loop->add($server) >>; without that, the
+server adds itself to IO::Async's loop): binds, runs lifespan startup, accepts. A
+L<Future> of the server; it fails when the address cannot be bound or startup
+fails. From then on SIGINT and SIGTERM stop the server gracefully and then stop the
+loop. Refused (a failed Future) with C<workers> or C<max_requests>: those need
+C<run>.
 
 =head2 shutdown
 
-The graceful stop, as a L<Future>.
+The graceful stop, as a L<Future> of the server: no new connections, in-flight
+requests get C<shutdown_timeout>, then lifespan shutdown. C<< $loop->remove($server) >>
+afterwards; removing a server that still serves closes everything at once (without
+lifespan shutdown).
 
 =head2 port
 
-The port actually bound.
+The port actually bound (the first TCP listener's), or the C<port> option before.
+
+=head2 socket_path, listeners, is_running, connection_count, effective_max_connections
+
+The first Unix socket's path (or undef); every listener as C<{type =E<gt> 'tcp',
+host, port}> or C<{type =E<gt> 'unix', path, socket_mode}>; whether it is serving;
+the open connections; C<max_connections> (0: no limit).
+
+=head2 configure
+
+Changes options (as C<new> takes them); those that decide the sockets (C<host>,
+C<port>, C<listen>, C<socket>, TLS, C<workers>, ...) cannot change once listening.
+
+=head2 has_tls, has_http2
+
+Whether TLS support (IO::Socket::SSL) is installed, as upstream's; HTTP/2: 0.
+
+=head2 load_app
+
+C<< PAGI::Server->load_app($file) >>: the application a file returns, loaded as
+plackup does (by its absolute path, C<$0> naming it, C<FindBin> refreshed).
 
 =head2 backend
 
@@ -938,11 +1533,16 @@ says which.
 =head1 DEBUGGING
 
 C<log_level =E<gt> 'debug'> (C<--log-level debug>) logs which response path each
-response took.
+response took, and the sends ignored outside development.
+
+=head1 ENVIRONMENT
+
+C<PAGI_ENV> is the default of C<env>; C<PAGI_SERVER_BACKEND> chooses the codec (see
+L</IMPLEMENTATIONS>); C<IO_ASYNC_LOOP> is IO::Async's default loop.
 
 =head1 SEE ALSO
 
-L<pagi-server>, L<PAGI::Server::Prefork>, L<PAGI::Server::TLS>,
+L<pagi-server>, L<PAGI::Server::Runner>, L<PAGI::Server::Prefork>, L<PAGI::Server::TLS>,
 L<PAGI::Server::Protocol::HTTP1>, the PAGI specification.
 
 =cut

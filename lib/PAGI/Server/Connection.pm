@@ -33,10 +33,6 @@ BEGIN {
   *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"}
     for qw(parse_request decode_chunked serialize_response F_HEAD F_CLOSE F_HTTP10);
 }
-# The output buffer's marks: above WRITE_HIGH a $send waits for the socket (and
-# pagi.transport says so), below WRITE_LOW it is released
-use constant WRITE_HIGH => 1 << 18;
-use constant WRITE_LOW  => 1 << 16;
 # The response path: its subs become this class's methods
 use PAGI::Server::Connection::Response qw(_send _write_head _write_body _end_body _send_future
   _send_file _response_complete);
@@ -79,6 +75,9 @@ sub new ($class, $server, $fh, $tls = undef) {
   my $self = bless [], $class;
   @$self[SERVER, LOOP, FH, FD, RBUF, WBUF, PHASE, EOF, READING, KEEP]
     = ($server, $server->{loop}, $fh, fileno($fh), '', '', IDLE, 0, 1, 0);
+  # The output buffer's marks: above write_high a $send waits for the socket (and
+  # pagi.transport says so), below write_low it is released
+  @$self[WRITE_HIGH, WRITE_LOW] = @$server{qw(write_high_watermark write_low_watermark)};
 
   # Connection info is read once and shared by every scope on this connection
   my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->[FD]) || [];
@@ -102,7 +101,7 @@ sub new ($class, $server, $fh, $tls = undef) {
   # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks
   PAGI::Server::TLS::setup_connection($self, $tls) if $tls;
 
-  $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{keepalive_timeout};
+  $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{keepalive_timeout_s};
   $self->[DEADLINE_KIND] = 'idle';
   $self->[LOOP]->watch_io(handle => $fh, on_read_ready => $self->[ON_READ]);
   return $self;
@@ -128,7 +127,7 @@ sub _on_read ($self) {
   if ($n == 0) { return $self->_on_eof }
   my $phase = $self->[PHASE];
   if ($phase == CLOSING) { $self->[RBUF] = ''; return }    # lingering: drop input
-  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout}
+  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s}
     if $self->[DEADLINE_KIND] eq 'body';
   # Responses made while this input is processed (pipelined requests, sync apps)
   # are collected and written with one syscall at the end
@@ -148,7 +147,7 @@ sub _on_read ($self) {
     $self->_write($rest);
   }
   # A send may be waiting for the buffer that was just written
-  $self->_released if length $self->[WBUF] < WRITE_LOW && ($self->[DRAIN] || $self->[ABOVE]);
+  $self->_released if length $self->[WBUF] < $self->[WRITE_LOW] && ($self->[DRAIN] || $self->[ABOVE]);
   $self->_finish_close if $self->[PHASE] == CLOSING && !length $self->[WBUF];
 }
 
@@ -249,7 +248,7 @@ sub _start_request ($self, $req) {
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => PAGI::Server::TLS::extension_of($self)} : {},
-    $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, WRITE_HIGH, WRITE_LOW));
+    $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
   # The request's record; cstate is its pagi.connection object (ConnectionState->new,
   # without the call); rflags the response framing known now (an app may edit its scope)
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
@@ -279,7 +278,7 @@ sub _start_request ($self, $req) {
     }
     if ($mode) {
       @$rq[BODY_MODE, BODY_OPEN] = ($mode, 1);
-      @$self[DEADLINE_KIND, DEADLINE] = ('body', $PAGI::Server::NOW + $server->{timeout});
+      @$self[DEADLINE_KIND, DEADLINE] = ('body', $PAGI::Server::NOW + $server->{request_timeout_s});
       $self->_feed_body if length $self->[RBUF];
       return if $self->[PHASE] != REQUEST;    # the body was already rejected
     }
@@ -459,7 +458,7 @@ sub _next_request ($self) {
     if ($self->[KEEP] && $self->_can_drain) {
       $rq->[DRAINING]        = 1;
       $self->[DEADLINE_KIND] = 'body';
-      $self->[DEADLINE]      = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+      $self->[DEADLINE]      = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
       return $self->_feed_body;    # comes back here once the body is done
     }
     $self->[KEEP] = 0;
@@ -475,7 +474,7 @@ sub _next_request ($self) {
   # answered with Connection: close, rather than cut it under a client's next request
   if (!$self->[KEEP] || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
   @$self[PHASE, DEADLINE_KIND, DEADLINE]
-    = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout});
+    = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout_s});
   $self->_resume_read unless $self->[READING];
   # The next pipelined request (when called from inside _process, its loop does it)
   $self->_process if length $self->[RBUF] && !$self->[IN_PROCESS];
@@ -487,7 +486,7 @@ sub _write ($self, $data) {
   return if $self->[PHASE] == CLOSED;
   if (length $self->[WBUF] || $self->[CORKED]) {
     $self->[WBUF] .= $data;
-    $self->_high if length $self->[WBUF] >= WRITE_HIGH && !$self->[ABOVE];
+    $self->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && !$self->[ABOVE];
     return;
   }
   my $n = syswrite($self->[FH], $data);
@@ -497,8 +496,8 @@ sub _write ($self, $data) {
   }
   return if $n == length $data;
   $self->[WBUF] = substr($data, $n);
-  $self->_high if length $self->[WBUF] >= WRITE_HIGH && !$self->[ABOVE];
-  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+  $self->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && !$self->[ABOVE];
+  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
   $self->[WWATCH] = 1;
   $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE]);
   PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
@@ -530,8 +529,8 @@ sub _on_write ($self) {
     return $self->_abort('write_error');
   }
   substr($self->[WBUF], 0, $n, '');
-  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
-  if (length $self->[WBUF] < WRITE_LOW) {
+  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
+  if (length $self->[WBUF] < $self->[WRITE_LOW]) {
     $self->_released;
     # That resumed the app, which may have finished and closed us meanwhile
     return if $self->[PHASE] == CLOSED;
@@ -595,7 +594,7 @@ sub _close_after_flush ($self, $linger = 0) {
   $self->[LINGER] = $linger;
   return $self->_finish_close unless length $self->[WBUF];
   $self->[DEADLINE_KIND] = 'closing';
-  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{timeout};
+  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
 }
 
 # Output flushed: close, after a short linger when the peer may still be sending
@@ -632,6 +631,15 @@ sub _close ($self) {
   if (my $timers = $self->[TIMERS]) { $self->[LOOP]->unwatch_time($_) for values %$timers }
   $self->[TIMERS] = undef;
   $self->[SERVER]->_forget($self);
+}
+
+# Development: text that looks like UTF-8 bytes given as characters (JSON encoded to
+# bytes, say) is encoded a second time on the wire; one warning per connection
+sub _check_text ($self, $what, $text) {
+  return if $self->[TEXT_WARNED] || !PAGI::Server::looks_encoded($text);
+  $self->[TEXT_WARNED] = 1;
+  $self->[SERVER]->log(warn => "$what looks like UTF-8 bytes, not characters: it will be "
+    . "encoded twice; decode it first, or send it as bytes (warned once per connection, in development)");
 }
 
 # Intervals an app gives (sse.keepalive, websocket.keepalive: seconds, fractions
@@ -696,6 +704,10 @@ sub _access_log ($self) {
   my $rq = $self->[RQ] or return;
   my $req = $rq->[REQ] or return;
   my $client = $self->[CLIENT] ? $self->[CLIENT][0] : '-';
+  if (my $format = $server->{access_log_formatter}) {
+    return $server->access_log_line($format->($server, $req, $client, $rq->[STATUS], $rq->[SENT_BYTES],
+      $rq->[REQ_TIME] ? $server->_hires_time - $rq->[REQ_TIME] : 0));
+  }
   my $target = $req->{raw_path} . (length $req->{query_string} ? "?$req->{query_string}" : '');
   my $took = $rq->[REQ_TIME] ? sprintf('%.6f', $server->_hires_time - $rq->[REQ_TIME]) : '-';
   $server->access_log_line(sprintf qq{%s - - [%s] "%s %s HTTP/%s" %d %s %s\n},

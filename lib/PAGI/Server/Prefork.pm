@@ -65,6 +65,7 @@ sub run ($self) {
     $self->_signals;
     return $self->_finish if $self->{stopping} && !%{$self->{workers}};
     $self->_maintain;
+    $self->_check_heartbeats;
     my $wait = $self->_next_wait;
     vec(my $rin = '', fileno $r, 1) = 1;
     my $n = select(my $rout = $rin, undef, undef, $wait);
@@ -125,8 +126,10 @@ sub _spawn ($self, $slot) {
 
 sub _message ($self, $word, $pid) {
   my $wk = $self->{workers}{$pid} or return;
-  if ($word eq 'ready') {
+  if ($word eq 'beat') { $wk->{beat} = Time::HiRes::time() }
+  elsif ($word eq 'ready') {
     $wk->{ready} = 1;
+    $wk->{beat}  = Time::HiRes::time();
     $self->{ever_ready} = 1;
     $self->log(debug => "worker $wk->{slot} ready (pid $pid)");
   }
@@ -195,6 +198,22 @@ sub _maintain ($self) {
     # startup done, accepting); until then it serves on, so a replacement that cannot
     # start costs nothing
     $self->_tell($wk, 'retire') if $ready{$wk->{slot}};
+  }
+}
+
+# heartbeat_timeout: a serving worker tells the master it is alive every fifth of it
+# (from its loop's once-a-second tick); one silent for longer has a blocked loop
+# (a blocking call, an endless computation) and is killed, and started again
+sub _check_heartbeats ($self) {
+  my $limit = $self->{server}{heartbeat_timeout} or return;
+  return if $self->{stopping};
+  my $now = Time::HiRes::time();
+  for my $wk (values %{$self->{workers}}) {
+    next if !$wk->{ready} || $wk->{told} || $now - $wk->{beat} <= $limit;
+    $self->log(error => sprintf 'worker %d (pid %d) sent no heartbeat for %.0f s '
+      . '(its event loop is blocked): killing it', $wk->{slot}, $wk->{pid}, $now - $wk->{beat});
+    kill 'KILL', $wk->{pid};
+    $wk->{beat} = $now + 3600;    # (reaped soon; not killed twice)
   }
 }
 

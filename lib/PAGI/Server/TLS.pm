@@ -47,6 +47,10 @@ my %VERIFY = (none => 1, optional => 1, require => 1);
 
 # The server's TLS context, made once per process (after fork in a worker).
 # Dies with a readable message when the certificate or key cannot be used.
+# ssl_min_version's names, oldest first (IO::Socket::SSL's spelling)
+our @VERSIONS = qw(SSLv2 SSLv3 TLSv1 TLSv1_1 TLSv1_2 TLSv1_3);
+our %VERSION_INDEX = map { ($VERSIONS[$_] => $_) } 0 .. $#VERSIONS;
+
 sub context ($server) {
   my %o = (
     SSL_server      => 1,
@@ -58,6 +62,12 @@ sub context ($server) {
   my $verify = $server->{ssl_verify_client} // 'none';
   die "PAGI::Server: ssl_verify_client must be none, optional or require\n" unless $VERIFY{$verify};
   $o{SSL_ca_file} = $server->{ssl_ca} if defined $server->{ssl_ca};
+  if (defined(my $min = $server->{ssl_min_version})) {
+    # A floor, not a pin: every version from it up may be negotiated
+    my @below = @VERSIONS[0 .. $VERSION_INDEX{$min} - 1];
+    $o{SSL_version} = join ':', 'SSLv23', map { "!$_" } @below;
+  }
+  $o{SSL_cipher_list} = $server->{ssl_cipher_list} if defined $server->{ssl_cipher_list};
   if ($verify eq 'none') { $o{SSL_verify_mode} = IO::Socket::SSL::SSL_VERIFY_NONE() }
   elsif ($verify eq 'require') {
     $o{SSL_verify_mode} = IO::Socket::SSL::SSL_VERIFY_PEER()

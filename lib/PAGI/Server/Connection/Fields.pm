@@ -15,8 +15,8 @@ use PAGI::Server::Record qw(
   rbuf wbuf phase eof reading keep linger
   receive send on_read on_write
   deadline deadline_kind wdeadline
-  in_process corked wwatch drain above
-  tls transport rq proto timers
+  in_process corked wwatch drain above write_high write_low
+  tls transport rq proto timers text_warned
 );
 
 1;
@@ -32,7 +32,8 @@ C<client>, C<server_addr>), the socket's state and buffers (C<rbuf>, C<wbuf>,
 C<phase>, C<eof>, C<reading>, C<keep>, C<linger>), the callbacks made once per
 connection (C<receive>, C<send>, C<on_read>, C<on_write>), the deadlines the server's
 tick enforces, the write state (C<in_process>, C<corked>, C<wwatch>, C<drain>,
-C<above>), and the records it holds: C<tls> (L<PAGI::Server::TLS>), C<transport> (the
+C<above>, and the marks C<write_high> and C<write_low>), C<text_warned> (the
+development warning about encoded text was given), and the records it holds: C<tls> (L<PAGI::Server::TLS>), C<transport> (the
 C<pagi.transport> object), C<rq> (the current request,
 L<PAGI::Server::Connection::Request>), C<proto> (a WebSocket session's or an SSE
 stream's record) and C<timers> (the app's keepalive timers). C<use

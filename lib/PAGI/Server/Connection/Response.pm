@@ -22,7 +22,6 @@ BEGIN {
     for qw(serialize_response check_headers serialize_chunk serialize_trailers
     F_CLOSE M_NONE M_LENGTH M_CHUNKED);
 }
-BEGIN { *WRITE_HIGH = \&PAGI::Server::Connection::WRITE_HIGH }    # (the connection's mark)
 use constant FILE_CHUNK => 1 << 16;
 
 use Exporter 'import';
@@ -51,7 +50,7 @@ sub _send ($self, $ev) {
   my $type = ref $ev eq 'HASH' ? $ev->{type} // '' : '';
   if ($type eq 'http.response.body') {
     return Future->fail("http.response.body before http.response.start\n") unless $rq->[STARTED];
-    return Future->fail("$type after the response was complete\n") if $rq->[COMPLETE];
+    return _after_complete($self, $type) if $rq->[COMPLETE];
     if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
     my $body = $ev->{body} // '';
     if (utf8::is_utf8($body)) {
@@ -88,7 +87,10 @@ sub _send ($self, $ev) {
     return $self->_send_future;
   }
   if ($type eq 'http.response.start') {
-    return Future->fail("http.response.start sent twice\n") if $rq->[STARTED];
+    if ($rq->[STARTED]) {
+      return _after_complete($self, $type) if $rq->[COMPLETE];
+      return Future->fail("http.response.start sent twice\n");
+    }
     my $status = $ev->{status};
     return Future->fail("http.response.start: status must be an integer\n")
       unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
@@ -110,7 +112,7 @@ sub _send ($self, $ev) {
   if ($type eq 'http.response.trailers') {
     return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
       unless $rq->[STARTED] && $rq->[TRAILERS];
-    return Future->fail("$type after the response was complete\n") if $rq->[COMPLETE];
+    return _after_complete($self, $type) if $rq->[COMPLETE];
     my $err = !$rq->[HEAD_SENT] && $self->_write_head;
     return Future->fail($err) if $err;
     if ($rq->[RESP_MODE] == M_CHUNKED) {
@@ -123,6 +125,15 @@ sub _send ($self, $ev) {
   return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
     if $type eq 'http.fullflush';
   return Future->fail("unknown event type '$type' for an http scope\n");
+}
+
+# A send after the response completed: an error when sends are checked strictly
+# (development), else ignored with a debug line (upstream's production behaviour)
+sub _after_complete ($self, $type) {
+  my $server = $self->[SERVER];
+  return Future->fail("$type after the response was complete\n") if $server->{strict_sends};
+  $server->{debug} and $server->log(debug => "$type after the response was complete: ignored");
+  return $DONE;
 }
 
 # Writes the response head for the streaming path; returns an error message or ''
@@ -176,7 +187,7 @@ sub _end_body ($self) {
 
 # A send's Future: done now, unless the socket is backed up
 sub _send_future ($self) {
-  return $DONE if length $self->[WBUF] < WRITE_HIGH;
+  return $DONE if length $self->[WBUF] < $self->[WRITE_HIGH];
   return $self->[DRAIN] //= Future->new;
 }
 
@@ -241,7 +252,7 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       }
       $left -= $n if defined $left;
       $self->_write_body($buf);
-      if (length $self->[WBUF] >= WRITE_HIGH) {
+      if (length $self->[WBUF] >= $self->[WRITE_HIGH]) {
         ($self->[DRAIN] //= Future->new)->on_ready(sub { $step->() if $step });
         return;
       }

@@ -65,13 +65,19 @@ sub _send ($self, $ev) {
     }
     return Future->fail("$type before sse.start\n") if $mode ne 'stream';
     my ($bytes, $err);
-    if ($type eq 'sse.send') { ($bytes, $err) = PAGI::Server::Protocol::SSE::format_event($ev) }
+    if ($type eq 'sse.send') {
+      $self->_check_text('sse.send data', $ev->{data})
+        if $self->[SERVER]{warn_encoded} && defined $ev->{data} && !ref $ev->{data};
+      ($bytes, $err) = PAGI::Server::Protocol::SSE::format_event($ev);
+    }
     else {
       return Future->fail("sse.comment: comment is required\n") unless defined $ev->{comment};
       $bytes = PAGI::Server::Protocol::SSE::format_comment($ev->{comment});
     }
     return Future->fail("$err\n") unless defined $bytes;
     $self->_write_body($bytes);
+    $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{sse_idle_timeout}
+      if $self->[DEADLINE_KIND] eq 'sse_idle';
     return $self->_send_future;
   }
   if ($type eq 'sse.start') {
@@ -93,6 +99,10 @@ sub _send ($self, $ev) {
     # cannot (a bad header), nothing was written and there is no stream to end.
     my $err = $self->_write_head;
     $self->[PROTO][MODE] = $err ? 'failed' : 'stream';
+    if (!$err && !$self->[DEADLINE_KIND] and my $idle = $self->[SERVER]{sse_idle_timeout}) {
+      # sse_idle_timeout: nothing sent for that long ends the stream
+      @$self[DEADLINE_KIND, DEADLINE] = ('sse_idle', $PAGI::Server::NOW + $idle);
+    }
     return $err ? Future->fail($err =~ s/http\.response\.start/sse.start/r) : Future->done;
   }
   if ($type eq 'sse.close') {
@@ -130,10 +140,28 @@ sub _keepalive ($self) {
   return $self->_timer('ka') unless $self->[PROTO][KA_INTERVAL];
   $self->_timer(ka => $self->[PROTO][KA_INTERVAL], sub {
     return if !_connected($self) || $self->[RQ][COMPLETE];
-    $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[PROTO][KA_COMMENT]))
-      if $self->[PROTO][MODE] eq 'stream';
+    if ($self->[PROTO][MODE] eq 'stream') {
+      $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[PROTO][KA_COMMENT]));
+      $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{sse_idle_timeout}
+        if $self->[DEADLINE_KIND] eq 'sse_idle';
+    }
     $self->_keepalive;
   });
+}
+
+sub _tick ($self, $now) {
+  if ($self->[DEADLINE_KIND] eq 'sse_idle') {
+    return if $now <= $self->[DEADLINE];
+    # Nothing sent for sse_idle_timeout: the stream ends (cleanly), the app is told
+    $self->[SERVER]->log(info => "event stream idle for $self->[SERVER]{sse_idle_timeout} s (sse_idle_timeout): closing");
+    $self->[DEADLINE_KIND] = '';
+    $self->[KEEP] = 0;
+    $self->_write("0\r\n\r\n")
+      if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED && !$self->[RQ][COMPLETE];
+    $self->_disconnect('idle_timeout', 1);
+    return $self->_close_after_flush;
+  }
+  $self->SUPER::_tick($now);
 }
 
 # A retiring worker's soft stop ends a stream as the usual stop does

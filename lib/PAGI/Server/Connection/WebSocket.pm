@@ -40,7 +40,6 @@ BEGIN {
 }
 # The connection's shared done Future (see PAGI::Server::Connection::Response)
 our $DONE = $PAGI::Server::Connection::DONE;
-use constant INBOX_HIGH => 64;    # queued messages before we stop reading
 use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.http.response); no more events\n";
 
 # Takes over a connection whose request (already its request record) asked for an
@@ -85,7 +84,8 @@ sub _receive ($self) {
   my $inbox = $self->[PROTO][INBOX];
   if (@$inbox) {
     my $ev = shift @$inbox;
-    $self->_resume_read if !$self->[READING] && @$inbox < INBOX_HIGH && $self->[PROTO][STATE] eq 'open';
+    $self->_resume_read if !$self->[READING] && @$inbox < $self->[SERVER]{max_receive_queue}
+      && $self->[PROTO][STATE] eq 'open';
     return Future->done($ev);
   }
   # After a denial there is no websocket.disconnect (PAGI spec): receiving is a mistake
@@ -116,11 +116,14 @@ sub _send ($self, $ev) {
     }
     elsif (defined $ev->{text}) {
       $data = $ev->{text};
+      $self->_check_text('websocket.send text', $data) if $self->[SERVER]{warn_encoded};
       utf8::encode($data);
       $op = WS_TEXT;
     }
     else { return Future->fail("websocket.send needs bytes or text\n") }
     $self->_write(build_frame($op, $data, 1));
+    $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{ws_idle_timeout}
+      if $self->[DEADLINE_KIND] eq 'ws_idle';
     return $self->_send_future;
   }
   if ($type eq 'websocket.accept') {
@@ -191,6 +194,10 @@ sub _accept ($self, $ev) {
   $self->[RQ][STATUS] = 101;
   $self->[PROTO][ANSWERED] = 1;
   $self->[PROTO][STATE] = 'open';
+  if (my $idle = $self->[SERVER]{ws_idle_timeout}) {
+    # ws_idle_timeout: no frame either way for that long closes the connection
+    @$self[DEADLINE_KIND, DEADLINE] = ('ws_idle', $PAGI::Server::NOW + $idle);
+  }
   $self->_write($bytes);
   $self->_access_log if $self->[SERVER]{access_log};
   $self->_process_input if length $self->[RBUF];
@@ -238,11 +245,13 @@ sub _send_close ($self, $code, $reason = '') {
 # ---- frames from the peer ------------------------------------------------------------
 
 sub _process_input ($self) {
-  my $max = $self->[SERVER]{max_ws_message_size};
+  my $server = $self->[SERVER];
+  my $max = $server->{max_ws_message_size};
+  my $frame_max = $server->{ws_frame_limit};
   while (length $self->[RBUF]) {
     my $state = $self->[PROTO][STATE];
     return if $state eq 'handshake' || $state eq 'closed';
-    my ($frame, $consumed) = parse_frame($self->[RBUF], $max);
+    my ($frame, $consumed) = parse_frame($self->[RBUF], $frame_max);
     return unless defined $frame;
     if (ref $frame eq 'HASH') {
       my $code = $PAGI::Server::Protocol::WebSocket::ERROR_CLOSE{$frame->{error}};
@@ -250,6 +259,7 @@ sub _process_input ($self) {
       return $self->_fail_connection($code, $frame->{message}, $code == 1009 ? 1006 : $code);
     }
     substr($self->[RBUF], 0, $consumed, '');
+    $self->[DEADLINE] = $PAGI::Server::NOW + $server->{ws_idle_timeout} if $self->[DEADLINE_KIND] eq 'ws_idle';
     my ($fin, $op, $payload) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
@@ -298,7 +308,8 @@ sub _process_input ($self) {
     if (my $f = delete $self->[RQ][RECV_WAIT]) { $f->done($ev) }
     else {
       push @{$self->[PROTO][INBOX]}, $ev;
-      $self->_pause_read if @{$self->[PROTO][INBOX]} >= INBOX_HIGH;
+      # max_receive_queue messages unread: stop reading (TCP pushes back on the peer)
+      $self->_pause_read if @{$self->[PROTO][INBOX]} >= $self->[SERVER]{max_receive_queue};
     }
   }
 }
@@ -388,6 +399,14 @@ sub _keepalive ($self) {
 }
 
 sub _tick ($self, $now) {
+  if ($self->[DEADLINE_KIND] eq 'ws_idle') {
+    return if $now <= $self->[DEADLINE];
+    # Idle too long: a Close (going away), the app sees 1006 idle_timeout
+    $self->[SERVER]->log(info => "websocket idle for $self->[SERVER]{ws_idle_timeout} s (ws_idle_timeout): closing");
+    $self->_write(build_frame(WS_CLOSE, pack('n', 1001), 1)) if $self->[PROTO][STATE] eq 'open';
+    $self->_ws_disconnect(1006, 'idle_timeout');
+    return $self->_close_after_flush(1);
+  }
   if (($self->[DEADLINE_KIND] // '') eq 'closing' && $self->[PHASE] == PAGI::Server::Connection::REQUEST
     && $now > $self->[DEADLINE]) {
     # No Close came back in time

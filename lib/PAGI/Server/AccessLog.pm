@@ -1,0 +1,94 @@
+package PAGI::Server::AccessLog;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Carp ();
+
+our $VERSION = '0.001';
+
+# access_log_format: Apache-style format strings and named formats, compiled once
+# into a list of pieces (text, or code for a field) that a request's line is joined
+# from. The default, 'pagi', is not compiled: PAGI::Server::Connection writes it with
+# one sprintf (Common Log Format plus the seconds taken, to the microsecond).
+
+our %NAMED = (
+  common   => '%h %l %u [%t] "%r" %s %b',
+  combined => '%h %l %u [%t] "%r" %s %b "%{Referer}i" "%{User-Agent}i"',
+  clf      => '%h - - [%t] "%m %U%q" %s %ds',    # upstream PAGI::Server's default
+  tiny     => '%m %U%q %s %Dms',
+);
+
+# One field of a line; each gets ($server, $req, $client, $status, $bytes, $took)
+my %FIELD = (
+  h => sub { $_[2] // '-' },
+  l => sub { '-' },
+  u => sub { '-' },
+  t => sub { $_[0]->_log_time },
+  r => sub { my $q = $_[1]{query_string};
+    "$_[1]{method} $_[1]{raw_path}" . (length $q ? "?$q" : '') . " HTTP/$_[1]{http_version}" },
+  m => sub { $_[1]{method} },
+  U => sub { $_[1]{raw_path} },
+  q => sub { length $_[1]{query_string} ? "?$_[1]{query_string}" : '' },
+  H => sub { "HTTP/$_[1]{http_version}" },
+  s => sub { $_[3] },
+  b => sub { $_[4] || '-' },
+  B => sub { $_[4] || 0 },
+  d => sub { sprintf '%.3f', $_[5] },
+  D => sub { int($_[5] * 1_000_000) },
+  T => sub { int $_[5] },
+);
+
+# A format (or a name from %NAMED) as code returning the line, or undef for 'pagi'.
+# Croaks on an unknown field, naming it.
+sub compile ($format) {
+  Carp::croak('PAGI::Server->new: access_log_format must be a string') if !defined $format || ref $format;
+  return undef if $format eq 'pagi';
+  $format = $NAMED{$format} if exists $NAMED{$format};
+  my @pieces;
+  while (length $format) {
+    if ($format =~ s/\A([^%]+)//) { push @pieces, $1; next }
+    if ($format =~ s/\A%%//) { push @pieces, '%'; next }
+    if ($format =~ s/\A%\{([^}]*)\}i//) {
+      my $name = lc $1;
+      # A request header, '-' when absent (repeated ones joined with ", ")
+      push @pieces, sub {
+        my @v = map { $_->[1] } grep { $_->[0] eq $name } @{$_[1]{headers}};
+        @v ? join(', ', @v) : '-';
+      };
+      next;
+    }
+    if ($format =~ s/\A%([A-Za-z])//) {
+      my $f = $FIELD{$1} or Carp::croak("PAGI::Server->new: access_log_format: unknown field %$1 "
+        . '(known: %h %l %u %t %r %m %U %q %H %s %b %B %d %D %T %{Header}i %%)');
+      push @pieces, $f;
+      next;
+    }
+    Carp::croak("PAGI::Server->new: access_log_format: cannot read '$format' (a % must start a field)");
+  }
+  return sub { join('', map { ref $_ ? $_->(@_) : $_ } @pieces) . "\n" };
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::AccessLog - access log formats for PAGI::Server
+
+=head1 DESCRIPTION
+
+Internal. C<access_log_format> is a name or a format string:
+
+  pagi      (default) Common Log Format plus the seconds taken (6 decimals)
+  common    %h %l %u [%t] "%r" %s %b
+  combined  %h %l %u [%t] "%r" %s %b "%{Referer}i" "%{User-Agent}i"
+  clf       %h - - [%t] "%m %U%q" %s %ds   (upstream PAGI::Server's default)
+  tiny      %m %U%q %s %Dms
+
+Fields: C<%h> client address, C<%l> and C<%u> always C<->, C<%t> the time (CLF,
+UTC), C<%r> the request line, C<%m> method, C<%U> path as sent, C<%q> C<?query> or
+nothing, C<%H> protocol, C<%s> status, C<%b> body bytes (C<-> for none), C<%B> body
+bytes (C<0> for none), C<%d> seconds taken (3 decimals), C<%D> microseconds, C<%T>
+whole seconds, C<%{Name}i> a request header (C<-> when absent), C<%%> a percent sign.
+An unknown field is an error when the server is made.
+
+=cut

@@ -1,0 +1,596 @@
+package PAGI::Server::Runner;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Getopt::Long ();
+use File::Spec ();
+use POSIX ();
+
+our $VERSION = '0.001';
+
+# What bin/pagi-server does: reads its command line (ours, and upstream
+# PAGI::Server's: the README's "Coming from PAGI::Server" maps one to the other),
+# resolves the mode (-E, PAGI_ENV, a terminal or not), prepares the process (@INC,
+# -M modules, Future::IO on the server's loop), loads the application (a file, a
+# module name with key=value arguments, or -e code), makes the server and runs it
+# (optionally daemonized, with a pid file).
+
+# Every option: Getopt::Long spec => [where it goes, server option or runner key].
+# 'server' options become PAGI::Server options under that name; 'runner' ones are
+# handled here; 'refused' ones are upstream options this server does not have: they
+# are refused with the reason, never ignored. --help documents all of them (t/26).
+our @OPTIONS = (
+  # application
+  ['a|app=s'        => runner => 'app'],
+  ['e=s'            => runner => 'eval'],
+  ['I|lib=s@'       => runner => 'libs'],
+  ['M=s@'           => runner => 'modules'],
+  ['E|env=s'        => runner => 'env'],
+  ['root-path=s'    => server => 'root_path'],
+  ['scope-loop'     => server => 'scope_loop'],
+  ['preload!'       => runner => 'preload'],
+  ['default-middleware!' => runner => 'default_middleware'],
+  ['s|server=s'     => runner => 'server'],
+  # where
+  ['o|H|host=s'     => server => 'host'],
+  ['p|port=i'       => server => 'port'],
+  ['listen=s@'      => server => 'listen'],
+  ['socket=s'       => server => 'socket'],
+  ['socket-mode=s'  => server => 'socket_mode'],
+  ['b|listener-backlog=i' => server => 'listener_backlog'],
+  ['reuseport'      => server => 'reuseport'],
+  ['ssl-cert=s'     => server => 'ssl_cert'],
+  ['ssl-key=s'      => server => 'ssl_key'],
+  ['ssl-ca=s'       => server => 'ssl_ca'],
+  ['ssl-verify-client=s' => server => 'ssl_verify_client'],
+  ['l|loop=s'       => server => 'loop_type'],
+  ['backend=s'      => runner => 'backend'],
+  # logging
+  ['access-log=s'   => runner => 'access_log'],
+  ['no-access-log'  => runner => 'no_access_log'],
+  ['access-log-format=s' => server => 'access_log_format'],
+  ['log-level=s'    => server => 'log_level'],
+  ['q|quiet'        => server => 'quiet'],
+  # processes
+  ['w|workers=i'    => runner => 'workers'],
+  ['max-requests=i' => server => 'max_requests'],
+  ['max-connections=i' => server => 'max_connections'],
+  ['heartbeat-timeout=f' => server => 'heartbeat_timeout'],
+  ['D|daemonize'    => runner => 'daemonize'],
+  ['pid=s'          => runner => 'pid_file'],
+  ['user=s'         => server => 'user'],
+  ['group=s'        => server => 'group'],
+  # lifespan
+  ['lifespan=s'     => server => 'lifespan_mode'],
+  ['lifespan-startup-timeout=f' => server => 'lifespan_startup_timeout'],
+  # limits and timeouts
+  ['timeout=f'      => server => 'keepalive_timeout'],
+  ['keepalive-timeout=f' => server => 'keepalive_timeout'],
+  ['request-timeout=f' => server => 'request_timeout'],
+  ['header-timeout=f' => server => 'header_timeout'],
+  ['shutdown-timeout=f' => server => 'shutdown_timeout'],
+  ['ws-idle-timeout=f' => server => 'ws_idle_timeout'],
+  ['sse-idle-timeout=f' => server => 'sse_idle_timeout'],
+  ['ws-close-timeout=f' => server => 'ws_close_timeout'],
+  ['max-body-size=i' => server => 'max_body_size'],
+  ['max-header-size=i' => server => 'max_header_size'],
+  ['max-header-count|max-headers=i' => server => 'max_headers'],
+  ['max-line=i'     => server => 'max_line'],
+  ['max-ws-message-size=i' => server => 'max_ws_message_size'],
+  ['max-ws-frame-size=i' => server => 'max_ws_frame_size'],
+  ['max-receive-queue=i' => server => 'max_receive_queue'],
+  ['write-high-watermark=i' => server => 'write_high_watermark'],
+  ['write-low-watermark=i' => server => 'write_low_watermark'],
+  # help
+  ['h|help'         => runner => 'help'],
+  ['v|V|version'    => runner => 'version'],
+  # upstream options without a mechanism here
+  ['http2'          => refused => 'HTTP/2 is not supported (HTTP/1.1 only)'],
+  ['sync-file-threshold=i' => refused =>
+    'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune'],
+  ['future-xs'      => refused => 'Future::XS is not packaged here, and this server is not tested with it'],
+);
+
+# The option names (without '-'), for "did you mean"
+sub option_names {
+  return map { my ($n) = $_->[0] =~ /\A([^=:!+]+)/; my $neg = $_->[0] =~ /!\z/;
+    map { ($_, $neg ? "no-$_" : ()) } split /\|/, $n } @OPTIONS;
+}
+
+# PAGI::Server::Runner->run(@ARGV): upstream's entry point; returns the exit status
+sub run ($class, @args) {
+  my $self = ref $class ? $class : $class->new;
+  my $status = eval { $self->_run(@args) };
+  return $status if defined $status;
+  my $err = $@;
+  return $err->{exit} if ref $err eq 'HASH';
+  $err =~ s/\s+\z//;
+  $err =~ s/\A(?:PAGI::Server(?:->new)?: )//;
+  print STDERR "pagi-server: $err\n";
+  return 2;
+}
+
+sub new ($class, %args) { bless {libs => [], modules => [], server_options => {}, %args}, $class }
+
+# Our own exits (help, version, usage errors) leave run through die with {exit => N}
+sub _exit ($status) { die {exit => $status} }
+
+sub _usage_error ($msg) {
+  print STDERR "pagi-server: $msg\n";
+  _exit(2);
+}
+
+sub _run ($self, @args) {
+  $self->parse_options(@args);
+  if ($self->{help}) { print usage(); _exit(0) }
+  if ($self->{version}) { $self->_version; _exit(0) }
+
+  # The mode is known to the application as PAGI_ENV (like Plack's PLACK_ENV)
+  $ENV{PAGI_ENV} = $self->mode;
+  unshift @INC, @{$self->{libs}};
+  if (defined $self->{server_options}{loop_type}) {
+    # A loop that is not installed: one line naming it and the loops that are
+    require PAGI::Server;
+    PAGI::Server::loop_class($self->{server_options}{loop_type});
+  }
+  $self->_configure_future_io;
+  my $server = $self->load_server;
+  $self->_daemonize if $self->{daemonize};
+  $self->_write_pid_file if defined $self->{pid_file};
+  my $status = $server->run;
+  unlink $self->{pid_written} if $self->{pid_written} && $self->{pid_owner} == $$;
+  return $status // 0;
+}
+
+sub parse_options ($self, @args) {
+  # Upstream's server_options => {...} (from its bin/pagi-server) may follow
+  for my $i (0 .. $#args - 1) {
+    next unless !ref $args[$i] && $args[$i] eq 'server_options' && ref $args[$i + 1] eq 'HASH';
+    my (undef, $extra) = splice @args, $i, 2;
+    $self->{server_options} = {%{$self->{server_options}}, %$extra};
+    last;
+  }
+  # -MModule, -Ilib, -e'code' written without a space, as perl takes them
+  @args = map { /\A(-[IMe])(.+)\z/s ? ($1, $2) : $_ } @args;
+  my (%runner, %server, @refused);
+  my %spec;
+  for my $o (@OPTIONS) {
+    my ($spec, $kind, $key) = @$o;
+    if ($kind eq 'refused') {
+      my ($name) = $spec =~ /\A([^=!]+)/;
+      $spec{$spec} = sub { push @refused, "--$name is not supported: $key" };
+    }
+    elsif ($spec =~ /\@\z/) { $spec{$spec} = ($kind eq 'server' ? \%server : \%runner)->{$key} = [] }
+    else {
+      my $store = $kind eq 'server' ? \%server : \%runner;
+      $spec{$spec} = sub ($opt, $value) { $store->{$key} = $value };
+    }
+  }
+  my @bad;
+  {
+    local $SIG{__WARN__} = sub ($msg) { push @bad, $msg };
+    my $p = Getopt::Long::Parser->new(config => [qw(no_ignore_case no_auto_abbrev permute)]);
+    $p->getoptionsfromarray(\@args, %spec);
+  }
+  if (@bad) {
+    my $msg = $bad[0] =~ s/\s+\z//r;
+    if ($msg =~ /\AUnknown option: (.+)\z/) {
+      my $name = $1;
+      require PAGI::Server;
+      my ($best, $dist) = (undef, 1e9);
+      for my $known (option_names()) {
+        next if length $known == 1 && length $name > 2;
+        my $d = PAGI::Server::distance($name, $known);
+        ($best, $dist) = ($known, $d) if $d < $dist;
+      }
+      my $flag = length $name == 1 ? "-$name" : "--$name";
+      # (a single letter has no nearest one worth naming)
+      my $hint = defined $best && length $name > 1 ? ' (did you mean ' . (length $best == 1 ? "-$best" : "--$best") . '?)' : '';
+      _usage_error("unknown option $flag$hint; pagi-server --help lists every option");
+    }
+    _usage_error(lcfirst($msg) . '; pagi-server --help lists every option');
+  }
+  _usage_error($refused[0]) if @refused;
+  for my $k (qw(libs modules)) { push @{$self->{$k}}, @{delete $runner{$k} || []} }
+  delete $server{listen} unless @{$server{listen} || []};
+  @$self{keys %runner} = values %runner;
+  $self->{server_options} = {%{$self->{server_options}}, %server};
+  $self->{argv} = \@args;
+  return $self;
+}
+
+# development, production (or another word): -E, else PAGI_ENV, else development on
+# a terminal and production without one (systemd, docker, cron)
+sub mode ($self) {
+  return $self->{env} if defined $self->{env};
+  return $ENV{PAGI_ENV} if defined $ENV{PAGI_ENV} && length $ENV{PAGI_ENV};
+  return -t STDIN ? 'development' : 'production';
+}
+
+# Future::IO (when installed) runs on IO::Async's loop, which is the server's:
+# through Future::IO::Impl::IOAsync (IO::Async's own; Debian: libio-async-perl)
+sub _configure_future_io ($self) {
+  return unless eval { require Future::IO; 1 };
+  no warnings 'once';
+  return if defined $Future::IO::IMPL;
+  $self->{future_io} = 'Future::IO::Impl::IOAsync' if eval { require Future::IO::Impl::IOAsync; 1 };
+}
+
+sub _backend ($self) {
+  my $b = $self->{backend} // 'auto';
+  _usage_error('--backend must be auto, xs or pp') unless $b =~ /\A(?:auto|xs|pp)\z/i;
+  # The codec backend is chosen when PAGI::Server loads: set it first
+  $ENV{PAGI_SERVER_BACKEND} = lc $b if lc $b ne 'auto';
+}
+
+sub _version ($self) {
+  $self->_backend;
+  require PAGI::Server;
+  printf "pagi-server (PAGI::Server) %s, backend %s, perl %vd\n",
+    $PAGI::Server::VERSION, PAGI::Server->backend, $^V;
+}
+
+# The application: -e CODE (after -I and -M), a module name (with key=value
+# arguments), or a file; none at all is upstream's default, the current directory
+# served by PAGI::App::Directory, when that is installed
+sub load_app ($self) {
+  $self->_backend;
+  require PAGI::Server;
+  for my $m (@{$self->{modules}}) {
+    my ($module, $imports) = split /=/, $m, 2;
+    $module =~ /\A\w+(?:::\w+)*\z/ or _usage_error("-M: '$module' is not a module name");
+    (my $file = "$module.pm") =~ s{::}{/}g;
+    eval { require $file; 1 } or die "cannot load -M$module: " . ($@ =~ s/\s+\z//r) . "\n";
+    $module->import(defined $imports ? split(/,/, $imports) : ());
+  }
+  my @argv = @{$self->{argv} || []};
+  if (defined $self->{eval}) {
+    my $app = eval "package main; no strict; $self->{eval}";
+    die "-e: $@" if $@;
+    die "-e: the code must return the application (a code reference), not "
+      . (ref $app || 'a plain value') . "\n" unless ref $app eq 'CODE';
+    $self->_no_args(@argv);
+    $self->{app_spec} = '-e';
+    return $self->{app} = $app;
+  }
+  my $spec = $self->{app};
+  $spec //= shift @argv if @argv && $argv[0] !~ /=/;
+  my %args;
+  for (@argv) {
+    /\A([^=]+)=(.*)\z/s or _usage_error("unexpected argument '$_' (after the application, only key=value)");
+    $args{$1} = $2;
+  }
+  if (!defined $spec) {
+    if (!eval { require PAGI::App::Directory; 1 }) {
+      _usage_error('no application file given (without one, upstream serves the current directory '
+        . 'with PAGI::App::Directory, which is not installed); pagi-server --help');
+    }
+    ($spec, %args) = ('PAGI::App::Directory', root => '.');
+  }
+  $self->{app_spec} = $spec;
+  my $module = $spec =~ /::/ || ($spec !~ m{/} && $spec !~ /\.(?:pl|psgi)\z/i && !-e $spec);
+  if ($module) {
+    $self->{app_file} = undef;
+    return $self->{app} = _load_module($spec, %args);
+  }
+  _usage_error("key=value arguments go to a module application, not to the file '$spec'") if %args;
+  $self->{app_file} = $spec;
+  return if $self->{no_preload};
+  return $self->{app} = PAGI::Server->load_app($spec);
+}
+
+sub _no_args ($self, @argv) {
+  _usage_error("unexpected argument '$argv[0]' (the application is the -e code)") if @argv;
+}
+
+sub _load_module ($module, %args) {
+  $module =~ /\A[A-Za-z_]\w*(?:::\w+)*\z/ or _usage_error("'$module' is neither a file nor a module name");
+  (my $file = "$module.pm") =~ s{::}{/}g;
+  if (!eval { require $file; 1 }) {
+    my $err = $@;
+    die "cannot load the application module $module: it is not installed (\@INC: @INC)\n"
+      if $err =~ /\ACan't locate \Q$file\E in \@INC/;
+    die "cannot load the application module $module: $err";
+  }
+  die "the application module $module has no new and to_app methods\n"
+    unless $module->can('new') && $module->can('to_app');
+  # (_caller_file: upstream's runner tells PAGI::App modules where they live)
+  my $app = $module->new(%args, _caller_file => $INC{$file})->to_app;
+  die "$module->to_app did not return a code reference\n" unless ref $app eq 'CODE';
+  return $app;
+}
+
+# The app, wrapped as the mode asks: in development, PAGI::Middleware::Lint (strict)
+# when PAGI-Tools is installed, unless --no-default-middleware
+sub prepare_app ($self) {
+  $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->_workers;
+  my $app = $self->load_app;
+  return $app unless $app;
+  if (($self->{default_middleware} // 1) && $self->mode eq 'development'
+    && eval { require PAGI::Middleware::Lint; 1 }) {
+    $app = $self->{app} = PAGI::Middleware::Lint->new(strict => 1)->wrap($app);
+    $self->{lint} = 1;
+  }
+  return $app;
+}
+
+# --workers N: upstream's command line reads 1 (and 0) as one process, no master
+sub _workers ($self) {
+  my $w = $self->{workers} // 0;
+  return $w > 1 ? $w : 0;
+}
+
+# The server, made from the command line's options
+sub load_server ($self) {
+  my $app = $self->prepare_app;
+  my %o = %{$self->{server_options}};
+  $o{workers} = $self->_workers if defined $self->{workers};
+  if ($self->{no_preload}) {
+    _usage_error('--no-preload needs an application file (each worker loads it)') unless defined $self->{app_file};
+    $o{app_file} = $self->{app_file};
+  }
+  else { $o{app} = $app }
+  # The access log: --no-access-log, --access-log FILE ('-': stderr), else stderr in
+  # development and none in production (upstream: logging costs throughput)
+  if ($self->{no_access_log}) { $o{access_log} = undef }
+  elsif (defined $self->{access_log}) {
+    $o{access_log} = $self->{access_log} eq '-' ? \*STDERR : File::Spec->rel2abs($self->{access_log});
+  }
+  elsif ($self->mode eq 'production') { $o{access_log} = undef }
+  $o{env} = $self->mode;
+  if ($self->{daemonize}) {
+    # The daemon runs in /: paths given relative to here are made absolute
+    $o{socket} = File::Spec->rel2abs($o{socket}) if defined $o{socket};
+    $o{listen} = [map { m{\A(unix:)?([.][^:]*|[^:]*/[^:]*)\z} ? ($1 // '') . File::Spec->rel2abs($2) : $_ }
+      @{$o{listen}}] if $o{listen};
+    $o{app_file} = File::Spec->rel2abs($o{app_file}) if defined $o{app_file};
+    $self->{pid_file} = File::Spec->rel2abs($self->{pid_file}) if defined $self->{pid_file};
+  }
+  my $class = $self->{server} // 'PAGI::Server';
+  if ($class ne 'PAGI::Server') {
+    # Another server, through the PAGI runner contract: new(%options)->run
+    my @ours = grep { !/\A(?:app|host|port|quiet|access_log|loop_type|env)\z/ } sort keys %o;
+    _usage_error("--server $class takes only the runner contract's options (host, port, quiet, "
+      . "access log, loop), not: @ours") if @ours;
+    (my $file = "$class.pm") =~ s{::}{/}g;
+    eval { require $file; 1 } or die "cannot load the server class $class: " . ($@ =~ s/\s+\z//r) . "\n";
+    delete $o{env};
+    $o{host} //= '127.0.0.1';
+    $o{port} //= 5000;
+    return $class->new(%o);
+  }
+  if ($self->{daemonize}) {
+    pipe(my $r, my $w) or die "pipe: $!\n";
+    @$self{qw(ready_r ready_w)} = ($r, $w);
+    my $on_listen = $o{on_listen};
+    $o{on_listen} = sub ($server) {
+      $self->_ready;
+      $on_listen->($server) if $on_listen;
+    };
+  }
+  my $server = PAGI::Server->new(%o);
+  $server->log(info => "mode $o{env}" . ($self->{lint} ? ', PAGI::Middleware::Lint (strict)' : '')
+    . ($self->{future_io} ? ", Future::IO on the server's loop ($self->{future_io})" : ''));
+  return $server;
+}
+
+# -D: the daemon forks twice and leaves the terminal; the first process waits until
+# the daemon listens (exit 0) or gives up (exit 1), so that startup errors (an
+# address in use) are seen where it was started
+sub _daemonize ($self) {
+  my ($r, $w) = @$self{qw(ready_r ready_w)};
+  my $pid = fork // die "fork: $!\n";
+  if ($pid) {
+    close $w;
+    my $got = <$r> // '';
+    waitpid($pid, 0);
+    _exit($got eq "ready\n" ? 0 : 1);
+  }
+  close $r;
+  POSIX::setsid() or die "setsid: $!\n";
+  $pid = fork // die "fork: $!\n";
+  POSIX::_exit(0) if $pid;
+  chdir '/' or die "chdir /: $!\n";
+  open(STDIN, '<', File::Spec->devnull) or die "stdin: $!\n";
+  open(STDOUT, '>', File::Spec->devnull) or die "stdout: $!\n";
+  # stderr stays until the server listens, so that startup errors reach the terminal
+}
+
+sub _ready ($self) {
+  my $w = delete $self->{ready_w} or return;
+  $self->_write_pid_file if defined $self->{pid_file} && !$self->{pid_written};
+  syswrite $w, "ready\n";
+  close $w;
+  open(STDERR, '>', File::Spec->devnull);
+}
+
+sub _write_pid_file ($self) {
+  return if $self->{pid_written};
+  my $file = $self->{pid_file};
+  open(my $fh, '>', $file) or die "cannot write the pid file $file: $!\n";
+  print {$fh} "$$\n";
+  close $fh or die "cannot write the pid file $file: $!\n";
+  @$self{qw(pid_written pid_owner)} = ($file, $$);
+}
+
+sub usage {
+  return <<'USAGE';
+Usage: pagi-server [OPTIONS] [APP] [key=value ...]
+
+APP is a Perl file whose last statement is the PAGI application (a code
+reference), or a module name (with ::) whose new(key => value, ...)->to_app
+returns it. Options may come before or after it.
+
+Application:
+  -a, --app FILE             the application file (same as giving it as APP)
+  -e CODE                    the application is what CODE returns (like perl -e)
+  -M MODULE[=IMPORTS]        load MODULE before the application (repeatable;
+                             -MModule works too)
+  -I, --lib DIR              add DIR to @INC (repeatable)
+  -E, --env MODE             development, production or another word (default:
+                             PAGI_ENV, else development on a terminal, production
+                             without one). Development: sends after a response
+                             completed fail, text that looks like UTF-8 bytes is
+                             warned about, PAGI::Middleware::Lint wraps the app when
+                             installed. Production: no access log unless
+                             --access-log, sends after completion are ignored.
+                             The app sees it as $ENV{PAGI_ENV}
+      --no-default-middleware
+                             no PAGI::Middleware::Lint in development
+                             (--default-middleware: the default)
+      --root-path PATH       the scope's root_path (where the app is mounted)
+      --scope-loop           $scope->{pagi}{loop}: the IO::Async loop, for apps
+                             written for PAGI 0.1 (PAGI::Simple's worker pool,
+                             stream_to_file)
+      --no-preload           (--workers) each worker loads APP itself: HUP then
+                             serves the code as it is on disk (--preload: default)
+  -s, --server CLASS         run APP on another PAGI server class (PAGI runner
+                             contract; default PAGI::Server)
+
+Listening (any mix; default 127.0.0.1:5000):
+  -o, -H, --host ADDR        address to bind (default 127.0.0.1; 0.0.0.0 or :: for all)
+  -p, --port N               port (default 5000; 0 picks a free one)
+      --listen ADDR          also listen on ADDR: HOST:PORT, [IPv6]:PORT, PORT, or a
+                             Unix socket: unix:PATH, /PATH, ./PATH or a bare name
+                             (repeatable)
+      --socket PATH          listen on the Unix domain socket PATH (a stale socket
+                             file is replaced; removed again at exit)
+      --socket-mode MODE     file mode of the Unix sockets, e.g. 0660
+  -b, --listener-backlog N   listen queue length (default 2048)
+      --reuseport            SO_REUSEPORT; with --workers each worker listens on a
+                             socket of its own and the kernel spreads connections
+      --ssl-cert FILE        serve HTTPS (and wss) on every listener: certificate
+      --ssl-key FILE           (PEM, chain after the leaf) and private key
+      --ssl-ca FILE          CA certificates for verifying client certificates
+      --ssl-verify-client MODE
+                             none (default), optional (ask; report failures in the
+                             scope) or require (refuse clients without a valid one)
+  -l, --loop CLASS           IO::Async loop: Epoll, Poll, Select, Mojo, Glib, EV, ...
+                             or a full class name (default: Epoll when installed)
+      --backend NAME         codec backend: auto (default), xs (Rust) or pp (pure
+                             Perl); same as PAGI_SERVER_BACKEND
+
+Logging:
+      --access-log FILE      append the access log to FILE ('-' = stderr; default:
+                             stderr in development, none in production)
+      --no-access-log        no access log
+      --access-log-format F  pagi (default: Common Log Format and the seconds
+                             taken), common, combined, clf, tiny, or fields such as
+                             '%h %t "%r" %s %b %D "%{User-Agent}i"'
+      --log-level LEVEL      error, warn, info (default) or debug
+  -q, --quiet                errors only
+
+Processes:
+  -w, --workers N            pre-fork N worker processes sharing the listening
+                             sockets, under a master (0 or 1: one process, no master)
+      --max-requests N       a worker that served N requests is replaced; without
+                             --workers, one worker runs under a master for it
+      --max-connections N    connections per process; beyond it new ones get 503
+                             (default 0 = no limit)
+      --heartbeat-timeout S  (--workers) a worker whose event loop has not turned
+                             for S seconds is killed and replaced (50; 0 = off)
+  -D, --daemonize            run in the background (returns once listening)
+      --pid FILE             write the process id (the master's) to FILE
+      --user USER            once the sockets are bound, run as USER
+      --group GROUP          ... and as GROUP
+
+Lifespan:
+      --lifespan MODE        auto (default: used if the app supports it), on (the
+                             app must support it) or off (never a lifespan scope)
+      --lifespan-startup-timeout S
+                             time lifespan startup may take (30; 0 = no limit)
+
+Limits and timeouts (seconds; 0 = none for the timeouts):
+      --timeout S            idle time allowed before and between requests on a
+      --keepalive-timeout S    keep-alive connection (5; the two are one option)
+      --request-timeout S    no progress reading a body or writing a response (60)
+      --header-timeout S     time allowed for a request head, from its first byte (30)
+      --shutdown-timeout S   grace period for in-flight requests on SIGINT/SIGTERM (30)
+      --ws-idle-timeout S    a WebSocket without a frame either way for S closes (0)
+      --sse-idle-timeout S   an event stream that sent nothing for S ends (0)
+      --ws-close-timeout S   time a WebSocket peer has to answer our Close (5)
+      --max-body-size N      largest request body in bytes, else 413; 0 = no limit
+                             (10485760)
+      --max-header-size N    largest request head in bytes, else 431 (16384)
+      --max-header-count N   most request header fields, else 431 (100;
+      --max-headers N          the two are one option)
+      --max-line N           longest request line in bytes, else 414 (8192)
+      --max-ws-message-size N
+                             largest WebSocket message in bytes, else close 1009
+                             (16777216)
+      --max-ws-frame-size N  largest WebSocket frame in bytes (default: the message
+                             limit)
+      --max-receive-queue N  WebSocket messages the app has not received yet before
+                             reading stops (64)
+      --write-high-watermark N
+                             queued output bytes at which $send waits (262144)
+      --write-low-watermark N
+                             ... until the queue is below N (65536)
+
+Upstream options not supported here (refused, saying why):
+      --http2                HTTP/2
+      --sync-file-threshold N
+                             a thread pool for reading files
+      --future-xs            Future::XS
+
+  -h, --help                 this help
+  -v, -V, --version          version and active backend
+
+Signals:
+  TERM, INT    graceful stop: stop accepting, finish in-flight requests (within
+               --shutdown-timeout), run lifespan shutdown, exit 0; a second one
+               closes the remaining connections at once
+  HUP          (--workers) graceful restart: new workers first, then the old ones
+               retire, so no request is refused; with --no-preload the new
+               workers load the application anew (a new one that fails to start
+               leaves the old ones serving)
+  TTIN, TTOU   (--workers) one worker more / one fewer
+  USR1         reopen the --access-log file (after log rotation); with --workers,
+               every worker does
+
+Environment: PAGI_ENV (see -E), PAGI_SERVER_BACKEND=xs|pp|auto (see --backend),
+IO_ASYNC_LOOP (IO::Async's default loop).
+USAGE
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Runner - the command line of pagi-server
+
+=head1 SYNOPSIS
+
+  use PAGI::Server::Runner;
+  exit PAGI::Server::Runner->run(@ARGV);
+
+=head1 DESCRIPTION
+
+What C<bin/pagi-server> runs; C<pagi-server --help> lists the options. It takes
+upstream PAGI::Server's command line as well as its own (the README's "Coming from
+PAGI::Server" has the table), and prepares the process as upstream's runner does:
+
+=over
+
+=item * the mode: C<-E>, else C<PAGI_ENV>, else C<development> on a terminal and
+C<production> without one; it is exported as C<PAGI_ENV> and given to the server
+(see L<PAGI::Server/env>);
+
+=item * C<-I> directories and C<-M> modules before the application loads;
+
+=item * L<Future::IO>, when installed, on the server's IO::Async loop (through
+Future::IO::Impl::IOAsync, which comes with IO::Async);
+
+=item * the application file loaded with C<$0> and C<@ARGV> naming it and
+C<FindBin> refreshed (L<PAGI::Server/load_app>), a module application made with
+C<< Module->new(key => value, ...)->to_app >>, or C<-e> code.
+
+=back
+
+=head1 METHODS
+
+C<run(@args)> (class or object method) returns the exit status. C<new>,
+C<parse_options(@args)>, C<mode>, C<load_app>, C<prepare_app> and C<load_server>
+are its steps, named as upstream's runner names them.
+
+=cut
