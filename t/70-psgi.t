@@ -2,6 +2,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Test::More;
+use File::Spec;
 use File::Temp ();
 use JSON::PP ();
 use lib 't/lib';
@@ -20,8 +21,16 @@ BEGIN {
 }
 
 subtest 'Plack::Test::Suite->run_server_tests' => sub {
-  # (log_level error: the suite's app that dies on purpose still logs its error)
-  Plack::Test::Suite->run_server_tests('PAGI::Server', undef, undef, log_level => 'error');
+  # What run_server_tests('PAGI::Server') does (through Plack::Loader, so through
+  # Plack::Handler::PAGI::Server, with Plack's Lint), with the server log kept out of
+  # the test output: one of the suite's apps dies on purpose, and that is logged
+  Plack::Test::Suite->run_server_tests(sub ($port, $app) {
+    open(STDERR, '>', File::Spec->devnull) or die "stderr: $!";
+    require Plack::Loader;
+    require Plack::Middleware::Lint;
+    Plack::Loader->load('PAGI::Server', port => $port, host => '127.0.0.1')
+      ->run(Plack::Middleware::Lint->wrap($app));
+  });
 };
 
 my $JSON = JSON::PP->new->canonical->allow_nonref;
@@ -223,6 +232,52 @@ subtest 'workers: psgi.multiprocess, psgix.harakiri' => sub {
     $next && $next != $first;
   }, 10), 'then that worker retires and a new one answers');
   is($s->stop, 0, 'exit 0');
+};
+
+subtest 'pagi-server app.psgi, --psgi FILE, plackup -s PAGI::Server' => sub {
+  my $dir = File::Temp->newdir;
+  my $code = "sub { my \$env = shift; [200, ['Content-Type' => 'text/plain'], "
+    . "[\"psgi \$env->{PATH_INFO} env=\$ENV{PLACK_ENV}\"]] }\n";
+  for my $name ('app.psgi', 'app.pl') {
+    open(my $fh, '>', "$dir/$name") or die $!;
+    print {$fh} $code;
+    close $fh;
+  }
+  my $s = start_cli(args => ["$dir/app.psgi", '--port', 0, '-E', 'production']);
+  ok($s->port, 'pagi-server app.psgi: started') or diag $s->log;
+  my ($r) = http_exchange($s->port, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+  is($r->[0]{body}, 'psgi /x env=production', 'served as PSGI; PLACK_ENV is the mode');
+  like($s->log, qr/a PSGI application/, 'the startup line says so');
+  is($s->stop, 0, 'exit 0');
+
+  $s = start_cli(args => ['--psgi', "$dir/app.pl", '--port', 0, '-E', 'development']);
+  ($r) = http_exchange($s->port, "GET /y HTTP/1.1\r\nHost: a\r\n\r\n");
+  is($r->[0]{body}, 'psgi /y env=development', '--psgi FILE: any file name');
+  like($s->log, qr/Plack::Middleware::Lint and StackTrace/, 'development: Plack\'s Lint and StackTrace');
+  is($s->stop, 0, 'exit 0');
+
+  my ($plackup) = grep { -x } map { "$_/plackup" } split /:/, $ENV{PATH};
+  SKIP: {
+    skip 'plackup is not installed', 3 unless $plackup;
+    my $port = do { require IO::Socket::IP; IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1)->sockport };
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+      open(STDOUT, '>', '/dev/null');
+      open(STDERR, '>', '/dev/null');
+      exec($^X, '-I' . ROOT . '/lib', (grep { -d } ROOT . '/blib/arch', ROOT . '/blib/lib') ? ('-I' . ROOT . '/blib/arch') : (),
+        $plackup, '-s', 'PAGI::Server', '--listen', "127.0.0.1:$port", '--workers', 1,
+        "$dir/app.psgi") or exit 127;
+    }
+    my $got;
+    ok(wait_for(sub {
+      my ($r) = eval { http_exchange($port, "GET /z HTTP/1.1\r\nHost: a\r\n\r\n", timeout => 1) };
+      $got = $r && $r->[0] && $r->[0]{body};
+    }, 15), 'plackup -s PAGI::Server --listen HOST:PORT --workers 1: serves');
+    like($got // '', qr{\Apsgi /z env=}, '... the PSGI application');
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+    is($? >> 8, 0, '... and stops on TERM with exit 0');
+  }
 };
 
 done_testing;

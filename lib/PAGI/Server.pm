@@ -62,7 +62,7 @@ my %DEFAULT = (
   access_log_format => 'pagi',
 );
 # Options without a default (or whose default is decided in _derive)
-my @OTHER = qw(app app_file loop loop_type access_log backend on_listen listen socket
+my @OTHER = qw(app app_file psgi loop loop_type access_log backend on_listen listen socket
   socket_mode ssl_cert ssl_key ssl_ca ssl_verify_client ssl_min_version ssl_cipher_list
   env validate_events user group);
 my %KNOWN = map { $_ => 1 } keys %DEFAULT, @OTHER;
@@ -130,8 +130,14 @@ sub configure ($self, %opt) {
   return;
 }
 
-# Upstream's option names and shapes, rewritten to ours in place
+# Upstream's option names and shapes, rewritten to ours in place (and psgi_app => $app,
+# short for app => $app, psgi => 1)
 sub _upstream_names ($opt) {
+  if (exists $opt->{psgi_app}) {
+    Carp::croak('PAGI::Server->new: app and psgi_app exclude each other') if exists $opt->{app};
+    $opt->{app} = delete $opt->{psgi_app};
+    $opt->{psgi} = 1;
+  }
   for my $name (sort keys %$opt) {
     if (my $why = $REFUSED{$name}) { Carp::croak("PAGI::Server->new: $name is not supported: $why") }
     my $ours = $ALIAS{$name} or next;
@@ -277,6 +283,13 @@ sub _wrap_app ($self) {
   my $app = $self->{app_given} // $self->{app};
   return unless ref $app eq 'CODE';
   $self->{app_given} = $app;
+  if ($self->{psgi}) {
+    # A PSGI application: run through the PSGI adapter. Upgrade and event-stream
+    # requests reach it as the plain HTTP requests they are (plain_http).
+    require PAGI::Server::PSGI;
+    $self->{plain_http} = 1;
+    return $self->{app} = PAGI::Server::PSGI::to_app($app, server => $self);
+  }
   return $self->{app} = $app unless $self->{scope_loop};
   weaken(my $server = $self);
   $self->{app} = sub { $_[0]{pagi}{loop} //= $server->{loop}; goto &$app };
@@ -1159,10 +1172,16 @@ sub load_app ($class, $file) {
   my $path = File::Spec->rel2abs($file);
   die "PAGI::Server: cannot read '$file': " . (-e $path ? 'permission denied' : 'no such file') . "\n"
     unless -f $path && -r _;
-  local $0 = $path;
-  local @ARGV = ($path);
-  FindBin::again() if $INC{'FindBin.pm'};
-  my $app = do $path;
+  # (setting $0 also sets the process title; local restores the name, not the
+  # arguments that ps showed: the whole title is put back afterwards)
+  my $title = $0 =~ /\s/ ? $0 : join ' ', $0, @ARGV;
+  my $app = do {
+    local $0 = $path;
+    local @ARGV = ($path);
+    FindBin::again() if $INC{'FindBin.pm'};
+    do $path;
+  };
+  $0 = $title;
   die "PAGI::Server: cannot load '$file': $@" if $@;
   die "PAGI::Server: cannot read '$file': $!\n" if !defined $app && $!;
   die "PAGI::Server: '$file' did not return a code reference (its last statement must be the app)\n"
@@ -1238,6 +1257,14 @@ workers) runs the code as it is on disk then, modules it uses included (the CLI'
 C<--no-preload>). A worker that cannot load it exits as one whose lifespan startup
 failed: in the first generation that stops the server; after a HUP the old workers
 keep serving.
+
+=item psgi, psgi_app
+
+C<psgi =E<gt> 1>: C<app> (or C<app_file>) is a PSGI application, served through
+L<PAGI::Server::PSGI>; C<psgi_app =E<gt> $app> is short for C<app =E<gt> $app, psgi
+=E<gt> 1>. WebSocket upgrades and event-stream requests then reach it as plain HTTP
+requests. The CLI sets it for a C<.psgi> file or C<--psgi FILE>;
+L<Plack::Handler::PAGI::Server> (C<plackup -s PAGI::Server>) uses C<psgi_app>.
 
 =item host, port
 

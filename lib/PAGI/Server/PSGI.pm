@@ -24,18 +24,6 @@ my @PSGI_VERSION = (1, 1);
 my $NO_INPUT = PAGI::Server::PSGI::Input->new(\'');
 my %HTTP_NAME;    # 'user-agent' => 'HTTP_USER_AGENT', computed once per name
 
-# server(%options): a PAGI::Server serving the PSGI application psgi_app (the other
-# options are PAGI::Server's). WebSocket upgrades and event streams are not taken
-# over by the server: they reach the PSGI application as the HTTP requests they are.
-sub server (%opt) {
-  my $psgi = delete $opt{psgi_app};
-  require PAGI::Server;
-  my $server = PAGI::Server->new(%opt, app => sub { die "replaced\n" });
-  $server->{app} = to_app($psgi, server => $server);
-  $server->{plain_http} = 1;
-  return $server;
-}
-
 # to_app($psgi_app, server => $server): the PAGI application serving $psgi_app.
 # $server (weakly held) gives psgi.multiprocess (its workers), psgix.harakiri
 # (workers retire on psgix.harakiri.commit) and SERVER_NAME/PORT on Unix sockets.

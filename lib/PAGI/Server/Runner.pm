@@ -22,6 +22,7 @@ our $VERSION = '0.001';
 our @OPTIONS = (
   # application
   ['a|app=s'        => runner => 'app'],
+  ['psgi=s'         => runner => 'psgi'],
   ['e=s'            => runner => 'eval'],
   ['I|lib=s@'       => runner => 'libs'],
   ['M=s@'           => runner => 'modules'],
@@ -253,7 +254,8 @@ sub load_app ($self) {
     $self->{app_spec} = '-e';
     return $self->{app} = $app;
   }
-  my $spec = $self->{app};
+  _usage_error('--psgi and --app name two applications; give one') if defined $self->{psgi} && defined $self->{app};
+  my $spec = $self->{app} // $self->{psgi};
   $spec //= shift @argv if @argv && $argv[0] !~ /=/;
   my %args;
   for (@argv) {
@@ -275,6 +277,11 @@ sub load_app ($self) {
   }
   _usage_error("key=value arguments go to a module application, not to the file '$spec'") if %args;
   $self->{app_file} = $spec;
+  if (defined $self->{psgi} || $spec =~ /\.psgi\z/i) {
+    # A PSGI application (PSGI's environment says its mode, as plackup's does)
+    $self->{server_options}{psgi} = 1;
+    $ENV{PLACK_ENV} //= $self->mode;
+  }
   return if $self->{no_preload};
   return $self->{app} = PAGI::Server->load_app($spec);
 }
@@ -306,6 +313,15 @@ sub prepare_app ($self) {
   $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->_workers;
   my $app = $self->load_app;
   return $app unless $app;
+  if ($self->{server_options}{psgi}) {
+    # A PSGI application in development: Plack's Lint and StackTrace, as plackup does
+    if (($self->{default_middleware} // 1) && $self->mode eq 'development'
+      && eval { require Plack::Middleware::Lint; require Plack::Middleware::StackTrace; 1 }) {
+      $app = $self->{app} = Plack::Middleware::StackTrace->wrap(Plack::Middleware::Lint->wrap($app));
+      $self->{lint} = 'Plack::Middleware::Lint and StackTrace';
+    }
+    return $app;
+  }
   if (($self->{default_middleware} // 1) && $self->mode eq 'development'
     && eval { require PAGI::Middleware::Lint; 1 }) {
     $app = $self->{app} = PAGI::Middleware::Lint->new(strict => 1)->wrap($app);
@@ -369,7 +385,8 @@ sub load_server ($self) {
     };
   }
   my $server = PAGI::Server->new(%o);
-  $server->log(info => "mode $o{env}" . ($self->{lint} ? ', PAGI::Middleware::Lint (strict)' : '')
+  $server->log(info => "mode $o{env}" . ($o{psgi} ? ', a PSGI application' : '')
+    . ($self->{lint} ? ', ' . ($self->{lint} eq '1' ? 'PAGI::Middleware::Lint (strict)' : $self->{lint}) : '')
     . ($self->{future_io} ? ", Future::IO on the server's loop ($self->{future_io})" : ''));
   return $server;
 }
@@ -419,10 +436,14 @@ Usage: pagi-server [OPTIONS] [APP] [key=value ...]
 
 APP is a Perl file whose last statement is the PAGI application (a code
 reference), or a module name (with ::) whose new(key => value, ...)->to_app
-returns it. Options may come before or after it.
+returns it. A file ending in .psgi is a PSGI application (Plack, Dancer2,
+Catalyst, ...). Options may come before or after it.
 
 Application:
   -a, --app FILE             the application file (same as giving it as APP)
+      --psgi FILE            FILE is a PSGI application, whatever its name
+                             (PLACK_ENV is set to the mode; in development
+                             Plack::Middleware::Lint and StackTrace wrap it)
   -e CODE                    the application is what CODE returns (like perl -e)
   -M MODULE[=IMPORTS]        load MODULE before the application (repeatable;
                              -MModule works too)

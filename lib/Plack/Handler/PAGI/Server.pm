@@ -32,8 +32,8 @@ sub run {
   $opt{socket} = $socket if defined $socket && !grep { $_ eq $socket } @listen;
   # plackup's own flags that are not server options
   delete @args{qw(daemonize)};
-  require PAGI::Server::PSGI;
-  my $server = PAGI::Server::PSGI::server(%opt, %args, psgi_app => $app, on_listen => sub {
+  require PAGI::Server;
+  my $server = PAGI::Server->new(%opt, %args, psgi_app => $app, on_listen => sub {
     my ($s) = @_;
     return unless $ready;
     my ($tcp) = grep { $_->{tcp} } @{$s->{listeners}};

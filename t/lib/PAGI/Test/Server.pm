@@ -61,8 +61,7 @@ sub start_server (%opt) {
         $fh->autoflush(1);
         $args{access_log} = $fh;
       }
-      require PAGI::Server::PSGI if $args{psgi_app};
-      my $server = ($args{psgi_app} ? \&PAGI::Server::PSGI::server : sub { PAGI::Server->new(@_) })->(%args, on_listen => sub ($s) {
+      my $server = PAGI::Server->new(%args, on_listen => sub ($s) {
         syswrite $w, $s->port . "\n";
         close $w;
       });
