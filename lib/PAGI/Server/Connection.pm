@@ -29,11 +29,11 @@ BEGIN {
   *check_headers      = \&PAGI::Server::Protocol::HTTP1::check_headers;
   *serialize_chunk    = \&PAGI::Server::Protocol::HTTP1::serialize_chunk;
   *serialize_trailers = \&PAGI::Server::Protocol::HTTP1::serialize_trailers;
+  # The codec's named numbers, defined in the facade
+  no strict 'refs';
+  *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"} for qw(F_HEAD F_CLOSE F_HTTP10 M_NONE M_LENGTH
+    M_CHUNKED M_CLOSE CHUNK_SIZE CHUNK_DONE);
 }
-use constant {
-  F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4,
-  M_NONE => 0, M_LENGTH => 1, M_CHUNKED => 2, M_CLOSE => 3,
-};
 
 # Phases of the connection
 use constant {
@@ -272,7 +272,7 @@ sub _start_request ($self, $req) {
     my $mode = 0;
     if ($facts->[FACT_CHUNKED]) {
       $mode = 2;
-      $self->[CHUNK_STATE] = -1;
+      $self->[CHUNK_STATE] = CHUNK_SIZE;
     }
     elsif (my $cl = $facts->[FACT_CONTENT_LENGTH]) {
       if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
@@ -345,7 +345,7 @@ sub _feed_body ($self) {
     }
     substr($self->[RBUF], 0, $consumed, '');
     $self->[CHUNK_STATE] = $state;
-    $self->[BODY_DONE]   = 1 if $state == -4;
+    $self->[BODY_DONE]   = 1 if $state == CHUNK_DONE;
     $got = $data;
   }
   $self->[BODY_SEEN] += length $got;

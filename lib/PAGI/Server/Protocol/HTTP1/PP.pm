@@ -10,22 +10,18 @@ our $VERSION = '0.001';
 # The pure-Perl HTTP/1.1 codec: the reference semantics of doc/codec.md.
 # Every function here has a twin of the same name in ::XS (Rust).
 
-my %MESSAGE = (
-  bad_request_line              => 'invalid request line',
-  bad_header                    => 'invalid header field',
-  bad_host                      => 'missing or duplicate host header',
-  bad_content_length            => 'invalid content-length',
-  conflicting_length            => 'conflicting message length',
-  bad_transfer_encoding         => 'invalid transfer-encoding',
-  bad_chunk                     => 'invalid chunked encoding',
-  body_too_large                => 'request body too large',
-  uri_too_long                  => 'request line too long',
-  headers_too_large             => 'request header fields too large',
-  unsupported_transfer_encoding => 'unsupported transfer-encoding',
-  unsupported_version           => 'http version not supported',
-);
+# The facade's named numbers (F_*, M_*, CHUNK_*); when this module is loaded first, the
+# facade loads now and installs its functions from here once they are compiled
+BEGIN { require PAGI::Server::Protocol::HTTP1 }
+use PAGI::Server::Protocol::Errors;
+BEGIN {
+  no strict 'refs';
+  *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"} for qw(F_HEAD F_CLOSE F_HTTP10 M_NONE M_LENGTH
+    M_CHUNKED M_CLOSE CHUNK_SIZE CHUNK_DATA_END CHUNK_TRAILER CHUNK_DONE);
+}
 
-sub _error { return ({error => $_[0], message => $MESSAGE{$_[0]}}, 0) }
+# {error => KIND, message => TEXT} (the message from the one table), then what follows
+sub _error { return ({error => $_[0], message => $PAGI::Server::Protocol::Errors::HTTP{$_[0]}[1]}, 0, @_[1 .. $#_]) }
 
 my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
 
@@ -223,52 +219,52 @@ sub decode_chunked {
       $data .= substr($buf, $pos, $take);
       $pos += $take;
       $state -= $take;
-      $state = -2 if $state == 0;
+      $state = CHUNK_DATA_END if $state == 0;
     }
-    elsif ($state == -1) {
+    elsif ($state == CHUNK_SIZE) {
       my $nl = index($buf, "\n", $pos);
       if ($nl < 0) {
         # A chunk-size line is at most $MAX_CHUNK_LINE bytes, complete or not
-        return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+        return _error('bad_chunk', $state)
           if $len - $pos - (substr($buf, -1) eq "\r" ? 1 : 0) > $MAX_CHUNK_LINE;
         last;
       }
       my $line = substr($buf, $pos, $nl - $pos);
       chop $line if substr($line, -1) eq "\r";
-      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+      return _error('bad_chunk', $state)
         if length $line > $MAX_CHUNK_LINE;
       $line =~ /\A([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\z/
-        or return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
+        or return _error('bad_chunk', $state);
       my $size = do { no warnings 'portable'; hex $1 };    # up to 15 digits: 60 bits
-      $state = $size ? $size : -3;
+      $state = $size ? $size : CHUNK_TRAILER;
       $pos = $nl + 1;
     }
-    elsif ($state == -2) {
+    elsif ($state == CHUNK_DATA_END) {
       my $c = substr($buf, $pos, 1);
-      if ($c eq "\n") { $pos++; $state = -1; next }
+      if ($c eq "\n") { $pos++; $state = CHUNK_SIZE; next }
       if ($c eq "\r") {
         last if $pos + 1 >= $len;
-        if (substr($buf, $pos + 1, 1) eq "\n") { $pos += 2; $state = -1; next }
+        if (substr($buf, $pos + 1, 1) eq "\n") { $pos += 2; $state = CHUNK_SIZE; next }
       }
-      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
+      return _error('bad_chunk', $state);
     }
-    elsif ($state == -3) {
+    elsif ($state == CHUNK_TRAILER) {
       my $nl = index($buf, "\n", $pos);
       if ($nl < 0) {
-        return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
+        return _error('headers_too_large', $state)
           if $len - $pos > $max_trailer;
         last;
       }
       my $line = substr($buf, $pos, $nl - $pos);
       chop $line if substr($line, -1) eq "\r";
-      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+      return _error('bad_chunk', $state)
         if index($line, "\r") >= 0;
       # The budget counts raw bytes, terminators included, over this call's lines
       my $used = $nl + 1 - $pos;
-      return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
+      return _error('headers_too_large', $state)
         if $used > $max_trailer;
       $pos = $nl + 1;
-      if ($line eq '') { $state = -4; last }
+      if ($line eq '') { $state = CHUNK_DONE; last }
       $max_trailer -= $used;
     }
     else { last }
@@ -362,31 +358,31 @@ sub serialize_response {
   my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
   return (undef, $date) unless defined $out;
   $flags //= 0;
-  my $head = $flags & 1;
+  my $head = $flags & F_HEAD;
   my ($mode, $length);
   my $frame = '';
-  if ($status < 200 || $status == 204 || $status == 304) { $mode = 0 }
-  elsif (defined $cl) { $mode = $head ? 0 : 1; $length = $cl }
+  if ($status < 200 || $status == 204 || $status == 304) { $mode = M_NONE }
+  elsif (defined $cl) { $mode = $head ? M_NONE : M_LENGTH; $length = $cl }
   elsif (defined $body) {
     $length = length $body;
     $frame  = "Content-Length: $length\r\n";
-    $mode   = $head ? 0 : 1;
+    $mode   = $head ? M_NONE : M_LENGTH;
   }
-  elsif (!($flags & 4)) {
+  elsif (!($flags & F_HTTP10)) {
     $frame = "Transfer-Encoding: chunked\r\n";
-    $mode  = $head ? 0 : 2;
+    $mode  = $head ? M_NONE : M_CHUNKED;
   }
-  else { $mode = $head ? 0 : 3 }
-  $length = undef unless $mode == 1;
-  $close = 1 if $flags & 2 || $mode == 3;
+  else { $mode = $head ? M_NONE : M_CLOSE }
+  $length = undef unless $mode == M_LENGTH;
+  $close = 1 if $flags & F_CLOSE || $mode == M_CLOSE;
   my $reason = $REASON{$status} // '';
   my $bytes = "HTTP/1.1 $status $reason\r\n$out"
     . ($date   ? '' : _date_line())
     . ($server ? '' : "Server: PAGI-Server\r\n")
     . $frame
-    . ($close ? "Connection: close\r\n" : $flags & 4 ? "Connection: keep-alive\r\n" : '')
+    . ($close ? "Connection: close\r\n" : $flags & F_HTTP10 ? "Connection: keep-alive\r\n" : '')
     . "\r\n";
-  $bytes .= $body if defined $body && $mode != 0;
+  $bytes .= $body if defined $body && $mode != M_NONE;
   return ($bytes, $mode, $close, $length);
 }
 
