@@ -21,7 +21,7 @@
 //! buffer (lowercased names, the percent-decoded path, merged cookies), so a parse makes
 //! no allocation once the scratch vectors have grown.
 
-use crate::chars::{self, is, trim_ows, HEX};
+use crate::chars::{self, find, is, trim_ows, HEX};
 use crate::error::ErrorKind;
 use crate::known;
 use httparse::Header;
@@ -216,20 +216,6 @@ fn has_event_stream(v: &[u8]) -> bool {
         from = slash + 1;
     }
     false
-}
-
-/// The first `byte` in `hay`: a plain loop over the first bytes (the targets and values
-/// of a request head are short, and cheaper so than a SIMD search's set-up), `memchr`
-/// beyond.
-#[inline(always)]
-fn find(hay: &[u8], byte: u8) -> Option<usize> {
-    const NEAR: usize = 32;
-    let near = hay.len().min(NEAR);
-    match hay[..near].iter().position(|&b| b == byte) {
-        Some(p) => Some(p),
-        None if hay.len() > NEAR => memchr(byte, &hay[NEAR..]).map(|p| NEAR + p),
-        None => None,
-    }
 }
 
 /// A limit as a length bound (a negative one admits nothing).
@@ -568,14 +554,10 @@ impl Parser {
         let v = h.value;
         let at = offset(buf, v);
         let value = Span::input(at, at + v.len());
-        let mut lower = [0u8; known::MAX_NAME_LEN];
-        let id = match lower.get_mut(..raw.len()) {
-            Some(l) => {
-                l.copy_from_slice(raw);
-                l.make_ascii_lowercase();
-                known::name_id(l)
-            }
-            None => 0,
+        let mut lower = [0u8; 32];
+        let id = match chars::lowercase_token(raw, &mut lower) {
+            Some(l) if l.len() <= known::MAX_NAME_LEN => known::name_id(l),
+            _ => 0,
         };
         let name = if id != 0 {
             Span::known(id)
@@ -628,6 +610,7 @@ impl Parser {
     }
 
     /// All `cookie` fields become one, at the first one's place, joined with "; ".
+    #[inline]
     fn merge_cookies(&mut self, buf: &[u8], info: &Info) {
         let Some(at) = info.cookie_at else { return };
         if self.cookies.len() < 2 {
@@ -664,8 +647,8 @@ impl Parser {
         }
         let bytes = &buf[raw.start..raw.start + raw.len];
         if find(bytes, b'%').is_none() {
-            let utf8 = !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok();
-            return (raw, utf8);
+            // (httparse found the target well-formed UTF-8)
+            return (raw, !bytes.is_ascii());
         }
         let s0 = self.scratch.len();
         let mut i = 0;
