@@ -118,25 +118,33 @@ pub fn find(hay: &[u8], byte: u8) -> Option<usize> {
     }
 }
 
-/// `token` (ASCII: a field-name httparse has read) lowercased into `out` (whose length
-/// is a multiple of 8), a word at a time; None when it does not fit.
+/// The token `buf[start..start + len]` (ASCII: a field-name httparse has read)
+/// lowercased into `out` (whose length is a multiple of 8), a word at a time; None when
+/// it does not fit. Whole words are read from `buf` while it has them (the bytes after
+/// the token are lowercased too, and ignored): a word loaded from the bytes just copied
+/// would stall on store forwarding.
 #[inline(always)]
-pub fn lowercase_token<'a, const N: usize>(token: &[u8], out: &'a mut [u8; N]) -> Option<&'a [u8]> {
+pub fn lowercase_token<'a, const N: usize>(buf: &[u8], start: usize, len: usize, out: &'a mut [u8; N]) -> Option<&'a [u8]> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    out.get_mut(..token.len())?.copy_from_slice(token);
-    let words = token.len().div_ceil(8) * 8;
-    for chunk in out.get_mut(..words)?.chunks_exact_mut(8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
+    if len > N {
+        return None;
+    }
+    let mut i = 0;
+    while i < len {
+        let at = start + i;
+        let x = match buf.get(at..at + 8) {
+            Some(word) => u64::from_le_bytes(word.try_into().unwrap_or([0; 8])),
+            None => buf[at..start + len].iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b)),
+        };
         // High bit of each byte: >= 'A' and not > 'Z' (bytes >= 0x80 are masked out)
         let ge_a = (x & !HIGH).wrapping_add(ONES * u64::from(0x80 - b'A'));
         let gt_z = (x & !HIGH).wrapping_add(ONES * u64::from(0x7f - b'Z'));
         let upper = ge_a & !gt_z & !x & HIGH;
-        chunk.copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
+        out[i..i + 8].copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
+        i += 8;
     }
-    Some(&out[..token.len()])
+    Some(&out[..len])
 }
 
 /// ASCII case-insensitive substring test.
@@ -192,13 +200,19 @@ mod tests {
             for at in 0..32 {
                 let mut t = vec![b'x'; at + 1];
                 t[at] = b;
-                out.fill(0xAA);
                 let want: Vec<u8> = t.iter().map(u8::to_ascii_lowercase).collect();
-                assert_eq!(lowercase_token(&t, &mut out), Some(&want[..]), "{b:#x} at {at}");
+                // the token alone, and followed by more bytes in its buffer
+                for tail in [&b""[..], b": Value", b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"] {
+                    let mut buf = b"Xx".to_vec();
+                    buf.extend_from_slice(&t);
+                    buf.extend_from_slice(tail);
+                    out.fill(0xAA);
+                    assert_eq!(lowercase_token(&buf, 2, t.len(), &mut out), Some(&want[..]), "{b:#x} at {at}");
+                }
             }
         }
-        assert_eq!(lowercase_token(&[b'A'; 33], &mut out), None);
-        assert_eq!(lowercase_token(b"", &mut out), Some(&b""[..]));
+        assert_eq!(lowercase_token(&[b'A'; 40], 0, 33, &mut out), None);
+        assert_eq!(lowercase_token(b"", 0, 0, &mut out), Some(&b""[..]));
     }
 
     #[test]

@@ -516,11 +516,19 @@ impl Parser {
             (true, Some(u)) => Some(self.lowercased(buf, u)),
             _ => None,
         };
-        let raw_path = match parts.raw_path {
-            Some((a, b)) => Span::input(t0 + a, t0 + b),
-            None => self.push_scratch(b"/"),
+        // path = raw_path percent-decoded; characters when it has a byte >= 0x80 (then
+        // well-formed UTF-8, as httparse checked the target) or decodes to UTF-8
+        let (raw_path, (path, path_utf8)) = match parts.raw_path {
+            Some((a, b)) => {
+                let (raw, bytes) = (Span::input(t0 + a, t0 + b), &buf[t0 + a..t0 + b]);
+                (raw, if find(bytes, b'%').is_none() { (raw, !bytes.is_ascii()) } else { self.decode_path(bytes) })
+            }
+            None => {
+                // absolute-form without a path
+                let slash = self.push_scratch(b"/");
+                (slash, (slash, false))
+            }
         };
-        let (path, path_utf8) = self.decode_path(buf, raw_path);
         let method_span = Span::input(start + offset(s, method.as_bytes()), start + offset(s, method.as_bytes()) + method.len());
 
         Ok(Status::Complete(Head {
@@ -555,7 +563,7 @@ impl Parser {
         let at = offset(buf, v);
         let value = Span::input(at, at + v.len());
         let mut lower = [0u8; 32];
-        let id = match chars::lowercase_token(raw, &mut lower) {
+        let id = match chars::lowercase_token(buf, offset(buf, raw), raw.len(), &mut lower) {
             Some(l) if l.len() <= known::MAX_NAME_LEN => known::name_id(l),
             _ => 0,
         };
@@ -638,24 +646,15 @@ impl Parser {
         Span::scratch(s0, span.len)
     }
 
-    /// path = raw_path with each `%XX` decoded; character semantics only for well-formed
-    /// UTF-8 with a non-ASCII byte.
-    fn decode_path(&mut self, buf: &[u8], raw: Span) -> (Span, bool) {
-        if raw.src != Src::Input {
-            // Only the "/" of an absolute-form target without a path lives there
-            return (raw, false);
-        }
-        let bytes = &buf[raw.start..raw.start + raw.len];
-        if find(bytes, b'%').is_none() {
-            // (httparse found the target well-formed UTF-8)
-            return (raw, !bytes.is_ascii());
-        }
+    /// `raw` (a raw path with a `%`) with each `%XX` decoded, in the scratch buffer;
+    /// character semantics only for well-formed UTF-8 with a non-ASCII byte.
+    fn decode_path(&mut self, raw: &[u8]) -> (Span, bool) {
         let s0 = self.scratch.len();
         let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if b == b'%' && i + 2 < bytes.len() && is(bytes[i + 1], HEX) && is(bytes[i + 2], HEX) {
-                self.scratch.push(chars::hex_value(bytes[i + 1]) << 4 | chars::hex_value(bytes[i + 2]));
+        while i < raw.len() {
+            let b = raw[i];
+            if b == b'%' && i + 2 < raw.len() && is(raw[i + 1], HEX) && is(raw[i + 2], HEX) {
+                self.scratch.push(chars::hex_value(raw[i + 1]) << 4 | chars::hex_value(raw[i + 2]));
                 i += 3;
             } else {
                 self.scratch.push(b);
