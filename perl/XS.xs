@@ -109,71 +109,79 @@ sized_av(pTHX_ SSize_t n)
 #endif
 }
 
+/* A Rust panic was caught in function `fn` of package `pkg`: croak with its message */
 static void
-croak_panic(pTHX_ const char *fn)
+croak_panic(pTHX_ const char *pkg, const char *fn)
 {
     size_t n = 0;
     const unsigned char *m = pagi_last_panic(&n);
     croak("%s::%s: internal error in the Rust codec (%.*s); please report this bug",
-          PKG, fn, (int)n, m ? (const char *)m : "panic");
+          pkg, fn, (int)n, m ? (const char *)m : "panic");
 }
 
-/* {error => KIND, message => TEXT} */
+/* {error => KIND, message => TEXT} for error `code` of `table` (PAGI_TABLE_HTTP,
+ * PAGI_TABLE_WS), from the Rust tables */
 static SV *
-error_ref(pTHX_ const my_cxt_t *cx, int code)
+error_ref(pTHX_ const my_cxt_t *cx, int table, int code)
 {
     HV *hv = newHV();
-    const char *kind = pagi_error_kind(code);
-    const char *message = pagi_error_message(code);
-    STORE(hv, K_ERROR, newSVpv(kind ? kind : "internal", 0));
-    STORE(hv, K_MESSAGE, newSVpv(message ? message : "internal error", 0));
+    const char *kind = "internal", *message = "internal error";
+    (void)pagi_error_info(table, code, &kind, &message);
+    STORE(hv, K_ERROR, newSVpv(kind, 0));
+    STORE(hv, K_MESSAGE, newSVpv(message, 0));
     return newRV_noinc((SV *)hv);
 }
 
-/* The bytes of a buffer argument. undef is the empty string; a character string is
- * downgraded to bytes, and one with a character over 0xFF is API misuse. */
-static const unsigned char *
-buffer_bytes(pTHX_ SV *sv, STRLEN *len, const char *fn)
+/* THE conversion of a Perl value to bytes (get-magic already called): undef is "" with
+ * *defined cleared, a character string is downgraded (a mortal copy); NULL when it has a
+ * character above 0xFF */
+static const char *
+sv_bytes(pTHX_ SV *sv, STRLEN *len, int *defined)
 {
     const char *p;
-    SvGETMAGIC(sv);
-    if (!SvOK(sv)) {
+    *defined = sv && SvOK(sv);
+    if (!*defined) {
         *len = 0;
-        return (const unsigned char *)"";
+        return "";
     }
     p = SvPV_nomg_const(sv, *len);
     if (SvUTF8(sv)) {
         SV *tmp = sv_2mortal(newSVpvn(p, *len));
         SvUTF8_on(tmp);
         if (!sv_utf8_downgrade(tmp, TRUE))
-            croak("%s::%s: the buffer must be bytes, not a string with characters over 0xFF",
-                  PKG, fn);
+            return NULL;
         p = SvPV_const(tmp, *len);
     }
-    return (const unsigned char *)p;
+    return p;
 }
 
-/* A value given by the application, as bytes. undef is "" (as in the PP code);
- * *wide is set for a string with a character over 0xFF. */
-static const unsigned char *
-app_bytes(pTHX_ SV *sv, STRLEN *len, int *wide)
+/* sv_bytes for an argument that must be bytes: a character above 0xFF is API misuse,
+ * croaked as "PKG::fn: WHAT must be bytes, ..." */
+static const char *
+arg_bytes(pTHX_ SV *sv, STRLEN *len, int *defined, const char *pkg, const char *fn,
+          const char *what)
 {
     const char *p;
-    *wide = 0;
-    if (!sv || !SvOK(sv)) {
-        *len = 0;
-        return (const unsigned char *)"";
-    }
-    p = SvPV_const(sv, *len);
-    if (SvUTF8(sv)) {
-        SV *tmp = sv_2mortal(newSVpvn(p, *len));
-        SvUTF8_on(tmp);
-        if (sv_utf8_downgrade(tmp, TRUE))
-            p = SvPV_const(tmp, *len);
-        else
-            *wide = 1;
-    }
-    return (const unsigned char *)p;
+    SvGETMAGIC(sv);
+    p = sv_bytes(aTHX_ sv, len, defined);
+    if (!p)
+        croak("%s::%s: %s must be bytes, not a string with characters over 0xFF", pkg, fn,
+              what);
+    return p;
+}
+
+/* A header name or value the application gives: undef is "", and a character above
+ * 0xFF sets *wide (the Rust validator reports it as the app's error) */
+static const char *
+app_bytes(pTHX_ SV *sv, STRLEN *len, int *wide)
+{
+    int defined;
+    const char *p;
+    if (sv)
+        SvGETMAGIC(sv);
+    p = sv_bytes(aTHX_ sv, len, &defined);
+    *wide = !p;
+    return p ? p : SvPV_nomg_const(sv, *len);
 }
 
 /* Converts [[name, value], ...] for the Rust serializers. Returns the count of pairs
@@ -229,9 +237,9 @@ collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
         value = av_fetch(pav, 1, 0);
         (*names)[2 * i] = name ? *name : NULL;
         (*names)[2 * i + 1] = value ? *value : NULL;
-        (*fields)[i].name = app_bytes(aTHX_ name ? *name : NULL, &nl, &nw);
+        (*fields)[i].name = (const unsigned char *)app_bytes(aTHX_ name ? *name : NULL, &nl, &nw);
         (*fields)[i].name_len = nl;
-        (*fields)[i].value = app_bytes(aTHX_ value ? *value : NULL, &vl, &vw);
+        (*fields)[i].value = (const unsigned char *)app_bytes(aTHX_ value ? *value : NULL, &vl, &vw);
         (*fields)[i].value_len = vl;
         (*fields)[i].wide = (nw ? PAGI_WIDE_NAME : 0) | (vw ? PAGI_WIDE_VALUE : 0);
     }
@@ -294,24 +302,6 @@ app_error_message(pTHX_ const pagi_response *r, SV **names)
     return msg;
 }
 
-/* The bytes of a body (or chunk) the app passes: a character string is downgraded, and
- * one with a character above 0xFF is API misuse (the connection only passes bytes).
- * Get-magic must have been called. */
-static const char *
-body_bytes(pTHX_ SV *sv, STRLEN *len, const char *fn)
-{
-    const char *p = SvPV_nomg_const(sv, *len);
-    if (SvUTF8(sv)) {
-        SV *tmp = sv_2mortal(newSVpvn(p, *len));
-        SvUTF8_on(tmp);
-        if (!sv_utf8_downgrade(tmp, TRUE))
-            croak("%s::%s: the body must be bytes, not a string with characters over 0xFF",
-                  PKG, fn);
-        p = SvPV_const(tmp, *len);
-    }
-    return p;
-}
-
 /* head bytes, then (when b is not NULL) the body bytes */
 static SV *
 head_and_body(pTHX_ const pagi_response *r, const char *b, STRLEN blen)
@@ -337,50 +327,6 @@ endpoint_host(pTHX_ const pagi_endpoint *e)
 
 /* ---- WebSocket ------------------------------------------------------------------- */
 
-static void
-ws_croak_panic(pTHX_ const char *fn)
-{
-    size_t n = 0;
-    const unsigned char *m = pagi_last_panic(&n);
-    croak("%s::%s: internal error in the Rust codec (%.*s); please report this bug",
-          WS_PKG, fn, (int)n, m ? (const char *)m : "panic");
-}
-
-/* {error => KIND, message => TEXT} for a WebSocket error code */
-static SV *
-ws_error_ref(pTHX_ const my_cxt_t *cx, int code)
-{
-    HV *hv = newHV();
-    const char *kind = pagi_ws_error_kind(code);
-    const char *message = pagi_ws_error_message(code);
-    STORE(hv, K_ERROR, newSVpv(kind ? kind : "internal", 0));
-    STORE(hv, K_MESSAGE, newSVpv(message ? message : "internal error", 0));
-    return newRV_noinc((SV *)hv);
-}
-
-/* The bytes of a WebSocket argument: undef is "" (*defined cleared), an upgraded string
- * its bytes, a character over 0xFF is misuse */
-static const char *
-ws_bytes(pTHX_ SV *sv, STRLEN *len, int *defined, const char *fn, const char *what)
-{
-    const char *p;
-    SvGETMAGIC(sv);
-    *defined = SvOK(sv) ? 1 : 0;
-    if (!*defined) {
-        *len = 0;
-        return "";
-    }
-    p = SvPV_nomg_const(sv, *len);
-    if (SvUTF8(sv)) {
-        SV *tmp = sv_2mortal(newSVpvn(p, *len));
-        SvUTF8_on(tmp);
-        if (!sv_utf8_downgrade(tmp, TRUE))
-            croak("%s::%s: %s must be bytes, not characters over 0xFF", WS_PKG, fn, what);
-        p = SvPV_const(tmp, *len);
-    }
-    return p;
-}
-
 /* A Perl number as the integer limit m with (len > number) == (len > m) for every
  * length len >= 0: the floor of a fraction; NaN and numbers above IV_MAX never bite */
 static int64_t
@@ -405,9 +351,12 @@ PROTOTYPES: DISABLE
 BOOT:
 {
     MY_CXT_INIT;
-    if (!pagi_abi_check(sizeof(pagi_request), sizeof(pagi_chunked), sizeof(pagi_response),
-                        sizeof(pagi_field_in), sizeof(pagi_conninfo), sizeof(pagi_ws_frame)))
-        croak("%s: perl/pagi_server.h does not match the Rust library (src/ffi.rs); rebuild with 'perl Makefile.PL && make'", PKG);
+    static const pagi_layout layout[] = PAGI_LAYOUT;
+    const char *mismatch = "";
+    if (!pagi_abi_check(layout, sizeof(layout) / sizeof(layout[0]), &mismatch))
+        croak("%s: perl/pagi_server.h does not match the Rust library (src/ffi.rs) at %s;"
+              " fix the one that is wrong and rebuild with 'perl Makefile.PL && make'",
+              PKG, mismatch);
     pagi_init();
     init_cache(aTHX_ &MY_CXT);
 }
@@ -429,10 +378,12 @@ parse_request(buf, max_header_size, max_headers, max_line)
   PREINIT:
     STRLEN len;
     const unsigned char *p;
+    int defined;
     pagi_request r;
     int rc;
   PPCODE:
-    p = buffer_bytes(aTHX_ buf, &len, "parse_request");
+    p = (const unsigned char *)arg_bytes(aTHX_ buf, &len, &defined, PKG, "parse_request",
+                                         "the buffer");
     rc = pagi_parse_request(p, len, (int64_t)max_header_size, (int64_t)max_headers,
                             (int64_t)max_line, &r);
     EXTEND(SP, 2);
@@ -491,11 +442,11 @@ parse_request(buf, max_header_size, max_headers, max_line)
     }
     else if (rc == PAGI_ERROR) {
         dMY_CXT;
-        mPUSHs(error_ref(aTHX_ &MY_CXT, r.error));
+        mPUSHs(error_ref(aTHX_ &MY_CXT, PAGI_TABLE_HTTP, r.error));
         mPUSHi(0);
     }
     else {
-        croak_panic(aTHX_ "parse_request");
+        croak_panic(aTHX_ PKG, "parse_request");
     }
 
 void
@@ -506,10 +457,12 @@ decode_chunked(buf, state, max_trailer_size)
   PREINIT:
     STRLEN len;
     const unsigned char *p;
+    int defined;
     pagi_chunked c;
     int rc;
   PPCODE:
-    p = buffer_bytes(aTHX_ buf, &len, "decode_chunked");
+    p = (const unsigned char *)arg_bytes(aTHX_ buf, &len, &defined, PKG, "decode_chunked",
+                                         "the buffer");
     rc = pagi_decode_chunked(p, len, (int64_t)state, (int64_t)max_trailer_size, &c);
     EXTEND(SP, 3);
     if (rc == PAGI_DONE) {
@@ -529,12 +482,12 @@ decode_chunked(buf, state, max_trailer_size)
     }
     else if (rc == PAGI_ERROR) {
         dMY_CXT;
-        mPUSHs(error_ref(aTHX_ &MY_CXT, c.error));
+        mPUSHs(error_ref(aTHX_ &MY_CXT, PAGI_TABLE_HTTP, c.error));
         mPUSHi(0);
         mPUSHi((IV)c.state);
     }
     else {
-        croak_panic(aTHX_ "decode_chunked");
+        croak_panic(aTHX_ PKG, "decode_chunked");
     }
 
 void
@@ -560,10 +513,7 @@ serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = 
     int rc;
   PPCODE:
     /* A body with characters is misuse, whatever else is wrong (as in the PP code) */
-    SvGETMAGIC(body);
-    has_body = SvOK(body) ? 1 : 0;
-    if (has_body)
-        b = body_bytes(aTHX_ body, &blen, "serialize_response");
+    b = arg_bytes(aTHX_ body, &blen, &has_body, PKG, "serialize_response", "the body");
     SvGETMAGIC(status);
     if (SvOK(status))
         s = SvPV_nomg_const(status, slen);
@@ -592,7 +542,7 @@ serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = 
         mPUSHs(app_error_message(aTHX_ &r, names));
     }
     else {
-        croak_panic(aTHX_ "serialize_response");
+        croak_panic(aTHX_ PKG, "serialize_response");
     }
 
 SV *
@@ -603,10 +553,9 @@ serialize_chunk(data = &PL_sv_undef)
     size_t plen;
     STRLEN len = 0;
     const char *p = NULL;
+    int defined;
   CODE:
-    SvGETMAGIC(data);
-    if (SvOK(data))
-        p = body_bytes(aTHX_ data, &len, "serialize_chunk");
+    p = arg_bytes(aTHX_ data, &len, &defined, PKG, "serialize_chunk", "the body");
     if (len == 0) {
         RETVAL = newSVpvs("");
     }
@@ -614,7 +563,7 @@ serialize_chunk(data = &PL_sv_undef)
         char *d;
         plen = pagi_chunk_prefix(len, prefix);
         if (plen == 0)
-            croak_panic(aTHX_ "serialize_chunk");
+            croak_panic(aTHX_ PKG, "serialize_chunk");
         RETVAL = newSV(plen + len + 3);
         SvPOK_on(RETVAL);
         d = SvPVX(RETVAL);
@@ -653,7 +602,7 @@ check_headers(headers = &PL_sv_undef)
     if (rc == PAGI_DONE)
         XSRETURN_UNDEF;
     if (rc != PAGI_ERROR)
-        croak_panic(aTHX_ "check_headers");
+        croak_panic(aTHX_ PKG, "check_headers");
     RETVAL = app_error_message(aTHX_ &r, names);
   OUTPUT:
     RETVAL
@@ -685,7 +634,7 @@ serialize_trailers(headers = &PL_sv_undef)
         mPUSHs(app_error_message(aTHX_ &r, names));
     }
     else {
-        croak_panic(aTHX_ "serialize_trailers");
+        croak_panic(aTHX_ PKG, "serialize_trailers");
     }
 
 SV *
@@ -701,7 +650,7 @@ connection_info(fd)
         XSRETURN_UNDEF;
     rc = pagi_connection_info((int)SvIV_nomg(fd), &ci);
     if (rc == PAGI_PANIC)
-        croak_panic(aTHX_ "connection_info");
+        croak_panic(aTHX_ PKG, "connection_info");
     if (rc == 0)
         XSRETURN_UNDEF;
     av = newAV();
@@ -738,15 +687,24 @@ _reason_phrase(status)
     RETVAL
 
 void
-_error_kinds()
-  PREINIT:
-    int code;
+_error_table(which)
+    const char *which
   PPCODE:
-    for (code = 1; pagi_error_kind(code); code++) {
-        AV *pair = newAV();
-        av_push(pair, newSVpv(pagi_error_kind(code), 0));
-        av_push(pair, newSVpv(pagi_error_message(code), 0));
-        XPUSHs(sv_2mortal(newRV_noinc((SV *)pair)));
+    /* [kind, message, number] for each code of one Rust error table ("http" or "ws"), in
+       code order: the tests compare it with PAGI::Server::Protocol::Errors */
+    {
+        int code, number;
+        const char *kind, *message;
+        int table = strEQ(which, "ws") ? PAGI_TABLE_WS : strEQ(which, "http") ? PAGI_TABLE_HTTP : -1;
+        if (table < 0)
+            croak("%s::_error_table: 'http' or 'ws', not '%s'", PKG, which);
+        for (code = 1; (number = pagi_error_info(table, code, &kind, &message)); code++) {
+            AV *row = newAV();
+            av_push(row, newSVpv(kind, 0));
+            av_push(row, newSVpv(message, 0));
+            av_push(row, newSViv(number));
+            XPUSHs(sv_2mortal(newRV_noinc((SV *)row)));
+        }
     }
 
 IV
@@ -755,7 +713,7 @@ _debug_panic(code)
   CODE:
     RETVAL = pagi_debug_panic((int)code);
     if (RETVAL == PAGI_PANIC)
-        croak_panic(aTHX_ "_debug_panic");
+        croak_panic(aTHX_ PKG, "_debug_panic");
   OUTPUT:
     RETVAL
 
@@ -775,7 +733,7 @@ parse_frame(buf, max_payload = &PL_sv_undef)
     pagi_ws_frame f;
     int rc;
   PPCODE:
-    p = (const unsigned char *)ws_bytes(aTHX_ buf, &len, &defined, "parse_frame", "the buffer");
+    p = (const unsigned char *)arg_bytes(aTHX_ buf, &len, &defined, WS_PKG, "parse_frame", "the buffer");
     max = ws_limit(aTHX_ max_payload);
     rc = pagi_ws_parse_frame(p, len, max, &f);
     EXTEND(SP, 2);
@@ -788,7 +746,7 @@ parse_frame(buf, max_payload = &PL_sv_undef)
                          (unsigned char *)SvPVX(payload)) != PAGI_DONE) {
             SvREFCNT_dec(payload);
             SvREFCNT_dec((SV *)frame);
-            ws_croak_panic(aTHX_ "parse_frame");
+            croak_panic(aTHX_ WS_PKG, "parse_frame");
         }
         SvCUR_set(payload, f.payload_len);
         *SvEND(payload) = '\0';
@@ -805,11 +763,11 @@ parse_frame(buf, max_payload = &PL_sv_undef)
     }
     else if (rc == PAGI_ERROR) {
         dMY_CXT;
-        mPUSHs(ws_error_ref(aTHX_ &MY_CXT, f.error));
+        mPUSHs(error_ref(aTHX_ &MY_CXT, PAGI_TABLE_WS, f.error));
         mPUSHi(0);
     }
     else {
-        ws_croak_panic(aTHX_ "parse_frame");
+        croak_panic(aTHX_ WS_PKG, "parse_frame");
     }
 
 SV *
@@ -826,14 +784,14 @@ build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef)
     UV byte0;
     char *d;
   CODE:
-    p = ws_bytes(aTHX_ payload, &len, &defined, "build_frame", "the payload");
+    p = arg_bytes(aTHX_ payload, &len, &defined, WS_PKG, "build_frame", "the payload");
     SvGETMAGIC(fin);
     SvGETMAGIC(opcode);
     /* ($fin ? 0x80 : 0) | $opcode, packed with 'C' (which keeps the low byte) */
     byte0 = (SvTRUE_nomg(fin) ? 0x80 : 0) | SvUV_nomg(opcode);
     hlen = pagi_ws_frame_header((uint8_t)(byte0 & 0xff), (uint64_t)len, header);
     if (hlen == 0)
-        ws_croak_panic(aTHX_ "build_frame");
+        croak_panic(aTHX_ WS_PKG, "build_frame");
     RETVAL = newSV(hlen + len + 1);
     SvPOK_on(RETVAL);
     d = SvPVX(RETVAL);
@@ -853,10 +811,10 @@ utf8_check(bytes = &PL_sv_undef)
     const char *p;
     int defined;
   CODE:
-    p = ws_bytes(aTHX_ bytes, &len, &defined, "utf8_check", "the string");
+    p = arg_bytes(aTHX_ bytes, &len, &defined, WS_PKG, "utf8_check", "the string");
     RETVAL = pagi_ws_utf8_check((const unsigned char *)p, len);
     if (RETVAL == PAGI_PANIC)
-        ws_croak_panic(aTHX_ "utf8_check");
+        croak_panic(aTHX_ WS_PKG, "utf8_check");
   OUTPUT:
     RETVAL
 
@@ -869,33 +827,21 @@ mask_payload(payload = &PL_sv_undef, key = &PL_sv_undef)
     const char *p, *k;
     int defined;
   CODE:
-    p = ws_bytes(aTHX_ payload, &len, &defined, "mask_payload", "the payload");
+    p = arg_bytes(aTHX_ payload, &len, &defined, WS_PKG, "mask_payload", "the payload");
     /* as the PP code: undef and "" come back as they are */
     if (!defined)
         XSRETURN_UNDEF;
     if (len == 0)
         XSRETURN_PVN("", 0);
-    k = ws_bytes(aTHX_ key, &klen, &defined, "mask_payload", "the key");
+    k = arg_bytes(aTHX_ key, &klen, &defined, WS_PKG, "mask_payload", "the key");
     RETVAL = newSV(len + 1);
     SvPOK_on(RETVAL);
     if (pagi_ws_mask((const unsigned char *)p, len, (const unsigned char *)k, klen,
                      (unsigned char *)SvPVX(RETVAL)) != PAGI_DONE) {
         SvREFCNT_dec(RETVAL);
-        ws_croak_panic(aTHX_ "mask_payload");
+        croak_panic(aTHX_ WS_PKG, "mask_payload");
     }
     SvCUR_set(RETVAL, len);
     *SvEND(RETVAL) = '\0';
   OUTPUT:
     RETVAL
-
-void
-_error_kinds()
-  PREINIT:
-    int code;
-  PPCODE:
-    for (code = 1; pagi_ws_error_kind(code); code++) {
-        AV *pair = newAV();
-        av_push(pair, newSVpv(pagi_ws_error_kind(code), 0));
-        av_push(pair, newSVpv(pagi_ws_error_message(code), 0));
-        XPUSHs(sv_2mortal(newRV_noinc((SV *)pair)));
-    }

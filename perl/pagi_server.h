@@ -1,5 +1,7 @@
 /* The C ABI of the Rust codec core (src/ffi.rs), HTTP/1.1 and WebSocket. The two must
- * change together; pagi_abi_check() catches a layout drift when the XS object boots. */
+ * change together: PAGI_LAYOUT below lists every struct and field as this compiler lays
+ * them out, and pagi_abi_check() compares it row by row (name, offset, size) with the
+ * list Rust derives from its own declarations (ffi::LAYOUT) when the XS object boots. */
 #ifndef PAGI_SERVER_H
 #define PAGI_SERVER_H
 
@@ -98,8 +100,55 @@ typedef struct {
     unsigned char key[4];
 } pagi_ws_frame;
 
-int pagi_abi_check(size_t request, size_t chunked, size_t response, size_t field_in,
-                   size_t conninfo, size_t ws_frame);
+/* One row of a layout list: "struct" (offset 0, its size) or "struct.field" */
+typedef struct {
+    const char *name;
+    size_t offset;
+    size_t size;
+} pagi_layout;
+
+#define PAGI_STRUCT(T) { #T, 0, sizeof(T) }
+#define PAGI_FIELD(T, f) { #T "." #f, offsetof(T, f), sizeof(((T *)0)->f) }
+
+/* Every shared struct, then each of its fields, in declaration order (as ffi::LAYOUT) */
+#define PAGI_LAYOUT { \
+    PAGI_STRUCT(pagi_span), PAGI_FIELD(pagi_span, ptr), PAGI_FIELD(pagi_span, len), \
+    PAGI_STRUCT(pagi_field), PAGI_FIELD(pagi_field, name), PAGI_FIELD(pagi_field, value), \
+    PAGI_FIELD(pagi_field, name_id), \
+    PAGI_STRUCT(pagi_request), PAGI_FIELD(pagi_request, method), PAGI_FIELD(pagi_request, path), \
+    PAGI_FIELD(pagi_request, raw_path), PAGI_FIELD(pagi_request, query_string), \
+    PAGI_FIELD(pagi_request, upgrade), PAGI_FIELD(pagi_request, ws_key), \
+    PAGI_FIELD(pagi_request, ws_version), PAGI_FIELD(pagi_request, host), \
+    PAGI_FIELD(pagi_request, headers), PAGI_FIELD(pagi_request, n_headers), \
+    PAGI_FIELD(pagi_request, consumed), PAGI_FIELD(pagi_request, content_length), \
+    PAGI_FIELD(pagi_request, method_id), PAGI_FIELD(pagi_request, error), \
+    PAGI_FIELD(pagi_request, http_minor), PAGI_FIELD(pagi_request, chunked), \
+    PAGI_FIELD(pagi_request, keep_alive), PAGI_FIELD(pagi_request, sse), \
+    PAGI_FIELD(pagi_request, expect_continue), PAGI_FIELD(pagi_request, path_utf8), \
+    PAGI_STRUCT(pagi_range), PAGI_FIELD(pagi_range, start), PAGI_FIELD(pagi_range, len), \
+    PAGI_STRUCT(pagi_chunked), PAGI_FIELD(pagi_chunked, ranges), PAGI_FIELD(pagi_chunked, n_ranges), \
+    PAGI_FIELD(pagi_chunked, data_len), PAGI_FIELD(pagi_chunked, consumed), \
+    PAGI_FIELD(pagi_chunked, state), PAGI_FIELD(pagi_chunked, error), \
+    PAGI_STRUCT(pagi_field_in), PAGI_FIELD(pagi_field_in, name), PAGI_FIELD(pagi_field_in, name_len), \
+    PAGI_FIELD(pagi_field_in, value), PAGI_FIELD(pagi_field_in, value_len), \
+    PAGI_FIELD(pagi_field_in, wide), \
+    PAGI_STRUCT(pagi_response), PAGI_FIELD(pagi_response, head), PAGI_FIELD(pagi_response, head_len), \
+    PAGI_FIELD(pagi_response, error), PAGI_FIELD(pagi_response, error_index), \
+    PAGI_FIELD(pagi_response, length), PAGI_FIELD(pagi_response, mode), \
+    PAGI_FIELD(pagi_response, close), PAGI_FIELD(pagi_response, append_body), \
+    PAGI_STRUCT(pagi_endpoint), PAGI_FIELD(pagi_endpoint, kind), PAGI_FIELD(pagi_endpoint, port), \
+    PAGI_FIELD(pagi_endpoint, len), PAGI_FIELD(pagi_endpoint, text), \
+    PAGI_STRUCT(pagi_conninfo), PAGI_FIELD(pagi_conninfo, peer), PAGI_FIELD(pagi_conninfo, local), \
+    PAGI_STRUCT(pagi_ws_frame), PAGI_FIELD(pagi_ws_frame, payload_offset), \
+    PAGI_FIELD(pagi_ws_frame, payload_len), PAGI_FIELD(pagi_ws_frame, consumed), \
+    PAGI_FIELD(pagi_ws_frame, error), PAGI_FIELD(pagi_ws_frame, fin), \
+    PAGI_FIELD(pagi_ws_frame, opcode), PAGI_FIELD(pagi_ws_frame, key), \
+    PAGI_STRUCT(pagi_layout), PAGI_FIELD(pagi_layout, name), PAGI_FIELD(pagi_layout, offset), \
+    PAGI_FIELD(pagi_layout, size) }
+
+/* 1 when `layout` (n rows, PAGI_LAYOUT) matches Rust's; else 0, with *mismatch the name
+ * of the first row that differs */
+int pagi_abi_check(const pagi_layout *layout, size_t n, const char **mismatch);
 void pagi_init(void);
 int pagi_parse_request(const unsigned char *buf, size_t len, int64_t max_header_size,
                        int64_t max_headers, int64_t max_line, pagi_request *out);
@@ -112,8 +161,11 @@ int pagi_check_headers(const pagi_field_in *headers, size_t n, pagi_response *ou
 int pagi_serialize_trailers(const pagi_field_in *headers, size_t n, pagi_response *out);
 size_t pagi_chunk_prefix(size_t len, unsigned char *out /* >= 18 bytes */);
 int pagi_connection_info(int fd, pagi_conninfo *out);
-const char *pagi_error_kind(int code);
-const char *pagi_error_message(int code);
+/* The error tables (src/error.rs): kind and message (static) and, as the return value,
+ * the number (HTTP status, close code) of error `code`; 0 when there is none */
+#define PAGI_TABLE_HTTP 0
+#define PAGI_TABLE_WS   1
+int pagi_error_info(int table, int code, const char **kind, const char **message);
 const unsigned char *pagi_reason_phrase(int status, size_t *len);
 const unsigned char *pagi_known_string(uint32_t id, size_t *len);
 const unsigned char *pagi_last_panic(size_t *len);
@@ -127,7 +179,5 @@ int pagi_ws_mask(const unsigned char *src, size_t len, const unsigned char *key,
                  size_t key_len, unsigned char *dst);
 size_t pagi_ws_frame_header(uint8_t byte0, uint64_t len, unsigned char *out /* >= 10 bytes */);
 int pagi_ws_utf8_check(const unsigned char *p, size_t len);
-const char *pagi_ws_error_kind(int code);
-const char *pagi_ws_error_message(int code);
 
 #endif

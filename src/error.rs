@@ -1,179 +1,130 @@
-//! The closed set of peer-input errors (doc/codec.md, "Error kinds").
+//! The closed sets of peer-input errors: the HTTP/1.1 codec's [`ErrorKind`]
+//! (doc/codec.md, "Error kinds") and the WebSocket codec's [`crate::ws::WsError`].
 //!
-//! The kind strings and messages are part of the contract: the Perl glue puts them,
-//! unchanged, into `{error => KIND, message => TEXT}`. The HTTP status for each kind
-//! lives once, in the Perl facade (`PAGI::Server::Protocol::HTTP1::error_status`);
-//! [`ErrorKind::status`] is only for documentation and tests.
+//! Both come from THE error table, `lib/PAGI/Server/Protocol/errors.tsv` (kind, number,
+//! message), the only place a kind is written: `build.rs` turns its rows into
+//! `error_table!` invocations, and the Perl side (`PAGI::Server::Protocol::Errors`)
+//! reads the same file. The XS glue reads these enums through `pagi_error_info`.
 
-/// A peer-input error. The discriminants are the codes that cross the C ABI
-/// (`0` means "no error" there, so they start at 1).
-use std::ffi::CStr;
-
-fn without_nul(s: &'static str) -> &'static str {
-    &s[..s.len() - 1]
-}
-
-fn as_cstr(s: &'static str) -> &'static CStr {
-    // The tables below end every string with exactly one NUL (tested)
-    CStr::from_bytes_with_nul(s.as_bytes()).unwrap_or(c"")
-}
-
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    BadRequestLine = 1,
-    BadHeader = 2,
-    BadHost = 3,
-    BadContentLength = 4,
-    ConflictingLength = 5,
-    BadTransferEncoding = 6,
-    BadChunk = 7,
-    BodyTooLarge = 8,
-    UriTooLong = 9,
-    HeadersTooLarge = 10,
-    UnsupportedTransferEncoding = 11,
-    UnsupportedVersion = 12,
-}
-
-impl ErrorKind {
-    /// Every kind, in code order.
-    pub const ALL: [ErrorKind; 12] = [
-        ErrorKind::BadRequestLine,
-        ErrorKind::BadHeader,
-        ErrorKind::BadHost,
-        ErrorKind::BadContentLength,
-        ErrorKind::ConflictingLength,
-        ErrorKind::BadTransferEncoding,
-        ErrorKind::BadChunk,
-        ErrorKind::BodyTooLarge,
-        ErrorKind::UriTooLong,
-        ErrorKind::HeadersTooLarge,
-        ErrorKind::UnsupportedTransferEncoding,
-        ErrorKind::UnsupportedVersion,
-    ];
-
-    /// The code used across the C ABI.
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-
-    /// The kind for an ABI code, if it is one.
-    pub fn from_code(code: i32) -> Option<ErrorKind> {
-        ErrorKind::ALL.iter().copied().find(|k| k.code() == code)
-    }
-
-    /// The `error` value: a short lowercase identifier.
-    pub fn kind(self) -> &'static str {
-        without_nul(self.kind_nul())
-    }
-
-    /// The `message` value: a short lowercase description.
-    pub fn message(self) -> &'static str {
-        without_nul(self.message_nul())
-    }
-
-    /// [`ErrorKind::kind`] as a C string.
-    pub fn kind_c(self) -> &'static CStr {
-        as_cstr(self.kind_nul())
-    }
-
-    /// [`ErrorKind::message`] as a C string.
-    pub fn message_c(self) -> &'static CStr {
-        as_cstr(self.message_nul())
-    }
-
-    fn kind_nul(self) -> &'static str {
-        match self {
-            ErrorKind::BadRequestLine => "bad_request_line\0",
-            ErrorKind::BadHeader => "bad_header\0",
-            ErrorKind::BadHost => "bad_host\0",
-            ErrorKind::BadContentLength => "bad_content_length\0",
-            ErrorKind::ConflictingLength => "conflicting_length\0",
-            ErrorKind::BadTransferEncoding => "bad_transfer_encoding\0",
-            ErrorKind::BadChunk => "bad_chunk\0",
-            ErrorKind::BodyTooLarge => "body_too_large\0",
-            ErrorKind::UriTooLong => "uri_too_long\0",
-            ErrorKind::HeadersTooLarge => "headers_too_large\0",
-            ErrorKind::UnsupportedTransferEncoding => "unsupported_transfer_encoding\0",
-            ErrorKind::UnsupportedVersion => "unsupported_version\0",
+/// Declares an error enum from its rows, as `build.rs` writes them from `errors.tsv`.
+/// Each row: the variant and its ABI code (`0` means "no error" across the C ABI, so
+/// codes start at 1), the `error` kind and the `message` (C strings: they cross to the
+/// glue as they are), and the number the server answers with, through the accessor
+/// named after the enum.
+macro_rules! error_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident, fn $number:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $code:literal, $kind:literal, $message:literal, $num:literal; )+
         }
-    }
-
-    fn message_nul(self) -> &'static str {
-        match self {
-            ErrorKind::BadRequestLine => "invalid request line\0",
-            ErrorKind::BadHeader => "invalid header field\0",
-            ErrorKind::BadHost => "missing or duplicate host header\0",
-            ErrorKind::BadContentLength => "invalid content-length\0",
-            ErrorKind::ConflictingLength => "conflicting message length\0",
-            ErrorKind::BadTransferEncoding => "invalid transfer-encoding\0",
-            ErrorKind::BadChunk => "invalid chunked encoding\0",
-            ErrorKind::BodyTooLarge => "request body too large\0",
-            ErrorKind::UriTooLong => "request line too long\0",
-            ErrorKind::HeadersTooLarge => "request header fields too large\0",
-            ErrorKind::UnsupportedTransferEncoding => "unsupported transfer-encoding\0",
-            ErrorKind::UnsupportedVersion => "http version not supported\0",
+    ) => {
+        $(#[$meta])*
+        #[repr(i32)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $code, )+
         }
-    }
 
-    /// The HTTP status the facade answers with (kept in sync with its table by tests).
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorKind::BodyTooLarge => 413,
-            ErrorKind::UriTooLong => 414,
-            ErrorKind::HeadersTooLarge => 431,
-            ErrorKind::UnsupportedTransferEncoding => 501,
-            ErrorKind::UnsupportedVersion => 505,
-            _ => 400,
+        impl $name {
+            /// Every kind, in code order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The code used across the C ABI.
+            pub fn code(self) -> i32 {
+                self as i32
+            }
+
+            /// The kind for an ABI code, if it is one.
+            pub fn from_code(code: i32) -> Option<$name> {
+                Self::ALL.iter().copied().find(|k| k.code() == code)
+            }
+
+            /// The `error` value, a short lowercase identifier, as a C string.
+            pub fn kind_c(self) -> &'static std::ffi::CStr {
+                match self { $($name::$variant => $kind,)+ }
+            }
+
+            /// The `message` value, a short lowercase description, as a C string.
+            pub fn message_c(self) -> &'static std::ffi::CStr {
+                match self { $($name::$variant => $message,)+ }
+            }
+
+            /// The `error` value.
+            pub fn kind(self) -> &'static str {
+                self.kind_c().to_str().unwrap_or("")
+            }
+
+            /// The `message` value.
+            pub fn message(self) -> &'static str {
+                self.message_c().to_str().unwrap_or("")
+            }
+
+            /// The number the server answers this kind with.
+            pub fn $number(self) -> u16 {
+                match self { $($name::$variant => $num,)+ }
+            }
         }
-    }
-}
 
-impl std::fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
-    }
-}
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.message())
+            }
+        }
 
-impl std::error::Error for ErrorKind {}
+        impl std::error::Error for $name {}
+    };
+}
+pub(crate) use error_table;
+
+include!(concat!(env!("OUT_DIR"), "/errors_http.rs"));
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::WsError;
 
-    #[test]
-    fn codes_round_trip_and_are_distinct() {
-        for (i, k) in ErrorKind::ALL.iter().enumerate() {
-            assert_eq!(k.code(), i as i32 + 1);
-            assert_eq!(ErrorKind::from_code(k.code()), Some(*k));
+    /// Each generated enum: codes 1.., round trips, C strings equal to the strings,
+    /// distinct lowercase kinds, numbers in range
+    fn holds_together(rows: Vec<(i32, Option<i32>, &str, &str, &[u8], &[u8], String, u16)>, numbers: std::ops::RangeInclusive<u16>) {
+        let mut kinds = Vec::new();
+        for (i, (code, back, kind, message, kind_c, message_c, shown, number)) in rows.into_iter().enumerate() {
+            assert_eq!(code, i as i32 + 1);
+            assert_eq!(back, Some(code));
+            assert!(kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{kind}");
+            assert_eq!((kind_c, message_c), (kind.as_bytes(), message.as_bytes()));
+            assert_eq!(shown, message);
+            assert!(numbers.contains(&number), "{kind}: {number}");
+            kinds.push(kind);
         }
-        assert_eq!(ErrorKind::from_code(0), None);
-        assert_eq!(ErrorKind::from_code(13), None);
+        let n = kinds.len();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), n, "kinds are distinct");
     }
 
     #[test]
-    fn table_matches_the_contract() {
-        let table: &[(&str, u16, &str)] = &[
-            ("bad_request_line", 400, "invalid request line"),
-            ("bad_header", 400, "invalid header field"),
-            ("bad_host", 400, "missing or duplicate host header"),
-            ("bad_content_length", 400, "invalid content-length"),
-            ("conflicting_length", 400, "conflicting message length"),
-            ("bad_transfer_encoding", 400, "invalid transfer-encoding"),
-            ("bad_chunk", 400, "invalid chunked encoding"),
-            ("body_too_large", 413, "request body too large"),
-            ("uri_too_long", 414, "request line too long"),
-            ("headers_too_large", 431, "request header fields too large"),
-            ("unsupported_transfer_encoding", 501, "unsupported transfer-encoding"),
-            ("unsupported_version", 505, "http version not supported"),
-        ];
-        for (k, (kind, status, msg)) in ErrorKind::ALL.iter().zip(table) {
-            assert_eq!(k.kind(), *kind);
-            assert_eq!(k.status(), *status);
-            assert_eq!(k.message(), *msg);
-            assert_eq!(k.to_string(), *msg);
-            assert_eq!(k.kind_c().to_str().unwrap(), *kind);
-            assert_eq!(k.message_c().to_str().unwrap(), *msg);
-        }
+    fn the_tables_hold_together() {
+        holds_together(
+            ErrorKind::ALL.iter().map(|k| (k.code(), ErrorKind::from_code(k.code()).map(ErrorKind::code), k.kind(), k.message(),
+                k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.status())).collect(),
+            400..=599,
+        );
+        holds_together(
+            WsError::ALL.iter().map(|k| (k.code(), WsError::from_code(k.code()).map(WsError::code), k.kind(), k.message(),
+                k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.close_code())).collect(),
+            1000..=4999,
+        );
+        assert_eq!((ErrorKind::from_code(0), ErrorKind::from_code(13)), (None, None));
+        assert_eq!((WsError::from_code(0), WsError::from_code(7)), (None, None));
+        assert_eq!((ErrorKind::ALL.len(), WsError::ALL.len()), (12, 6));
+        // A few rows of doc/codec.md's tables, through the generated enums
+        let row = |k: ErrorKind| (k.kind(), k.status(), k.message());
+        assert_eq!(row(ErrorKind::BadRequestLine), ("bad_request_line", 400, "invalid request line"));
+        assert_eq!(row(ErrorKind::UriTooLong), ("uri_too_long", 414, "request line too long"));
+        assert_eq!(row(ErrorKind::HeadersTooLarge), ("headers_too_large", 431, "request header fields too large"));
+        assert_eq!(row(ErrorKind::UnsupportedVersion), ("unsupported_version", 505, "http version not supported"));
+        let row = |k: WsError| (k.kind(), k.close_code(), k.message());
+        assert_eq!(row(WsError::RsvBits), ("rsv_bits", 1002, "reserved bits set"));
+        assert_eq!(row(WsError::TooLarge), ("too_large", 1009, "frame too large"));
     }
 }

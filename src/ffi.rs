@@ -13,14 +13,14 @@ use crate::chunked::decode_chunked;
 use crate::conninfo::{connection_info, Endpoint};
 use crate::date::http_date;
 use crate::error::ErrorKind;
-use crate::request::{Limits, Parser, Span, Src, Status};
+use crate::request::{Limits, Parser, Span, Status};
 use crate::response::{
     check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn,
 };
 use crate::status::reason_phrase;
 use crate::ws::{self, WsError};
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
@@ -33,56 +33,191 @@ pub const PAGI_DONE: c_int = 1;
 /// Invalid input: the `error` field says which kind.
 pub const PAGI_ERROR: c_int = 2;
 
-/// Bytes: `ptr == NULL` means undef.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct PagiSpan {
-    pub ptr: *const u8,
-    pub len: usize,
+/// Declares the structs shared with C (`#[repr(C)]`) and [`LAYOUT`], every struct's size
+/// and every field's offset and size as this crate lays them out, from the same
+/// declarations, so the list cannot leave a field out. `perl/pagi_server.h` declares
+/// the C side and its own list (`PAGI_LAYOUT`); the glue's BOOT hands that list to
+/// [`pagi_abi_check`], which compares the two row by row.
+macro_rules! abi_structs {
+    ($(
+        $(#[$meta:meta])*
+        pub struct $name:ident as $cname:literal {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty ),* $(,)?
+        }
+    )*) => {
+        $(
+            $(#[$meta])*
+            #[repr(C)]
+            pub struct $name {
+                $( $(#[$fmeta])* pub $field: $ty ),*
+            }
+        )*
+
+        /// `(C name, offset, size)`: each shared struct (offset 0, its size), then each of
+        /// its fields, in declaration order.
+        pub const LAYOUT: &[(&str, usize, usize)] = &[
+            $(
+                ($cname, 0, std::mem::size_of::<$name>()),
+                $( (concat!($cname, ".", stringify!($field)), std::mem::offset_of!($name, $field), std::mem::size_of::<$ty>()), )*
+            )*
+        ];
+    };
 }
+
+abi_structs! {
+    /// Bytes: `ptr == NULL` means undef.
+    #[derive(Debug, Clone, Copy)]
+    pub struct PagiSpan as "pagi_span" {
+        pub ptr: *const u8,
+        pub len: usize,
+    }
+
+    /// One header of a parsed request.
+    #[derive(Debug, Clone, Copy)]
+    pub struct PagiField as "pagi_field" {
+        pub name: PagiSpan,
+        pub value: PagiSpan,
+        /// The name's id in the known-string table (`pagi_known_string`), 0 if unknown.
+        pub name_id: u32,
+    }
+
+    /// The result of `pagi_parse_request`.
+    #[derive(Debug)]
+    pub struct PagiRequest as "pagi_request" {
+        pub method: PagiSpan,
+        pub path: PagiSpan,
+        pub raw_path: PagiSpan,
+        pub query_string: PagiSpan,
+        pub upgrade: PagiSpan,
+        pub ws_key: PagiSpan,
+        pub ws_version: PagiSpan,
+        pub host: PagiSpan,
+        pub headers: *const PagiField,
+        pub n_headers: usize,
+        pub consumed: usize,
+        /// -1: undef.
+        pub content_length: i64,
+        /// The method's id in the known-string table, 0 if unknown.
+        pub method_id: u32,
+        /// An error kind code (`PAGI_ERROR`), else 0.
+        pub error: i32,
+        pub http_minor: u8,
+        pub chunked: u8,
+        pub keep_alive: u8,
+        pub sse: u8,
+        pub expect_continue: u8,
+        /// The path is well-formed UTF-8 with a non-ASCII byte: make it a character string.
+        pub path_utf8: u8,
+    }
+
+    /// A range of the input.
+    #[derive(Debug, Clone, Copy)]
+    pub struct PagiRange as "pagi_range" {
+        pub start: usize,
+        pub len: usize,
+    }
+
+    /// The result of `pagi_decode_chunked`.
+    #[derive(Debug)]
+    pub struct PagiChunked as "pagi_chunked" {
+        pub ranges: *const PagiRange,
+        pub n_ranges: usize,
+        /// Sum of the ranges' lengths.
+        pub data_len: usize,
+        pub consumed: usize,
+        pub state: i64,
+        pub error: i32,
+    }
+
+    /// One header given by the application. `wide`: bit 1 the name, bit 2 the value had a
+    /// character above 0xFF.
+    #[derive(Debug, Clone, Copy)]
+    pub struct PagiFieldIn as "pagi_field_in" {
+        pub name: *const u8,
+        pub name_len: usize,
+        pub value: *const u8,
+        pub value_len: usize,
+        pub wide: u32,
+    }
+
+    /// The result of `pagi_serialize_response` / `pagi_serialize_trailers` /
+    /// `pagi_check_headers`.
+    #[derive(Debug)]
+    pub struct PagiResponse as "pagi_response" {
+        pub head: *const u8,
+        pub head_len: usize,
+        /// `PAGI_ERROR`: one of the `PAGI_BAD_*` / `PAGI_CONFLICTING_LENGTH` codes (about
+        /// header `error_index` where that applies).
+        pub error: i32,
+        pub error_index: usize,
+        /// The body length the framing announces when `mode` is 1; -1 (undef) otherwise.
+        pub length: i64,
+        pub mode: i32,
+        pub close: u8,
+        pub append_body: u8,
+    }
+
+    /// One end of a connection: kind 0 other family, 1 inet (`text` = host, `port`), 2 unix
+    /// (`text` = path).
+    #[derive(Debug)]
+    pub struct PagiEndpoint as "pagi_endpoint" {
+        pub kind: i32,
+        pub port: i32,
+        pub len: usize,
+        pub text: [u8; 112],
+    }
+
+    /// The result of `pagi_connection_info`.
+    #[derive(Debug)]
+    pub struct PagiConnInfo as "pagi_conninfo" {
+        pub peer: PagiEndpoint,
+        pub local: PagiEndpoint,
+    }
+
+    /// The result of `pagi_ws_parse_frame`: where the (masked) payload is in the input.
+    #[derive(Debug)]
+    pub struct PagiWsFrame as "pagi_ws_frame" {
+        pub payload_offset: usize,
+        pub payload_len: usize,
+        pub consumed: usize,
+        /// A WebSocket error code (`PAGI_ERROR`), else 0.
+        pub error: i32,
+        pub fin: u8,
+        pub opcode: u8,
+        pub key: [u8; 4],
+    }
+
+    /// One row of a layout list (see [`LAYOUT`]).
+    #[derive(Debug, Clone, Copy)]
+    pub struct PagiLayout as "pagi_layout" {
+        pub name: *const c_char,
+        pub offset: usize,
+        pub size: usize,
+    }
+}
+
+/// `pagi_error_info`: the HTTP/1.1 codec's table ([`ErrorKind`]).
+pub const PAGI_TABLE_HTTP: c_int = 0;
+/// `pagi_error_info`: the WebSocket codec's table ([`WsError`]).
+pub const PAGI_TABLE_WS: c_int = 1;
+
+/// `PagiResponse.error`: invalid status.
+pub const PAGI_BAD_STATUS: i32 = 1;
+
+/// `PagiResponse.error`: invalid name of header `error_index`.
+pub const PAGI_BAD_NAME: i32 = 2;
+
+/// `PagiResponse.error`: invalid value of header `error_index`.
+pub const PAGI_BAD_VALUE: i32 = 3;
+
+/// `PagiResponse.error`: header `error_index` is a content-length that is not 1*18DIGIT.
+pub const PAGI_BAD_LENGTH: i32 = 4;
+
+/// `PagiResponse.error`: two content-length headers disagree.
+pub const PAGI_CONFLICTING_LENGTH: i32 = 5;
 
 impl PagiSpan {
     const UNDEF: PagiSpan = PagiSpan { ptr: std::ptr::null(), len: 0 };
-}
-
-/// One header of a parsed request.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct PagiField {
-    pub name: PagiSpan,
-    pub value: PagiSpan,
-    /// The name's id in the known-string table (`pagi_known_string`), 0 if unknown.
-    pub name_id: u32,
-}
-
-/// The result of `pagi_parse_request`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct PagiRequest {
-    pub method: PagiSpan,
-    pub path: PagiSpan,
-    pub raw_path: PagiSpan,
-    pub query_string: PagiSpan,
-    pub upgrade: PagiSpan,
-    pub ws_key: PagiSpan,
-    pub ws_version: PagiSpan,
-    pub host: PagiSpan,
-    pub headers: *const PagiField,
-    pub n_headers: usize,
-    pub consumed: usize,
-    /// -1: undef.
-    pub content_length: i64,
-    /// The method's id in the known-string table, 0 if unknown.
-    pub method_id: u32,
-    /// An error kind code (`PAGI_ERROR`), else 0.
-    pub error: i32,
-    pub http_minor: u8,
-    pub chunked: u8,
-    pub keep_alive: u8,
-    pub sse: u8,
-    pub expect_continue: u8,
-    /// The path is well-formed UTF-8 with a non-ASCII byte: make it a character string.
-    pub path_utf8: u8,
 }
 
 impl PagiRequest {
@@ -110,71 +245,9 @@ impl PagiRequest {
     };
 }
 
-/// A range of the input.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct PagiRange {
-    pub start: usize,
-    pub len: usize,
-}
-
-/// The result of `pagi_decode_chunked`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct PagiChunked {
-    pub ranges: *const PagiRange,
-    pub n_ranges: usize,
-    /// Sum of the ranges' lengths.
-    pub data_len: usize,
-    pub consumed: usize,
-    pub state: i64,
-    pub error: i32,
-}
-
 impl PagiChunked {
     const EMPTY: PagiChunked =
         PagiChunked { ranges: std::ptr::null(), n_ranges: 0, data_len: 0, consumed: 0, state: 0, error: 0 };
-}
-
-/// One header given by the application. `wide`: bit 1 the name, bit 2 the value had a
-/// character above 0xFF.
-#[repr(C)]
-#[derive(Debug, Clone, Copy)]
-pub struct PagiFieldIn {
-    pub name: *const u8,
-    pub name_len: usize,
-    pub value: *const u8,
-    pub value_len: usize,
-    pub wide: u32,
-}
-
-/// `PagiResponse.error`: invalid status.
-pub const PAGI_BAD_STATUS: i32 = 1;
-/// `PagiResponse.error`: invalid name of header `error_index`.
-pub const PAGI_BAD_NAME: i32 = 2;
-/// `PagiResponse.error`: invalid value of header `error_index`.
-pub const PAGI_BAD_VALUE: i32 = 3;
-/// `PagiResponse.error`: header `error_index` is a content-length that is not 1*18DIGIT.
-pub const PAGI_BAD_LENGTH: i32 = 4;
-/// `PagiResponse.error`: two content-length headers disagree.
-pub const PAGI_CONFLICTING_LENGTH: i32 = 5;
-
-/// The result of `pagi_serialize_response` / `pagi_serialize_trailers` /
-/// `pagi_check_headers`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct PagiResponse {
-    pub head: *const u8,
-    pub head_len: usize,
-    /// `PAGI_ERROR`: one of the `PAGI_BAD_*` / `PAGI_CONFLICTING_LENGTH` codes (about
-    /// header `error_index` where that applies).
-    pub error: i32,
-    pub error_index: usize,
-    /// The body length the framing announces when `mode` is 1; -1 (undef) otherwise.
-    pub length: i64,
-    pub mode: i32,
-    pub close: u8,
-    pub append_body: u8,
 }
 
 impl PagiResponse {
@@ -190,41 +263,8 @@ impl PagiResponse {
     };
 }
 
-/// One end of a connection: kind 0 other family, 1 inet (`text` = host, `port`), 2 unix
-/// (`text` = path).
-#[repr(C)]
-#[derive(Debug)]
-pub struct PagiEndpoint {
-    pub kind: i32,
-    pub port: i32,
-    pub len: usize,
-    pub text: [u8; 112],
-}
-
-/// The result of `pagi_connection_info`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct PagiConnInfo {
-    pub peer: PagiEndpoint,
-    pub local: PagiEndpoint,
-}
-
 impl PagiEndpoint {
     const EMPTY: PagiEndpoint = PagiEndpoint { kind: 0, port: 0, len: 0, text: [0; 112] };
-}
-
-/// The result of `pagi_ws_parse_frame`: where the (masked) payload is in the input.
-#[repr(C)]
-#[derive(Debug)]
-pub struct PagiWsFrame {
-    pub payload_offset: usize,
-    pub payload_len: usize,
-    pub consumed: usize,
-    /// A WebSocket error code (`PAGI_ERROR`), else 0.
-    pub error: i32,
-    pub fin: u8,
-    pub opcode: u8,
-    pub key: [u8; 4],
 }
 
 impl PagiWsFrame {
@@ -232,13 +272,19 @@ impl PagiWsFrame {
         PagiWsFrame { payload_offset: 0, payload_len: 0, consumed: 0, error: 0, fin: 0, opcode: 0, key: [0; 4] };
 }
 
-/// Writes a whole result through the caller's pointer (never forming a reference to
-/// memory the caller may not have initialised) and returns `rc`.
+/// The skeleton of every entry that fills a result struct: runs `f` under `guard` and
+/// writes its result through `out` as a whole (never forming a reference to memory the
+/// caller may not have initialised), returning its code; `PAGI_PANIC` (with `empty`
+/// written) after a panic, and for a NULL `out`.
 ///
 /// # Safety
-/// `out` is non-NULL, aligned and writable for a `T`.
-unsafe fn put<T>(out: *mut T, (rc, value): (c_int, T)) -> c_int {
-    // SAFETY: guaranteed by the caller.
+/// `out` is NULL, or aligned and writable for a `T`.
+unsafe fn fill<T>(out: *mut T, empty: T, f: impl FnOnce() -> (c_int, T)) -> c_int {
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    let (rc, value) = guard((PAGI_PANIC, empty), f);
+    // SAFETY: not NULL; the caller guarantees the rest.
     unsafe { out.write(value) };
     rc
 }
@@ -256,6 +302,11 @@ struct Scratch {
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
     static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `f` with this thread's scratch space.
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
 }
 
 static QUIET_HOOK: Once = Once::new();
@@ -294,48 +345,58 @@ fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
 /// # Safety
 /// Unless `ptr` is NULL it must point to `len` readable bytes that outlive the use.
 unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
-    if ptr.is_null() || len == 0 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { slice_in(ptr, len) }
+}
+
+/// A slice of `n` `T` from C; NULL (or `n == 0`) is the empty slice.
+///
+/// # Safety
+/// Unless `ptr` is NULL it must point to `n` readable `T` that outlive the use.
+unsafe fn slice_in<'a, T>(ptr: *const T, n: usize) -> &'a [T] {
+    if ptr.is_null() || n == 0 {
         &[]
     } else {
-        // SAFETY: the caller guarantees `len` readable bytes at `ptr`.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
+        // SAFETY: the caller guarantees `n` readable entries at `ptr`.
+        unsafe { std::slice::from_raw_parts(ptr, n) }
     }
 }
 
-fn span_ptr(buf: &[u8], scratch: &[u8], s: Span) -> PagiSpan {
-    let bytes = match s.src {
-        Src::Input => &buf[s.start..s.start + s.len],
-        Src::Scratch => &scratch[s.start..s.start + s.len],
-        Src::Known => crate::known::known(s.start as u16).unwrap_or("").as_bytes(),
-    };
+fn span_ptr(bytes: &[u8]) -> PagiSpan {
     PagiSpan { ptr: bytes.as_ptr(), len: bytes.len() }
 }
 
-fn opt_span(buf: &[u8], scratch: &[u8], s: Option<Span>) -> PagiSpan {
-    s.map_or(PagiSpan::UNDEF, |s| span_ptr(buf, scratch, s))
-}
-
-/// The glue's BOOT passes the `sizeof` of each shared struct as its C compiler sees
-/// them; 1 when they match this crate's layout, 0 when `perl/pagi_server.h` and this
-/// file have drifted apart (the glue then refuses to load).
+/// The glue's BOOT passes C's layout list (`PAGI_LAYOUT` in `perl/pagi_server.h`, made
+/// with `offsetof`/`sizeof`): 1 when it equals [`LAYOUT`] row by row (names, offsets,
+/// sizes), else 0 with the first differing row's name in `*mismatch` (the glue then
+/// refuses to load: `perl/pagi_server.h` and this file have drifted apart).
+///
+/// # Safety
+/// `layout` points to `n` readable rows whose names are NUL-terminated strings that
+/// outlive the call's use of `*mismatch`; `mismatch` is writable or NULL.
 #[no_mangle]
-pub extern "C" fn pagi_abi_check(
-    request: usize,
-    chunked: usize,
-    response: usize,
-    field_in: usize,
-    conninfo: usize,
-    ws_frame: usize,
-) -> c_int {
-    use std::mem::size_of;
-    c_int::from(
-        request == size_of::<PagiRequest>()
-            && chunked == size_of::<PagiChunked>()
-            && response == size_of::<PagiResponse>()
-            && field_in == size_of::<PagiFieldIn>()
-            && conninfo == size_of::<PagiConnInfo>()
-            && ws_frame == size_of::<PagiWsFrame>(),
-    )
+pub unsafe extern "C" fn pagi_abi_check(layout: *const PagiLayout, n: usize, mismatch: *mut *const c_char) -> c_int {
+    // SAFETY: the caller guarantees `n` readable rows.
+    let rows = unsafe { slice_in(layout, n) };
+    let differs = guard(Some(c"(panic)".as_ptr()), || {
+        (0..rows.len().max(LAYOUT.len())).find_map(|i| {
+            let c = rows.get(i);
+            // SAFETY: the caller guarantees NUL-terminated names.
+            let c_name = c.map(|r| unsafe { CStr::from_ptr(r.name) }.to_bytes());
+            let same = match (c, c_name, LAYOUT.get(i)) {
+                (Some(r), Some(name), Some(&(rust, offset, size))) => {
+                    name == rust.as_bytes() && r.offset == offset && r.size == size
+                }
+                _ => false,
+            };
+            (!same).then(|| c.map_or(c"(the end of the C list)".as_ptr(), |r| r.name))
+        })
+    });
+    if let (Some(name), false) = (differs, mismatch.is_null()) {
+        // SAFETY: `mismatch` is not NULL; the caller guarantees it is writable.
+        unsafe { *mismatch = name };
+    }
+    c_int::from(differs.is_none())
 }
 
 /// Installs the quiet panic hook (the glue's BOOT calls this once).
@@ -360,36 +421,34 @@ pub unsafe extern "C" fn pagi_parse_request(
     max_line: i64,
     out: *mut PagiRequest,
 ) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
     // SAFETY: the caller guarantees the buffer (see above).
     let buf = unsafe { bytes(buf, len) };
-    let result = guard((PAGI_PANIC, PagiRequest::EMPTY), || {
-        SCRATCH.with(|s| {
-            let s = &mut *s.borrow_mut();
+    let work = || {
+        with_scratch(|s| {
             let limits = Limits { max_header_size, max_headers, max_line };
             let head = match s.parser.parse(buf, &limits) {
                 Err(kind) => return (PAGI_ERROR, PagiRequest { error: kind.code(), ..PagiRequest::EMPTY }),
                 Ok(Status::Partial) => return (PAGI_PARTIAL, PagiRequest::EMPTY),
                 Ok(Status::Complete(head)) => head,
             };
-            let scratch = s.parser.scratch();
+            let p = &s.parser;
+            let span = |span| span_ptr(p.bytes(buf, span));
+            let opt = |o: Option<Span>| o.map_or(PagiSpan::UNDEF, span);
             s.fields.clear();
-            s.fields.extend(s.parser.headers().iter().map(|f| PagiField {
-                name: span_ptr(buf, scratch, f.name),
-                value: span_ptr(buf, scratch, f.value),
+            s.fields.extend(p.headers().iter().map(|f| PagiField {
+                name: span(f.name),
+                value: span(f.value),
                 name_id: u32::from(f.id),
             }));
             let r = PagiRequest {
-                method: span_ptr(buf, scratch, head.method),
-                path: span_ptr(buf, scratch, head.path),
-                raw_path: span_ptr(buf, scratch, head.raw_path),
-                query_string: span_ptr(buf, scratch, head.query_string),
-                upgrade: opt_span(buf, scratch, head.upgrade),
-                ws_key: opt_span(buf, scratch, head.ws_key),
-                ws_version: opt_span(buf, scratch, head.ws_version),
-                host: opt_span(buf, scratch, head.host),
+                method: span(head.method),
+                path: span(head.path),
+                raw_path: span(head.raw_path),
+                query_string: span(head.query_string),
+                upgrade: opt(head.upgrade),
+                ws_key: opt(head.ws_key),
+                ws_version: opt(head.ws_version),
+                host: opt(head.host),
                 headers: s.fields.as_ptr(),
                 n_headers: s.fields.len(),
                 consumed: head.consumed,
@@ -405,9 +464,9 @@ pub unsafe extern "C" fn pagi_parse_request(
             };
             (PAGI_DONE, r)
         })
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiRequest::EMPTY, work) }
 }
 
 /// Decodes chunked data. Returns `PAGI_DONE` (progress in `out`), `PAGI_ERROR` (kind in
@@ -424,14 +483,10 @@ pub unsafe extern "C" fn pagi_decode_chunked(
     max_trailer_size: i64,
     out: *mut PagiChunked,
 ) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
     // SAFETY: the caller guarantees the buffer.
     let buf = unsafe { bytes(buf, len) };
-    let result = guard((PAGI_PANIC, PagiChunked::EMPTY), || {
-        SCRATCH.with(|s| {
-            let s = &mut *s.borrow_mut();
+    let work = || {
+        with_scratch(|s| {
             s.ranges.clear();
             match decode_chunked(buf, state, max_trailer_size, &mut s.ranges) {
                 Err(e) => (PAGI_ERROR, PagiChunked { error: e.kind.code(), state: e.state, ..PagiChunked::EMPTY }),
@@ -450,26 +505,27 @@ pub unsafe extern "C" fn pagi_decode_chunked(
                 }
             }
         })
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiChunked::EMPTY, work) }
 }
 
+/// The application's headers as the serializers take them.
+///
 /// # Safety
-/// `headers` points to `n` readable `PagiFieldIn` whose byte pointers are readable.
-unsafe fn fields_in<'a>(headers: *const PagiFieldIn, n: usize) -> Vec<HeaderIn<'a>> {
+/// `headers` points to `n` readable `PagiFieldIn` whose byte pointers are readable, all
+/// outliving the iterator.
+unsafe fn fields_in<'a>(headers: *const PagiFieldIn, n: usize) -> impl Iterator<Item = HeaderIn<'a>> + Clone {
     // SAFETY: the caller guarantees `n` readable entries.
-    let raw = unsafe { if headers.is_null() || n == 0 { &[][..] } else { std::slice::from_raw_parts(headers, n) } };
-    raw.iter()
-        .map(|f| HeaderIn {
-            // SAFETY: the caller guarantees the name and value bytes.
-            name: unsafe { bytes(f.name, f.name_len) },
-            // SAFETY: as above.
-            value: unsafe { bytes(f.value, f.value_len) },
-            name_wide: f.wide & 1 != 0,
-            value_wide: f.wide & 2 != 0,
-        })
-        .collect()
+    let raw = unsafe { slice_in(headers, n) };
+    raw.iter().map(|f| HeaderIn {
+        // SAFETY: the caller guarantees the name and value bytes.
+        name: unsafe { bytes(f.name, f.name_len) },
+        // SAFETY: as above.
+        value: unsafe { bytes(f.value, f.value_len) },
+        name_wide: f.wide & 1 != 0,
+        value_wide: f.wide & 2 != 0,
+    })
 }
 
 fn app_error(e: AppError) -> (c_int, PagiResponse) {
@@ -501,16 +557,12 @@ pub unsafe extern "C" fn pagi_serialize_response(
     body_len: usize,
     out: *mut PagiResponse,
 ) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
     // SAFETY: the caller guarantees the status bytes.
     let status = unsafe { bytes(status, status_len) };
-    let result = guard((PAGI_PANIC, PagiResponse::EMPTY), || {
+    let work = || {
         // SAFETY: the caller guarantees the header entries.
-        let fields = unsafe { fields_in(headers, n) };
-        SCRATCH.with(|s| {
-            let s = &mut *s.borrow_mut();
+        let fields: Vec<HeaderIn> = unsafe { fields_in(headers, n) }.collect();
+        with_scratch(|s| {
             let body = (has_body != 0).then_some(body_len);
             match serialize_response(&mut s.out, status, &fields, flags, body, &http_date()) {
                 Err(e) => app_error(e),
@@ -530,9 +582,9 @@ pub unsafe extern "C" fn pagi_serialize_response(
                 }
             }
         })
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiResponse::EMPTY, work) }
 }
 
 /// Validates application headers as `pagi_serialize_response` does, building nothing.
@@ -542,28 +594,17 @@ pub unsafe extern "C" fn pagi_serialize_response(
 /// `headers` points to `n` readable entries; `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn pagi_check_headers(headers: *const PagiFieldIn, n: usize, out: *mut PagiResponse) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
-    let result = guard((PAGI_PANIC, PagiResponse::EMPTY), || {
+    let work = || {
+        // No Vec: this runs on every http.response.start.
         // SAFETY: the caller guarantees the header entries.
-        let raw = unsafe { if headers.is_null() || n == 0 { &[][..] } else { std::slice::from_raw_parts(headers, n) } };
-        // No Vec: this runs on every http.response.start
-        let fields = raw.iter().map(|f| HeaderIn {
-            // SAFETY: the caller guarantees the name and value bytes.
-            name: unsafe { bytes(f.name, f.name_len) },
-            // SAFETY: as above.
-            value: unsafe { bytes(f.value, f.value_len) },
-            name_wide: f.wide & 1 != 0,
-            value_wide: f.wide & 2 != 0,
-        });
+        let fields = unsafe { fields_in(headers, n) };
         match check_headers_iter(fields) {
             Err(e) => app_error(e),
             Ok(()) => (PAGI_DONE, PagiResponse::EMPTY),
         }
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiResponse::EMPTY, work) }
 }
 
 /// Builds the end of a chunked body with trailers. Returns as `pagi_serialize_response`.
@@ -572,22 +613,18 @@ pub unsafe extern "C" fn pagi_check_headers(headers: *const PagiFieldIn, n: usiz
 /// As `pagi_serialize_response`.
 #[no_mangle]
 pub unsafe extern "C" fn pagi_serialize_trailers(headers: *const PagiFieldIn, n: usize, out: *mut PagiResponse) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
-    let result = guard((PAGI_PANIC, PagiResponse::EMPTY), || {
+    let work = || {
         // SAFETY: the caller guarantees the header entries.
-        let fields = unsafe { fields_in(headers, n) };
-        SCRATCH.with(|s| {
-            let s = &mut *s.borrow_mut();
+        let fields: Vec<HeaderIn> = unsafe { fields_in(headers, n) }.collect();
+        with_scratch(|s| {
             match serialize_trailers(&mut s.out, &fields) {
                 Err(e) => app_error(e),
                 Ok(()) => (PAGI_DONE, PagiResponse { head: s.out.as_ptr(), head_len: s.out.len(), ..PagiResponse::EMPTY }),
             }
         })
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiResponse::EMPTY, work) }
 }
 
 /// Writes `<hex len>\r\n` into `out` (room for 18 bytes) and returns its length, or 0
@@ -629,16 +666,13 @@ fn endpoint(e: &Endpoint) -> PagiEndpoint {
 /// `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
     let empty = PagiConnInfo { peer: PagiEndpoint::EMPTY, local: PagiEndpoint::EMPTY };
-    let result = guard((PAGI_PANIC, empty), || match connection_info(fd) {
+    let work = || match connection_info(fd) {
         None => (0, PagiConnInfo { peer: PagiEndpoint::EMPTY, local: PagiEndpoint::EMPTY }),
         Some(info) => (1, PagiConnInfo { peer: endpoint(&info.peer), local: endpoint(&info.local) }),
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, empty, work) }
 }
 
 /// Parses one client WebSocket frame. Returns `PAGI_PARTIAL`, `PAGI_DONE` (the glue
@@ -649,12 +683,9 @@ pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo)
 /// `buf` points to `len` readable bytes (or is NULL with `len == 0`); `out` is writable.
 #[no_mangle]
 pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_payload: i64, out: *mut PagiWsFrame) -> c_int {
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
     // SAFETY: the caller guarantees the buffer.
     let buf = unsafe { bytes(buf, len) };
-    let result = guard((PAGI_PANIC, PagiWsFrame::EMPTY), || match ws::parse_frame(buf, max_payload) {
+    let work = || match ws::parse_frame(buf, max_payload) {
         Err(e) => (PAGI_ERROR, PagiWsFrame { error: e.code(), ..PagiWsFrame::EMPTY }),
         Ok(Status::Partial) => (PAGI_PARTIAL, PagiWsFrame::EMPTY),
         Ok(Status::Complete(f)) => (
@@ -669,9 +700,9 @@ pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_pay
                 key: f.key,
             },
         ),
-    });
-    // SAFETY: `out` is not NULL; the caller guarantees it is writable.
-    unsafe { put(out, result) }
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiWsFrame::EMPTY, work) }
 }
 
 /// `dst = src XOR key` repeated, as `mask_payload` computes it (any key length; a
@@ -730,28 +761,29 @@ pub unsafe extern "C" fn pagi_ws_utf8_check(p: *const u8, len: usize) -> c_int {
     guard(PAGI_PANIC, || ws::utf8_check(b))
 }
 
-/// The `error` string of a WebSocket error code (NUL-terminated, static), or NULL.
+/// The `error` kind and `message` (static C strings) of error `code` of `table`
+/// ([`PAGI_TABLE_HTTP`], [`PAGI_TABLE_WS`]), and its number as the return value (the HTTP
+/// status, the close code); 0 and nothing written for an unknown table or code.
+///
+/// # Safety
+/// `kind` and `message` are writable or NULL.
 #[no_mangle]
-pub extern "C" fn pagi_ws_error_kind(code: c_int) -> *const c_char {
-    guard(std::ptr::null(), || WsError::from_code(code).map_or(std::ptr::null(), |k| k.kind_c().as_ptr()))
-}
-
-/// The `message` string of a WebSocket error code (NUL-terminated, static), or NULL.
-#[no_mangle]
-pub extern "C" fn pagi_ws_error_message(code: c_int) -> *const c_char {
-    guard(std::ptr::null(), || WsError::from_code(code).map_or(std::ptr::null(), |k| k.message_c().as_ptr()))
-}
-
-/// The `error` string of a kind code (NUL-terminated, static), or NULL.
-#[no_mangle]
-pub extern "C" fn pagi_error_kind(code: c_int) -> *const c_char {
-    guard(std::ptr::null(), || ErrorKind::from_code(code).map_or(std::ptr::null(), |k| k.kind_c().as_ptr()))
-}
-
-/// The `message` string of a kind code (NUL-terminated, static), or NULL.
-#[no_mangle]
-pub extern "C" fn pagi_error_message(code: c_int) -> *const c_char {
-    guard(std::ptr::null(), || ErrorKind::from_code(code).map_or(std::ptr::null(), |k| k.message_c().as_ptr()))
+pub unsafe extern "C" fn pagi_error_info(table: c_int, code: c_int, kind: *mut *const c_char, message: *mut *const c_char) -> c_int {
+    let found = guard(None, || match table {
+        PAGI_TABLE_HTTP => ErrorKind::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.status())),
+        PAGI_TABLE_WS => WsError::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.close_code())),
+        _ => None,
+    });
+    let Some((k, m, number)) = found else { return 0 };
+    if !kind.is_null() {
+        // SAFETY: not NULL; the caller guarantees it is writable.
+        unsafe { *kind = k.as_ptr() };
+    }
+    if !message.is_null() {
+        // SAFETY: as above.
+        unsafe { *message = m.as_ptr() };
+    }
+    c_int::from(number)
 }
 
 /// The reason phrase of a status (static; `*len` set), `""` when unknown.

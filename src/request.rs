@@ -1,4 +1,4 @@
-//! `parse_request`: one HTTP/1.1 request head (RFC 9112 2-5), strict, in one pass.
+//! `parse_request`: one HTTP/1.1 request head (RFC 9112 2-5), strict.
 //!
 //! ```text
 //! HTTP-message   = start-line CRLF *( field-line CRLF ) CRLF [ message-body ]
@@ -6,125 +6,30 @@
 //! field-line     = field-name ":" OWS field-value OWS
 //! ```
 //!
-//! The exact grammar, the order of the limit checks and the header information computed
-//! here are the contract of `doc/codec.md`; `PAGI::Server::Protocol::HTTP1::PP` is the
+//! The `httparse` crate tokenizes the head (request line, field lines, the header-count
+//! limit) and finds the first byte no valid head could have there. This module keeps what
+//! PAGI needs on top: the size limits httparse has not got and their order, the
+//! request-target forms and the percent-decoded path, versions other than 1.0/1.1,
+//! lowercased names with their known-string ids, merged cookies, and the facts the
+//! connection acts on (message length, keep-alive, upgrade, SSE, 100-continue).
+//!
+//! The exact grammar, the order of the checks and the header information computed here
+//! are the contract of `doc/codec.md`; `PAGI::Server::Protocol::HTTP1::PP` is the
 //! reference implementation and `t/30-codec-differential.t` compares the two.
 //!
 //! Results are [`Span`]s: offsets into the input buffer or into the parser's scratch
 //! buffer (lowercased names, the percent-decoded path, merged cookies), so a parse makes
 //! no allocation once the scratch vectors have grown.
 
-use crate::chars::{self, is, is_ows, is_tchar, trim_ows, HEX};
+use crate::chars::{self, find, is, trim_ows, HEX};
 use crate::error::ErrorKind;
 use crate::known;
+use httparse::Header;
 use memchr::memchr;
+use std::mem::MaybeUninit;
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The index of the first byte at or after `from` that is below `below` (at most 0x80)
-/// or is DEL (0x7F), if any. Eight bytes at a time: in a word, the lowest byte flagged
-/// by either test is exact (a borrow only propagates upwards from a true hit).
-#[inline(always)]
-fn find_ctl(buf: &[u8], mut i: usize, below: u8) -> Option<usize> {
-    while i + 8 <= buf.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&buf[i..i + 8]);
-        let x = u64::from_le_bytes(word);
-        let low = x.wrapping_sub(ONES * u64::from(below)) & !x & HIGH;
-        let y = x ^ (ONES * 0x7f);
-        let del = y.wrapping_sub(ONES) & !y & HIGH;
-        let hits = low | del;
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    buf[i..].iter().position(|&b| b < below || b == 0x7f).map(|p| i + p)
-}
-
-/// The ASCII-lowercase form of the token `buf[s..e]` (no byte >= 0x80, at most
-/// `out.len() - 7` bytes) in `out`, a word at a time: a byte in `A..=Z` gets its 0x20
-/// bit. Whole words are read while `buf` has them (the bytes after the token are
-/// lowercased too and ignored).
-#[inline(always)]
-fn lowercase_token(buf: &[u8], s: usize, e: usize, out: &mut [u8]) {
-    let mut i = s;
-    while i < e {
-        let x = if i + 8 <= buf.len() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&buf[i..i + 8]);
-            u64::from_le_bytes(word)
-        } else {
-            buf[i..e].iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b))
-        };
-        // High bit of each byte: >= 'A', and > 'Z' (ASCII only above 0x7F is masked out)
-        let ge_a = (x & !HIGH).wrapping_add(ONES * (0x80 - u64::from(b'A')));
-        let gt_z = (x & !HIGH).wrapping_add(ONES * (0x7f - u64::from(b'Z')));
-        let upper = ge_a & !gt_z & !x & HIGH;
-        out[i - s..i - s + 8].copy_from_slice(&(x | (upper >> 2)).to_le_bytes());
-        i += 8;
-    }
-}
-
-/// How a field line ended.
-enum Line {
-    /// Valid; the index of its `\n`.
-    Done(usize),
-    /// Not a valid field line (its end is still to be found).
-    Bad,
-    /// The buffer ends inside it.
-    Incomplete,
-}
-
-/// `text/event-stream`, ASCII case-insensitively, anywhere in an Accept value: each `/`
-/// (found a word at a time) followed by `e`/`E` is a candidate worth comparing.
-#[inline]
-fn has_event_stream(v: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"text/event-stream";
-    let mut from = 4;
-    while let Some(slash) = find_byte(v, from, b'/') {
-        if slash + (NEEDLE.len() - 4) > v.len() {
-            return false;
-        }
-        if v[slash + 1] | 0x20 == b'e' && v[slash - 4..slash - 4 + NEEDLE.len()].eq_ignore_ascii_case(NEEDLE) {
-            return true;
-        }
-        from = slash + 1;
-    }
-    false
-}
-
-/// The index of the first `byte` at or after `i`: the first 64 bytes a word at a time
-/// (cheaper than a SIMD search's setup on the short strings of a request head), the
-/// rest with `memchr`.
-#[inline(always)]
-fn find(buf: &[u8], i: usize, byte: u8) -> Option<usize> {
-    let near = buf.len().min(i.saturating_add(64));
-    if let Some(p) = find_byte(&buf[..near], i, byte) {
-        return Some(p);
-    }
-    if near >= buf.len() {
-        return None;
-    }
-    memchr(byte, &buf[near..]).map(|p| near + p)
-}
-
-/// The index of the first `byte` at or after `i`, a word at a time.
-#[inline(always)]
-fn find_byte(buf: &[u8], mut i: usize, byte: u8) -> Option<usize> {
-    while i + 8 <= buf.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&buf[i..i + 8]);
-        let y = u64::from_le_bytes(word) ^ (ONES * u64::from(byte));
-        let hits = y.wrapping_sub(ONES) & !y & HIGH;
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    buf.get(i..)?.iter().position(|&b| b == byte).map(|p| i + p)
-}
+/// Header slots httparse fills on the stack; a larger `max_headers` allocates them.
+const STACK_HEADERS: usize = 128;
 
 /// The limits a server passes in (doc/codec.md: defaults 16384, 100, 8192).
 ///
@@ -276,15 +181,6 @@ struct Info {
     cookie_at: Option<usize>,
 }
 
-/// The request line's pieces (offsets into the input).
-struct RequestLine {
-    method: Span,
-    /// None: absolute-form without a path, whose raw_path is "/".
-    raw_path: Option<Span>,
-    query_string: Span,
-    http_minor: u8,
-}
-
 /// Where the path of an absolute-form target starts, if `target` is one:
 /// `scheme "://" authority [path]`, scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 /// `Some(None)` is absolute-form without a path (the path is then `/`).
@@ -304,62 +200,154 @@ fn absolute_form_path(target: &[u8]) -> Option<Option<usize>> {
     Some(memchr(b'/', &target[authority..]).map(|p| authority + p))
 }
 
-/// request-line = method SP request-target SP HTTP-version, on `buf[s..e]` (no terminator).
-fn parse_request_line(buf: &[u8], s: usize, e: usize) -> Result<RequestLine, ErrorKind> {
-    let line = &buf[s..e];
-    let n = line.len();
-
-    // method = token
-    let mut i = 0;
-    while i < n && is_tchar(line[i]) {
-        i += 1;
-    }
-    if i == 0 || i == n || line[i] != b' ' {
-        return Err(ErrorKind::BadRequestLine);
-    }
-    let method = Span::input(s, s + i);
-
-    // request-target: 1*( %x21-7E / %x80-FF ), up to the first SP/CTL/DEL
-    i += 1;
-    let t0 = i;
-    i = find_ctl(line, i, 0x21).unwrap_or(n);
-    if i == t0 || i == n || line[i] != b' ' {
-        return Err(ErrorKind::BadRequestLine);
-    }
-    let t1 = i;
-
-    // HTTP-version = "HTTP/" DIGIT "." DIGIT; only 1.1 and 1.0 are served
-    let version = &line[i + 1..];
-    let http_minor = match version {
-        b"HTTP/1.1" => 1,
-        b"HTTP/1.0" => 0,
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
-            return Err(ErrorKind::UnsupportedVersion)
+/// `text/event-stream`, ASCII case-insensitively, anywhere in an Accept value: each `/`
+/// followed by `e`/`E` is a candidate worth comparing.
+#[inline]
+fn has_event_stream(v: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"text/event-stream";
+    let mut from = 4;
+    while let Some(slash) = v.get(from..).and_then(|rest| find(rest, b'/')).map(|p| from + p) {
+        if slash + (NEEDLE.len() - 4) > v.len() {
+            return false;
         }
-        _ => return Err(ErrorKind::BadRequestLine),
-    };
+        if v[slash + 1] | 0x20 == b'e' && v[slash - 4..slash - 4 + NEEDLE.len()].eq_ignore_ascii_case(NEEDLE) {
+            return true;
+        }
+        from = slash + 1;
+    }
+    false
+}
 
-    // The query is split off the whole target first (so absolute-form keeps it):
-    // everything after the first "?"
-    let p1 = s + t1;
-    let (q0, query_string) = match find(&buf[..p1], s + t0, b'?') {
-        Some(q) => (q, Span::input(q + 1, p1)),
-        None => (p1, Span::input(p1, p1)),
+/// A limit as a length bound (a negative one admits nothing).
+#[inline(always)]
+fn cap(limit: i64) -> usize {
+    usize::try_from(limit).unwrap_or(0)
+}
+
+/// `part`'s offset in `s` (a subslice of it).
+#[inline(always)]
+fn offset(s: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - s.as_ptr() as usize
+}
+
+/// What the limits measure, found without judging the syntax (doc/codec.md, "Limits"):
+/// the request line's length without its terminator (so far: without a final `\r`), the
+/// head's length (up to the first empty line, else all the bytes) and the count of
+/// complete field lines.
+#[derive(Debug, Clone, Copy)]
+struct Extent {
+    line: usize,
+    head: usize,
+    lines: usize,
+}
+
+impl Extent {
+    /// Measured on `s` (the bytes after skipped empty lines). Only on paths where
+    /// httparse's answer does not give the numbers (an error, a head cut by the size
+    /// limit).
+    fn of(s: &[u8]) -> Extent {
+        let Some(nl) = memchr(b'\n', s) else {
+            return Extent { line: s.len() - usize::from(s.last() == Some(&b'\r')), head: s.len(), lines: 0 };
+        };
+        let line = nl - usize::from(nl > 0 && s[nl - 1] == b'\r');
+        let (mut p, mut lines) = (nl, 0);
+        loop {
+            match (s.get(p + 1), s.get(p + 2)) {
+                (Some(b'\n'), _) => return Extent { line, head: p + 2, lines },
+                (Some(b'\r'), Some(b'\n')) => return Extent { line, head: p + 3, lines },
+                _ => {}
+            }
+            match memchr(b'\n', &s[p + 1..]) {
+                Some(q) => {
+                    p += 1 + q;
+                    lines += 1;
+                }
+                None => return Extent { line, head: s.len(), lines },
+            }
+        }
+    }
+
+    /// The limits, in order: request line, head size, field-line count.
+    fn check(self, limits: &Limits) -> Result<(), ErrorKind> {
+        if over(self.line, limits.max_line) {
+            return Err(ErrorKind::UriTooLong);
+        }
+        if over(self.head, limits.max_header_size) || over(self.lines, limits.max_headers) {
+            return Err(ErrorKind::HeadersTooLarge);
+        }
+        Ok(())
+    }
+}
+
+/// The request-target's parts (RFC 9112 3.2), as offsets in the target.
+struct Target {
+    /// None: absolute-form without a path, whose raw_path is "/".
+    raw_path: Option<(usize, usize)>,
+    query: (usize, usize),
+}
+
+/// Splits a request-target: the query is everything after the first `?` of the whole
+/// target (so absolute-form keeps it; `#` is not special); the part before it must be
+/// origin-form, the asterisk, or absolute-form. Authority-form is refused.
+fn split_target(t: &[u8]) -> Result<Target, ErrorKind> {
+    let (q0, query) = match find(t, b'?') {
+        Some(q) => (q, (q + 1, t.len())),
+        None => (t.len(), (t.len(), t.len())),
     };
-    // Target forms (RFC 9112 3.2) of the part before it: origin, asterisk, absolute;
-    // authority-form is refused
-    let path_part = &buf[s + t0..q0];
-    let p0 = if path_part.first() == Some(&b'/') || &line[t0..t1] == b"*" {
-        s + t0
+    let path_part = &t[..q0];
+    let raw_path = if path_part.first() == Some(&b'/') || t == b"*" {
+        Some((0, q0))
     } else {
         match absolute_form_path(path_part) {
-            Some(Some(p)) => s + t0 + p,
-            Some(None) => return Ok(RequestLine { method, raw_path: None, query_string, http_minor }),
+            Some(Some(p)) => Some((p, q0)),
+            Some(None) => None,
             None => return Err(ErrorKind::BadRequestLine),
         }
     };
-    let raw_path = Span::input(p0, q0);
-    Ok(RequestLine { method, raw_path: Some(raw_path), query_string, http_minor })
+    Ok(Target { raw_path, query })
+}
+
+/// Where a version httparse refused stands: HTTP-version = "HTTP/" DIGIT "." DIGIT, then
+/// the line's end (RFC 9112 2.3).
+enum Version {
+    /// A prefix of that: wait for the rest.
+    Partial,
+    /// Not that.
+    Bad,
+    /// The major version digit, and the offset just after the line's terminator.
+    Complete(u8, usize),
+}
+
+fn version_at(s: &[u8], at: usize) -> Version {
+    let v = &s[at.min(s.len())..];
+    for (i, &want) in b"HTTP/9.9".iter().enumerate() {
+        let Some(&b) = v.get(i) else { return Version::Partial };
+        if !(b == want || want == b'9' && b.is_ascii_digit()) {
+            return Version::Bad;
+        }
+    }
+    let major = v[5] - b'0';
+    match (v.get(8), v.get(9)) {
+        (None, _) | (Some(b'\r'), None) => Version::Partial,
+        (Some(b'\n'), _) => Version::Complete(major, at + 9),
+        (Some(b'\r'), Some(b'\n')) => Version::Complete(major, at + 10),
+        _ => Version::Bad,
+    }
+}
+
+/// What httparse (and the version rule on top) made of the bytes.
+enum Tokens<'b, 'h> {
+    Complete { len: usize, minor: u8, headers: &'h [Header<'b>] },
+    Partial,
+    Error(ErrorKind),
+}
+
+/// A field-line error as the contract names it.
+fn header_error(e: httparse::Error) -> ErrorKind {
+    match e {
+        httparse::Error::TooManyHeaders => ErrorKind::HeadersTooLarge,
+        _ => ErrorKind::BadHeader,
+    }
 }
 
 impl Parser {
@@ -405,72 +393,104 @@ impl Parser {
                 _ => break,
             }
         }
+        let s = &buf[start..];
 
-        // 1. No complete request line yet
-        let Some(nl) = find(buf, start, b'\n') else {
-            let have = buf.len() - start;
-            // A final "\r" may be the start of the line's terminator: it does not count
-            let line_have = have - usize::from(have > 0 && buf[buf.len() - 1] == b'\r');
-            if over(line_have, limits.max_line) {
-                return Err(ErrorKind::UriTooLong);
-            }
-            if over(have, limits.max_header_size) {
-                return Err(ErrorKind::HeadersTooLarge);
-            }
-            return Ok(Status::Partial);
+        // httparse reads at most max_header_size bytes: a head not complete within them
+        // is too large, whatever follows. It gets max_headers slots, but never more than
+        // those bytes can fill (a field line takes at least 3), so a huge limit costs
+        // nothing.
+        let view = &s[..s.len().min(cap(limits.max_header_size))];
+        let n_slots = cap(limits.max_headers).min(view.len() / 3 + 1);
+        let mut stack = [const { MaybeUninit::<Header>::uninit() }; STACK_HEADERS];
+        let mut heap: Vec<Header> = Vec::new();
+        let slots: &mut [MaybeUninit<Header>] = if n_slots <= STACK_HEADERS {
+            &mut stack[..n_slots]
+        } else {
+            heap.reserve_exact(n_slots);
+            &mut heap.spare_capacity_mut()[..n_slots]
         };
-        let line_end = if nl > start && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
-
-        // 2. The request line is checked as soon as it is complete
-        if over(line_end - start, limits.max_line) {
-            return Err(ErrorKind::UriTooLong);
-        }
-        let line = parse_request_line(buf, start, line_end)?;
-
-        // 3-5. Header lines up to the empty line; limits before validity. Each line is
-        // read once: its end and its validity come from the same scan.
-        let mut info = Info::default();
-        let mut pos = nl + 1;
-        let mut count = 0usize;
-        let mut bad = false;
-        let head_end = loop {
-            match buf.get(pos) {
-                Some(b'\n') => break pos + 1,
-                Some(b'\r') if buf.get(pos + 1) == Some(&b'\n') => break pos + 2,
-                _ => {}
+        let mut again: Vec<Header> = Vec::new();
+        let mut req = httparse::Request::new(&mut []);
+        let result = req.parse_with_uninit_headers(view, slots);
+        let (method, path) = (req.method.unwrap_or(""), req.path);
+        // The request line's length once httparse has read the version
+        let path_end = path.map(|p| offset(s, p.as_bytes()) + p.len());
+        let mut version_end = req.version.and(path_end).map(|e| e + 1 + 8);
+        let tokens = match result {
+            Ok(httparse::Status::Complete(len)) => {
+                Tokens::Complete { len, minor: req.version.unwrap_or(1), headers: &*std::mem::take(&mut req.headers) }
             }
-            count += 1;
-            // After a bad line, or past the count limit, only the line's end matters
-            let line = if bad || over(count, limits.max_headers) { Line::Bad } else { self.field_line(buf, pos, &mut info) };
-            let lnl = match line {
-                Line::Done(lnl) => Some(lnl),
-                Line::Incomplete => None,
-                Line::Bad => {
-                    bad |= !over(count, limits.max_headers);
-                    find(buf, pos, b'\n')
+            Ok(httparse::Status::Partial) => Tokens::Partial,
+            // A version httparse does not serve: HTTP/1.x above 1.1 is read as HTTP/1.1
+            // (RFC 9110 2.5), another major version is 505, anything else 400
+            Err(httparse::Error::Version) => match version_at(view, path_end.unwrap_or(0) + 1) {
+                Version::Partial => Tokens::Partial,
+                Version::Bad => Tokens::Error(ErrorKind::BadRequestLine),
+                Version::Complete(1, line_end) => {
+                    version_end = path_end.map(|e| e + 1 + 8);
+                    again.resize(n_slots, httparse::EMPTY_HEADER);
+                    match httparse::parse_headers(&view[line_end..], &mut again) {
+                        Ok(httparse::Status::Complete((n, headers))) => {
+                            Tokens::Complete { len: line_end + n, minor: 1, headers }
+                        }
+                        Ok(httparse::Status::Partial) => Tokens::Partial,
+                        Err(e) => Tokens::Error(header_error(e)),
+                    }
                 }
-            };
-            let Some(lnl) = lnl else {
-                if over(buf.len() - start, limits.max_header_size) {
-                    return Err(ErrorKind::HeadersTooLarge);
+                Version::Complete(..) => Tokens::Error(ErrorKind::UnsupportedVersion),
+            },
+            // After the version, a bad terminator is the request line's; else a field line's
+            Err(httparse::Error::NewLine) if version_end.is_some_and(|e| {
+                let t = &view[e..];
+                t.starts_with(b"\n") || t.starts_with(b"\r\n")
+            }) => Tokens::Error(ErrorKind::BadHeader),
+            Err(e @ (httparse::Error::HeaderName | httparse::Error::HeaderValue | httparse::Error::TooManyHeaders)) => {
+                Tokens::Error(header_error(e))
+            }
+            Err(_) => Tokens::Error(ErrorKind::BadRequestLine),
+        };
+
+        // 1. The limits, on what the bytes measure; 2. the syntax (httparse's verdict and
+        // the target form, judged as soon as the target's SP has arrived); 3. semantics
+        let (len, minor, fields) = match tokens {
+            Tokens::Complete { len, minor, headers } => {
+                // (the head fits in the view, so in max_header_size)
+                Extent { line: version_end.unwrap_or(0), head: len, lines: headers.len() }.check(limits)?;
+                (len, minor, headers)
+            }
+            Tokens::Partial => {
+                let extent = if view.len() < s.len() {
+                    Extent::of(s)
+                } else {
+                    // Partial: no field line beyond the slots, so beyond max_headers
+                    let so_far = s.len() - usize::from(s.last() == Some(&b'\r'));
+                    Extent { line: version_end.unwrap_or(so_far), head: s.len(), lines: 0 }
+                };
+                extent.check(limits)?;
+                if let Some(p) = path {
+                    split_target(p.as_bytes())?;
                 }
                 return Ok(Status::Partial);
-            };
-            // Past the size limit the answer is the same whether or not the head is complete
-            if over(lnl + 1 - start, limits.max_header_size) {
-                return Err(ErrorKind::HeadersTooLarge);
             }
-            pos = lnl + 1;
+            Tokens::Error(kind) => {
+                Extent::of(s).check(limits)?;
+                if let Some(p) = path {
+                    split_target(p.as_bytes())?;
+                }
+                return Err(kind);
+            }
         };
-        if over(head_end - start, limits.max_header_size) || over(count, limits.max_headers) {
-            return Err(ErrorKind::HeadersTooLarge);
-        }
-        if bad {
-            return Err(ErrorKind::BadHeader);
+        let target = path.unwrap_or("").as_bytes();
+        let t0 = start + offset(s, target);
+        let parts = split_target(target)?;
+
+        let mut info = Info::default();
+        for h in fields {
+            self.field(buf, h, &mut info);
         }
 
-        // 6. Semantics: host, then message length (RFC 9112 3.2, 6.3)
-        let http10 = line.http_minor == 0;
+        // Semantics: host, then message length (RFC 9112 3.2, 6.3)
+        let http10 = minor == 0;
         if if http10 { info.host_count > 1 } else { info.host_count != 1 } {
             return Err(ErrorKind::BadHost);
         }
@@ -496,21 +516,30 @@ impl Parser {
             (true, Some(u)) => Some(self.lowercased(buf, u)),
             _ => None,
         };
-        let raw_path = match line.raw_path {
-            Some(span) => span,
-            None => self.push_scratch(b"/"),
+        // path = raw_path percent-decoded; characters when it has a byte >= 0x80 (then
+        // well-formed UTF-8, as httparse checked the target) or decodes to UTF-8
+        let (raw_path, (path, path_utf8)) = match parts.raw_path {
+            Some((a, b)) => {
+                let (raw, bytes) = (Span::input(t0 + a, t0 + b), &buf[t0 + a..t0 + b]);
+                (raw, if find(bytes, b'%').is_none() { (raw, !bytes.is_ascii()) } else { self.decode_path(bytes) })
+            }
+            None => {
+                // absolute-form without a path
+                let slash = self.push_scratch(b"/");
+                (slash, (slash, false))
+            }
         };
-        let (path, path_utf8) = self.decode_path(buf, raw_path);
+        let method_span = Span::input(start + offset(s, method.as_bytes()), start + offset(s, method.as_bytes()) + method.len());
 
         Ok(Status::Complete(Head {
-            consumed: head_end,
-            method: line.method,
-            method_id: crate::known::method_id(self.bytes(buf, line.method)),
+            consumed: start + len,
+            method: method_span,
+            method_id: crate::known::method_id(method.as_bytes()),
             path,
             path_utf8,
             raw_path,
-            query_string: line.query_string,
-            http_minor: line.http_minor,
+            query_string: Span::input(t0 + parts.query.0, t0 + parts.query.1),
+            http_minor: minor.min(1),
             content_length: info.content_length,
             chunked,
             keep_alive: !info.conn_close && (!http10 || info.conn_keep_alive),
@@ -525,71 +554,31 @@ impl Parser {
         }))
     }
 
-    /// The field line that starts at `s`: validated, its end found and its information
-    /// recorded in one scan.
+    /// One field line httparse read: its name lowercased (a known id, else a copy in the
+    /// scratch buffer) and its information recorded.
     #[inline]
-    fn field_line(&mut self, buf: &[u8], s: usize, info: &mut Info) -> Line {
-        let n = buf.len();
-        // field-name ":" with nothing between them (RFC 9112 5.1); obs-fold is refused
-        let mut i = s;
-        while i < n && is_tchar(buf[i]) {
-            i += 1;
-        }
-        if i == n {
-            return Line::Incomplete;
-        }
-        if i == s || buf[i] != b':' {
-            return Line::Bad;
-        }
-        let colon = i;
-        // OWS field-value OWS, up to CRLF or LF; HTAB is the only control byte allowed
-        let mut v0 = colon + 1;
-        while v0 < n && is_ows(buf[v0]) {
-            v0 += 1;
-        }
-        let mut j = v0;
-        let (v1, lnl) = loop {
-            let Some(c) = find_ctl(buf, j, 0x20) else { return Line::Incomplete };
-            match buf[c] {
-                b'\t' => j = c + 1,
-                b'\n' => break (c, c),
-                b'\r' => match buf.get(c + 1) {
-                    Some(b'\n') => break (c, c + 1),
-                    Some(_) => return Line::Bad,
-                    None => return Line::Incomplete,
-                },
-                _ => return Line::Bad,
-            }
-        };
-        let mut v1 = v1;
-        while v1 > v0 && is_ows(buf[v1 - 1]) {
-            v1 -= 1;
-        }
-        let v = &buf[v0..v1];
-        let value = Span::input(v0, v1);
-        let raw_name = &buf[s..colon];
-        let i = raw_name.len();
-
-        // The name, lowercased: a known id, else a copy in the scratch buffer
-        let mut lower = [0u8; known::MAX_NAME_LEN + 7];
-        let id = if i <= known::MAX_NAME_LEN {
-            lowercase_token(buf, s, colon, &mut lower);
-            known::name_id(&lower[..i])
-        } else {
-            0
+    fn field(&mut self, buf: &[u8], h: &Header, info: &mut Info) {
+        let raw = h.name.as_bytes();
+        let v = h.value;
+        let at = offset(buf, v);
+        let value = Span::input(at, at + v.len());
+        let mut lower = [0u8; 32];
+        let id = match chars::lowercase_token(buf, offset(buf, raw), raw.len(), &mut lower) {
+            Some(l) if l.len() <= known::MAX_NAME_LEN => known::name_id(l),
+            _ => 0,
         };
         let name = if id != 0 {
             Span::known(id)
         } else {
             let n0 = self.scratch.len();
-            self.scratch.extend(raw_name.iter().map(u8::to_ascii_lowercase));
-            Span::scratch(n0, i)
+            self.scratch.extend(raw.iter().map(u8::to_ascii_lowercase));
+            Span::scratch(n0, raw.len())
         };
         match id {
             known::COOKIE => {
                 self.cookies.push(value);
                 if info.cookie_at.is_some() {
-                    return Line::Done(lnl);
+                    return;
                 }
                 info.cookie_at = Some(self.headers.len());
             }
@@ -626,10 +615,10 @@ impl Parser {
             _ => {}
         }
         self.headers.push(Field { name, value, id });
-        Line::Done(lnl)
     }
 
     /// All `cookie` fields become one, at the first one's place, joined with "; ".
+    #[inline]
     fn merge_cookies(&mut self, buf: &[u8], info: &Info) {
         let Some(at) = info.cookie_at else { return };
         if self.cookies.len() < 2 {
@@ -657,24 +646,15 @@ impl Parser {
         Span::scratch(s0, span.len)
     }
 
-    /// path = raw_path with each `%XX` decoded; character semantics only for well-formed
-    /// UTF-8 with a non-ASCII byte.
-    fn decode_path(&mut self, buf: &[u8], raw: Span) -> (Span, bool) {
-        if raw.src != Src::Input {
-            // Only the "/" of an absolute-form target without a path lives there
-            return (raw, false);
-        }
-        let bytes = &buf[raw.start..raw.start + raw.len];
-        if find(bytes, 0, b'%').is_none() {
-            let utf8 = !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok();
-            return (raw, utf8);
-        }
+    /// `raw` (a raw path with a `%`) with each `%XX` decoded, in the scratch buffer;
+    /// character semantics only for well-formed UTF-8 with a non-ASCII byte.
+    fn decode_path(&mut self, raw: &[u8]) -> (Span, bool) {
         let s0 = self.scratch.len();
         let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if b == b'%' && i + 2 < bytes.len() && is(bytes[i + 1], HEX) && is(bytes[i + 2], HEX) {
-                self.scratch.push(chars::hex_value(bytes[i + 1]) << 4 | chars::hex_value(bytes[i + 2]));
+        while i < raw.len() {
+            let b = raw[i];
+            if b == b'%' && i + 2 < raw.len() && is(raw[i + 1], HEX) && is(raw[i + 2], HEX) {
+                self.scratch.push(chars::hex_value(raw[i + 1]) << 4 | chars::hex_value(raw[i + 2]));
                 i += 3;
             } else {
                 self.scratch.push(b);

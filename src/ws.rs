@@ -23,7 +23,6 @@
 //! (fragments, the message so far).
 
 use crate::request::Status;
-use std::ffi::CStr;
 
 /// Opcodes (RFC 6455 5.2), `WS_*` as in the Perl facade.
 pub const WS_CONTINUATION: u8 = 0;
@@ -33,101 +32,8 @@ pub const WS_CLOSE: u8 = 8;
 pub const WS_PING: u8 = 9;
 pub const WS_PONG: u8 = 10;
 
-/// A protocol violation in a client's frame. The discriminants cross the C ABI (`0`
-/// means "no error" there).
-#[repr(i32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WsError {
-    /// RSV1-3 set (no extension is negotiated).
-    RsvBits = 1,
-    /// An opcode RFC 6455 reserves (3-7, 11-15).
-    BadOpcode = 2,
-    /// A control frame fragmented or longer than 125 bytes (RFC 6455 5.5).
-    BadControl = 3,
-    /// A client frame without a masking key (RFC 6455 5.1).
-    Unmasked = 4,
-    /// A 64-bit length with its most significant bit set (RFC 6455 5.2).
-    BadLength = 5,
-    /// A payload over the configured limit.
-    TooLarge = 6,
-}
-
-impl WsError {
-    /// Every kind, in code order.
-    pub const ALL: [WsError; 6] =
-        [WsError::RsvBits, WsError::BadOpcode, WsError::BadControl, WsError::Unmasked, WsError::BadLength, WsError::TooLarge];
-
-    /// The code used across the C ABI.
-    pub fn code(self) -> i32 {
-        self as i32
-    }
-
-    /// The kind for an ABI code, if it is one.
-    pub fn from_code(code: i32) -> Option<WsError> {
-        WsError::ALL.iter().copied().find(|k| k.code() == code)
-    }
-
-    /// The `error` value.
-    pub fn kind(self) -> &'static str {
-        let s = self.kind_nul();
-        &s[..s.len() - 1]
-    }
-
-    /// The `message` value.
-    pub fn message(self) -> &'static str {
-        let s = self.message_nul();
-        &s[..s.len() - 1]
-    }
-
-    /// [`WsError::kind`] as a C string.
-    pub fn kind_c(self) -> &'static CStr {
-        CStr::from_bytes_with_nul(self.kind_nul().as_bytes()).unwrap_or(c"")
-    }
-
-    /// [`WsError::message`] as a C string.
-    pub fn message_c(self) -> &'static CStr {
-        CStr::from_bytes_with_nul(self.message_nul().as_bytes()).unwrap_or(c"")
-    }
-
-    /// The close code the connection answers with (the table itself lives in the Perl
-    /// facade, `%ERROR_CLOSE`; this is for documentation and tests).
-    pub fn close_code(self) -> u16 {
-        match self {
-            WsError::TooLarge => 1009,
-            _ => 1002,
-        }
-    }
-
-    fn kind_nul(self) -> &'static str {
-        match self {
-            WsError::RsvBits => "rsv_bits\0",
-            WsError::BadOpcode => "bad_opcode\0",
-            WsError::BadControl => "bad_control\0",
-            WsError::Unmasked => "unmasked\0",
-            WsError::BadLength => "bad_length\0",
-            WsError::TooLarge => "too_large\0",
-        }
-    }
-
-    fn message_nul(self) -> &'static str {
-        match self {
-            WsError::RsvBits => "reserved bits set\0",
-            WsError::BadOpcode => "reserved opcode\0",
-            WsError::BadControl => "invalid control frame\0",
-            WsError::Unmasked => "client frame not masked\0",
-            WsError::BadLength => "invalid payload length\0",
-            WsError::TooLarge => "frame too large\0",
-        }
-    }
-}
-
-impl std::fmt::Display for WsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
-    }
-}
-
-impl std::error::Error for WsError {}
+// WsError: the `ws` rows of lib/PAGI/Server/Protocol/errors.tsv (see crate::error)
+include!(concat!(env!("OUT_DIR"), "/errors_ws.rs"));
 
 /// A complete client frame: where its (masked) payload is in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,28 +202,6 @@ pub fn utf8_check(bytes: &[u8]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_table() {
-        let table = [
-            ("rsv_bits", 1002, "reserved bits set"),
-            ("bad_opcode", 1002, "reserved opcode"),
-            ("bad_control", 1002, "invalid control frame"),
-            ("unmasked", 1002, "client frame not masked"),
-            ("bad_length", 1002, "invalid payload length"),
-            ("too_large", 1009, "frame too large"),
-        ];
-        for (i, (k, (kind, close, msg))) in WsError::ALL.iter().zip(table).enumerate() {
-            assert_eq!(k.code(), i as i32 + 1);
-            assert_eq!(WsError::from_code(k.code()), Some(*k));
-            assert_eq!((k.kind(), k.close_code(), k.message()), (kind, close, msg));
-            assert_eq!(k.kind_c().to_str(), Ok(kind));
-            assert_eq!(k.message_c().to_str(), Ok(msg));
-            assert_eq!(k.to_string(), msg);
-        }
-        assert_eq!(WsError::from_code(0), None);
-        assert_eq!(WsError::from_code(7), None);
-    }
 
     #[test]
     fn mask_every_length_and_alignment() {

@@ -54,6 +54,18 @@ is_deeply([sort @PAGI::Server::Protocol::HTTP1::FUNCTIONS],
   [sort qw(parse_request decode_chunked serialize_response check_headers serialize_chunk serialize_trailers
     connection_info)], 'the facade exports the documented functions');
 
+# The WebSocket facade: the same one choice, its functions aliased the same way
+require PAGI::Server::Protocol::WebSocket;
+my ($ws_impl, @ws_functions) = do {
+  no warnings 'once';
+  ($PAGI::Server::Protocol::WebSocket::IMPLEMENTATION, @PAGI::Server::Protocol::WebSocket::FUNCTIONS);
+};
+is($ws_impl, $impl, 'the WebSocket codec has the same backend');
+for my $f (@ws_functions) {
+  is(PAGI::Server::Protocol::WebSocket->can($f), "PAGI::Server::Protocol::WebSocket::$impl"->can($f),
+    "WebSocket facade $f is ${impl}::$f itself");
+}
+
 # Selection, in fresh perls (the choice is made once, at load time)
 sub perl_backend ($env, $code = 'use PAGI::Server; print PAGI::Server->backend') {
   local %ENV = %ENV;
@@ -83,6 +95,13 @@ like($out, qr/\A(?:XS|PP)\z/, "unset picks one ($out)");
 isnt($rc, 0, 'an unknown PAGI_SERVER_BACKEND value makes loading fail');
 like($out, qr/PAGI_SERVER_BACKEND must be 'xs', 'pp' or 'auto', not 'turbo'/,
   '... with a message naming the variable and the bad value');
+# A backend loaded before its facade (it loads the facade for its constants): the facade
+# still installs it, its functions defined once its compilation ends
+($out) = perl_backend({PAGI_SERVER_BACKEND => 'pp'}, 'use PAGI::Server::Protocol::HTTP1::PP;'
+  . ' my ($r) = PAGI::Server::Protocol::HTTP1::parse_request("GET /x HTTP/1.0\r\n\r\n", 100, 10, 100);'
+  . ' print "$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION $r->{path} ",'
+  . ' \&PAGI::Server::Protocol::HTTP1::parse_request == \&PAGI::Server::Protocol::HTTP1::PP::parse_request ? 1 : 0');
+is($out, 'PP /x 1', 'the PP backend loaded first, with PP forced: the facade aliases it');
 ($out) = perl_backend({}, 'BEGIN { $PAGI::Server::BACKEND = "pp" } use PAGI::Server; print PAGI::Server->backend');
 is($out, 'PP', '$PAGI::Server::BACKEND = "pp" set before loading forces PP');
 ($out) = perl_backend({PAGI_SERVER_BACKEND => 'pp'},

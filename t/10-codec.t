@@ -125,12 +125,21 @@ subtest 'parse_request: request line forms' => sub {
     "GET\t/ HTTP/1.1\r\n", "GET / HTTP/1.1\r\n" =~ s/ HTTP/\tHTTP/r, "/ HTTP/1.1\r\n") {
     parse_error_is($bad . "Host: a\r\n\r\n", 'bad_request_line', 'request line ' . explain_bytes($bad));
   }
-  for my $v ('HTTP/2.0', 'HTTP/0.9', 'HTTP/1.2', 'HTTP/3.0') {
+  for my $v ('HTTP/2.0', 'HTTP/0.9', 'HTTP/3.0') {
     parse_error_is("GET / $v\r\nHost: a\r\n\r\n", 'unsupported_version', "version $v");
   }
   parse_error_is("GET / HTTP/2.0\r\nHost: a", 'unsupported_version',
     'the request line is validated as soon as it is complete, before the head');
+  is_deeply(pr("GET / HTTP/2.0"), [undef, 0], 'another major version waits for its line end');
+  parse_error_is("GET / HTTP/2.0x", 'bad_request_line', '... which must follow it');
   parse_error_is("FOO\r\n", 'bad_request_line', 'a complete garbage line fails at once');
+  parse_error_is("G(T", 'bad_request_line', 'so does a bad byte before the line is complete');
+  parse_error_is("GET /\xE9 HTTP/1.1\r\nHost: a\r\n\r\n", 'bad_request_line',
+    'a raw byte >= 0x80 that is not well-formed UTF-8 in the target');
+  # HTTP/1.x above 1.1 is read as HTTP/1.1 (RFC 9110 2.5)
+  ($r) = @{pr("GET / HTTP/1.2\r\nHost: a\r\n\r\n")};
+  is($r->{http_version}, '1.1', 'HTTP/1.2 is served as HTTP/1.1');
+  ok(!$r->{close}, '... with its keep-alive default');
 };
 
 sub explain_bytes ($s) { $s =~ s/([^\x21-\x7e])/sprintf '\\x%02x', ord $1/ger }

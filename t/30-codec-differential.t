@@ -50,8 +50,14 @@ subtest 'reason phrases: every status 100-999' => sub {
     "reason $_") for 100, 200, 413, 414, 418, 422, 599;
 };
 
-subtest 'error kinds: the same closed set' => sub {
-  my %xs = map { @$_ } PAGI::Server::Protocol::HTTP1::XS::_error_kinds();
+subtest 'error kinds: one table' => sub {
+  # Rust's table (through XS) is the generated Perl one, which PP and the facade read
+  my @rows = PAGI::Server::Protocol::HTTP1::XS::_error_table('http');
+  is_deeply({map { $_->[0] => [$_->[2], $_->[1]] } @rows}, \%PAGI::Server::Protocol::Errors::HTTP,
+    'the Rust table is PAGI::Server::Protocol::Errors::HTTP: kinds, statuses, messages');
+  is(PAGI::Server::Protocol::HTTP1::error_status($_->[0]), $_->[2], "error_status($_->[0])") for @rows;
+  ok(!eval { PAGI::Server::Protocol::HTTP1::XS::_error_table('other'); 1 }, 'an unknown table croaks');
+  my %xs = map { $_->[0] => $_->[1] } @rows;
   is(scalar keys %xs, 12, 'twelve kinds');
   # Each kind's message as the PP code gives it
   my %pp;
@@ -164,9 +170,26 @@ subtest 'parse_request: the path UTF-8 decision on every short sequence' => sub 
   ok($chars > 400 && $chars < @seqs / 2, 'both outcomes are represented');
 };
 
+subtest "decode_chunked's states: the facade's names are Rust's numbers" => sub {
+  use PAGI::Server::Protocol::HTTP1;
+  my %state = (
+    PAGI::Server::Protocol::HTTP1::CHUNK_DATA_END() => ["5\r\nhello", PAGI::Server::Protocol::HTTP1::CHUNK_SIZE()],
+    PAGI::Server::Protocol::HTTP1::CHUNK_TRAILER()  => ["0\r\n", PAGI::Server::Protocol::HTTP1::CHUNK_SIZE()],
+    PAGI::Server::Protocol::HTTP1::CHUNK_DONE()     => ["\r\n", PAGI::Server::Protocol::HTTP1::CHUNK_TRAILER()],
+    PAGI::Server::Protocol::HTTP1::CHUNK_SIZE()     => ["\r\n", PAGI::Server::Protocol::HTTP1::CHUNK_DATA_END()],
+  );
+  for my $want (sort keys %state) {
+    my ($buf, $from) = @{$state{$want}};
+    for my $b (qw(xs pp)) {
+      my (undef, undef, $got) = $IMPL{$b}->can('decode_chunked')->($buf, $from, 100);
+      is($got, $want, "$b: from $from, " . canon($buf) . " reaches $want");
+    }
+  }
+};
+
 # Decodes a whole body the way the connection does: append what arrives, decode, drop
 # what was consumed. Returns the trace of every call.
-sub feed ($impl, $body, $cuts, $state = -1, $max = 16384) {
+sub feed ($impl, $body, $cuts, $state = PAGI::Server::Protocol::HTTP1::CHUNK_SIZE, $max = 16384) {
   my ($buf, @trace, $pos) = ('');
   my @pieces;
   my $from = 0;

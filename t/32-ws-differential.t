@@ -52,12 +52,16 @@ subtest 'interface' => sub {
   no warnings 'once';
   is_deeply(\@PAGI::Server::Protocol::WebSocket::XS::FUNCTIONS, \@PAGI::Server::Protocol::WebSocket::FUNCTIONS,
     'the XS module lists the facade\'s functions');
-  my %xs = map { @$_ } PAGI::Server::Protocol::WebSocket::XS::_error_kinds();
+  # One table: Rust's (through XS) is the generated Perl one, which PP and the facade read
+  my @rows = PAGI::Server::Protocol::HTTP1::XS::_error_table('ws');
+  my %xs = map { $_->[0] => $_->[1] } @rows;
   my %pp = map { my ($e) = PAGI::Server::Protocol::WebSocket::PP::_error($_); ($_ => $e->{message}) } keys %xs;
   is(scalar keys %xs, 6, 'six error kinds');
   is_deeply(\%xs, \%pp, 'the same kinds and messages');
-  is_deeply([sort keys %xs], [sort keys %PAGI::Server::Protocol::WebSocket::ERROR_CLOSE],
-    'every kind has a close code in the facade');
+  is_deeply({map { $_->[0] => [$_->[2], $_->[1]] } @rows}, \%PAGI::Server::Protocol::Errors::WS,
+    'the Rust table is PAGI::Server::Protocol::Errors::WS: kinds, close codes, messages');
+  is_deeply({map { $_->[0] => $_->[2] } @rows}, \%PAGI::Server::Protocol::WebSocket::ERROR_CLOSE,
+    'every kind has its close code in the facade');
 };
 
 # Valid frames: every opcode, FIN set and clear (data frames), every length encoding
@@ -425,28 +429,28 @@ subtest 'utf8_check fragment by fragment, as the connection calls it' => sub {
   tally_ok($n, 'fragmentations');
 };
 
-subtest 'the facade loads the XS codec, or says why not' => sub {
+subtest 'the facade follows the one backend choice' => sub {
   my $lib = "$FindBin::Bin/../lib";
-  my $probe = q{print "$PAGI::Server::Protocol::WebSocket::IMPLEMENTATION ", defined $PAGI::Server::Protocol::WebSocket::LOAD_ERROR ? 1 : 0};
+  my $probe = q{print "$PAGI::Server::Protocol::WebSocket::IMPLEMENTATION $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION"};
   local $ENV{PAGI_SERVER_BACKEND};
   delete $ENV{PAGI_SERVER_BACKEND};
-  is(`$^X -I$lib -MPAGI::Server::Protocol::WebSocket -e '$probe' 2>&1`, 'XS 0', 'the XS codec when the HTTP/1.1 codec is XS');
+  is(`$^X -I$lib -MPAGI::Server::Protocol::WebSocket -MPAGI::Server::Protocol::HTTP1 -e '$probe' 2>&1`, 'XS XS',
+    'the XS codec when the XS object is built');
   $ENV{PAGI_SERVER_BACKEND} = 'pp';
-  is(`$^X -I$lib -MPAGI::Server::Protocol::WebSocket -e '$probe' 2>&1`, 'PP 0', 'PP when PP is forced');
-  # An XS object from before the WebSocket codec: a stand-in ::XS module that fails
+  is(`$^X -I$lib -MPAGI::Server::Protocol::WebSocket -MPAGI::Server::Protocol::HTTP1 -e '$probe' 2>&1`, 'PP PP',
+    'PP when PP is forced');
+  # A WebSocket::XS that cannot load (a stand-in) is an error, not a silent PP codec
   my $dir = tempdir(CLEANUP => 1);
   mkdir "$dir/$_" for 'PAGI', 'PAGI/Server', 'PAGI/Server/Protocol', 'PAGI/Server/Protocol/WebSocket';
   open my $fh, '>', "$dir/PAGI/Server/Protocol/WebSocket/XS.pm" or die $!;
   print $fh qq{package PAGI::Server::Protocol::WebSocket::XS; die "the XS object has no parse_frame\\n";\n};
   close $fh;
-  $ENV{PAGI_SERVER_BACKEND} = 'auto';
-  is(`$^X -I$dir -I$lib -MPAGI::Server::Protocol::WebSocket -e '$probe' 2>&1`, 'PP 1',
-    'auto: an old XS object falls back to PP and keeps the reason');
-  $ENV{PAGI_SERVER_BACKEND} = 'xs';
-  my $out = `$^X -I$dir -I$lib -MPAGI::Server::Protocol::WebSocket -e '$probe' 2>&1`;
-  isnt($?, 0, 'xs demanded: loading fails');
-  like($out, qr/XS backend was requested .*WebSocket codec cannot be loaded; rebuild.*no parse_frame/s,
-    '... saying what to do and why');
+  for my $want ('auto', 'xs') {
+    $ENV{PAGI_SERVER_BACKEND} = $want;
+    my $out = `$^X -I$dir -I$lib -MPAGI::Server::Protocol::WebSocket -e '$probe' 2>&1`;
+    isnt($?, 0, "$want: loading fails");
+    like($out, qr/no parse_frame/, '... with the reason');
+  }
 };
 
 is($WARNINGS{xs}, 0, 'the XS backend never warned');

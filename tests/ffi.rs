@@ -146,13 +146,28 @@ fn serialize_abi() {
 
 #[test]
 fn tables_abi() {
-    // SAFETY: static NUL-terminated strings.
-    unsafe {
-        assert_eq!(CStr::from_ptr(pagi_error_kind(9)).to_str(), Ok("uri_too_long"));
-        assert_eq!(CStr::from_ptr(pagi_error_message(9)).to_str(), Ok("request line too long"));
-    }
-    assert!(pagi_error_kind(0).is_null());
-    assert!(pagi_error_message(99).is_null());
+    let info = |table, code| {
+        let (mut kind, mut message) = (std::ptr::null(), std::ptr::null());
+        // SAFETY: both pointers are writable.
+        let number = unsafe { pagi_error_info(table, code, &mut kind, &mut message) };
+        if number == 0 {
+            assert!(kind.is_null() && message.is_null());
+            return None;
+        }
+        // SAFETY: static NUL-terminated strings.
+        let text = |p| unsafe { CStr::from_ptr(p) }.to_str().unwrap();
+        Some((text(kind), text(message), number))
+    };
+    assert_eq!(info(PAGI_TABLE_HTTP, 9), Some(("uri_too_long", "request line too long", 414)));
+    assert_eq!(info(PAGI_TABLE_HTTP, 0), None);
+    assert_eq!(info(PAGI_TABLE_HTTP, 13), None);
+    assert_eq!(info(PAGI_TABLE_WS, 6), Some(("too_large", "frame too large", 1009)));
+    assert_eq!(info(PAGI_TABLE_WS, 4), Some(("unmasked", "client frame not masked", 1002)));
+    assert_eq!(info(PAGI_TABLE_WS, 7), None);
+    assert_eq!(info(7, 1), None);
+    // NULL outputs are allowed
+    // SAFETY: NULL pointers are not written.
+    assert_eq!(unsafe { pagi_error_info(PAGI_TABLE_HTTP, 1, std::ptr::null_mut(), std::ptr::null_mut()) }, 400);
     let mut len = 0;
     // SAFETY: `len` is writable; the phrase is static.
     let p = unsafe { pagi_reason_phrase(431, &mut len) };
@@ -222,12 +237,6 @@ fn websocket_abi() {
         assert_eq!(pagi_ws_parse_frame(std::ptr::null(), 0, 1, MaybeUninit::zeroed().as_mut_ptr()), PAGI_PARTIAL);
         assert_eq!(pagi_ws_parse_frame(buf.as_ptr(), 2, 1, std::ptr::null_mut()), PAGI_PANIC);
     }
-    // SAFETY: static NUL-terminated strings.
-    unsafe {
-        assert_eq!(CStr::from_ptr(pagi_ws_error_kind(6)).to_str(), Ok("too_large"));
-        assert_eq!(CStr::from_ptr(pagi_ws_error_message(4)).to_str(), Ok("client frame not masked"));
-    }
-    assert!(pagi_ws_error_kind(0).is_null() && pagi_ws_error_message(7).is_null());
 
     let mut h = [0u8; 10];
     // SAFETY: 10 writable bytes.
@@ -246,4 +255,41 @@ fn websocket_abi() {
         assert_eq!(pagi_ws_mask(std::ptr::null(), 0, std::ptr::null(), 0, std::ptr::null_mut()), PAGI_DONE);
         assert_eq!(pagi_ws_mask(b"x".as_ptr(), 1, std::ptr::null(), 0, std::ptr::null_mut()), PAGI_PANIC);
     }
+}
+
+#[test]
+fn abi_check_compares_every_row() {
+    let names: Vec<std::ffi::CString> = LAYOUT.iter().map(|r| std::ffi::CString::new(r.0).unwrap()).collect();
+    let rows: Vec<PagiLayout> =
+        LAYOUT.iter().zip(&names).map(|(r, n)| PagiLayout { name: n.as_ptr(), offset: r.1, size: r.2 }).collect();
+    let check = |rows: &[PagiLayout]| {
+        let mut mismatch = std::ptr::null();
+        // SAFETY: readable rows with NUL-terminated names; `mismatch` is writable.
+        let ok = unsafe { pagi_abi_check(rows.as_ptr(), rows.len(), &mut mismatch) };
+        // SAFETY: a name from `rows` or a static string.
+        (ok, (!mismatch.is_null()).then(|| unsafe { CStr::from_ptr(mismatch) }.to_str().unwrap().to_owned()))
+    };
+    assert_eq!(check(&rows), (1, None));
+    // Every struct and every field is listed, each with its own offset
+    assert!(LAYOUT.iter().any(|r| r.0 == "pagi_request.path_utf8"));
+    assert!(LAYOUT.iter().any(|r| r.0 == "pagi_ws_frame.key" && r.2 == 4));
+    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 11);
+    // Two fields of the same size swapped: the offsets differ
+    let i = LAYOUT.iter().position(|r| r.0 == "pagi_request.http_minor").unwrap();
+    let mut swapped = rows.clone();
+    swapped[i].offset += 1;
+    swapped[i + 1].offset -= 1;
+    assert_eq!(check(&swapped), (0, Some("pagi_request.http_minor".into())));
+    // A size, a name, a missing or an extra row
+    let mut wrong = rows.clone();
+    wrong[0].size += 8;
+    assert_eq!(check(&wrong), (0, Some("pagi_span".into())));
+    let other = std::ffi::CString::new("pagi_span.pointer").unwrap();
+    let mut wrong = rows.clone();
+    wrong[1].name = other.as_ptr();
+    assert_eq!(check(&wrong), (0, Some("pagi_span.pointer".into())));
+    assert_eq!(check(&rows[..rows.len() - 1]), (0, Some("(the end of the C list)".into())));
+    let mut more = rows.clone();
+    more.push(rows[0]);
+    assert_eq!(check(&more), (0, Some("pagi_span".into())));
 }

@@ -205,19 +205,30 @@ fn path_decoding() {
         b"/%F0%80%80%AF",
         b"/%ED%A0%80",
         b"/%ED%A0%BD%ED%B8%80",
-        b"/\xF4\x90\x80\x80",
+        b"/%F4%90%80%80",
         b"/%F5%80%80%80",
         b"/%F8%88%80%80%80",
         b"/%FF%80%80%80%80%80%80%81%80%80%80%80%80",
         b"/a%F0%9F%98",
         b"/%80a",
-        b"/\xFF",
+        b"/%FF",
     ] {
         let mut buf = b"GET ".to_vec();
         buf.extend_from_slice(p);
         buf.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(!ok(&buf).path_utf8, "{p:?}");
     }
+    // Raw bytes >= 0x80 in the target only as well-formed UTF-8 (the whole target,
+    // query included), judged when the SP after the target arrives
+    for p in [&b"/\xFF"[..], b"/\xF4\x90\x80\x80", b"/\xC3%A9", b"/?\xE9", b"/\xED\xA0\x80"] {
+        let mut buf = b"GET ".to_vec();
+        buf.extend_from_slice(p);
+        assert_eq!(parse(&buf), Ok(Status::Partial), "{p:?}");
+        buf.extend_from_slice(b" H");
+        assert_eq!(parse(&buf), Err(BadRequestLine), "{p:?}");
+    }
+    let r = ok(b"GET /\xC3\xA9?\xE2\x82\xAC HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!((r.path.as_slice(), r.path_utf8, r.query_string.as_slice()), ("/é".as_bytes(), true, "€".as_bytes()));
     assert!(!ok(b"GET /%41 HTTP/1.1\r\nHost: a\r\n\r\n").path_utf8);
     assert_eq!(ok(b"GET /%41 HTTP/1.1\r\nHost: a\r\n\r\n").path, b"/A");
     assert_eq!(ok(b"GET /%00%25%2541 HTTP/1.1\r\nHost: a\r\n\r\n").path, b"/\0%%41");
@@ -265,10 +276,34 @@ fn bad_request_lines() {
     }
     assert_eq!(err(b"GET / HTTP/2.0\r\n"), UnsupportedVersion);
     assert_eq!(err(b"GET / HTTP/0.9\r\nHost: a\r\n\r\n"), UnsupportedVersion);
-    // The version is checked before the target form
-    assert_eq!(err(b"CONNECT a:1 HTTP/1.2\r\n"), UnsupportedVersion);
-    // Validated as soon as the line is complete, head or not
+    assert_eq!(err(b"GET / HTTP/2.0\n"), UnsupportedVersion);
+    // Another major version is only known with the line's end: wait for it
+    for prefix in [&b"GET / HTTP/2"[..], b"GET / HTTP/2.", b"GET / HTTP/2.0", b"GET / HTTP/2.0\r", b"GET / HTTP/1.", b"GET / HTTP/1.2\r"] {
+        assert_eq!(parse(prefix), Ok(Status::Partial), "{:?}", String::from_utf8_lossy(prefix));
+    }
+    assert_eq!(err(b"GET / HTTP/2.0x"), BadRequestLine);
+    assert_eq!(err(b"GET / HTTP/2.0\rx"), BadRequestLine);
+    assert_eq!(err(b"GET / HTTP/2x"), BadRequestLine);
+    // HTTP/1.x above 1.1 is served as HTTP/1.1 (RFC 9110 2.5)
+    let r = ok(b"GET /v HTTP/1.2\r\nHost: a\r\nX: y\r\n\r\n");
+    assert_eq!((r.http_version, r.path.as_slice(), hdrs(&r).len(), r.keep_alive), ("1.1", &b"/v"[..], 2, true));
+    assert_eq!(ok(b"GET / HTTP/1.9\nHost: a\n\nrest").consumed, 24);
+    assert_eq!(err(b"GET / HTTP/1.2\r\n\r\n"), BadHost);
+    assert_eq!(err(b"GET / HTTP/1.2\r\nX : a\r\n"), BadHeader);
+    assert_eq!(parse(b"GET / HTTP/1.2\r\nHost: a\r\n"), Ok(Status::Partial));
+    // The target is judged when its SP arrives: its form before the version
+    assert_eq!(err(b"CONNECT a:1 HTTP/1.2\r\n"), BadRequestLine);
+    assert_eq!(err(b"CONNECT a:1 HTTP/2.0\r\n"), BadRequestLine);
+    assert_eq!(err(b"CONNECT a:1 "), BadRequestLine);
+    assert_eq!(parse(b"CONNECT a:1"), Ok(Status::Partial));
+    // The first byte no valid request line could have is an error at once
     assert_eq!(err(b"GET  / HTTP/1.1\r\nHost"), BadRequestLine);
+    for bad in [&b"GET  "[..], b"G(", b" ", b"\t", b"GET /\x01", b"GET / X", b"GET / HTTP/1.1 ", b"GET / HTTP/1.1\r\r", b"\rG", b"\r\r"] {
+        assert_eq!(err(bad), BadRequestLine, "{:?}", String::from_utf8_lossy(bad));
+    }
+    for ok_so_far in [&b"G"[..], b"GET", b"GET ", b"GET /", b"GET / H", b"GET / HTTP/1.1", b"GET / HTTP/1.1\r", b"\r"] {
+        assert_eq!(parse(ok_so_far), Ok(Status::Partial), "{:?}", String::from_utf8_lossy(ok_so_far));
+    }
 }
 
 #[test]
@@ -294,8 +329,18 @@ fn bad_headers() {
     }
     // bad_header comes before the semantic checks
     assert_eq!(err(b"GET / HTTP/1.1\r\nX : y\r\n\r\n"), BadHeader);
-    // and is only reported once the head is complete
-    assert_eq!(parse(b"GET / HTTP/1.1\r\nX : y\r\n"), Ok(Status::Partial));
+    // and is reported at the first bad byte, the head complete or not
+    assert_eq!(err(b"GET / HTTP/1.1\r\nX : y\r\n"), BadHeader);
+    for bad in [&b"X "[..], b" ", b"X: a\x01", b"X: a\rb", b"\rX", b":"] {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        buf.extend_from_slice(bad);
+        assert_eq!(err(&buf), BadHeader, "{:?}", String::from_utf8_lossy(bad));
+    }
+    for ok_so_far in [&b"X"[..], b"X:", b"X: a", b"X: a\r", b"\r"] {
+        let mut buf = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        buf.extend_from_slice(ok_so_far);
+        assert_eq!(parse(&buf), Ok(Status::Partial), "{:?}", String::from_utf8_lossy(ok_so_far));
+    }
 }
 
 #[test]
@@ -355,7 +400,10 @@ fn limits_in_order() {
     assert_eq!(err_with(b"GET /aaaaaaaa", lim(12, 10, 100)), HeadersTooLarge);
     assert_eq!(parse_request(b"GET /aaaaaaa", &lim(12, 10, 12)), Ok(Status::Partial));
     // a final "\r" may start the terminator: it does not count towards max_line ...
-    assert_eq!(parse_request(b"GET /aaaaaaa\r", &lim(100, 10, 12)), Ok(Status::Partial));
+    assert_eq!(parse_request(b"GET / HTTP/1.1\r", &lim(100, 10, 14)), Ok(Status::Partial));
+    assert_eq!(err_with(b"GET / HTTP/1.1\r", lim(100, 10, 13)), UriTooLong);
+    // (inside the target it is a bad byte at once, once the limits are met)
+    assert_eq!(err_with(b"GET /aaaaaaa\r", lim(100, 10, 12)), BadRequestLine);
     assert_eq!(err_with(b"GET /aaaaaaaa\r", lim(100, 10, 12)), UriTooLong);
     assert_eq!(err_with(b"GET /aaaaaaa\r\r", lim(100, 10, 12)), UriTooLong);
     // ... but it does towards max_header_size
@@ -367,8 +415,11 @@ fn limits_in_order() {
     // 2. request line too long, terminator not counted
     assert_eq!(err_with(b"GET / HTTP/1.1\r\n", lim(100, 10, 13)), UriTooLong);
     assert_eq!(parse_request(b"GET / HTTP/1.1\r\n", &lim(100, 10, 14)), Ok(Status::Partial));
-    // the line is validated before the head size
-    assert_eq!(err_with(b"GET / HTTP/1.1 \r\nHost: aaaaaaaaaaaaaaaaaa", lim(20, 10, 100)), BadRequestLine);
+    // the limits come before the syntax: the head size before a bad request line
+    assert_eq!(err_with(b"GET / HTTP/1.1 \r\nHost: aaaaaaaaaaaaaaaaaa", lim(20, 10, 100)), HeadersTooLarge);
+    assert_eq!(err_with(b"GET / HTTP/1.1 \r\nHost: aaaaaaaaaaaaaaaaa", lim(40, 10, 100)), BadRequestLine);
+    assert_eq!(err_with(b"G(T /aaaaaaaaaaaaaaaa", lim(100, 10, 12)), UriTooLong);
+    assert_eq!(err_with(b"G(T /aaaaaaa", lim(100, 10, 12)), BadRequestLine);
     // 3. incomplete head over the limit
     assert_eq!(err_with(b"GET / HTTP/1.1\r\nHost: aaaaaaaa", lim(29, 10, 100)), HeadersTooLarge);
     assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: aaaaaaa", &lim(29, 10, 100)), Ok(Status::Partial));
@@ -383,8 +434,12 @@ fn limits_in_order() {
     assert!(parse_request(two, &lim(1000, 3, 100)).unwrap().complete().is_some());
     // size and count before bad_header
     assert_eq!(err_with(b"GET / HTTP/1.1\r\nX : a\r\nHost: a\r\n\r\n", lim(1000, 1, 100)), HeadersTooLarge);
-    // incomplete, too many headers but small: wait
-    assert_eq!(parse_request(b"GET / HTTP/1.1\r\nA: a\r\nB: b\r\n", &lim(1000, 1, 100)), Ok(Status::Partial));
+    // incomplete: the field lines complete so far count
+    assert_eq!(err_with(b"GET / HTTP/1.1\r\nA: a\r\nB: b\r\n", lim(1000, 1, 100)), HeadersTooLarge);
+    assert_eq!(parse_request(b"GET / HTTP/1.1\r\nA: a\r\nB: b", &lim(1000, 1, 100)), Ok(Status::Partial));
+    // ... whatever their syntax
+    assert_eq!(err_with(b"GET / HTTP/1.1\r\nA : a\r\nB: b\r\n", lim(1000, 1, 100)), HeadersTooLarge);
+    assert_eq!(err_with(b"GET / HTTP/1.1\r\nA : a\r\nB: b\r\n", lim(1000, 2, 100)), BadHeader);
     // negative limits refuse everything
     assert_eq!(err_with(b"G", lim(10, 10, -1)), UriTooLong);
     assert_eq!(err_with(b"GET / HTTP/1.0\r\n\r\n", lim(10, -1, 100)), HeadersTooLarge);

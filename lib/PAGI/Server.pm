@@ -1555,7 +1555,7 @@ WebSocket frames (parsing, unmasking, building, UTF-8 checks of text messages) g
 through L<PAGI::Server::Protocol::WebSocket>, which follows the same choice:
 C<PAGI::Server::Protocol::WebSocket::XS> (Rust, in the same XS object) or
 C<PAGI::Server::Protocol::WebSocket::PP>; C<$PAGI::Server::Protocol::WebSocket::IMPLEMENTATION>
-says which.
+says which. L<PAGI::Server::Protocol::Backend> makes the one choice for both.
 
 =head1 DEBUGGING
 

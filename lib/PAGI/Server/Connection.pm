@@ -29,9 +29,10 @@ our $VERSION = '0.001';
 # _half_close_ok, _tick, _shutdown, _soft_stop) are always called as methods.
 
 BEGIN {
+  # The codec's functions, and its named numbers (defined in the facade)
   no strict 'refs';
   *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"}
-    for qw(parse_request decode_chunked serialize_response F_HEAD F_CLOSE F_HTTP10);
+    for qw(parse_request decode_chunked serialize_response F_HEAD F_CLOSE F_HTTP10 CHUNK_SIZE CHUNK_DONE);
 }
 # The response path: its subs become this class's methods
 use PAGI::Server::Connection::Response qw(_send _write_head _write_body _end_body _send_future
@@ -267,7 +268,7 @@ sub _start_request ($self, $req) {
     my $mode = 0;
     if ($facts->[FACT_CHUNKED]) {
       $mode = 2;
-      $rq->[CHUNK_STATE] = -1;
+      $rq->[CHUNK_STATE] = CHUNK_SIZE;
     }
     elsif (my $cl = $facts->[FACT_CONTENT_LENGTH]) {
       if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
@@ -336,7 +337,7 @@ sub _feed_body ($self) {
     }
     substr($self->[RBUF], 0, $consumed, '');
     $rq->[CHUNK_STATE] = $state;
-    $rq->[BODY_OPEN]   = 0 if $state == -4;
+    $rq->[BODY_OPEN]   = 0 if $state == CHUNK_DONE;
     $got = $data;
   }
   $rq->[BODY_SEEN] += length $got;

@@ -169,17 +169,18 @@ sub _start ($send, $r) {
 
 # A $send whose http.response.body bytes are a chunked body, decoded before they go on
 sub _dechunking ($send) {
-  my ($state, $buf) = (-1, '');
+  my ($state, $buf) = (PAGI::Server::Protocol::HTTP1::CHUNK_SIZE(), '');
   return sub ($ev) {
     return $send->($ev) if $ev->{type} ne 'http.response.body';
-    return Future->done if $state == -4;    # (its last chunk ended the response)
+    return Future->done if $state == PAGI::Server::Protocol::HTTP1::CHUNK_DONE();    # (its last chunk ended it)
     $buf .= $ev->{body} // '';
     my ($data, $consumed, $next) = PAGI::Server::Protocol::HTTP1::decode_chunked($buf, $state, 16384);
     return Future->fail("PSGI application: its own chunked body is malformed\n") if ref $data;
     substr($buf, 0, $consumed, '');
     $state = $next;
     # The app's last chunk ends the body, whatever it says of more
-    return $send->({type => 'http.response.body', body => $data, more => $state == -4 ? 0 : $ev->{more}});
+    return $send->({type => 'http.response.body', body => $data,
+      more => $state == PAGI::Server::Protocol::HTTP1::CHUNK_DONE() ? 0 : $ev->{more}});
   };
 }
 

@@ -124,7 +124,7 @@ sub _send ($self, $ev) {
 sub _end_stream ($self) {
   return Future->done if !_connected($self) || $self->[RQ][COMPLETE];
   $self->[KEEP] = 0;
-  $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED;
+  $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED();
   return $self->_response_complete;
 }
 
@@ -157,7 +157,7 @@ sub _tick ($self, $now) {
     $self->[DEADLINE_KIND] = '';
     $self->[KEEP] = 0;
     $self->_write("0\r\n\r\n")
-      if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED && !$self->[RQ][COMPLETE];
+      if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED() && !$self->[RQ][COMPLETE];
     $self->_disconnect('idle_timeout', 1);
     return $self->_close_after_flush;
   }
@@ -173,7 +173,7 @@ sub _soft_stop ($self) { $self->_shutdown }
 sub _shutdown ($self, $force = 0) {
   if (!$force && $self->[PROTO][MODE] eq 'stream' && _connected($self) && !$self->[RQ][COMPLETE]) {
     $self->[KEEP] = 0;
-    $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED;
+    $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED();
     $self->_disconnect('server_shutdown', 1);
     return $self->_close_after_flush;
   }

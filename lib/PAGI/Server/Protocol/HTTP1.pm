@@ -1,68 +1,34 @@
 package PAGI::Server::Protocol::HTTP1;
 use strict;
 use warnings;
-use Carp ();
 
 our $VERSION = '0.001';
 
-# The HTTP/1.1 codec seam: the same few functions from ::PP (Perl) or ::XS (Rust).
-# PAGI_SERVER_BACKEND=pp|xs forces one; unset means XS when it is built, else PP.
+# The HTTP/1.1 codec seam: the same few functions from ::PP (Perl) or ::XS (Rust), as
+# PAGI::Server::Protocol::Backend chose (PAGI_SERVER_BACKEND=pp|xs forces one; unset
+# means XS when it is built, else PP).
 our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
   serialize_trailers connection_info);
 
-our $IMPLEMENTATION;
-our $LOAD_ERROR;
+# The codec's named numbers, defined here once; ::PP and the connection use them by name
+# (::XS has them in Rust: src/response.rs, src/chunked.rs)
+# serialize_response's flags
+use constant { F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4 };
+# Body framing modes returned by serialize_response
+use constant { M_NONE => 0, M_LENGTH => 1, M_CHUNKED => 2, M_CLOSE => 3 };
+# decode_chunked's states besides n > 0 (data bytes left): a size line is next, the CRLF
+# after data, the trailer section, done
+use constant { CHUNK_SIZE => -1, CHUNK_DATA_END => -2, CHUNK_TRAILER => -3, CHUNK_DONE => -4 };
 
-sub _select {
-  my $want = $ENV{PAGI_SERVER_BACKEND};
-  $want = $PAGI::Server::BACKEND if !defined $want || $want eq '' || $want eq 'auto';
-  $want = 'auto' if !defined $want || $want eq '';
-  $want = lc $want;
-  Carp::croak("PAGI_SERVER_BACKEND must be 'xs', 'pp' or 'auto', not '$want'")
-    unless $want =~ /\A(?:xs|pp|auto)\z/;
-  if ($want ne 'pp') {
-    if (eval { require PAGI::Server::Protocol::HTTP1::XS; 1 }) { return 'XS' }
-    $LOAD_ERROR = $@;
-    die "PAGI::Server: the XS backend was requested (PAGI_SERVER_BACKEND=xs) but cannot be"
-      . " loaded; build it with 'perl Makefile.PL && make' or use PAGI_SERVER_BACKEND=pp.\n"
-      . "The load error was: $LOAD_ERROR"
-      if $want eq 'xs';
-  }
-  require PAGI::Server::Protocol::HTTP1::PP;
-  return 'PP';
-}
+use PAGI::Server::Protocol::Errors;
+use PAGI::Server::Protocol::Backend;
 
-$IMPLEMENTATION = _select();
-
-# Alias the chosen implementation's functions into this package: no wrapper per call
-{
-  my $impl = "PAGI::Server::Protocol::HTTP1::$IMPLEMENTATION";
-  no strict 'refs';
-  for my $f (@FUNCTIONS) {
-    my $code = $impl->can($f) or die "$impl does not implement $f\n";
-    *{$f} = $code;
-  }
-}
+our $IMPLEMENTATION = PAGI::Server::Protocol::Backend::install(__PACKAGE__, @FUNCTIONS);
 
 sub backend { $IMPLEMENTATION }
 
-# The one table from error kinds to responses; both backends share it
-our %ERROR_STATUS = (
-  bad_request_line              => 400,
-  bad_header                    => 400,
-  bad_host                      => 400,
-  bad_content_length            => 400,
-  conflicting_length            => 400,
-  bad_transfer_encoding         => 400,
-  bad_chunk                     => 400,
-  body_too_large                => 413,
-  uri_too_long                  => 414,
-  headers_too_large             => 431,
-  unsupported_transfer_encoding => 501,
-  unsupported_version           => 505,
-);
-
-sub error_status { $ERROR_STATUS{$_[0]} // 400 }
+# The HTTP status for an error kind (from the one table, errors.tsv)
+sub error_status { ($PAGI::Server::Protocol::Errors::HTTP{$_[0]} // [400])->[0] }
 
 # Reason phrases of the responses the server writes itself (the body of its error
 # responses), kept here so that they do not depend on which backend is loaded
@@ -81,11 +47,6 @@ our %ERROR_REASON = (
 );
 
 sub error_reason { $ERROR_REASON{$_[0]} // 'Error' }
-
-# Flags for serialize_response
-use constant { F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4 };
-# Body framing modes returned by serialize_response
-use constant { M_NONE => 0, M_LENGTH => 1, M_CHUNKED => 2, M_CLOSE => 3 };
 
 1;
 
@@ -118,8 +79,8 @@ L<PAGI::Server::Protocol::HTTP1::PP> (pure Perl).
 
 C<xs> demands the Rust backend (and dies, saying how to build it, when it is not
 built); C<pp> forces pure Perl; unset or C<auto> picks XS when it loads, else PP.
-The choice is made once, when this module is loaded, and kept in
-C<$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION>.
+L<PAGI::Server::Protocol::Backend> makes the choice once, for this codec and the
+WebSocket one; it is kept in C<$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION>.
 
 =back
 
@@ -129,7 +90,15 @@ C<$PAGI::Server::Protocol::HTTP1::IMPLEMENTATION>.
 
   my $status = error_status($kind);
 
-The HTTP status for one of the codec's error kinds.
+The HTTP status for one of the codec's error kinds (from the one table,
+F<errors.tsv>, through L<PAGI::Server::Protocol::Errors>).
+
+=head1 CONSTANTS
+
+C<F_HEAD>, C<F_CLOSE>, C<F_HTTP10> (C<serialize_response>'s flags); C<M_NONE>,
+C<M_LENGTH>, C<M_CHUNKED>, C<M_CLOSE> (its framing modes); C<CHUNK_SIZE>,
+C<CHUNK_DATA_END>, C<CHUNK_TRAILER>, C<CHUNK_DONE> (C<decode_chunked>'s states). See
+F<doc/codec.md>.
 
 =head2 error_reason
 

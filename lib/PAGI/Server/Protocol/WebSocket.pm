@@ -3,55 +3,24 @@ use strict;
 use warnings;
 use Digest::SHA ();
 use MIME::Base64 ();
-use PAGI::Server::Protocol::HTTP1;
+use PAGI::Server::Protocol::Backend;
+use PAGI::Server::Protocol::Errors;
 
 our $VERSION = '0.001';
 
-# The WebSocket codec seam: the same functions from ::PP or ::XS, following the
-# backend the HTTP/1.1 codec chose.
+# The WebSocket codec seam: the same functions from ::PP or ::XS, whichever backend
+# PAGI::Server::Protocol::Backend chose for both codecs (::XS lives in the HTTP/1.1
+# codec's XS object).
 our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
-our $IMPLEMENTATION = $PAGI::Server::Protocol::HTTP1::IMPLEMENTATION;
-our $LOAD_ERROR;
-
-# The backend asked for, as PAGI::Server::Protocol::HTTP1 reads it: xs, pp or auto
-sub _wanted {
-  my $want = $ENV{PAGI_SERVER_BACKEND};
-  $want = $PAGI::Server::BACKEND if !defined $want || $want eq '' || lc $want eq 'auto';
-  return lc($want // 'auto') || 'auto';
-}
-
-{
-  my $impl = "PAGI::Server::Protocol::WebSocket::$IMPLEMENTATION";
-  if (!eval "require $impl; 1") {
-    # An XS object built before the WebSocket codec existed still serves WebSocket
-    # with PP, unless XS was demanded: then say how to fix it
-    die $@ if $IMPLEMENTATION ne 'XS';
-    $LOAD_ERROR = $@;
-    die "PAGI::Server: the XS backend was requested (PAGI_SERVER_BACKEND=xs) but its"
-      . " WebSocket codec cannot be loaded; rebuild with 'perl Makefile.PL && make' or use"
-      . " PAGI_SERVER_BACKEND=pp.\nThe load error was: $LOAD_ERROR"
-      if _wanted() eq 'xs';
-    $IMPLEMENTATION = 'PP';
-    $impl = 'PAGI::Server::Protocol::WebSocket::PP';
-    require PAGI::Server::Protocol::WebSocket::PP;
-  }
-  no strict 'refs';
-  for my $f (@FUNCTIONS) {
-    my $code = $impl->can($f) or die "$impl does not implement $f\n";
-    *{$f} = $code;
-  }
-}
+our $IMPLEMENTATION = PAGI::Server::Protocol::Backend::install(__PACKAGE__, @FUNCTIONS);
 
 use constant {
   WS_CONTINUATION => 0, WS_TEXT => 1, WS_BINARY => 2,
   WS_CLOSE => 8, WS_PING => 9, WS_PONG => 10,
 };
 
-# Close codes for the codec's error kinds, in one table
-our %ERROR_CLOSE = (
-  rsv_bits => 1002, bad_opcode => 1002, bad_control => 1002,
-  unmasked => 1002, bad_length => 1002, too_large => 1009,
-);
+# The close code for each of the codec's error kinds (from the one table, errors.tsv)
+our %ERROR_CLOSE = map { $_ => $PAGI::Server::Protocol::Errors::WS{$_}[0] } keys %PAGI::Server::Protocol::Errors::WS;
 
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -94,14 +63,14 @@ PAGI::Server::Protocol::WebSocket - the WebSocket frame codec facade (pure Perl 
 
 C<parse_frame>, C<build_frame>, C<utf8_check> and C<mask_payload>, from
 L<PAGI::Server::Protocol::WebSocket::XS> (Rust) or C<::PP>, whichever backend
-L<PAGI::Server::Protocol::HTTP1> selected; contract in F<doc/codec.md>. Also the
+L<PAGI::Server::Protocol::Backend> selected; contract in F<doc/codec.md>. Also the
 handshake and Close-frame helpers (C<accept_key>, C<valid_key>, C<parse_close>), which
 run once per connection and are written once, in Perl.
 
-C<$IMPLEMENTATION> says which codec is in use. When the HTTP/1.1 codec is XS, the
-WebSocket codec is L<PAGI::Server::Protocol::WebSocket::XS>, whose functions live in
-the same XS object. If that object was built before the WebSocket codec existed, the
-WebSocket codec falls back to the pure-Perl one (C<$LOAD_ERROR> keeps the reason) -
-unless C<PAGI_SERVER_BACKEND=xs> demanded XS: then loading dies, saying to rebuild.
+C<$IMPLEMENTATION> says which codec is in use: always the same as the HTTP/1.1
+codec's, since L<PAGI::Server::Protocol::Backend> chooses once for both (the XS
+functions live in the same XS object, L<PAGI::Server::Protocol::WebSocket::XS>).
+C<%ERROR_CLOSE> maps the codec's error kinds to close codes (from
+L<PAGI::Server::Protocol::Errors>).
 
 =cut

@@ -58,7 +58,6 @@ sub requests () {
     ['invalid UTF-8 path (overlong)', "GET /%C0%AF HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['invalid UTF-8 path (surrogate)', "GET /%ED%A0%80 HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['invalid UTF-8 path (over U+10FFFF)', "GET /%F4%90%80%80 HTTP/1.1\r\nHost: a\r\n\r\n"],
-    ['invalid UTF-8 path (raw 0xFF)', "GET /\xFF HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['UTF-8 noncharacter path', "GET /%EF%BF%BE HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['malformed percent escapes', "GET /a%zz%4%%41%2F%00 HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['fragment and empty query', "GET /p#f? HTTP/1.1\r\nHost: a\r\n\r\n"],
@@ -100,7 +99,11 @@ sub requests () {
     ['invalid UTF-8 path (truncated 4-byte character)', "GET /a%F0%9F%98 HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['invalid UTF-8 path (lone continuation byte)', "GET /%80a HTTP/1.1\r\nHost: a\r\n\r\n"],
     ['raw UTF-8 path, 4-byte characters', "GET /\xF0\x9F\x98\x80\xF0\x9F\x98\x81 HTTP/1.1\r\nHost: a\r\n\r\n"],
-    ['raw and encoded UTF-8 mixed', "GET /\xC3%A9%C3\xA9 HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['raw and encoded UTF-8 mixed', "GET /\xC3\xA9%C3%A9\xE2\x82\xAC HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ['raw UTF-8 in the query', "GET /p?q=\xE2\x82\xAC&r=%E2%82%AC HTTP/1.1\r\nHost: a\r\n\r\n"],
+    # HTTP/1.x above 1.1 is read as HTTP/1.1 (RFC 9110 2.5)
+    ['HTTP/1.2, read as HTTP/1.1', "POST /v HTTP/1.2\r\nHost: a\r\nContent-Length: 2\r\n\r\nok"],
+    ['HTTP/1.9, bare LF, pipelined', "GET / HTTP/1.9\nHost: a\n\nGET / HTTP/1.1\r\n"],
   );
 }
 
@@ -132,6 +135,23 @@ sub bad_requests () {
     ['HTTP/0.9', "GET / HTTP/0.9\r\n\r\n"],
     ['HTTP/1.2 with authority-form', "CONNECT a:1 HTTP/1.2\r\n"],
     ['bad request line before an incomplete head', "GET  / HTTP/1.1\r\nHo"],
+    # Raw bytes >= 0x80 in the target only as well-formed UTF-8
+    ['raw 0xFF in the path', "GET /\xFF HTTP/1.1\r\n$h\r\n"],
+    ['raw byte, then a percent escape', "GET /\xC3%A9 HTTP/1.1\r\n$h\r\n"],
+    ['raw latin-1 in the query', "GET /?q=caf\xE9 HTTP/1.1\r\n$h\r\n"],
+    ['raw surrogate in the path', "GET /\xED\xA0\x80 HTTP/1.1\r\n$h\r\n"],
+    ['raw overlong in the path', "GET /\xC0\xAF HTTP/1.1\r\n$h\r\n"],
+    # The first bad byte is an error at once, the line or head complete or not
+    ['bad method byte, line incomplete', "G(T / HTT"],
+    ['junk version, line incomplete', "GET / HTTX/1.1"],
+    ['CR CR at the start', "\r\rGET / HTTP/1.1\r\n$h\r\n"],
+    ['bad header, head incomplete', "GET / HTTP/1.1\r\n${h}X : y\r\nMore: 1"],
+    ['bad header byte, line incomplete', "GET / HTTP/1.1\r\n${h}X: a\x01b"],
+    ['HTTP/3.0', "GET / HTTP/3.0\r\n$h\r\n"],
+    ['HTTP/2.0, version then junk', "GET / HTTP/2.0x\r\n$h\r\n"],
+    ['HTTP/1.2 with a bad header', "GET / HTTP/1.2\r\n${h}X : y\r\n\r\n"],
+    ['HTTP/1.2 without host', "GET / HTTP/1.2\r\n\r\n"],
+    ['too many headers, head incomplete', "GET / HTTP/1.1\r\n$h" . join('', map "X-$_: $_\r\n", 1 .. 120)],
     ['space before the colon', "GET / HTTP/1.1\r\nHost : a\r\n\r\n"],
     ['obs-fold', "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  folded\r\n\r\n"],
     ['no colon', "GET / HTTP/1.1\r\nHost: a\r\nJunk\r\n\r\n"],

@@ -10,22 +10,18 @@ our $VERSION = '0.001';
 # The pure-Perl HTTP/1.1 codec: the reference semantics of doc/codec.md.
 # Every function here has a twin of the same name in ::XS (Rust).
 
-my %MESSAGE = (
-  bad_request_line              => 'invalid request line',
-  bad_header                    => 'invalid header field',
-  bad_host                      => 'missing or duplicate host header',
-  bad_content_length            => 'invalid content-length',
-  conflicting_length            => 'conflicting message length',
-  bad_transfer_encoding         => 'invalid transfer-encoding',
-  bad_chunk                     => 'invalid chunked encoding',
-  body_too_large                => 'request body too large',
-  uri_too_long                  => 'request line too long',
-  headers_too_large             => 'request header fields too large',
-  unsupported_transfer_encoding => 'unsupported transfer-encoding',
-  unsupported_version           => 'http version not supported',
-);
+# The facade's named numbers (F_*, M_*, CHUNK_*); when this module is loaded first, the
+# facade loads now and installs its functions from here once they are compiled
+BEGIN { require PAGI::Server::Protocol::HTTP1 }
+use PAGI::Server::Protocol::Errors;
+BEGIN {
+  no strict 'refs';
+  *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"} for qw(F_HEAD F_CLOSE F_HTTP10 M_NONE M_LENGTH
+    M_CHUNKED M_CLOSE CHUNK_SIZE CHUNK_DATA_END CHUNK_TRAILER CHUNK_DONE);
+}
 
-sub _error { return ({error => $_[0], message => $MESSAGE{$_[0]}}, 0) }
+# {error => KIND, message => TEXT} (the message from the one table), then what follows
+sub _error { return ({error => $_[0], message => $PAGI::Server::Protocol::Errors::HTTP{$_[0]}[1]}, 0, @_[1 .. $#_]) }
 
 my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
 
@@ -33,35 +29,27 @@ my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
 my %SPECIAL = (cookie => 1, map { $_ => 2 } qw(host content-length transfer-encoding
   connection upgrade sec-websocket-key sec-websocket-version accept expect));
 
-sub parse_request {
-  my ($buf, $max_header_size, $max_headers, $max_line) = @_;
+# Bytes that may follow in a head whose bytes so far are valid (httparse's reading): a
+# request line's start (the target's UTF-8 and form are judged when its SP arrives; a
+# version only with its line's end), and a field line's start
+my $LINE_SO_FAR = qr{\A(?:\r|[!#\$%&'*+\-.^_`|~0-9A-Za-z]*|[!#\$%&'*+\-.^_`|~0-9A-Za-z]+ [\x21-\x7e\x80-\xff]*)\z};
+my $VERSION_SO_FAR = qr{\A(?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?\z};
+my $FIELD_SO_FAR = qr{\A(?:\r|[!#\$%&'*+\-.^_`|~0-9A-Za-z]+(?::[\t\x20-\x7e\x80-\xff]*\r?)?)?\z};
 
-  # Skip empty lines before the request line (RFC 9112 2.2)
-  my $start = 0;
-  $start = $+[0] if $buf =~ /\A(?:\r?\n)+/;
+# Well-formed UTF-8 (RFC 3629: perl's own decoder also takes surrogates and code points
+# above U+10FFFF); $chars gets the characters
+sub _utf8 {
+  my ($bytes) = @_;
+  my $chars = $bytes;
+  return utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/ ? \$chars : undef;
+}
 
-  my $nl = index($buf, "\n", $start);
-  if ($nl < 0) {
-    my $have = length($buf) - $start;
-    # A final "\r" may be the start of the line's terminator: it does not count
-    return _error('uri_too_long') if $have - (substr($buf, -1) eq "\r" ? 1 : 0) > $max_line;
-    return _error('headers_too_large') if $have > $max_header_size;
-    return (undef, 0);
-  }
-
-  # Request line, validated as soon as it is complete
-  my $line_end = $nl;
-  $line_end-- if $line_end > $start && substr($buf, $line_end - 1, 1) eq "\r";
-  return _error('uri_too_long') if $line_end - $start > $max_line;
-  my $line = substr($buf, $start, $line_end - $start);
-  my ($method, $target, $version)
-    = $line =~ m{\A([!#\$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) ([^ ]*)\z}
-    or return _error('bad_request_line');
-  if ($version ne 'HTTP/1.1' && $version ne 'HTTP/1.0') {
-    return _error($version =~ m{\AHTTP/[0-9]\.[0-9]\z} ? 'unsupported_version' : 'bad_request_line');
-  }
-
-  # The query is split off the whole target first, so absolute-form keeps it
+# A request-target's raw path and query (RFC 9112 3.2): the query is split off the whole
+# target first, so absolute-form keeps it; raw bytes >= 0x80 only as well-formed UTF-8.
+# Empty for a target that is none of origin-form, asterisk, absolute-form.
+sub _target {
+  my ($target) = @_;
+  return if $target =~ /[\x80-\xff]/ && !_utf8($target);
   my ($raw_path, $query_string) = ($target, '');
   my $q = index($target, '?');
   if ($q >= 0) {
@@ -72,34 +60,73 @@ sub parse_request {
   elsif ($raw_path =~ m{\A[A-Za-z][A-Za-z0-9+\-.]*://[^/]*(.*)\z}s) {
     $raw_path = length $1 ? $1 : '/';
   }
-  else { return _error('bad_request_line') }
+  else { return }
+  return ($raw_path, $query_string);
+}
 
-  # Find the end of the head: the first blank line after the request line
-  my $end;
-  pos($buf) = $nl;
-  $end = pos($buf) if $buf =~ /\n\r?\n/g;
-  if (!defined $end) {
-    return _error('headers_too_large') if length($buf) - $start > $max_header_size;
+sub parse_request {
+  my ($buf, $max_header_size, $max_headers, $max_line) = @_;
+
+  # Skip empty lines before the request line (RFC 9112 2.2)
+  my $start = 0;
+  $start = $+[0] if $buf =~ /\A(?:\r?\n)+/;
+
+  # 1. The limits, measured without judging the syntax: the request line without its
+  # terminator (while incomplete, without a final "\r"), the head up to the first empty
+  # line (else every byte) and the complete field lines
+  my $nl = index($buf, "\n", $start);
+  my ($line, $end, $blank);
+  if ($nl < 0) {
+    $line = length($buf) - $start - (substr($buf, -1) eq "\r" ? 1 : 0);
+  }
+  else {
+    $line = $nl - $start - ($nl > $start && substr($buf, $nl - 1, 1) eq "\r" ? 1 : 0);
+    pos($buf) = $nl;
+    if ($buf =~ /\n\r?\n/g) {
+      $end   = pos($buf);
+      $blank = $end - (substr($buf, $end - 2, 1) eq "\r" ? 2 : 1);
+    }
+  }
+  return _error('uri_too_long') if $line > $max_line;
+  return _error('headers_too_large')
+    if (defined $end ? $end : length $buf) - $start > $max_header_size
+    || ($nl < 0 ? 0 : substr($buf, $nl + 1, ($blank // length $buf) - $nl - 1) =~ tr/\n//) > $max_headers;
+
+  # 2. The syntax: the first byte no valid head could have there is an error, the head
+  # complete or not. The request line:
+  if ($nl < 0) {
+    my $so_far = substr($buf, $start);
+    return (undef, 0) if $so_far =~ $LINE_SO_FAR;
+    my ($target, $version) = $so_far =~ m{\A[!#\$%&'*+\-.^_`|~0-9A-Za-z]+ ([\x21-\x7e\x80-\xff]+) (.*)\z}s
+      or return _error('bad_request_line');
+    my @target = _target($target);
+    return _error('bad_request_line') unless @target && $version =~ $VERSION_SO_FAR;
     return (undef, 0);
   }
-  return _error('headers_too_large') if $end - $start > $max_header_size;
-
-  # Header lines: the newlines between the request line and the blank line
-  my $first = $nl + 1;
-  my $blank = substr($buf, $end - 2, 1) eq "\r" ? $end - 2 : $end - 1;
-  return _error('headers_too_large')
-    if (substr($buf, $first, $blank - $first) =~ tr/\n//) > $max_headers;
+  my $request_line = substr($buf, $start, $nl - $start);
+  chop $request_line if substr($request_line, -1) eq "\r";
+  my ($method, $target, $version)
+    = $request_line =~ m{\A([!#\$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) (.*)\z}s
+    or return _error('bad_request_line');
+  my ($raw_path, $query_string) = _target($target) or return _error('bad_request_line');
+  # HTTP/1.x above 1.1 is read as HTTP/1.1 (RFC 9110 2.5); another major version is 505
+  my ($major, $minor) = $version =~ m{\AHTTP/([0-9])\.([0-9])\z} or return _error('bad_request_line');
+  return _error('unsupported_version') if $major != 1;
 
   my (@headers, $cookie_at);
   my ($cl, $cl_error, $te, $keep, $close, $conn_upgrade, $upgrade, $ws_key, $ws_version);
   my ($sse, $expect, $host_count) = (0, 0, 0);
-  # One match per well-formed line; the first line that does not match is invalid
-  pos($buf) = $first;
-  while (pos($buf) < $blank) {
+  # The field lines, one match each; the first that does not match is invalid, unless the
+  # head is incomplete and it is the last one's valid start
+  my $stop = $blank // length $buf;
+  pos($buf) = $nl + 1;
+  while (pos($buf) < $stop) {
     # field-name ":" OWS field-value OWS (RFC 9112 5); a literal pattern, not a qr
     # (interpolating one costs), and a greedy value trimmed after (a lazy one backtracks)
-    $buf =~ /\G([!#\$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r?\n/gc
-      or return _error('bad_header');
+    if ($buf !~ /\G([!#\$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r?\n/gc) {
+      return _error('bad_header') if defined $end || substr($buf, pos $buf) !~ $FIELD_SO_FAR;
+      last;
+    }
     my ($name, $value) = (lc $1, $2);
     $value =~ s/[ \t]+\z// if substr($value, -1) eq ' ' || substr($value, -1) eq "\t";
     my $kind = $SPECIAL{$name};
@@ -137,7 +164,10 @@ sub parse_request {
     elsif ($name eq 'expect')                { $expect     = 1 if lc($value) eq '100-continue' }
   }
 
-  my $http10 = $version eq 'HTTP/1.0';
+  return (undef, 0) unless defined $end;
+
+  # 3. Semantics: host, then message length (RFC 9112 3.2, 6.3)
+  my $http10 = $minor == 0;
   return _error('bad_host') if $http10 ? $host_count > 1 : $host_count != 1;
   return _error($cl_error) if defined $cl_error;
   my $chunked = 0;
@@ -151,12 +181,10 @@ sub parse_request {
 
   my $path = $raw_path;
   $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if index($path, "%") >= 0;
-  # Characters only when the bytes are well-formed UTF-8 (RFC 3629: perl's own
-  # decoder also takes surrogates and code points above U+10FFFF); else keep bytes
+  # Characters only when the bytes are well-formed UTF-8; else keep bytes
   if ($path =~ /[\x80-\xff]/) {
-    my $chars = $path;
-    $path = $chars
-      if utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/;
+    my $chars = _utf8($path);
+    $path = $$chars if $chars;
   }
 
   my %req = (
@@ -191,52 +219,52 @@ sub decode_chunked {
       $data .= substr($buf, $pos, $take);
       $pos += $take;
       $state -= $take;
-      $state = -2 if $state == 0;
+      $state = CHUNK_DATA_END if $state == 0;
     }
-    elsif ($state == -1) {
+    elsif ($state == CHUNK_SIZE) {
       my $nl = index($buf, "\n", $pos);
       if ($nl < 0) {
         # A chunk-size line is at most $MAX_CHUNK_LINE bytes, complete or not
-        return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+        return _error('bad_chunk', $state)
           if $len - $pos - (substr($buf, -1) eq "\r" ? 1 : 0) > $MAX_CHUNK_LINE;
         last;
       }
       my $line = substr($buf, $pos, $nl - $pos);
       chop $line if substr($line, -1) eq "\r";
-      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+      return _error('bad_chunk', $state)
         if length $line > $MAX_CHUNK_LINE;
       $line =~ /\A([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\z/
-        or return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
+        or return _error('bad_chunk', $state);
       my $size = do { no warnings 'portable'; hex $1 };    # up to 15 digits: 60 bits
-      $state = $size ? $size : -3;
+      $state = $size ? $size : CHUNK_TRAILER;
       $pos = $nl + 1;
     }
-    elsif ($state == -2) {
+    elsif ($state == CHUNK_DATA_END) {
       my $c = substr($buf, $pos, 1);
-      if ($c eq "\n") { $pos++; $state = -1; next }
+      if ($c eq "\n") { $pos++; $state = CHUNK_SIZE; next }
       if ($c eq "\r") {
         last if $pos + 1 >= $len;
-        if (substr($buf, $pos + 1, 1) eq "\n") { $pos += 2; $state = -1; next }
+        if (substr($buf, $pos + 1, 1) eq "\n") { $pos += 2; $state = CHUNK_SIZE; next }
       }
-      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state);
+      return _error('bad_chunk', $state);
     }
-    elsif ($state == -3) {
+    elsif ($state == CHUNK_TRAILER) {
       my $nl = index($buf, "\n", $pos);
       if ($nl < 0) {
-        return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
+        return _error('headers_too_large', $state)
           if $len - $pos > $max_trailer;
         last;
       }
       my $line = substr($buf, $pos, $nl - $pos);
       chop $line if substr($line, -1) eq "\r";
-      return ({error => 'bad_chunk', message => $MESSAGE{bad_chunk}}, 0, $state)
+      return _error('bad_chunk', $state)
         if index($line, "\r") >= 0;
       # The budget counts raw bytes, terminators included, over this call's lines
       my $used = $nl + 1 - $pos;
-      return ({error => 'headers_too_large', message => $MESSAGE{headers_too_large}}, 0, $state)
+      return _error('headers_too_large', $state)
         if $used > $max_trailer;
       $pos = $nl + 1;
-      if ($line eq '') { $state = -4; last }
+      if ($line eq '') { $state = CHUNK_DONE; last }
       $max_trailer -= $used;
     }
     else { last }
@@ -330,31 +358,31 @@ sub serialize_response {
   my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
   return (undef, $date) unless defined $out;
   $flags //= 0;
-  my $head = $flags & 1;
+  my $head = $flags & F_HEAD;
   my ($mode, $length);
   my $frame = '';
-  if ($status < 200 || $status == 204 || $status == 304) { $mode = 0 }
-  elsif (defined $cl) { $mode = $head ? 0 : 1; $length = $cl }
+  if ($status < 200 || $status == 204 || $status == 304) { $mode = M_NONE }
+  elsif (defined $cl) { $mode = $head ? M_NONE : M_LENGTH; $length = $cl }
   elsif (defined $body) {
     $length = length $body;
     $frame  = "Content-Length: $length\r\n";
-    $mode   = $head ? 0 : 1;
+    $mode   = $head ? M_NONE : M_LENGTH;
   }
-  elsif (!($flags & 4)) {
+  elsif (!($flags & F_HTTP10)) {
     $frame = "Transfer-Encoding: chunked\r\n";
-    $mode  = $head ? 0 : 2;
+    $mode  = $head ? M_NONE : M_CHUNKED;
   }
-  else { $mode = $head ? 0 : 3 }
-  $length = undef unless $mode == 1;
-  $close = 1 if $flags & 2 || $mode == 3;
+  else { $mode = $head ? M_NONE : M_CLOSE }
+  $length = undef unless $mode == M_LENGTH;
+  $close = 1 if $flags & F_CLOSE || $mode == M_CLOSE;
   my $reason = $REASON{$status} // '';
   my $bytes = "HTTP/1.1 $status $reason\r\n$out"
     . ($date   ? '' : _date_line())
     . ($server ? '' : "Server: PAGI-Server\r\n")
     . $frame
-    . ($close ? "Connection: close\r\n" : $flags & 4 ? "Connection: keep-alive\r\n" : '')
+    . ($close ? "Connection: close\r\n" : $flags & F_HTTP10 ? "Connection: keep-alive\r\n" : '')
     . "\r\n";
-  $bytes .= $body if defined $body && $mode != 0;
+  $bytes .= $body if defined $body && $mode != M_NONE;
   return ($bytes, $mode, $close, $length);
 }
 

@@ -7,17 +7,12 @@ our $VERSION = '0.001';
 
 # The pure-Perl WebSocket frame codec: the reference semantics of doc/codec.md.
 
-my %MESSAGE = (
-  rsv_bits    => 'reserved bits set',
-  bad_opcode  => 'reserved opcode',
-  bad_control => 'invalid control frame',
-  unmasked    => 'client frame not masked',
-  bad_length  => 'invalid payload length',
-  too_large   => 'frame too large',
-);
+use PAGI::Server::Protocol::Errors;
+
 my %OPCODE = map { $_ => 1 } 0, 1, 2, 8, 9, 10;
 
-sub _error { return ({error => $_[0], message => $MESSAGE{$_[0]}}, 0) }
+# {error => KIND, message => TEXT}, the message from the one table
+sub _error { return ({error => $_[0], message => $PAGI::Server::Protocol::Errors::WS{$_[0]}[1]}, 0) }
 
 sub parse_frame {
   my ($buf, $max_payload) = @_;

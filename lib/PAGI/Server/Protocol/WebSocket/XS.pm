@@ -8,14 +8,8 @@ our $VERSION = '0.001';
 our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
 
 # Its XSUBs are a second package of the HTTP/1.1 codec's object: loading that one
-# defines them (and checks the object's version)
+# defines them (and checks the object's version and layout)
 require PAGI::Server::Protocol::HTTP1::XS;
-for my $f (@FUNCTIONS) {
-  next if defined &{"PAGI::Server::Protocol::WebSocket::XS::$f"};
-  die "PAGI::Server::Protocol::WebSocket::XS: the XS object has no $f (it was built before"
-    . " the WebSocket codec); rebuild it with 'perl Makefile.PL && make' (or use the"
-    . " pure-Perl backend, PAGI_SERVER_BACKEND=pp).\n";
-}
 
 1;
 
@@ -25,7 +19,7 @@ PAGI::Server::Protocol::WebSocket::XS - the WebSocket frame codec in Rust, throu
 
 =head1 SYNOPSIS
 
-  # Normally through the facade, which follows the HTTP/1.1 codec's backend:
+  # Normally through the facade (the backend is chosen once for both codecs):
   use PAGI::Server::Protocol::WebSocket;
   print $PAGI::Server::Protocol::WebSocket::IMPLEMENTATION;    # "XS"
 
