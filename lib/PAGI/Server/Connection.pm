@@ -97,7 +97,8 @@ sub new ($class, $server, $fh, $tls = undef) {
   $self->[SEND]     = sub { _send($self, $_[0]) };
   # (a function call: _on_read is never overridden; TLS replaces this callback)
   $self->[ON_READ]  = sub { _on_read($self) };
-  $self->[ON_WRITE] = sub { $self->_on_write };
+  # (ON_WRITE, the write-ready callback, is made when a write first has to wait:
+  # most connections never need it)
   $LIVE++;
   # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks
   PAGI::Server::TLS::setup_connection($self, $tls) if $tls;
@@ -297,7 +298,8 @@ sub _dispatch_send ($self) {
 
 sub _call_app ($self, $scope) {
   my $f = eval { $self->[SERVER]{app}->($scope, $self->[RECEIVE], $self->[SEND]) };
-  if (ref $f eq 'Future') { }    # the usual case, checked first
+  # The usual cases first: an async sub's Future, or a send's (a synchronous app)
+  if (ref $f eq 'Future' || ref $f eq 'PAGI::Server::Connection::Done') { }
   elsif (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
   elsif (!(blessed $f && $f->can('on_ready'))) {
     $f = Future->fail("application returned a non-Future value\n");
@@ -500,7 +502,7 @@ sub _write ($self, $data) {
   $self->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && !$self->[ABOVE];
   $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
   $self->[WWATCH] = 1;
-  $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE]);
+  $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE] //= sub { $self->_on_write });
   PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
 }
 

@@ -12,9 +12,8 @@ our $VERSION = '0.001';
 # connection calls _high and _drain when its buffer crosses the marks.
 
 sub new ($class, $conn, $high, $low) {
-  my $self = bless {conn => $conn, high => $high, low => $low, above => 0,
-    on_high => [], on_drain => []}, $class;
-  return $self;
+  # (the callback lists are made when a first callback is registered)
+  return bless {conn => $conn, high => $high, low => $low, above => 0}, $class;
 }
 
 sub buffered_amount ($self) {
@@ -46,13 +45,13 @@ sub _run ($cb) {
 sub _high ($self) {
   return if $self->{above};
   $self->{above} = 1;
-  _run($_) for @{$self->{on_high}};
+  _run($_) for @{$self->{on_high} || []};
 }
 
 sub _drain ($self) {
   return unless $self->{above};
   $self->{above} = 0;
-  _run($_) for @{$self->{on_drain}};
+  _run($_) for @{$self->{on_drain} || []};
 }
 
 1;

@@ -68,11 +68,10 @@ push @EXPORT_OK, map { 'FACT_' . uc } @FACT_KEYS;
 our %EXPORT_TAGS;
 $EXPORT_TAGS{facts} = [map { 'FACT_' . uc } @FACT_KEYS];
 
-# The record of a request that starts: its scope, facts, pagi.connection object and
-# response flags, the rest at their start values (a function: one per request)
-sub start ($req, $facts, $cstate, $rflags) {
-  return bless [$req, $facts, $cstate, $rflags, @STARTS], __PACKAGE__;
-}
+# The record of a request that starts: start($req, $facts, $cstate, $rflags), its
+# scope, facts, pagi.connection object and response flags, the rest at their start
+# values (a function without a signature: it runs once per request)
+sub start { bless [@_, @STARTS], __PACKAGE__ }
 
 1;
 
