@@ -24,8 +24,8 @@ ok(!eval "package T::Twice; use PAGI::Server::Record qw(one two one); 1", 'a fie
 like($@, qr/field 'ONE' declared twice in T::Twice/, '... is a compile-time error');
 {
   my $rq = PAGI::Server::Connection::Request::start({}, [], 'cstate', 4);
-  is(scalar @$rq, PAGI::Server::Connection::Request::SENT_BYTES() + 1,
-    'a new request record has room for what a plain request sets (up to sent_bytes)');
+  is(scalar @$rq, PAGI::Server::Connection::Request::BODY_FINAL() + 1,
+    'a new request record has room for what a plain request sets (up to body_final)');
   is_deeply([@$rq[0 .. 3]], [{}, [], 'cstate', 4], '... its first four from start()');
   is_deeply([@$rq[PAGI::Server::Connection::Request::APP_RUNNING(), PAGI::Server::Connection::Request::BODY_OPEN(),
     PAGI::Server::Connection::Request::BODY_BUF(), PAGI::Server::Connection::Request::STARTED()]], [1, undef, undef, undef],
@@ -152,7 +152,7 @@ is_deeply(logged(PAGI::Server->new(app => $app, log_level => 'warn'), qw(error w
 # Future's methods build from it are plain Futures that are awaited as such
 {
   no warnings 'once';
-  my $done = $PAGI::Server::Connection::Response::DONE;
+  my $done = $PAGI::Server::Future::DONE;
   is($PAGI::Server::Connection::DONE, $done, 'the connection returns that one');
   ok($done->isa('Future') && $done->is_done, 'the shared done Future is a done Future');
   my $count = (async sub { my @got = await $done; scalar @got })->()->get;
@@ -172,6 +172,32 @@ is_deeply(logged(PAGI::Server->new(app => $app, log_level => 'warn'), qw(error w
   ok(!$all_waiter->is_ready, '... awaited as pending while a part is');
   $later->done;
   is($all_waiter->get, 'all', '... and resumed when all are done');
+}
+
+# What a receive with its event already there returns: a done Future of the event, in
+# every respect a Future (built directly when Future is the pure-Perl one it knows)
+{
+  no warnings 'once';
+  note 'PAGI::Server::Future::ready builds ' . (PAGI::Server::Future::DIRECT() ? 'directly' : 'through Future->done');
+  my $ev = {type => 'http.request', body => 'x', more => 0};
+  my $f = PAGI::Server::Future::ready($ev);
+  ok($f->isa('Future') && $f->is_ready && $f->is_done && !$f->is_failed && !$f->is_cancelled,
+    'ready(): a done Future');
+  is($f->state, 'done', '... in state done');
+  is($f->get, $ev, '... get gives the event');
+  is_deeply([$f->result], [$ev], '... result too');
+  is((async sub { my $got = await $f; $got })->()->get, $ev, '... await gives the event');
+  is_deeply([(async sub { my @got = await PAGI::Server::Future::ready(1, 2); scalar @got })->()->get], [2],
+    '... all of its values in list context');
+  is($f->then(sub ($e) { Future->done($e->{body} . 'y') })->get, 'xy', '... ->then runs with the event');
+  my $seen;
+  $f->on_done(sub ($e) { $seen = $e });
+  is($seen, $ev, '... on_done runs at once with it');
+  my $both = Future->needs_all($f, Future->done('z'));
+  is_deeply([$both->get], [$ev, 'z'], '... it joins needs_all');
+  my $other = PAGI::Server::Future::ready('other');
+  isnt($other, $f, 'each call gives a Future of its own');
+  is($other->get, 'other', '... with its own value');
 }
 
 done_testing;

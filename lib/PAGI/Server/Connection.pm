@@ -299,7 +299,7 @@ sub _dispatch_send ($self) {
 sub _call_app ($self, $scope) {
   my $f = eval { $self->[SERVER]{app}->($scope, $self->[RECEIVE], $self->[SEND]) };
   # The usual cases first: an async sub's Future, or a send's (a synchronous app)
-  if (ref $f eq 'Future' || ref $f eq 'PAGI::Server::Connection::Done') { }
+  if (ref $f eq 'Future' || ref $f eq 'PAGI::Server::Future::Done') { }
   elsif (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
   elsif (!(blessed $f && $f->can('on_ready'))) {
     $f = Future->fail("application returned a non-Future value\n");
@@ -377,7 +377,7 @@ sub _body_error ($self, $status, $message, $reason) {
 sub _receive ($self) {
   my $rq = $self->[RQ];
   # After the response is complete the next event is the disconnect, read or not
-  return Future->done({type => 'http.disconnect'})
+  return PAGI::Server::Future::ready({type => 'http.disconnect'})
     if !$rq || !$rq->[CSTATE][CS_CONNECTED] || $rq->[COMPLETE];
   if ($rq->[BODY_FINAL]) {
     # The body was delivered; the next event is the disconnect
@@ -388,11 +388,12 @@ sub _receive ($self) {
     $self->_write($CONTINUE);
   }
   if (!$rq->[BODY_OPEN] || length $rq->[BODY_BUF]) {
-    my $body = $rq->[BODY_BUF];
-    $rq->[BODY_BUF] = '';
+    # (taken with delete: a request without a body never makes the field)
+    my $body = delete $rq->[BODY_BUF];
     $self->_resume_read if !$self->[READING] && $self->[PHASE] == REQUEST;
     $rq->[BODY_FINAL] = !$rq->[BODY_OPEN];
-    return Future->done({type => 'http.request', body => $body // '', more => $rq->[BODY_OPEN] ? 1 : 0});
+    return PAGI::Server::Future::ready({type => 'http.request', body => $body // '',
+      more => $rq->[BODY_OPEN] ? 1 : 0});
   }
   return $rq->[RECV_WAIT] //= Future->new;
 }

@@ -31,6 +31,7 @@ BEGIN {
     head_sent   => undef,    # the head is written
     complete    => undef,    # the final body (or the trailers) written
     sent_bytes  => undef,    # body bytes, for the access log
+    body_final  => undef,    # the app has been given more => 0 (its first receive, often)
     resp_mode   => undef,    # the body's framing, as serialize_response chose it (M_*)
     resp_left   => undef,    # Content-Length bytes still to write
     req_time    => undef,    # when the request started (for the access log)
@@ -44,7 +45,6 @@ BEGIN {
     chunk_state => undef,    # the chunked decoder's state (decode_chunked)
     body_buf    => undef,    # read, not yet given to the app
     body_seen   => undef,    # bytes read so far (for max_body_size)
-    body_final  => undef,    # the app has been given more => 0
     draining    => undef,    # reading the unread rest of a body to drop it
     continued   => undef,    # "100 Continue" written
     half_closed => undef,    # the client shut its sending side after the request
@@ -52,9 +52,10 @@ BEGIN {
 }
 use PAGI::Server::Record map { $SPEC[2 * $_] } 0 .. $#SPEC / 2;
 # What start() sets after the four values it is given: the start values, and room
-# (unset fields) up to the last field that a plain request sets, so that it never
-# has to grow the array; the fields after those are added when they are set
-my @STARTS = map { $SPEC[2 * $_ + 1] } 4 .. SENT_BYTES;
+# (unset fields) up to the last field that a plain request sets (a receive included),
+# so that it never has to grow the array; the fields after those are added when they
+# are set
+my @STARTS = map { $SPEC[2 * $_ + 1] } 4 .. BODY_FINAL;
 
 # The parser's facts beyond the scope keys (doc/codec.md), in an array: FACT_CLOSE is
 # the index of "close", and so on; @FACT_KEYS names them in index order

@@ -3,6 +3,7 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Future;
+use PAGI::Server::Future;
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
@@ -28,20 +29,9 @@ use Exporter 'import';
 our @EXPORT_OK = qw(_send _write_head _write_body _end_body _send_future _send_file
   _response_complete);
 
-# What a send that needs no waiting returns: one shared, already-done Future (a done
-# Future is immutable to its users; this saves two allocations per send). Its class
-# has that one instance, so it answers the two questions `await` asks at once,
-# instead of through Future's generic AWAIT_* wrappers (two method calls less per
-# await); what Future's methods build from it (->then, ...) is a plain Future.
-our $DONE = bless Future->done, 'PAGI::Server::Connection::Done';
-{
-  package PAGI::Server::Connection::Done;
-  our @ISA = ('Future');
-  sub new { shift; Future->new(@_) }
-  sub AWAIT_IS_READY { 1 }
-  sub AWAIT_GET { return }
-  { no warnings 'once'; *AWAIT_RESULT = \&AWAIT_GET; }
-}
+# What a send that needs no waiting returns: one shared done Future
+# (PAGI::Server::Future)
+our $DONE = $PAGI::Server::Future::DONE;
 
 # HTTP's send (SSE sends its HTTP events through it too)
 sub _send ($self, $ev) {

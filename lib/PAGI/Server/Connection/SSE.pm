@@ -36,12 +36,17 @@ sub _half_close_ok ($self) { 0 }
 
 sub _receive ($self) {
   my $f = $self->SUPER::_receive;
-  return $f->then(sub ($ev) {
-    if ($ev->{type} eq 'http.request') { $ev->{type} = 'sse.request'; return Future->done($ev) }
-    my $rq = $self->[RQ];
-    my $reason = $rq && $rq->[CSTATE][CS_REASON];
-    return Future->done({type => 'sse.disconnect', reason => $reason // 'client_closed'});
-  });
+  # (an event already there is turned at once; a pending one when it comes)
+  return PAGI::Server::Future::ready(_sse_event($self, $f->get)) if $f->is_ready;
+  return $f->then(sub ($ev) { Future->done(_sse_event($self, $ev)) });
+}
+
+# HTTP's request and disconnect events as an event stream's
+sub _sse_event ($self, $ev) {
+  if ($ev->{type} eq 'http.request') { $ev->{type} = 'sse.request'; return $ev }
+  my $rq = $self->[RQ];
+  my $reason = $rq && $rq->[CSTATE][CS_REASON];
+  return {type => 'sse.disconnect', reason => $reason // 'client_closed'};
 }
 
 # (the request's record is gone once the stream has ended: sends then do nothing)

@@ -79,18 +79,18 @@ sub take_over ($class, $conn, $req) {
 sub _receive ($self) {
   if (!$self->[PROTO][CONNECT_SENT]) {
     $self->[PROTO][CONNECT_SENT] = 1;
-    return Future->done({type => 'websocket.connect'});
+    return PAGI::Server::Future::ready({type => 'websocket.connect'});
   }
   my $inbox = $self->[PROTO][INBOX];
   if (@$inbox) {
     my $ev = shift @$inbox;
     $self->_resume_read if !$self->[READING] && @$inbox < $self->[SERVER]{max_receive_queue}
       && $self->[PROTO][STATE] eq 'open';
-    return Future->done($ev);
+    return PAGI::Server::Future::ready($ev);
   }
   # After a denial there is no websocket.disconnect (PAGI spec): receiving is a mistake
   return Future->fail(DENIED_ERROR) if $self->[PROTO][DENIED];
-  return Future->done($self->_disconnect_event) unless $self->[PROTO][WS_CONNECTED];
+  return PAGI::Server::Future::ready($self->_disconnect_event) unless $self->[PROTO][WS_CONNECTED];
   return $self->[RQ][RECV_WAIT] //= Future->new;
 }
 
