@@ -68,8 +68,11 @@ sub run ($self) {
     $self->_check_heartbeats;
     my $wait = $self->_next_wait;
     vec(my $rin = '', fileno $r, 1) = 1;
+    my $succ = $self->{successor};
+    vec($rin, fileno $succ->{r}, 1) = 1 if $succ && $succ->{r};
     my $n = select(my $rout = $rin, undef, undef, $wait);
     next if $n <= 0;
+    $self->_successor_says if $succ && $succ->{r} && vec($rout, fileno $succ->{r}, 1);
     while (1) {
       my $got = sysread($r, $buf, 4096, length $buf);
       last unless $got;
@@ -110,6 +113,9 @@ sub _spawn ($self, $slot) {
   $SIG{$_} = do { my $s = $_; sub { $early //= $s } } for qw(INT TERM USR2);
   POSIX::sigprocmask(POSIX::SIG_SETMASK(), $old);
   close $self->{rpipe};
+  # (the pipe to the previous master of an upgrade is the master's to close)
+  close $server->{upgrade}{ready} if $server->{upgrade};
+  close $self->{successor}{r} if $self->{successor} && $self->{successor}{r};
   my $w = $self->{wpipe};
   my $notify = sub ($word) { syswrite $w, "$word $$\n" };
   my $rc = eval { $server->_run_worker($slot, $notify, sub { $early }) };
@@ -132,6 +138,12 @@ sub _message ($self, $word, $pid) {
     $wk->{beat}  = Time::HiRes::time();
     $self->{ever_ready} = 1;
     $self->log(debug => "worker $wk->{slot} ready (pid $pid)");
+    # Every slot of the first generation ready: the server serves
+    if (!$self->{serving} && !$self->{stopping}
+      && $self->{n} == grep { $_->{ready} && !$_->{told} } values %{$self->{workers}}) {
+      $self->{serving} = 1;
+      $self->{server}->_serving;
+    }
   }
   elsif ($word eq 'retire') {
     # max_requests: the replacement starts now, while this one finishes its work
@@ -148,6 +160,7 @@ sub _tell ($self, $wk, $what) {
 sub _reap ($self) {
   while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
     my $raw = $?;
+    if ($self->{successor} && $pid == $self->{successor}{pid}) { $self->_successor_exited($raw); next }
     my $wk = delete $self->{workers}{$pid} or next;
     my $slot = $wk->{slot};
     my $how = $raw & 127 ? 'signal ' . ($raw & 127) : 'status ' . ($raw >> 8);
@@ -237,7 +250,7 @@ sub _signals ($self) {
   my $flags = $self->{flags};
   while (@$flags) {
     my $sig = shift @$flags;
-    if ($sig eq 'CHLD' || $sig eq 'USR2') { next }
+    if ($sig eq 'CHLD') { next }
     if ($sig eq 'USR1') {
       # Log rotation: each worker reopens the access log file
       $self->log(info => 'SIGUSR1 received: the workers reopen the access log');
@@ -249,6 +262,7 @@ sub _signals ($self) {
       $self->_stop;
     }
     elsif ($self->{stopping}) { next }
+    elsif ($sig eq 'USR2') { $self->_upgrade }
     elsif ($sig eq 'HUP') {
       $self->log(info => 'SIGHUP received: replacing the workers');
       $self->{gen}++;
@@ -280,9 +294,64 @@ sub _stop ($self) {
 sub _finish ($self) {
   my $server = $self->{server};
   close $_->{fh} for @{$server->{listeners} || []};
-  $server->_unlink_sockets;
+  # (after an upgrade the socket files are the new master's)
+  $server->_unlink_sockets unless $self->{handed_over};
   $self->log(info => 'all workers stopped; master exiting');
   return $self->{status};
+}
+
+# ---- the USR2 upgrade ------------------------------------------------------------
+
+# SIGUSR2: a new master is started from the same command line (new Perl code,
+# modules, server code) with the listening sockets inherited (PAGI::Server::Handoff);
+# it starts its own workers, and once they all serve it says so on a pipe, and this
+# master retires: its workers retire as after HUP (no new connections, in-flight
+# requests finish) and it exits 0. Until then this master and its workers serve on,
+# so a new master that fails leaves them serving.
+sub _upgrade ($self) {
+  my $succ = $self->{successor};
+  return $self->log(warn => "SIGUSR2 ignored: an upgrade is already under way (new master pid $succ->{pid})")
+    if $succ;
+  my $server = $self->{server};
+  my ($pid, $r) = eval { PAGI::Server::Handoff::spawn_successor(map { $_->{fh} } @{$server->{listeners}}) };
+  return $self->log(error => 'SIGUSR2: cannot start a new master: ' . ($@ =~ s/\s+\z//r)) unless $pid;
+  $r->blocking(0);
+  $self->{successor} = {pid => $pid, r => $r, buf => ''};
+  $self->log(info => "SIGUSR2 received: started a new master (pid $pid) on the same sockets; "
+    . 'this one serves until its workers are ready');
+}
+
+sub _successor_says ($self) {
+  my $succ = $self->{successor};
+  my $n = sysread($succ->{r}, $succ->{buf}, 64, length $succ->{buf});
+  return if !defined $n && ($!{EAGAIN} || $!{EINTR});
+  if ($succ->{buf} =~ /\Aready\n/) {
+    close delete $succ->{r};
+    $succ->{ready} = 1;
+    return $self->_handover;
+  }
+  return if $n;
+  # Closed without "ready": the new master failed (reaped in _reap, which says how)
+  close delete $succ->{r};
+}
+
+sub _successor_exited ($self, $raw) {
+  my $succ = delete $self->{successor};
+  my $how = $raw & 127 ? 'was killed by signal ' . ($raw & 127) : 'exited with status ' . ($raw >> 8);
+  return $self->log(info => "the new master (pid $succ->{pid}) $how") if $succ->{ready};
+  $self->log(error => "upgrade failed: the new master (pid $succ->{pid}) $how before its workers served; "
+    . "this master (pid $$) serves on");
+}
+
+# The new master serves: every worker retires (as after HUP), then this master exits 0
+sub _handover ($self) {
+  return if $self->{stopping};
+  $self->log(info => "the new master (pid $self->{successor}{pid}) serves: this master (pid $$) and its "
+    . keys(%{$self->{workers}}) . ' worker(s) retire');
+  $self->{handed_over} = 1;
+  $self->{stopping} = 1;
+  $self->{kill_at} //= Time::HiRes::time() + $self->{server}{shutdown_timeout} + KILL_GRACE;
+  $self->_tell($_, 'retire') for values %{$self->{workers}};
 }
 
 1;
