@@ -1,0 +1,171 @@
+use strict;
+use warnings;
+use experimental 'signatures';
+use Test::More;
+use File::Temp ();
+use POSIX ();
+use lib 't/lib';
+use PAGI::Test::Server qw(start_cli http_exchange wait_for slurp ROOT);
+use PAGI::Test::Load qw(start_load children_of);
+
+# The USR2 upgrade, as an operator runs it: bin/pagi-server with --pid, a steady
+# client load on keep-alive connections, USR2 to the process in the pid file. The new
+# server is started from the same command line (so it loads the application file as
+# it is now: v2), inherits the listening socket, and the old one retires once the new
+# one serves. No request may fail. Then an upgrade to code that does not compile:
+# the server that runs keeps serving, and says why. HUP under the same load too.
+
+# The new server is started by the old one and outlives it: this test adopts such
+# orphans (PR_SET_CHILD_SUBREAPER) to see them exit and read their status
+my $SUBREAPER = eval {
+  require 'syscall.ph';
+  syscall(&SYS_prctl, 36, 1, 0, 0, 0) == 0;    # PR_SET_CHILD_SUBREAPER
+};
+
+my $dir = File::Temp->newdir;
+my $APP = "$dir/app.pl";
+my $PID = "$dir/pagi.pid";
+
+# The application file; its version is written into it
+sub write_app ($version, $broken = '') {
+  open(my $fh, '>', "$APP.new") or die $!;
+  print {$fh} <<"APP";
+use strict; use warnings; use experimental 'signatures'; use Future;
+$broken
+sub (\$scope, \$receive, \$send) {
+  return Future->done if \$scope->{type} eq 'lifespan';
+  \$send->({type => 'http.response.start', status => 200,
+    headers => [['content-type', 'text/plain'], ['x-pid', \$\$], ['x-version', '$version']]})
+    ->then(sub { \$send->({type => 'http.response.body', body => "ok \$scope->{path}\\n"}) });
+};
+APP
+  close $fh;
+  rename("$APP.new", $APP) or die $!;
+}
+
+sub pid_in_file () { slurp($PID) =~ /\A([0-9]+)\n\z/ ? $1 : undef }
+
+sub alive ($pid) {
+  open(my $fh, '<', "/proc/$pid/stat") or return 0;
+  return (<$fh> // '') =~ /\) [^ZX] / ? 1 : 0;
+}
+
+# Waits for a process that is not our child (adopted, or not) to be gone; its exit
+# status when we could reap it
+sub gone ($pid, $timeout = 15) {
+  my $status;
+  wait_for(sub {
+    if ($SUBREAPER && waitpid($pid, POSIX::WNOHANG()) == $pid) { $status = $? >> 8; return 1 }
+    !alive($pid);
+  }, $timeout);
+  return alive($pid) ? 'alive' : $status // 'gone';
+}
+
+sub version_and_pid ($port) {
+  my ($r) = http_exchange($port, "GET /v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  return $r->[0] ? "$r->[0]{h}{'x-version'} $r->[0]{h}{'x-pid'}" : 'no answer';
+}
+
+for my $case (['--workers 2', '--workers', 2], ['a single process']) {
+  my ($name, @mode) = @$case;
+  subtest "USR2 under load ($name): the new server takes over, no request fails" => sub {
+    write_app('v1');
+    unlink $PID;
+    my $srv = start_cli(args => [$APP, '--port', 0, @mode, '--pid', $PID, '--no-access-log',
+      '--shutdown-timeout', 10]);
+    ok($srv->port, 'started') or return diag $srv->log;
+    my $old = $srv->pid;
+    ok(wait_for(sub { (pid_in_file() // 0) == $old }, 5), 'the pid file names it');
+    my @old_workers = @mode ? do { my @k; wait_for(sub { @k = children_of($old); @k == 2 }, 10); @k } : ();
+    like(version_and_pid($srv->port), qr/\Av1 /, 'v1 serves');
+
+    # 50 keep-alive connections kept busy for 4 s (thousands of requests), across the upgrade
+    my $load = start_load(port => $srv->port, conns => 50, requests => 100_000, procs => 2, duration => 4);
+    select(undef, undef, undef, 1);
+    write_app('v2');
+    ok(kill('USR2', $old), 'USR2 to the process in the pid file, with v2 of the application on disk');
+    my $res = $load->wait;
+    is($res->{errors}, 0, "no request failed ($res->{ok} answered over 50 connections)")
+      or diag explain $res->{error_list};
+    cmp_ok($res->{ok}, '>=', 2000, 'at least 2,000 requests answered during the upgrade');
+
+    is($srv->wait_exit(15), 0, 'the old server retired: exit 0');
+    my $new = pid_in_file();
+    ok($new && $new != $old && alive($new), "the pid file names the new server ($new), which runs");
+    like($srv->log, qr/SIGUSR2 received: started a new (?:master|server process) \(pid $new\)/, 'the old one logged the upgrade');
+    like($srv->log, qr/listening on http:\/\/127\.0\.0\.1:${\ $srv->port}\/ \(socket from the previous server\)/,
+      '... the new one listens on the inherited socket');
+    my %served = %{$res->{pids}};
+    my @new_workers = @mode ? children_of($new) : ($new);
+    ok((grep { $served{$_} } @old_workers ? @old_workers : $old), 'the old server answered part of the load');
+    ok((grep { $served{$_} } @new_workers), 'the new one answered the rest');
+    note 'served by: ' . join ', ', map { "$_ x$served{$_}" } sort keys %served;
+    my %v;
+    $v{version_and_pid($srv->port) =~ s/ .*//r}++ for 1 .. 10;
+    is_deeply(\%v, {v2 => 10}, 'new connections get v2: the application file was loaded anew');
+    ok(!grep({ alive($_) } @old_workers), 'no old worker is left') if @mode;
+
+    # An upgrade to code that does not compile: the running server carries on
+    write_app('v3', 'sub {');
+    my $load2 = start_load(port => $srv->port, conns => 10, requests => 100_000, procs => 1, duration => 2.5);
+    select(undef, undef, undef, 0.3);
+    ok(kill('USR2', $new), 'USR2 with a broken application on disk');
+    ok($srv->wait_log(qr/upgrade failed: the new (?:master|server process) \(pid [0-9]+\) exited with status 2 before/, 10),
+      'the server says the upgrade failed and why (the new one exited with status 2)');
+    like($srv->log, qr/cannot load '[^']*app\.pl'/, '... after the new one said what it could not load');
+    my $res2 = $load2->wait;
+    is($res2->{errors}, 0, "no request failed meanwhile ($res2->{ok} answered)") or diag explain $res2->{error_list};
+    is(pid_in_file(), $new, 'the pid file still names the running server');
+    like(version_and_pid($srv->port), qr/\Av2 /, 'v2 still serves');
+
+    ok(kill('TERM', $new), 'TERM to the new server');
+    my $status = gone($new);
+    isnt($status, 'alive', 'it stops');
+    is($status, 0, '... with exit status 0') if $SUBREAPER;
+    ok(!-e $PID, 'its pid file is removed');
+  };
+}
+
+subtest 'HUP under the same load: no request fails' => sub {
+  write_app('h1');
+  my $srv = start_cli(args => [$APP, '--port', 0, '--workers', 2, '--no-preload', '--no-access-log']);
+  ok($srv->port, 'started') or return diag $srv->log;
+  my @old;
+  wait_for(sub { @old = children_of($srv->pid); @old == 2 }, 10);
+  my $load = start_load(port => $srv->port, conns => 50, requests => 100_000, procs => 2, duration => 4);
+  select(undef, undef, undef, 1);
+  write_app('h2');
+  ok(kill('HUP', $srv->pid), 'HUP');
+  my $res = $load->wait;
+  is($res->{errors}, 0, "no request failed ($res->{ok} answered over 50 connections)") or diag explain $res->{error_list};
+  cmp_ok($res->{ok}, '>=', 2000, 'at least 2,000 requests answered');
+  my @new;
+  wait_for(sub { @new = children_of($srv->pid); @new == 2 && !grep { my $p = $_; grep { $_ == $p } @old } @new }, 10);
+  ok(@new == 2 && !grep({ my $p = $_; grep { $_ == $p } @old } @new), 'two new workers');
+  like(version_and_pid($srv->port), qr/\Ah2 /, '--no-preload: they serve the new code');
+  is($srv->stop, 0, 'exit 0');
+};
+
+subtest 'USR2 is ignored while an upgrade is under way' => sub {
+  write_app('w1');
+  # An application file that loads slowly once $dir/slow exists: the window in
+  # which the new master is starting
+  open(my $fh, '>', "$dir/slow.pl") or die $!;
+  print {$fh} "select(undef, undef, undef, -e '$dir/slow' ? 1.5 : 0); do '$APP' or die \$@;\n";
+  close $fh;
+  my $srv = start_cli(args => ["$dir/slow.pl", '--port', 0, '--workers', 2, '--no-access-log']);
+  ok($srv->port, 'started') or return diag $srv->log;
+  open(my $flag, '>', "$dir/slow") or die $!;
+  kill 'USR2', $srv->pid;
+  ok($srv->wait_log(qr/SIGUSR2 received: started a new master/), 'a first USR2 starts the upgrade');
+  kill 'USR2', $srv->pid;
+  ok($srv->wait_log(qr/SIGUSR2 ignored: an upgrade is already under way/), 'a second one is ignored, saying why');
+  is($srv->wait_exit(15), 0, 'the old master retires once the new one serves');
+  my ($new) = $srv->log =~ /started a new master \(pid ([0-9]+)\)/;
+  my @done = grep { /upgrade: serving/ } split /\n/, $srv->log;
+  is(scalar @done, 1, 'one upgrade took place');
+  kill 'TERM', $new;
+  isnt(gone($new), 'alive', 'the new master stops on TERM');
+};
+
+done_testing;
