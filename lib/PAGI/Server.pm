@@ -232,6 +232,9 @@ sub _derive ($self, $given, $new) {
   Carp::croak('PAGI::Server->new: write_high_watermark must be at least 1')
     unless $self->{write_high_watermark};
   Carp::croak('PAGI::Server->new: max_receive_queue must be at least 1') unless $self->{max_receive_queue};
+  # (a worker reports once a second: a shorter limit would kill healthy workers)
+  Carp::croak("PAGI::Server->new: heartbeat_timeout must be 0 (off) or at least 2 seconds, not '$self->{heartbeat_timeout}'")
+    if $self->{heartbeat_timeout} > 0 && $self->{heartbeat_timeout} < 2;
   # quiet: errors only (upstream's meaning)
   my $level = $self->{quiet} ? 'error' : $self->{log_level};
   $level = $self->{log_level} if $LEVEL{$self->{log_level}} < $LEVEL{$level};

@@ -65,7 +65,7 @@ sub run ($self) {
     $self->_signals;
     return $self->_finish if $self->{stopping} && !%{$self->{workers}};
     $self->_maintain;
-    $self->_check_heartbeats;
+    $self->_check_workers;
     my $wait = $self->_next_wait;
     vec(my $rin = '', fileno $r, 1) = 1;
     my $succ = $self->{successor};
@@ -148,12 +148,14 @@ sub _message ($self, $word, $pid) {
   elsif ($word eq 'retire') {
     # max_requests: the replacement starts now, while this one finishes its work
     $wk->{told} ||= 'retire';
+    $wk->{told_at} //= Time::HiRes::time();
   }
 }
 
 sub _tell ($self, $wk, $what) {
   return if $wk->{told} eq $what || $wk->{told} eq 'stop';
   $wk->{told} = $what;
+  $wk->{told_at} = Time::HiRes::time();
   kill $what eq 'retire' ? 'USR2' : 'TERM', $wk->{pid};
 }
 
@@ -216,17 +218,29 @@ sub _maintain ($self) {
 
 # heartbeat_timeout: a serving worker tells the master it is alive every fifth of it
 # (from its loop's once-a-second tick); one silent for longer has a blocked loop
-# (a blocking call, an endless computation) and is killed, and started again
-sub _check_heartbeats ($self) {
-  my $limit = $self->{server}{heartbeat_timeout} or return;
-  return if $self->{stopping};
+# (a blocking call, an endless computation) and is killed, and started again. A
+# retiring worker (HUP, TTOU, max_requests, an upgrade) has shutdown_timeout to
+# finish its requests, and KILL_GRACE more; one still there then is blocked too, and
+# killed (a stop has its own deadline, kill_at).
+sub _check_workers ($self) {
+  my $server = $self->{server};
+  my $limit = $server->{heartbeat_timeout};
   my $now = Time::HiRes::time();
   for my $wk (values %{$self->{workers}}) {
-    next if !$wk->{ready} || $wk->{told} || $now - $wk->{beat} <= $limit;
-    $self->log(error => sprintf 'worker %d (pid %d) sent no heartbeat for %.0f s '
-      . '(its event loop is blocked): killing it', $wk->{slot}, $wk->{pid}, $now - $wk->{beat});
+    next if $wk->{killed};
+    if ($wk->{told}) {
+      my $took = $now - ($wk->{told_at} // $now);
+      next unless $wk->{told} eq 'retire' && $took > $server->{shutdown_timeout} + KILL_GRACE;
+      $self->log(error => sprintf 'worker %d (pid %d) is still retiring after %.0f s (shutdown_timeout %s + %d): '
+        . 'killing it', $wk->{slot}, $wk->{pid}, $took, $server->{shutdown_timeout}, KILL_GRACE);
+    }
+    else {
+      next if !$limit || $self->{stopping} || !$wk->{ready} || $now - $wk->{beat} <= $limit;
+      $self->log(error => sprintf 'worker %d (pid %d) sent no heartbeat for %.0f s (its event loop is blocked): '
+        . 'killing it', $wk->{slot}, $wk->{pid}, $now - $wk->{beat});
+    }
     kill 'KILL', $wk->{pid};
-    $wk->{beat} = $now + 3600;    # (reaped soon; not killed twice)
+    $wk->{killed} = 1;    # (reaped soon; not killed twice)
   }
 }
 
