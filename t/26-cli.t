@@ -209,6 +209,62 @@ subtest '--access-log FILE: Common Log Format' => sub {
   ok(@t == 5 && !grep({ !/ \+0000\z/ } @t), 'times in UTC');
 };
 
+subtest '--access-log-format combined: the line Apache writes' => sub {
+  # Apache's own format string and our name for it must give the same lines
+  my $apache = '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"';
+  my %lines;
+  for my $format ($apache, 'combined') {
+    my $log = "$dir/combined-" . length($format) . '.log';
+    my $srv = start_cli(args => [$APP, '--port', 0, '--access-log', $log, '--access-log-format', $format,
+      '--max-body-size', 10]);
+    ok($srv->port, "--access-log-format '$format'") or return diag $srv->log;
+    my $c = http_connect($srv->port);
+    $c->send("GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: t\r\nReferer: http://ref.example/page?q=1\r\n"
+        . "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Test/1.0\r\n\r\n"
+      . "HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n"
+      . "GET /missing HTTP/1.1\r\nHost: t\r\nReferer:\r\nUser-Agent: curl/7.88.1\r\n\r\n"
+      . "GET /q\"x\\y%20z HTTP/1.1\r\nHost: t\r\nUser-Agent: say \"hi\" \\ caf\xc3\xa9\tend\r\n\r\n");
+    my @r = $c->read_responses(n => 4, methods => [qw(GET HEAD GET GET)]);
+    is(scalar @r, 4, 'four responses');
+    my $c10 = http_connect($srv->port);
+    $c10->send("POST /post HTTP/1.0\r\nContent-Length: 4\r\nUser-Agent: ua\r\n\r\nabcd");
+    $c10->read_responses(until_close => 1);
+    my ($big) = http_exchange($srv->port, "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n", until_close => 1);
+    is($big->[0]{status}, 413, 'a body over --max-body-size: 413');
+    is($srv->stop, 0, 'exit 0');
+    $lines{$format} = [split /\n/, slurp($log)];
+  }
+  my @got = @{$lines{combined}};
+  is_deeply(\@got, $lines{$apache}, "the name combined gives the lines of Apache's format string");
+  # The time: Apache's %t, [day/Mon/year:HH:MM:SS zone], here in UTC
+  my @t;
+  for (@got) { push @t, $1 if s{ \[([0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} \+0000)\] }{ [TIME] } }
+  is(scalar @t, 6, 'each line has the time as [02/Dec/2026:20:58:02 +0000]');
+  require Time::Local;
+  my %mon = map { (qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec))[$_] => $_ } 0 .. 11;
+  my @off = map { m{\A(\d+)/(\w+)/(\d+):(\d+):(\d+):(\d+)} ? abs(time - Time::Local::timegm($6, $5, $4, $1, $mon{$2}, $3)) : 1e9 } @t;
+  ok(!grep({ $_ > 120 } @off), '... which is now, in UTC') or diag "@t";
+  # What Apache's mod_log_config writes for these requests: '-' for what is absent (no
+  # body, no header), "" for an empty header; a quote, a backslash, a tab and bytes
+  # above 0x7F escaped as \" \\ \t \xhh. (nginx's combined differs only there: its
+  # escapes are \xHH, and a HEAD response's size is 0.)
+  is_deeply(\@got, [
+    '127.0.0.1 - - [TIME] "GET /a/b?x=1&y=2 HTTP/1.1" 200 5 "http://ref.example/page?q=1" "Mozilla/5.0 (X11; Linux x86_64) Test/1.0"',
+    '127.0.0.1 - - [TIME] "HEAD /head HTTP/1.1" 200 - "-" "-"',
+    '127.0.0.1 - - [TIME] "GET /missing HTTP/1.1" 404 5 "" "curl/7.88.1"',
+    '127.0.0.1 - - [TIME] "GET /q\\"x\\\\y%20z HTTP/1.1" 200 5 "-" "say \\"hi\\" \\\\ caf\\xc3\\xa9\\tend"',
+    '127.0.0.1 - - [TIME] "POST /post HTTP/1.0" 200 8 "-" "ua"',
+    '127.0.0.1 - - [TIME] "POST /big HTTP/1.1" 413 18 "-" "-"',
+  ], 'each line is exactly the Combined Log Format line') or diag join "\n", @got;
+  # The default format escapes the request line the same way
+  my $log = "$dir/default-escaped.log";
+  my $srv = start_cli(args => [$APP, '--port', 0, '--access-log', $log]);
+  http_exchange($srv->port, "GET /d\"q\xc3\xa9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", until_close => 1);
+  is($srv->stop, 0, 'exit 0');
+  like(slurp($log), qr{\A127\.0\.0\.1 - - \[[^]]+\] "GET /d\\"q\\xc3\\xa9 HTTP/1\.1" 200 5 [0-9.]+\n\z},
+    'the default format: the request line escaped as well');
+};
+
 subtest 'out of file descriptors: open connections are served, accepting pauses, one line a second' => sub {
   my $srv = start_cli(args => [$APP, '--port', 0, '--no-access-log'], ulimit_nofile => 32);
   ok($srv->port, 'started with at most 32 open files') or return diag $srv->log;
