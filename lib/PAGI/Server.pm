@@ -1457,10 +1457,18 @@ C<h2_*> options, C<sync_file_threshold>, C<extensions>.
 The PAGI application, a code reference returning a L<Future>. Required, unless
 C<app_file> is given.
 
+=item app_loader
+
+Instead of C<app>: a code reference that returns the application, called once the
+listening sockets are bound and privileges dropped (C<user>, C<group>), so that the
+application is never loaded as root; with C<workers>, in the master before the
+workers are forked. The CLI uses it with C<--user>/C<--group>.
+
 =item app_file
 
 Instead of C<app>: a file whose last statement is the application (as
-L</load_app> reads it). Without C<workers> it is loaded at once; with C<workers>
+L</load_app> reads it). Without C<workers> it is loaded at once (with C<user> or
+C<group>, once they are taken on); with C<workers>
 each worker loads it after the fork and the master never does, so a HUP (new
 workers) runs the code as it is on disk then, modules it uses included (the CLI's
 C<--no-preload>). A worker that cannot load it exits as one whose lifespan startup
@@ -1495,11 +1503,16 @@ C<STDERR>.
 =item access_log_format
 
 C<pagi> (default: Common Log Format plus the seconds taken), C<common>, C<combined>,
-C<clf> (upstream's default), C<tiny>, or a format of fields: C<%h> client, C<%l>
-C<%u> (C<->), C<%t> time, C<%r> request line, C<%m> method, C<%U> path, C<%q>
-C<?query>, C<%H> protocol, C<%s> status, C<%b>/C<%B> body bytes (C<->/C<0> for
-none), C<%d> seconds (3 decimals), C<%D> microseconds, C<%T> seconds, C<%{Name}i> a
-request header, C<%%>. See L<PAGI::Server::AccessLog>.
+C<clf> (upstream's default), C<tiny>, or a format of Apache's fields: C<%h> client,
+C<%l> C<%u> (C<->), C<%t> time (C<[02/Dec/2026:20:58:02 +0000]>, UTC; C<[%t]> is
+read as C<%t>), C<%r> request line, C<%m> method, C<%U> path, C<%q> C<?query>, C<%H>
+protocol, C<%s> (also C<%E<gt>s>, C<%E<lt>s>) status, C<%b>/C<%B> body bytes
+(C<->/C<0> for none), C<%d> seconds (3 decimals), C<%D> microseconds, C<%T>
+seconds, C<%{Name}i> a request header (C<-> when absent), C<%%>. C<combined> is
+Apache's C<%h %l %u %t "%r" %E<gt>s %b "%{Referer}i" "%{User-agent}i">, and its lines
+are Apache's: what the client sent is escaped as Apache escapes it (C<\">,
+C<\\>, C<\t>, C<\xhh> for bytes above 0x7F), in every format. See
+L<PAGI::Server::AccessLog>.
 
 =item log_level, quiet
 
@@ -1637,12 +1650,29 @@ over them (the master keeps the address bound, not listening).
 =item heartbeat_timeout
 
 With C<workers>: a worker whose event loop has not turned for this many seconds (a
-blocking call, an endless computation) is killed and replaced. Default 50; 0: off.
+blocking call, an endless computation) is killed (SIGKILL) and replaced, and the log
+says so. Default 50; 0: off; otherwise at least 2 (workers report once a second). A
+single process has no master to do this (under systemd, use C<WatchdogSec=> with a
+supervisor of your own, or run with C<workers>). Independently, a retiring worker
+(HUP, TTOU, C<max_requests>, an upgrade) that is still there C<shutdown_timeout> + 30
+seconds after it was told is killed.
 
 =item user, group
 
-Once the sockets are bound (so that a port below 1024 works), the process, and every
-worker, runs as this user and group. Needs root.
+Once the sockets are bound (so that a port below 1024 works) and the pid file is
+written, the process (with C<workers>, the master and so every worker) runs as this
+user and group: real, effective and saved ids, and the user's own supplementary
+groups instead of root's. Needs root, except in a process that already runs as
+them (the new server of a USR2 upgrade). The application is loaded after the switch
+when it is given as C<app_file> or C<app_loader> (the CLI does so).
+
+=item pid_file
+
+A file to write the process id to (the master's, with C<workers>): written once the
+sockets are bound, before C<user>/C<group> are taken on (and then given to that
+user); after a USR2 upgrade the new server writes its own there, once it serves.
+Removed at exit while it still names this process (and its directory lets the
+user remove it).
 
 =item max_connections
 
@@ -1679,7 +1709,9 @@ parent process where to connect.
 
 =head2 run
 
-Starts (lifespan startup, listen), serves until SIGINT or SIGTERM, then stops
+Raises the soft limit of open files to the hard limit (with L<BSD::Resource>; said
+at C<debug> level, as is its absence), starts (lifespan startup, listen), serves
+until SIGINT or SIGTERM, then stops
 gracefully: no new connections, idle ones are closed, in-flight requests get
 C<shutdown_timeout> seconds, then lifespan shutdown runs; a second signal closes the
 remaining connections at once. Returns the exit status (0, or 1 when startup
@@ -1694,6 +1726,22 @@ when every worker has stopped.
                                              the old ones retire
   TTIN, TTOU  -                              one worker more / fewer (at least 1)
   USR1        reopen the access log file     reopen it in every worker
+  USR2        upgrade (below)                upgrade (below)
+
+USR2 (in C<run>) upgrades the server in place, as nginx and unicorn do: the process
+starts its own command line again (perl with its switches, the script and its
+arguments, from the directory it was started in), so new Perl, modules, server and
+application code are loaded, and hands it the listening sockets (file descriptors 3,
+4, ... with C<LISTEN_FDS>/C<LISTEN_PID>, as systemd passes them, plus
+C<PAGI_SERVER_UPGRADE>: a pipe to say it is ready on). The new server (with
+C<workers>, a new master and its workers) does not bind: it serves those sockets.
+Once it serves (its first workers ready), it writes the C<pid_file>, tells systemd
+its C<MAINPID> (C<NOTIFY_SOCKET>), and the old one retires as a worker does after
+HUP: no new connections, in-flight requests finish, each open connection gets one
+more response with C<Connection: close>, and it exits 0. A new server that fails
+(code that does not compile, a lifespan startup that fails) exits, the old one logs
+C<upgrade failed> with its exit status, and serves on. A USR2 during an upgrade is
+ignored (logged). The new process is a child of the old one until it retires.
 
 A second TERM or INT closes the remaining connections at once. The signals are
 handled from the loop (a plain C<%SIG> handler wakes it through a pipe), and on loops
@@ -1771,10 +1819,27 @@ says which.
 C<log_level =E<gt> 'debug'> (C<--log-level debug>) logs which response path each
 response took, and the sends ignored outside development.
 
+=head1 SOCKET ACTIVATION
+
+When C<LISTEN_PID> is this process and C<LISTEN_FDS> is N (L<sd_listen_fds(3)>:
+systemd's C<.socket> units, C<systemd-socket-activate>), the server serves the N
+sockets at file descriptors 3 .. N+2 instead of binding (TCP or Unix, told apart by
+their address; they must be listening stream sockets: C<Accept=no>), with or
+without C<workers>; C<host>, C<port>, C<listen> and C<socket> are then not used (the
+log says so). The variables (and C<LISTEN_FDNAMES>) are removed from the environment
+once read, whether or not they were for this process, so that no child takes them
+for its own. Unix socket files passed by systemd are left in place at exit.
+C<reuseport> is not used on them. With C<NOTIFY_SOCKET> set (C<Type=notify>), the
+server sends C<READY=1> once it serves (with C<workers>: once the first workers are
+ready) and C<MAINPID=> after an upgrade.
+
 =head1 ENVIRONMENT
 
 C<PAGI_ENV> is the default of C<env>; C<PAGI_SERVER_BACKEND> chooses the codec (see
-L</IMPLEMENTATIONS>); C<IO_ASYNC_LOOP> is IO::Async's default loop.
+L</IMPLEMENTATIONS>); C<IO_ASYNC_LOOP> is IO::Async's default loop; C<LISTEN_FDS>,
+C<LISTEN_PID>, C<LISTEN_FDNAMES> and C<NOTIFY_SOCKET> are systemd's (see L</SOCKET
+ACTIVATION>); C<PAGI_SERVER_UPGRADE> is set by a server for the one it starts on
+USR2.
 
 =head1 SEE ALSO
 

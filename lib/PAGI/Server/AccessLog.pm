@@ -91,19 +91,28 @@ PAGI::Server::AccessLog - access log formats for PAGI::Server
 
 =head1 DESCRIPTION
 
-Internal. C<access_log_format> is a name or a format string:
+Internal. C<access_log_format> is a name or a format string (Apache's fields):
 
   pagi      (default) Common Log Format plus the seconds taken (6 decimals)
-  common    %h %l %u [%t] "%r" %s %b
-  combined  %h %l %u [%t] "%r" %s %b "%{Referer}i" "%{User-Agent}i"
+  common    %h %l %u %t "%r" %>s %b
+  combined  %h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"
   clf       %h - - [%t] "%m %U%q" %s %ds   (upstream PAGI::Server's default)
   tiny      %m %U%q %s %Dms
 
-Fields: C<%h> client address, C<%l> and C<%u> always C<->, C<%t> the time (CLF,
-UTC), C<%r> the request line, C<%m> method, C<%U> path as sent, C<%q> C<?query> or
-nothing, C<%H> protocol, C<%s> status, C<%b> body bytes (C<-> for none), C<%B> body
-bytes (C<0> for none), C<%d> seconds taken (3 decimals), C<%D> microseconds, C<%T>
-whole seconds, C<%{Name}i> a request header (C<-> when absent), C<%%> a percent sign.
-An unknown field is an error when the server is made.
+Fields: C<%h> client address, C<%l> and C<%u> always C<->, C<%t> the time as Apache
+writes it, C<[02/Dec/2026:20:58:02 +0000]> (UTC; C<[%t]>, upstream's spelling, gives
+the same), C<%r> the request line, C<%m> method, C<%U> path as sent, C<%q> C<?query>
+or nothing, C<%H> protocol, C<%s> status (C<%E<gt>s> and C<%E<lt>s> too: there are no
+internal redirects), C<%b> body bytes (C<-> for none), C<%B> body bytes (C<0> for
+none), C<%d> seconds taken (3 decimals), C<%D> microseconds, C<%T> whole seconds,
+C<%{Name}i> a request header (C<-> when absent, empty when empty), C<%%> a percent
+sign. An unknown field is an error when the server is made.
+
+What the client sent (C<%r>, C<%U>, C<%q>, C<%{Name}i>, and the request line of the
+default format) is escaped as Apache's C<ap_escape_logitem> does: C<"> as C<\">,
+C<\> as C<\\>, a tab as C<\t>, a byte above 0x7F as C<\xhh>; so a line is one
+line of fields whatever the request held. The request line is rebuilt from the
+method, target and version (an absolute-form target, C<GET http://host/p>, is
+logged as C<GET /p>).
 
 =cut

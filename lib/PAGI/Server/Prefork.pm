@@ -384,7 +384,10 @@ Each worker creates its own L<IO::Async> loop and TLS context after the fork, ru
 lifespan with C<is_worker =E<gt> 1> and C<worker_num> 1..N, then accepts. The master
 never loads a loop or runs the application: it is a plain Perl loop that sleeps in
 C<select> on a pipe written by its signal handlers and by the workers (C<ready>,
-C<retire>), and reaps children with C<waitpid>.
+C<retire>, C<beat>), and reaps children with C<waitpid>. With C<heartbeat_timeout>,
+a worker that sent no C<beat> for that long is killed (its loop is blocked) and
+started again; a retiring worker still there C<shutdown_timeout> + 30 s after it was
+told is killed too.
 
 A worker that dies unexpectedly is started again in the same slot: at once if it had
 lived 10 s or more, otherwise after a delay that starts at 0.1 s and doubles up to
@@ -402,6 +405,11 @@ stops and exits 1.
            HUP              graceful restart: a new worker is started for each slot;
                             each old worker retires once its replacement is ready
            TTIN / TTOU      one worker more / fewer (never fewer than 1)
+           USR1             every worker reopens the access log file
+           USR2             upgrade: a new master from the same command line,
+                            on the same sockets; once its workers are ready this
+                            master and its workers retire (exit 0); if it fails,
+                            they serve on (see PAGI::Server, SIGNALS)
   worker   TERM, INT        graceful stop
            USR2             retire (sent by the master): stop accepting, finish the
                             in-flight requests, close idle keep-alive connections

@@ -514,7 +514,8 @@ Application:
   -s, --server CLASS         run APP on another PAGI server class (PAGI runner
                              contract; default PAGI::Server)
 
-Listening (any mix; default 127.0.0.1:5000):
+Listening (any mix; default 127.0.0.1:5000; under systemd socket activation,
+LISTEN_FDS, the sockets systemd passed instead):
   -o, -H, --host ADDR        address to bind (default 127.0.0.1; 0.0.0.0 or :: for all)
   -p, --port N               port (default 5000; 0 picks a free one)
       --listen ADDR          also listen on ADDR: HOST:PORT, [IPv6]:PORT, PORT, or a
@@ -542,8 +543,9 @@ Logging:
                              stderr in development, none in production)
       --no-access-log        no access log
       --access-log-format F  pagi (default: Common Log Format and the seconds
-                             taken), common, combined, clf, tiny, or fields such as
-                             '%h %t "%r" %s %b %D "%{User-Agent}i"'
+                             taken), common, combined (Apache's), clf, tiny, or
+                             Apache-style fields such as
+                             '%h %l %u %t "%r" %>s %b "%{Referer}i" %D'
       --log-level LEVEL      error, warn, info (default) or debug
   -q, --quiet                errors only
 
@@ -555,11 +557,14 @@ Processes:
       --max-connections N    connections per process; beyond it new ones get 503
                              (default 0 = no limit)
       --heartbeat-timeout S  (--workers) a worker whose event loop has not turned
-                             for S seconds is killed and replaced (50; 0 = off)
+                             for S seconds is killed and replaced (50; 0 = off;
+                             else at least 2)
   -D, --daemonize            run in the background (returns once listening)
-      --pid FILE             write the process id (the master's) to FILE
-      --user USER            once the sockets are bound, run as USER
-      --group GROUP          ... and as GROUP
+      --pid FILE             write the process id (the master's) to FILE; after
+                             a USR2 upgrade it names the new one
+      --user USER            bind as root, then run as USER (real, effective and
+                             saved ids; the application loads only then)
+      --group GROUP          ... and as GROUP (default: USER's group)
 
 Lifespan:
       --lifespan MODE        auto (default: used if the app supports it), on (the
@@ -614,9 +619,17 @@ Signals:
   TTIN, TTOU   (--workers) one worker more / one fewer
   USR1         reopen the --access-log file (after log rotation); with --workers,
                every worker does
+  USR2         upgrade: start this command line again (new Perl, modules, server
+               and application code) on the same listening sockets; once it
+               serves, this one retires (finishes its requests, exits 0) and the
+               --pid file names the new one; if it fails, this one serves on.
+               The same with or without --workers
 
 Environment: PAGI_ENV (see -E), PAGI_SERVER_BACKEND=xs|pp|auto (see --backend),
-IO_ASYNC_LOOP (IO::Async's default loop).
+IO_ASYNC_LOOP (IO::Async's default loop); LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+(systemd socket activation: serve the sockets passed instead of binding),
+NOTIFY_SOCKET (systemd Type=notify: READY=1 once serving, MAINPID= after USR2).
+The open-file limit is raised to the hard limit at start (BSD::Resource).
 USAGE
 }
 
