@@ -61,6 +61,17 @@ sub gone ($pid, $timeout = 15) {
   return alive($pid) ? 'alive' : $status // 'gone';
 }
 
+# Whatever new servers a test started and left running (when it failed) are stopped
+my @STARTED;
+sub track ($srv) { push @STARTED, $srv; $srv }
+END {
+  for my $srv (@STARTED) {
+    for my $pid ($srv->log =~ /started a new (?:master|server process) \(pid ([0-9]+)\)/g) {
+      kill 'KILL', $pid, children_of($pid) if alive($pid);
+    }
+  }
+}
+
 sub version_and_pid ($port) {
   my ($r) = http_exchange($port, "GET /v HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
   return $r->[0] ? "$r->[0]{h}{'x-version'} $r->[0]{h}{'x-pid'}" : 'no answer';
@@ -71,7 +82,7 @@ for my $case (['--workers 2', '--workers', 2], ['a single process']) {
   subtest "USR2 under load ($name): the new server takes over, no request fails" => sub {
     write_app('v1');
     unlink $PID;
-    my $srv = start_cli(args => [$APP, '--port', 0, @mode, '--pid', $PID, '--no-access-log',
+    my $srv = track start_cli(args => [$APP, '--port', 0, @mode, '--pid', $PID, '--no-access-log',
       '--shutdown-timeout', 10]);
     ok($srv->port, 'started') or return diag $srv->log;
     my $old = $srv->pid;
@@ -126,9 +137,49 @@ for my $case (['--workers 2', '--workers', 2], ['a single process']) {
   };
 }
 
+subtest 'USR2 to code whose second worker cannot start: the new master gives up, the old one serves on' => sub {
+  write_app('p1');
+  unlink $PID;
+  my $srv = track start_cli(args => [$APP, '--port', 0, '--workers', 2, '--pid', $PID, '--no-access-log']);
+  ok($srv->port, 'started') or return diag $srv->log;
+  my $old = $srv->pid;
+  wait_for(sub { (pid_in_file() // 0) == $old }, 5);
+  # v2: lifespan startup fails in worker 2 only, after worker 1 serves
+  open(my $fh, '>', "$APP.new") or die $!;
+  print {$fh} <<'APP';
+use strict; use warnings; use experimental 'signatures'; use Future;
+sub ($scope, $receive, $send) {
+  if ($scope->{type} eq 'lifespan') {
+    return $receive->()->then(sub { $send->({type => 'lifespan.startup.complete'}) })
+      if $scope->{pagi}{worker_num} == 1;
+    # (after worker 1 serves)
+    require IO::Async::Loop;
+    return $receive->()->then(sub { IO::Async::Loop->new->delay_future(after => 0.5) })
+      ->then(sub { $send->({type => 'lifespan.startup.failed', message => 'no database for worker 2'}) });
+  }
+  $send->({type => 'http.response.start', status => 200, headers => [['x-version', 'p2']]})
+    ->then(sub { $send->({type => 'http.response.body', body => 'p2'}) });
+};
+APP
+  close $fh;
+  rename("$APP.new", $APP) or die $!;
+  kill 'USR2', $old;
+  ok($srv->wait_log(qr/upgrade failed: the new master \(pid ([0-9]+)\) exited with status 1 before/, 15),
+    'the old master says the upgrade failed') or diag $srv->log;
+  my ($new) = $srv->log =~ /started a new master \(pid ([0-9]+)\)/;
+  ok($new && !alive($new), 'the new master is gone (not left serving beside the old one)');
+  like($srv->log, qr/no database for worker 2/, 'the reason is in the log');
+  like($srv->log, qr/upgrade: a worker exited before the workers all served; giving up \(the previous master, pid $old, serves on\)/,
+    '... and the new master said why it gave up, though its worker 1 served');
+  ok(!$srv->exited, 'the old master serves on');
+  is(pid_in_file(), $old, '... and the pid file still names it');
+  like(version_and_pid($srv->port), qr/\Ap1 /, 'p1 answers');
+  is($srv->stop, 0, 'exit 0');
+};
+
 subtest 'HUP under the same load: no request fails' => sub {
   write_app('h1');
-  my $srv = start_cli(args => [$APP, '--port', 0, '--workers', 2, '--no-preload', '--no-access-log']);
+  my $srv = track start_cli(args => [$APP, '--port', 0, '--workers', 2, '--no-preload', '--no-access-log']);
   ok($srv->port, 'started') or return diag $srv->log;
   my @old;
   wait_for(sub { @old = children_of($srv->pid); @old == 2 }, 10);
@@ -153,7 +204,7 @@ subtest 'USR2 is ignored while an upgrade is under way' => sub {
   open(my $fh, '>', "$dir/slow.pl") or die $!;
   print {$fh} "select(undef, undef, undef, -e '$dir/slow' ? 1.5 : 0); do '$APP' or die \$@;\n";
   close $fh;
-  my $srv = start_cli(args => ["$dir/slow.pl", '--port', 0, '--workers', 2, '--no-access-log']);
+  my $srv = track start_cli(args => ["$dir/slow.pl", '--port', 0, '--workers', 2, '--no-access-log']);
   ok($srv->port, 'started') or return diag $srv->log;
   open(my $flag, '>', "$dir/slow") or die $!;
   kill 'USR2', $srv->pid;

@@ -178,6 +178,15 @@ sub _reap ($self) {
       $self->_stop;
       next;
     }
+    if ($self->{server}{upgrade}) {
+      # The new master of an upgrade, not serving yet: any worker lost gives it up
+      # (the previous master serves on) rather than keeping two masters running
+      $self->log(error => 'upgrade: a worker exited before the workers all served; giving up '
+        . "(the previous master, pid $self->{server}{upgrade}{old_pid}, serves on)");
+      $self->{status} = 1;
+      $self->_stop;
+      next;
+    }
     # Backoff for a slot whose workers keep dying young; a long-lived one resets it
     my $s = $self->{slots}{$slot} //= {fails => 0};
     my $lived = Time::HiRes::time() - $wk->{born};
