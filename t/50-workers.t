@@ -119,8 +119,8 @@ subtest 'heartbeat_timeout: a worker blocked in the app is killed and replaced; 
   is(scalar @kids, 3, 'three workers');
   my $blocked = http_connect($srv->port, timeout => 15);
   $blocked->send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
-  my ($b) = grep { $_->{blocked} } $srv->wait_reports(4, 5);
-  my $victim = $b && $b->{blocked};
+  my ($report) = grep { $_->{blocked} } $srv->wait_reports(4, 5);
+  my $victim = $report && $report->{blocked};
   ok($victim && grep({ $_ == $victim } @kids), "worker $victim is blocked in the application") or return;
   my $t0 = Time::HiRes::time();
   # New connections, one request each, every 50 ms, while it is blocked, killed and

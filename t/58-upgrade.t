@@ -115,6 +115,18 @@ for my $case (['--workers 2', '--workers', 2], ['a single process']) {
     $v{version_and_pid($srv->port) =~ s/ .*//r}++ for 1 .. 10;
     is_deeply(\%v, {v2 => 10}, 'new connections get v2: the application file was loaded anew');
     ok(!grep({ alive($_) } @old_workers), 'no old worker is left') if @mode;
+    if (@mode) {
+      # The new master takes the other signals as the first one did
+      my $n_kids = sub ($n) { wait_for(sub { my @k = children_of($new); @k == $n }, 10) };
+      kill 'TTIN', $new;
+      ok($n_kids->(3), 'TTIN to the new master: three workers');
+      kill 'TTOU', $new;
+      ok($n_kids->(2), 'TTOU: two');
+      my @before = children_of($new);
+      kill 'HUP', $new;
+      ok(wait_for(sub { my @k = children_of($new); @k == 2 && !grep { my $p = $_; grep { $_ == $p } @before } @k }, 15),
+        'HUP: two new workers');
+    }
 
     # An upgrade to code that does not compile: the running server carries on
     write_app('v3', 'sub {');
