@@ -65,6 +65,7 @@ sub gone ($pid, $timeout = 15) {
 my @STARTED;
 sub track ($srv) { push @STARTED, $srv; $srv }
 END {
+  if (my $pid = pid_in_file()) { kill 'KILL', $pid, children_of($pid) if alive($pid) }
   for my $srv (@STARTED) {
     for my $pid ($srv->log =~ /started a new (?:master|server process) \(pid ([0-9]+)\)/g) {
       kill 'KILL', $pid, children_of($pid) if alive($pid);
@@ -187,6 +188,27 @@ APP
   is(pid_in_file(), $old, '... and the pid file still names it');
   like(version_and_pid($srv->port), qr/\Ap1 /, 'p1 answers');
   is($srv->stop, 0, 'exit 0');
+};
+
+subtest '-D --pid, then USR2: the pid file follows the new daemon' => sub {
+  write_app('d1');
+  unlink $PID;
+  my $port = do { require IO::Socket::IP; IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1)->sockport };
+  my $r = PAGI::Test::Server::run_cli(args => [$APP, '--port', $port, '--workers', 2, '-D', '--pid', $PID, '--no-access-log']);
+  is($r->{exit}, 0, '-D returns 0 once the daemon listens');
+  my $old = pid_in_file();
+  ok($old && alive($old), "the pid file names the daemon ($old)") or return;
+  wait_for(sub { version_and_pid($port) =~ /\Ad1 / }, 10);
+  write_app('d2');
+  kill 'USR2', $old;
+  ok(wait_for(sub { !alive($old) }, 15), 'USR2: the old daemon retires');
+  my $new = pid_in_file();
+  ok($new && $new != $old && alive($new), "the pid file names the new one ($new), which runs")
+    or return diag 'pid file: ' . slurp($PID);
+  like(version_and_pid($port), qr/\Ad2 /, 'd2 serves');
+  kill 'TERM', $new;
+  ok(wait_for(sub { !alive($new) }, 15), 'TERM stops it');
+  ok(!-e $PID, '... and the pid file is removed');
 };
 
 subtest 'HUP under the same load: no request fails' => sub {

@@ -460,8 +460,9 @@ sub _daemonize ($self) {
 }
 
 sub _ready ($self) {
+  # (the pid file is PAGI::Server's: written once bound, and by the new server of an
+  # upgrade only once it serves)
   my $w = delete $self->{ready_w} or return;
-  $self->_write_pid_file if defined $self->{pid_file} && !$self->{pid_written};
   syswrite $w, "ready\n";
   close $w;
   open(STDERR, '>', File::Spec->devnull);
