@@ -234,12 +234,14 @@ subtest '--access-log-format combined: the line Apache writes' => sub {
     is($srv->stop, 0, 'exit 0');
     $lines{$format} = [split /\n/, slurp($log)];
   }
-  my @got = @{$lines{combined}};
-  is_deeply(\@got, $lines{$apache}, "the name combined gives the lines of Apache's format string");
   # The time: Apache's %t, [day/Mon/year:HH:MM:SS zone], here in UTC
   my @t;
-  for (@got) { push @t, $1 if s{ \[([0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} \+0000)\] }{ [TIME] } }
-  is(scalar @t, 6, 'each line has the time as [02/Dec/2026:20:58:02 +0000]');
+  for my $l (values %lines) {
+    for (@$l) { push @t, $1 if s{ \[([0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9]{2}:[0-9]{2}:[0-9]{2} \+0000)\] }{ [TIME] } }
+  }
+  is(scalar @t, 12, 'each line has the time as [02/Dec/2026:20:58:02 +0000]');
+  my @got = @{$lines{combined}};
+  is_deeply(\@got, $lines{$apache}, "the name combined gives the lines of Apache's format string");
   require Time::Local;
   my %mon = map { (qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec))[$_] => $_ } 0 .. 11;
   my @off = map { m{\A(\d+)/(\w+)/(\d+):(\d+):(\d+):(\d+)} ? abs(time - Time::Local::timegm($6, $5, $4, $1, $mon{$2}, $3)) : 1e9 } @t;
