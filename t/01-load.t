@@ -9,7 +9,7 @@ use PAGI::Test::Server qw(ROOT);
 # Modules load, the codec backend is chosen as documented, and PAGI::Server->new
 # validates its options. XS-specific checks live in t/30-* and t/31-*.
 
-use_ok($_) for qw(PAGI::Server PAGI::Server::Connection PAGI::Server::Connection::Fields PAGI::Server::ConnectionState
+use_ok($_) for qw(PAGI::Server PAGI::Server::Handoff PAGI::Server::Connection PAGI::Server::Connection::Fields PAGI::Server::ConnectionState
   PAGI::Server::Connection::Request PAGI::Server::Connection::Response PAGI::Server::Record
   PAGI::Server::Protocol::HTTP1 PAGI::Server::Protocol::HTTP1::PP);
 

@@ -4,7 +4,8 @@ use experimental 'signatures';
 use Test::More;
 use File::Temp ();
 use lib 't/lib';
-use PAGI::Test::Server qw(start_server http_exchange wait_for);
+use PAGI::Test::Server qw(start_server http_exchange http_connect wait_for slurp);
+use Time::HiRes ();
 use PAGI::Test::Load qw(start_load run_load worker_app children_of);
 
 # Pre-forked workers (workers => N): lifespan per worker, a shared listening socket,
@@ -100,6 +101,64 @@ subtest 'kill -9 of one worker under load: the others serve, it is respawned' =>
   ok(!grep({ my $p = $_; !grep { $_ == $p } @now } keys %after), 'only current workers answer');
   like($srv->log, qr/worker \d \(pid $victim\) exited unexpectedly \(signal 9\)/, 'the crash is logged');
   is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest 'heartbeat_timeout: a worker blocked in the app is killed and replaced; the others never stop answering' => sub {
+  my $inner = worker_app();
+  my $app = sub ($scope, $receive, $send) {
+    if ($scope->{type} eq 'http' && $scope->{path} eq '/block') {
+      PAGI::Test::Server::report(blocked => $$);
+      sleep 30;    # blocks this worker's event loop
+    }
+    return $inner->($scope, $receive, $send);
+  };
+  my $hb = 2;
+  my $srv = start_server(app => $app, workers => 3, heartbeat_timeout => $hb);
+  my @kids = wait_children($srv->pid, 3);
+  $srv->wait_reports(3, 10);
+  is(scalar @kids, 3, 'three workers');
+  my $blocked = http_connect($srv->port, timeout => 15);
+  $blocked->send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+  my ($report) = grep { $_->{blocked} } $srv->wait_reports(4, 5);
+  my $victim = $report && $report->{blocked};
+  ok($victim && grep({ $_ == $victim } @kids), "worker $victim is blocked in the application") or return;
+  my $t0 = Time::HiRes::time();
+  # New connections, one request each, every 50 ms, while it is blocked, killed and
+  # replaced, and until its replacement has answered one
+  my (@probes, $gone_after, @now, $new);
+  while (Time::HiRes::time() - $t0 < 12) {
+    my $s = Time::HiRes::time();
+    my ($r) = http_exchange($srv->port, "GET /r/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout => 3);
+    my $pid = $r->[0] && $r->[0]{status} == 200 ? $r->[0]{h}{'x-pid'} : undef;
+    push @probes, [$pid, Time::HiRes::time() - $s];
+    $gone_after //= Time::HiRes::time() - $t0 if !-e "/proc/$victim" || slurp("/proc/$victim/stat") =~ /\) Z /;
+    if (defined $gone_after && !$new) {
+      @now = children_of($srv->pid);
+      ($new) = grep { my $p = $_; !grep { $_ == $p } @kids } @now;
+    }
+    last if $new && $pid && $pid == $new;
+    Time::HiRes::sleep(0.05);
+  }
+  my @failed = grep { !defined $_->[0] } @probes;
+  is(scalar @failed, 0, scalar(@probes) . ' requests on new connections during the block: every one answered');
+  my ($slowest) = sort { $b <=> $a } map { $_->[1] } @probes;
+  note sprintf 'slowest answer meanwhile: %.3f s', $slowest // 0;
+  ok(!grep({ ($_->[0] // 0) == $victim } @probes), '... none by the blocked worker');
+  ok(defined $gone_after, sprintf('the blocked worker was killed (%.1f s after it blocked)', $gone_after // -1));
+  cmp_ok($gone_after // 99, '<', $hb + 2.5, "... within the heartbeat timeout ($hb s) and the master's check");
+  like($srv->log, qr/worker \d \(pid $victim\) sent no heartbeat for \d+ s \(its event loop is blocked\): killing it/,
+    'the log says why');
+  like($srv->log, qr/worker \d \(pid $victim\) exited unexpectedly \(signal 9\)/, '... and that it was killed');
+  ok($new, "a new worker ($new) replaced it") or diag explain \@now;
+  ok($new && grep({ ($_->[0] // 0) == $new } @probes), '... and answers');
+  ok($blocked->wait_closed(3) && $blocked->buffer eq '', 'the blocked request\'s connection is closed without a response');
+  is($srv->stop, 0, 'the master exits 0');
+};
+
+subtest 'heartbeat_timeout below 2 s is refused' => sub {
+  ok(!eval { PAGI::Server->new(app => sub { }, workers => 2, heartbeat_timeout => 0.5); 1 }, '0.5 croaks');
+  like($@, qr/heartbeat_timeout must be 0 \(off\) or at least 2 seconds/, '... saying why');
+  ok(eval { PAGI::Server->new(app => sub { }, workers => 2, heartbeat_timeout => 0); 1 }, '0 (off) is fine');
 };
 
 subtest 'a crashing worker is restarted with backoff, not in a loop' => sub {

@@ -517,16 +517,89 @@ subtest '-D --pid: a daemon that says when it listens' => sub {
   like($r->{stderr}, qr/cannot listen on 127\.0\.0\.1:${\ $hold->sockport}/, '... with the error where it was started');
 };
 
-subtest '--user/--group: privileges dropped after binding' => sub {
+subtest '--user/--group: bound as root, then the privileges dropped before the application loads' => sub {
   plan skip_all => 'needs root' if $> != 0;
-  my $nobody = getpwnam('nobody');
-  plan skip_all => 'no user nobody' unless defined $nobody;
-  # (nobody reads the application and its lib/ under the test's directory)
-  chmod 0755, "$dir", "$dir/app", "$dir/app/lib";
-  my $srv = cli($APP, '-p', 0, '--user', 'nobody');
-  ok($srv->port, 'listening') or return diag $srv->log;
-  is(get_body($srv->port, '/uid'), $nobody, 'the app runs as nobody');
-  is($srv->stop, 0, 'exit 0');
+  my ($nobody, $nogroup) = (scalar getpwnam('nobody'), scalar getgrnam('nogroup'));
+  plan skip_all => 'no user nobody and group nogroup' unless defined $nobody && defined $nogroup;
+  my $priv = File::Temp->newdir;
+  chmod 0755, "$priv";
+  # A root-owned file and directory the application must not be able to write
+  my $root_file = "$priv/root-owned";
+  open(my $rf, '>', $root_file) or die $!;
+  close $rf;
+  chmod 0644, $root_file;
+  open(my $af, '>', "$priv/app.pl") or die $!;
+  print {$af} <<"APP";
+use strict; use warnings; use experimental 'signatures'; use Future;
+# What the file runs as while it loads
+print STDERR "LOADED-AS uid=\$< euid=\$> gid=\$( egid=\$)\\n";
+sub (\$scope, \$receive, \$send) {
+  return Future->done if \$scope->{type} eq 'lifespan';
+  my \$body;
+  if (\$scope->{path} eq '/ids') {
+    open(my \$fh, '<', "/proc/self/status") or die \$!;
+    \$body = join '', grep { /^(?:Uid|Gid|Groups):/ } <\$fh>;
+  }
+  else {
+    my \@r;
+    push \@r, open(my \$w, '>>', '$root_file') ? 'appended' : "append: \$!";
+    push \@r, open(my \$c, '>', '$priv/new-file') ? 'created' : "create: \$!";
+    \$body = join '; ', \@r;
+  }
+  \$send->({type => 'http.response.start', status => 200, headers => [['content-type', 'text/plain'], ['x-pid', \$\$]]})
+    ->then(sub { \$send->({type => 'http.response.body', body => \$body}) });
 };
+APP
+  close $af;
+  # A free privileged port: only root can bind it
+  my ($port) = grep { IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => $_, Listen => 1, ReuseAddr => 1) } 900 .. 1023;
+  my $ids = "Uid:\t$nobody\t$nobody\t$nobody\t$nobody\nGid:\t$nogroup\t$nogroup\t$nogroup\t$nogroup\n";
+  my $ids_ok = sub ($text) { index($text, $ids) == 0 && $text =~ /^Groups:\t(?:$nogroup ?)?\s*$/m };
+  for my $workers (0, 2) {
+    my $what = $workers ? '--workers 2' : 'one process';
+    my $pidfile = "$priv/pagi-$workers.pid";
+    my $srv = cli("$priv/app.pl", '--listen', "127.0.0.1:$port", '--user', 'nobody', '--group', 'nogroup',
+      '--workers', $workers, '--pid', $pidfile, '--no-access-log');
+    is($srv->port, $port, "$what: listening on the privileged port $port") or return diag $srv->log;
+    my @loaded = $srv->log =~ /^LOADED-AS (.*)$/mg;
+    ok(@loaded >= 1, 'the application file was loaded...');
+    is_deeply([grep { $_ ne "uid=$nobody euid=$nobody gid=$nogroup $nogroup egid=$nogroup $nogroup" } @loaded], [],
+      '... as nobody:nogroup, never as root') or diag explain \@loaded;
+    like($srv->log, qr/running as nobody:nogroup/, 'the drop is logged');
+    my @procs = ($srv->pid, $workers ? wait_children_of($srv->pid, $workers) : ());
+    is(scalar @procs, 1 + $workers, $workers ? 'the master and two workers' : 'the process');
+    for my $pid (@procs) {
+      ok($ids_ok->(slurp("/proc/$pid/status") =~ s/^(?!Uid|Gid|Groups).*\n//mgr),
+        ($pid == $srv->pid ? ($workers ? 'the master' : 'the server') : "worker $pid")
+        . ': real, effective, saved and filesystem uid and gid are nobody/nogroup, no supplementary group of root')
+        or diag slurp("/proc/$pid/status") =~ s/^(?!Uid|Gid|Groups).*\n//mgr;
+    }
+    ok($ids_ok->(get_body($port, '/ids')), 'the application sees the same');
+    is(get_body($port, '/write'), 'append: Permission denied; create: Permission denied',
+      'the application cannot write a root-owned file, nor create one in a root-owned directory');
+    ok(!-s $root_file && !-e "$priv/new-file", '... and did not');
+    is((stat $pidfile)[4], $nobody, 'the pid file (written as root) belongs to nobody, so a new master can write it');
+    if ($workers) {
+      # USR2: the new master starts as nobody, from the same command line
+      my $old = $srv->pid;
+      kill 'USR2', $old;
+      is($srv->wait_exit(15), 0, 'USR2: the old master retires');
+      my $new = slurp($pidfile) =~ /\A([0-9]+)\n\z/ ? $1 : 0;
+      ok($new && $new != $old, "the new master ($new) wrote the pid file") or diag $srv->log;
+      ok($ids_ok->(slurp("/proc/$new/status") =~ s/^(?!Uid|Gid|Groups).*\n//mgr), 'it runs as nobody:nogroup');
+      ok($ids_ok->(get_body($port, '/ids')), 'its workers run as nobody too');
+      kill 'TERM', $new;
+      ok(wait_for(sub { !-e "/proc/$new" || slurp("/proc/$new/stat") =~ /\) Z / }, 15), 'it stops on TERM');
+    }
+    else { is($srv->stop, 0, 'exit 0') }
+  }
+};
+
+sub wait_children_of ($pid, $n) {
+  require PAGI::Test::Load;
+  my @k;
+  wait_for(sub { @k = PAGI::Test::Load::children_of($pid); @k == $n }, 10);
+  return @k;
+}
 
 done_testing;

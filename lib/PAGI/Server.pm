@@ -24,6 +24,7 @@ our $BACKEND;
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::Connection;
 use PAGI::Server::AccessLog;
+use PAGI::Server::Handoff;    # (at compile time: it reads how this process was started)
 
 my %LEVEL = (error => 1, warn => 2, info => 3, debug => 4);
 
@@ -62,9 +63,9 @@ my %DEFAULT = (
   access_log_format => 'pagi',
 );
 # Options without a default (or whose default is decided in _derive)
-my @OTHER = qw(app app_file psgi loop loop_type access_log backend on_listen listen socket
+my @OTHER = qw(app app_file app_loader psgi loop loop_type access_log backend on_listen listen socket
   socket_mode ssl_cert ssl_key ssl_ca ssl_verify_client ssl_min_version ssl_cipher_list
-  env validate_events user group);
+  env validate_events user group pid_file);
 my %KNOWN = map { $_ => 1 } keys %DEFAULT, @OTHER;
 
 # Upstream PAGI::Server's names for our options (README: "Coming from PAGI::Server")
@@ -88,7 +89,7 @@ my %REFUSED = (
 # What cannot change once the sockets are bound
 my @LISTENING = qw(host port listen socket socket_mode ssl_cert ssl_key ssl_ca ssl_verify_client
   ssl_min_version ssl_cipher_list listener_backlog reuseport workers loop loop_type backend app_file
-  user group);
+  app_loader user group pid_file);
 
 # Numbers: a whole number, or any non-negative one
 my @WHOLE = qw(port max_header_size max_headers max_line max_body_size max_ws_message_size
@@ -186,12 +187,20 @@ sub _suggest ($name) {
 
 # Checks the options and computes what the request path reads (flags, limits)
 sub _derive ($self, $given, $new) {
-  if ($new || exists $given->{app} || exists $given->{app_file}) {
+  if ($new || exists $given->{app} || exists $given->{app_file} || exists $given->{app_loader}) {
     delete $self->{app_given};
-    if (defined $self->{app_file} && !defined $given->{app}) {
-      # A file: loaded now, or with workers by each worker (so a HUP loads it anew)
+    if (defined $self->{app_loader}) {
+      # Called once the sockets are bound and privileges dropped (see _start)
+      Carp::croak('PAGI::Server->new: app_loader must be a code reference') unless ref $self->{app_loader} eq 'CODE';
+      Carp::croak('PAGI::Server->new: app_loader excludes app and app_file')
+        if defined $given->{app} || defined $self->{app_file};
+    }
+    elsif (defined $self->{app_file} && !defined $given->{app}) {
+      # A file: loaded now, or with workers by each worker (so a HUP loads it anew);
+      # with user/group, once privileges are dropped
       Carp::croak("PAGI::Server->new: cannot read the app_file '$self->{app_file}'") unless -r $self->{app_file};
-      $self->{app} = $self->load_app($self->{app_file}) unless $self->{workers};
+      $self->{app} = $self->load_app($self->{app_file})
+        unless $self->{workers} || defined $self->{user} || defined $self->{group};
     }
     else {
       Carp::croak('PAGI::Server->new: app must be a code reference') unless ref $self->{app} eq 'CODE';
@@ -223,6 +232,9 @@ sub _derive ($self, $given, $new) {
   Carp::croak('PAGI::Server->new: write_high_watermark must be at least 1')
     unless $self->{write_high_watermark};
   Carp::croak('PAGI::Server->new: max_receive_queue must be at least 1') unless $self->{max_receive_queue};
+  # (a worker reports once a second: a shorter limit would kill healthy workers)
+  Carp::croak("PAGI::Server->new: heartbeat_timeout must be 0 (off) or at least 2 seconds, not '$self->{heartbeat_timeout}'")
+    if $self->{heartbeat_timeout} > 0 && $self->{heartbeat_timeout} < 2;
   # quiet: errors only (upstream's meaning)
   my $level = $self->{quiet} ? 'error' : $self->{log_level};
   $level = $self->{log_level} if $LEVEL{$self->{log_level}} < $LEVEL{$level};
@@ -584,10 +596,11 @@ sub listen ($self) {
     if $self->{workers} || $self->{max_requests};
   my $loop = $self->_loop;
   # Bound first, so that a taken address fails before the application starts
-  eval { $self->_bind; 1 } or return Future->fail($@);
+  eval { $self->_start; 1 } or return Future->fail($@);
   return $self->_lifespan_startup->then(sub {
     $self->_announce;
     $self->_start_accepting;
+    $self->_serving;
     $self->_on_signals([qw(INT TERM)], sub ($sig) {
       $self->log(info => "SIG$sig received");
       $self->shutdown->on_done(sub { $loop->stop });
@@ -602,12 +615,28 @@ sub listen ($self) {
 # Binds every listening socket (once: in a pre-forked server the master does it and
 # the workers share them), reports where, and calls on_listen
 sub _open_listeners ($self) {
-  $self->_bind;
+  $self->_start;
   $self->_announce;
+}
+
+# Everything before serving, in this order: the listening sockets (bound, or
+# inherited), the pid file (while still root), the privilege drop, and then an
+# application that was left to load (app_loader, or app_file with user/group), so
+# that it loads as the user it runs as
+sub _start ($self) {
+  $self->_bind;
+  $self->_write_pid_file if defined $self->{pid_file} && !$self->{upgrade};
+  $self->_drop_privileges if defined $self->{user} || defined $self->{group};
+  return if $self->{app} || $self->{workers} && !$self->{app_loader};
+  $self->{app} = $self->{app_loader} ? $self->{app_loader}->() : $self->load_app($self->{app_file});
+  Carp::croak('PAGI::Server: app_loader did not return a code reference') unless ref $self->{app} eq 'CODE';
+  delete $self->{app_given};
+  $self->_wrap_app;
 }
 
 sub _bind ($self) {
   return if $self->{listeners};
+  if (my $got = PAGI::Server::Handoff::take_listen_fds()) { return $self->_adopt($got) }
   my @l;
   my $ok = eval {
     for my $spec (@{$self->{listen_specs}}) {
@@ -621,13 +650,37 @@ sub _bind ($self) {
     $self->_unlink_sockets;
     die $err;
   }
-  $self->{listeners} = \@l;
-  my ($tcp) = grep { $_->{tcp} } @l;
+  $self->_listening(\@l);
+}
+
+sub _listening ($self, $l) {
+  $self->{listeners} = $l;
+  my ($tcp) = grep { $_->{tcp} } @$l;
   $self->{bound_port} = $tcp ? $tcp->{port} : undef;
   # Check the certificate now, before any worker exists
   $self->{ssl_ctx} = PAGI::Server::TLS::context($self) if $self->{tls};
   $self->{ssl_cert_pem} = PAGI::Server::TLS::server_pem($self->{ssl_cert}) if $self->{tls};
-  $self->_drop_privileges if defined $self->{user} || defined $self->{group};
+}
+
+# Sockets passed by systemd (socket activation) or by the server this one replaces
+# (USR2): served instead of binding; the listen options describe them from now on
+sub _adopt ($self, $got) {
+  my $upgrade = $got->{ready} ? 1 : 0;
+  my @l = map { PAGI::Server::Handoff::adopt($_, $upgrade) } @{$got->{fds}};
+  if ($upgrade) {
+    $self->{upgrade} = {ready => $got->{ready}, old_pid => $got->{old_pid}};
+    # Unix socket files are this process's to remove at exit now
+    push @{$self->{unlink}}, map { [$_->{path}, $$] } grep { !$_->{tcp} && $_->{path} =~ m{\A/} } @l;
+  }
+  else {
+    my $given = $self->{hostport_given} || defined $self->{socket} || $self->{listen};
+    $self->log(info => 'socket activation: serving the ' . @l . ' socket(s) systemd passed'
+      . ($given ? ' (not the addresses given with --host/--port/--listen/--socket)' : ''));
+    $self->log(warn => 'reuseport is not used with sockets from systemd (set ReusePort= in the .socket unit)')
+      if $self->{reuseport};
+  }
+  $self->{listen_specs} = [map { $_->{tcp} ? {host => $_->{host}, port => $_->{port}} : {path => $_->{path}} } @l];
+  $self->_listening(\@l);
 }
 
 sub _announce ($self) {
@@ -637,6 +690,8 @@ sub _announce ($self) {
     my $where = $l->{tcp}
       ? sprintf('%s://%s:%d/', $self->{scheme}, $l->{host} =~ /:/ ? "[$l->{host}]" : $l->{host}, $l->{port})
       : "unix:$l->{path}" . ($self->{tls} ? ' (TLS)' : '');
+    $where .= $l->{inherited} eq 'systemd' ? ' (socket from systemd)' : ' (socket from the previous server)'
+      if $l->{inherited};
     $self->log(info => sprintf 'PAGI::Server %s (backend %s%s) listening on %s',
       $VERSION, $self->backend, $how, $where);
   }
@@ -676,7 +731,7 @@ sub _bind_tcp ($self, $spec, $own = 0) {
 # In a worker of a reuseport server: its own listening sockets replace the master's
 sub _own_listeners ($self) {
   for my $l (@{$self->{listeners}}) {
-    next unless $l->{tcp};
+    next unless $l->{tcp} && ($l->{inherited} // '') ne 'systemd';
     my $own = $self->_bind_tcp({host => $l->{host}, port => $l->{port}}, 1);
     close $l->{fh};
     $l->{fh} = $own->{fh};
@@ -710,28 +765,99 @@ sub _bind_unix ($self, $spec) {
 }
 
 # user/group: once the sockets are bound (a port below 1024 needs root), the process
-# (and with workers, every worker) runs as them
+# (and with workers, every worker) runs as them: real, effective and saved ids, and
+# the user's supplementary groups instead of root's. A process that already runs as
+# them (the new server of a USR2 upgrade, started by one that dropped them) goes on.
 sub _drop_privileges ($self) {
   my ($user, $group) = @$self{qw(user group)};
-  die "PAGI::Server: user/group need root to switch to\n" if $> != 0;
-  my ($uid, $gid);
+  my ($uid, $gid, $name);
   if (defined $user) {
-    ($uid, $gid) = (getpwnam $user)[2, 3];
+    ($name, $uid, $gid) = (getpwnam $user)[0, 2, 3];
     die "PAGI::Server: no such user '$user'\n" unless defined $uid;
   }
   if (defined $group) {
     $gid = getgrnam $group;
     die "PAGI::Server: no such group '$group'\n" unless defined $gid;
   }
-  if (defined $gid) {
-    POSIX::setgid($gid) or die "PAGI::Server: cannot switch to group $gid: $!\n";
-    $) = "$gid $gid";
+  my $as = join(':', grep { defined } $user, $group);
+  if ($> != 0) {
+    my $already = (!defined $uid || $< == $uid && $> == $uid)
+      && (!defined $gid || (split ' ', $()[0] == $gid && (split ' ', $))[0] == $gid);
+    die "PAGI::Server: user/group need root to switch to\n" unless $already;
+    return $self->log(debug => "already running as $as");
   }
+  if (defined $gid) {
+    # The user's own supplementary groups (as initgroups(3) gives them), none of root's
+    my @groups = ($gid);
+    if (defined $name) {
+      while (my ($g, undef, $id, $members) = getgrent) {
+        push @groups, $id if $id != $gid && grep { $_ eq $name } split ' ', $members;
+      }
+      endgrent;
+    }
+    $) = "$gid @groups";
+    POSIX::setgid($gid) or die "PAGI::Server: cannot switch to group $gid: $!\n";
+  }
+  chown $uid // -1, $gid // -1, $self->{pid_written} if $self->{pid_written};
   if (defined $uid) {
     POSIX::setuid($uid) or die "PAGI::Server: cannot switch to user '$user': $!\n";
-    die "PAGI::Server: still running as root after switching to '$user'\n" if $> == 0 && $uid != 0;
+    die "PAGI::Server: still running as root after switching to '$user'\n"
+      if ($> == 0 || $< == 0) && $uid != 0;
   }
-  $self->log(info => 'running as ' . join(':', grep { defined } $user, $group));
+  $self->log(info => "running as $as");
+}
+
+# pid_file: written once the sockets are bound (before privileges are dropped; then
+# given to the user, so that the new server of a USR2 upgrade can write it), by that
+# new server once it serves, and removed at exit only while it names this process
+sub _write_pid_file ($self) {
+  my $file = $self->{pid_file};
+  my $tmp = "$file.$$.tmp";
+  # Replaced whole where the directory allows it, else written in place
+  if (open(my $fh, '>', $tmp)) {
+    print {$fh} "$$\n";
+    close $fh && rename($tmp, $file) and return $self->{pid_written} = $file;
+    unlink $tmp;
+  }
+  open(my $fh, '>', $file) or die "PAGI::Server: cannot write the pid file $file: $!\n";
+  print {$fh} "$$\n";
+  close $fh or die "PAGI::Server: cannot write the pid file $file: $!\n";
+  $self->{pid_written} = $file;
+}
+
+sub _remove_pid_file ($self) {
+  my $file = delete $self->{pid_written} or return;
+  open(my $fh, '<', $file) or return;
+  my $pid = <$fh> // '';
+  close $fh;
+  return unless $pid =~ /\A([0-9]+)\n?\z/ && $1 == $$;
+  unlink $file or $self->log(debug => "cannot remove the pid file $file: $!");
+}
+
+# At start, the soft limit of open files is raised to the hard limit (as nginx does):
+# each connection is a descriptor
+sub _raise_nofile ($self) {
+  if (!eval { require BSD::Resource; 1 }) {
+    return $self->log(debug => 'BSD::Resource is not installed (Debian: libbsd-resource-perl): '
+      . 'the open-file limit is left as it is');
+  }
+  my $NOFILE = BSD::Resource::RLIMIT_NOFILE();
+  my ($soft, $hard) = BSD::Resource::getrlimit($NOFILE);
+  return unless defined $soft;
+  my $inf = BSD::Resource::RLIM_INFINITY();
+  if ($soft == $hard || $soft == $inf) { return $self->log(debug => "open-file limit: $soft (the hard limit)") }
+  my $want = $hard;
+  if ($hard == $inf) {
+    # Linux refuses an infinite limit of files: its ceiling is fs.nr_open
+    my $max = 0;
+    if (open(my $fh, '<', '/proc/sys/fs/nr_open')) { $max = $1 if (<$fh> // '') =~ /([0-9]+)/ }
+    return $self->log(debug => "open-file limit: $soft (the hard limit is unlimited)") unless $max > $soft;
+    $want = $max;
+  }
+  if (BSD::Resource::setrlimit($NOFILE, $want, $hard)) {
+    $self->log(debug => "open-file limit raised from $soft to $want (the hard limit)");
+  }
+  else { $self->log(debug => "open-file limit: $soft; cannot raise it to $want: $!") }
 }
 
 # Watches the listening sockets (in a worker: after its fork and lifespan startup)
@@ -750,13 +876,20 @@ sub _watch_listeners ($self) {
 
 # Out of file descriptors (or memory): the pending connection stays in the backlog
 # and the listener stays readable, so retrying at once would spin (and flood the
-# log). Stop watching the listeners for a moment instead; one warning per pause.
-use constant ACCEPT_PAUSE => 0.5;
+# log). Stop watching the listeners for a moment instead, while the connections
+# already open are served; one warning a second at most, however many pauses.
+use constant {ACCEPT_PAUSE => 0.5, ACCEPT_LOG_EVERY => 1};
 
 sub _pause_accepting ($self, $why) {
   return if $self->{accept_paused};
   $self->{accept_paused} = 1;
-  $self->log(warn => "accept failed: $why; not accepting for " . ACCEPT_PAUSE . ' s');
+  my $now = Time::HiRes::time();
+  my $n = ++$self->{accept_failures};
+  if ($now - ($self->{accept_logged_at} // 0) >= ACCEPT_LOG_EVERY) {
+    $self->log(warn => "accept failed: $why" . ($n > 1 ? " ($n times since the last such line)" : '')
+      . '; serving the open connections, accepting again every ' . ACCEPT_PAUSE . ' s');
+    @$self{qw(accept_logged_at accept_failures)} = ($now, 0);
+  }
   my $loop = $self->_loop;
   $loop->unwatch_io(handle => $_->{fh}, on_read_ready => 1) for @{$self->{listeners}};
   weaken(my $weak = $self);
@@ -947,21 +1080,27 @@ sub run ($self) {
       . "replaced after every $self->{max_requests} request(s)");
     $self->{workers} = 1;
   }
+  $self->_raise_nofile;
   if ($self->{workers}) {
     require PAGI::Server::Prefork;
-    return PAGI::Server::Prefork->new($self)->run;
+    my $status = PAGI::Server::Prefork->new($self)->run;
+    $self->_remove_pid_file;
+    return $status;
   }
   my $loop = $self->_loop;
   local $SIG{PIPE} = 'IGNORE';
-  # A stop signal during startup is kept and acted on once serving
+  # A stop signal during startup is kept and acted on once serving (USR2 then has
+  # nothing to upgrade: it is ignored rather than stopping the process)
   my $early;
   local @SIG{qw(INT TERM)} = map { my $s = $_; sub { $early //= $s } } qw(INT TERM);
+  local $SIG{USR2} = 'IGNORE';
   my $f = $self->listen;
   my $ok = eval { $f->get; 1 };
   if (!$ok) {
     my $err = $@ =~ s/\s+\z//r;
     $self->log(error => $err);
     $self->_unlink_sockets;
+    $self->_remove_pid_file;
     return 1;
   }
   # (listen handles INT and TERM from here on)
@@ -970,11 +1109,81 @@ sub run ($self) {
     $self->shutdown->on_done(sub { $loop->stop });
   };
   $self->_on_signals(['USR1'], sub ($sig) { $self->_reopen_access_log });
+  $self->_on_signals(['USR2'], sub ($sig) { $self->_upgrade });
   $self->_signalled($stop, $early) if $early;    # (acted on inside run, so that stop works)
   $loop->run;
-  $self->_unlink_sockets;
+  # (after an upgrade the socket files are the new server's)
+  $self->_unlink_sockets unless $self->{handed_over};
+  $self->_remove_pid_file;
   $self->log(info => "stopped after $self->{served} request(s)");
   return 0;
+}
+
+# ---- the USR2 upgrade -------------------------------------------------------------
+
+# SIGUSR2 to a single process: the same command line is started again (new Perl code,
+# modules and server code are loaded) with the listening sockets inherited; once it
+# serves, this process retires as a worker does after max_requests (no new
+# connections; in-flight requests finish; each open connection gets one more
+# response, with Connection: close). A new process that fails to start leaves this
+# one serving. (With workers the master does the same: PAGI::Server::Prefork.)
+sub _upgrade ($self) {
+  return $self->log(warn => "SIGUSR2 ignored: an upgrade is already under way (new process pid $self->{successor}{pid})")
+    if $self->{successor};
+  return $self->log(warn => 'SIGUSR2 ignored: the server is stopping') if $self->{stopping};
+  my ($pid, $r) = eval { PAGI::Server::Handoff::spawn_successor(map { $_->{fh} } @{$self->{listeners}}) };
+  return $self->log(error => 'SIGUSR2: cannot start a new server process: ' . ($@ =~ s/\s+\z//r)) unless $pid;
+  $self->log(info => "SIGUSR2 received: started a new server process (pid $pid) on the same sockets; "
+    . 'this one serves until it is ready');
+  my $succ = $self->{successor} = {pid => $pid, r => $r, buf => ''};
+  $r->blocking(0);
+  my $loop = $self->_loop;
+  $loop->watch_io(handle => $r, on_read_ready => sub {
+    my $n = sysread($r, $succ->{buf}, 64, length $succ->{buf});
+    return if !defined $n && ($!{EAGAIN} || $!{EINTR});
+    if ($succ->{buf} =~ /\Aready\n/) {
+      $loop->unwatch_io(handle => $r, on_read_ready => 1);
+      close $r;
+      $self->{handed_over} = 1;
+      $self->log(info => "the new server process (pid $pid) serves: this one (pid $$) retires");
+      return $self->shutdown(soft => 1)->on_done(sub { $loop->stop });
+    }
+    return if $n;
+    # Closed without "ready": it failed (its own log lines say why)
+    $loop->unwatch_io(handle => $r, on_read_ready => 1);
+    close $r;
+    delete $self->{successor};
+    $self->_reap_successor($pid, 50);
+  });
+}
+
+# Waits (without blocking the loop) for a failed new process to exit, and says how
+sub _reap_successor ($self, $pid, $tries) {
+  my $got = waitpid($pid, POSIX::WNOHANG());
+  if ($got == $pid || $got < 0 || !$tries) {
+    my $how = $got != $pid ? 'stopped' : $? & 127 ? 'was killed by signal ' . ($? & 127) : 'exited with status ' . ($? >> 8);
+    return $self->log(error => "upgrade failed: the new server process (pid $pid) $how before it served; "
+      . "this one (pid $$) serves on");
+  }
+  weaken(my $weak = $self);
+  $self->_loop->watch_time(after => 0.1, code => sub { $weak->_reap_successor($pid, $tries - 1) if $weak });
+}
+
+# This process serves (a single process listens; a master's first workers are ready):
+# systemd is told (Type=notify), and in an upgrade the pid file is written and the
+# previous server told to retire
+sub _serving ($self) {
+  if (my $up = delete $self->{upgrade}) {
+    $self->_write_pid_file if defined $self->{pid_file};
+    my $err = PAGI::Server::Handoff::notify("MAINPID=$$\nREADY=1\n");
+    $self->log(warn => "sd_notify: $err") if $err;
+    $self->log(info => "upgrade: serving; the previous server (pid $up->{old_pid}) retires");
+    syswrite($up->{ready}, "ready\n");
+    close $up->{ready};
+    return;
+  }
+  my $err = PAGI::Server::Handoff::notify("READY=1\nMAINPID=$$\n");
+  $self->log(warn => "sd_notify: $err") if $err;
 }
 
 # Runs $code->($signame) from the loop when one of the signals arrives, never inside
@@ -1248,10 +1457,18 @@ C<h2_*> options, C<sync_file_threshold>, C<extensions>.
 The PAGI application, a code reference returning a L<Future>. Required, unless
 C<app_file> is given.
 
+=item app_loader
+
+Instead of C<app>: a code reference that returns the application, called once the
+listening sockets are bound and privileges dropped (C<user>, C<group>), so that the
+application is never loaded as root; with C<workers>, in the master before the
+workers are forked. The CLI uses it with C<--user>/C<--group>.
+
 =item app_file
 
 Instead of C<app>: a file whose last statement is the application (as
-L</load_app> reads it). Without C<workers> it is loaded at once; with C<workers>
+L</load_app> reads it). Without C<workers> it is loaded at once (with C<user> or
+C<group>, once they are taken on); with C<workers>
 each worker loads it after the fork and the master never does, so a HUP (new
 workers) runs the code as it is on disk then, modules it uses included (the CLI's
 C<--no-preload>). A worker that cannot load it exits as one whose lifespan startup
@@ -1286,11 +1503,16 @@ C<STDERR>.
 =item access_log_format
 
 C<pagi> (default: Common Log Format plus the seconds taken), C<common>, C<combined>,
-C<clf> (upstream's default), C<tiny>, or a format of fields: C<%h> client, C<%l>
-C<%u> (C<->), C<%t> time, C<%r> request line, C<%m> method, C<%U> path, C<%q>
-C<?query>, C<%H> protocol, C<%s> status, C<%b>/C<%B> body bytes (C<->/C<0> for
-none), C<%d> seconds (3 decimals), C<%D> microseconds, C<%T> seconds, C<%{Name}i> a
-request header, C<%%>. See L<PAGI::Server::AccessLog>.
+C<clf> (upstream's default), C<tiny>, or a format of Apache's fields: C<%h> client,
+C<%l> C<%u> (C<->), C<%t> time (C<[02/Dec/2026:20:58:02 +0000]>, UTC; C<[%t]> is
+read as C<%t>), C<%r> request line, C<%m> method, C<%U> path, C<%q> C<?query>, C<%H>
+protocol, C<%s> (also C<%E<gt>s>, C<%E<lt>s>) status, C<%b>/C<%B> body bytes
+(C<->/C<0> for none), C<%d> seconds (3 decimals), C<%D> microseconds, C<%T>
+seconds, C<%{Name}i> a request header (C<-> when absent), C<%%>. C<combined> is
+Apache's C<%h %l %u %t "%r" %E<gt>s %b "%{Referer}i" "%{User-agent}i">, and its lines
+are Apache's: what the client sent is escaped as Apache escapes it (C<\">,
+C<\\>, C<\t>, C<\xhh> for bytes above 0x7F), in every format. See
+L<PAGI::Server::AccessLog>.
 
 =item log_level, quiet
 
@@ -1428,12 +1650,29 @@ over them (the master keeps the address bound, not listening).
 =item heartbeat_timeout
 
 With C<workers>: a worker whose event loop has not turned for this many seconds (a
-blocking call, an endless computation) is killed and replaced. Default 50; 0: off.
+blocking call, an endless computation) is killed (SIGKILL) and replaced, and the log
+says so. Default 50; 0: off; otherwise at least 2 (workers report once a second). A
+single process has no master to do this (under systemd, use C<WatchdogSec=> with a
+supervisor of your own, or run with C<workers>). Independently, a retiring worker
+(HUP, TTOU, C<max_requests>, an upgrade) that is still there C<shutdown_timeout> + 30
+seconds after it was told is killed.
 
 =item user, group
 
-Once the sockets are bound (so that a port below 1024 works), the process, and every
-worker, runs as this user and group. Needs root.
+Once the sockets are bound (so that a port below 1024 works) and the pid file is
+written, the process (with C<workers>, the master and so every worker) runs as this
+user and group: real, effective and saved ids, and the user's own supplementary
+groups instead of root's. Needs root, except in a process that already runs as
+them (the new server of a USR2 upgrade). The application is loaded after the switch
+when it is given as C<app_file> or C<app_loader> (the CLI does so).
+
+=item pid_file
+
+A file to write the process id to (the master's, with C<workers>): written once the
+sockets are bound, before C<user>/C<group> are taken on (and then given to that
+user); after a USR2 upgrade the new server writes its own there, once it serves.
+Removed at exit while it still names this process (and its directory lets the
+user remove it).
 
 =item max_connections
 
@@ -1470,7 +1709,9 @@ parent process where to connect.
 
 =head2 run
 
-Starts (lifespan startup, listen), serves until SIGINT or SIGTERM, then stops
+Raises the soft limit of open files to the hard limit (with L<BSD::Resource>; said
+at C<debug> level, as is its absence), starts (lifespan startup, listen), serves
+until SIGINT or SIGTERM, then stops
 gracefully: no new connections, idle ones are closed, in-flight requests get
 C<shutdown_timeout> seconds, then lifespan shutdown runs; a second signal closes the
 remaining connections at once. Returns the exit status (0, or 1 when startup
@@ -1485,6 +1726,22 @@ when every worker has stopped.
                                              the old ones retire
   TTIN, TTOU  -                              one worker more / fewer (at least 1)
   USR1        reopen the access log file     reopen it in every worker
+  USR2        upgrade (below)                upgrade (below)
+
+USR2 (in C<run>) upgrades the server in place, as nginx and unicorn do: the process
+starts its own command line again (perl with its switches, the script and its
+arguments, from the directory it was started in), so new Perl, modules, server and
+application code are loaded, and hands it the listening sockets (file descriptors 3,
+4, ... with C<LISTEN_FDS>/C<LISTEN_PID>, as systemd passes them, plus
+C<PAGI_SERVER_UPGRADE>: a pipe to say it is ready on). The new server (with
+C<workers>, a new master and its workers) does not bind: it serves those sockets.
+Once it serves (its first workers ready), it writes the C<pid_file>, tells systemd
+its C<MAINPID> (C<NOTIFY_SOCKET>), and the old one retires as a worker does after
+HUP: no new connections, in-flight requests finish, each open connection gets one
+more response with C<Connection: close>, and it exits 0. A new server that fails
+(code that does not compile, a lifespan startup that fails) exits, the old one logs
+C<upgrade failed> with its exit status, and serves on. A USR2 during an upgrade is
+ignored (logged). The new process is a child of the old one until it retires.
 
 A second TERM or INT closes the remaining connections at once. The signals are
 handled from the loop (a plain C<%SIG> handler wakes it through a pipe), and on loops
@@ -1562,10 +1819,27 @@ says which. L<PAGI::Server::Protocol::Backend> makes the one choice for both.
 C<log_level =E<gt> 'debug'> (C<--log-level debug>) logs which response path each
 response took, and the sends ignored outside development.
 
+=head1 SOCKET ACTIVATION
+
+When C<LISTEN_PID> is this process and C<LISTEN_FDS> is N (L<sd_listen_fds(3)>:
+systemd's C<.socket> units, C<systemd-socket-activate>), the server serves the N
+sockets at file descriptors 3 .. N+2 instead of binding (TCP or Unix, told apart by
+their address; they must be listening stream sockets: C<Accept=no>), with or
+without C<workers>; C<host>, C<port>, C<listen> and C<socket> are then not used (the
+log says so). The variables (and C<LISTEN_FDNAMES>) are removed from the environment
+once read, whether or not they were for this process, so that no child takes them
+for its own. Unix socket files passed by systemd are left in place at exit.
+C<reuseport> is not used on them. With C<NOTIFY_SOCKET> set (C<Type=notify>), the
+server sends C<READY=1> once it serves (with C<workers>: once the first workers are
+ready) and C<MAINPID=> after an upgrade.
+
 =head1 ENVIRONMENT
 
 C<PAGI_ENV> is the default of C<env>; C<PAGI_SERVER_BACKEND> chooses the codec (see
-L</IMPLEMENTATIONS>); C<IO_ASYNC_LOOP> is IO::Async's default loop.
+L</IMPLEMENTATIONS>); C<IO_ASYNC_LOOP> is IO::Async's default loop; C<LISTEN_FDS>,
+C<LISTEN_PID>, C<LISTEN_FDNAMES> and C<NOTIFY_SOCKET> are systemd's (see L</SOCKET
+ACTIVATION>); C<PAGI_SERVER_UPGRADE> is set by a server for the one it starts on
+USR2.
 
 =head1 SEE ALSO
 

@@ -12,23 +12,35 @@ our $VERSION = '0.001';
 # one sprintf (Common Log Format plus the seconds taken, to the microsecond).
 
 our %NAMED = (
-  common   => '%h %l %u [%t] "%r" %s %b',
-  combined => '%h %l %u [%t] "%r" %s %b "%{Referer}i" "%{User-Agent}i"',
+  common   => '%h %l %u %t "%r" %>s %b',
+  combined => '%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"',
   clf      => '%h - - [%t] "%m %U%q" %s %ds',    # upstream PAGI::Server's default
   tiny     => '%m %U%q %s %Dms',
 );
+
+# What the peer sent is written as Apache writes it (ap_escape_logitem), so that a
+# line stays one line of fields whatever a request held: a '"', a '\', a tab and the
+# bytes 0x80-0xFF (the only ones outside printable ASCII the parser lets through)
+# become \" \\ \t \xhh
+my %ESC = ('"' => '\\"', '\\' => '\\\\', "\t" => '\\t', "\n" => '\\n', "\r" => '\\r', "\x0b" => '\\v', "\x08" => '\\b');
+
+sub escape ($s) {
+  $s =~ s/([^\x20\x21\x23-\x5b\x5d-\x7e])/$ESC{$1} \/\/ sprintf('\\x%02x', ord $1)/ge;
+  return $s;
+}
 
 # One field of a line; each gets ($server, $req, $client, $status, $bytes, $took)
 my %FIELD = (
   h => sub { $_[2] // '-' },
   l => sub { '-' },
   u => sub { '-' },
-  t => sub { $_[0]->_log_time },
+  # (Apache's %t: the time in brackets)
+  t => sub { '[' . $_[0]->_log_time . ']' },
   r => sub { my $q = $_[1]{query_string};
-    "$_[1]{method} $_[1]{raw_path}" . (length $q ? "?$q" : '') . " HTTP/$_[1]{http_version}" },
+    escape("$_[1]{method} $_[1]{raw_path}" . (length $q ? "?$q" : '')) . " HTTP/$_[1]{http_version}" },
   m => sub { $_[1]{method} },
-  U => sub { $_[1]{raw_path} },
-  q => sub { length $_[1]{query_string} ? "?$_[1]{query_string}" : '' },
+  U => sub { escape($_[1]{raw_path}) },
+  q => sub { length $_[1]{query_string} ? escape("?$_[1]{query_string}") : '' },
   H => sub { "HTTP/$_[1]{http_version}" },
   s => sub { $_[3] },
   b => sub { $_[4] || '-' },
@@ -44,6 +56,8 @@ sub compile ($format) {
   Carp::croak('PAGI::Server->new: access_log_format must be a string') if !defined $format || ref $format;
   return undef if $format eq 'pagi';
   $format = $NAMED{$format} if exists $NAMED{$format};
+  # [%t] (upstream's spelling of the time in brackets) is Apache's %t
+  $format =~ s/\[%t\]/%t/g;
   my @pieces;
   while (length $format) {
     if ($format =~ s/\A([^%]+)//) { push @pieces, $1; next }
@@ -53,11 +67,12 @@ sub compile ($format) {
       # A request header, '-' when absent (repeated ones joined with ", ")
       push @pieces, sub {
         my @v = map { $_->[1] } grep { $_->[0] eq $name } @{$_[1]{headers}};
-        @v ? join(', ', @v) : '-';
+        @v ? escape(join(', ', @v)) : '-';
       };
       next;
     }
-    if ($format =~ s/\A%([A-Za-z])//) {
+    # (%>s, %<s: Apache's final and original status, the same here: no internal redirects)
+    if ($format =~ s/\A%[<>]?([A-Za-z])//) {
       my $f = $FIELD{$1} or Carp::croak("PAGI::Server->new: access_log_format: unknown field %$1 "
         . '(known: %h %l %u %t %r %m %U %q %H %s %b %B %d %D %T %{Header}i %%)');
       push @pieces, $f;
@@ -76,19 +91,28 @@ PAGI::Server::AccessLog - access log formats for PAGI::Server
 
 =head1 DESCRIPTION
 
-Internal. C<access_log_format> is a name or a format string:
+Internal. C<access_log_format> is a name or a format string (Apache's fields):
 
   pagi      (default) Common Log Format plus the seconds taken (6 decimals)
-  common    %h %l %u [%t] "%r" %s %b
-  combined  %h %l %u [%t] "%r" %s %b "%{Referer}i" "%{User-Agent}i"
+  common    %h %l %u %t "%r" %>s %b
+  combined  %h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-agent}i"
   clf       %h - - [%t] "%m %U%q" %s %ds   (upstream PAGI::Server's default)
   tiny      %m %U%q %s %Dms
 
-Fields: C<%h> client address, C<%l> and C<%u> always C<->, C<%t> the time (CLF,
-UTC), C<%r> the request line, C<%m> method, C<%U> path as sent, C<%q> C<?query> or
-nothing, C<%H> protocol, C<%s> status, C<%b> body bytes (C<-> for none), C<%B> body
-bytes (C<0> for none), C<%d> seconds taken (3 decimals), C<%D> microseconds, C<%T>
-whole seconds, C<%{Name}i> a request header (C<-> when absent), C<%%> a percent sign.
-An unknown field is an error when the server is made.
+Fields: C<%h> client address, C<%l> and C<%u> always C<->, C<%t> the time as Apache
+writes it, C<[02/Dec/2026:20:58:02 +0000]> (UTC; C<[%t]>, upstream's spelling, gives
+the same), C<%r> the request line, C<%m> method, C<%U> path as sent, C<%q> C<?query>
+or nothing, C<%H> protocol, C<%s> status (C<%E<gt>s> and C<%E<lt>s> too: there are no
+internal redirects), C<%b> body bytes (C<-> for none), C<%B> body bytes (C<0> for
+none), C<%d> seconds taken (3 decimals), C<%D> microseconds, C<%T> whole seconds,
+C<%{Name}i> a request header (C<-> when absent, empty when empty), C<%%> a percent
+sign. An unknown field is an error when the server is made.
+
+What the client sent (C<%r>, C<%U>, C<%q>, C<%{Name}i>, and the request line of the
+default format) is escaped as Apache's C<ap_escape_logitem> does: C<"> as C<\">,
+C<\> as C<\\>, a tab as C<\t>, a byte above 0x7F as C<\xhh>; so a line is one
+line of fields whatever the request held. The request line is rebuilt from the
+method, target and version (an absolute-form target, C<GET http://host/p>, is
+logged as C<GET /p>).
 
 =cut

@@ -713,6 +713,8 @@ sub _access_log ($self) {
       $rq->[REQ_TIME] ? $server->_hires_time - $rq->[REQ_TIME] : 0));
   }
   my $target = $req->{raw_path} . (length $req->{query_string} ? "?$req->{query_string}" : '');
+  # (a quote, a backslash or a byte above 0x7F in it is written as Apache writes it)
+  $target = PAGI::Server::AccessLog::escape($target) if $target =~ tr/"\\\x80-\xff//;
   my $took = $rq->[REQ_TIME] ? sprintf('%.6f', $server->_hires_time - $rq->[REQ_TIME]) : '-';
   $server->access_log_line(sprintf qq{%s - - [%s] "%s %s HTTP/%s" %d %s %s\n},
     $client, $server->_log_time, $req->{method}, $target, $req->{http_version},

@@ -65,11 +65,14 @@ sub run ($self) {
     $self->_signals;
     return $self->_finish if $self->{stopping} && !%{$self->{workers}};
     $self->_maintain;
-    $self->_check_heartbeats;
+    $self->_check_workers;
     my $wait = $self->_next_wait;
     vec(my $rin = '', fileno $r, 1) = 1;
+    my $succ = $self->{successor};
+    vec($rin, fileno $succ->{r}, 1) = 1 if $succ && $succ->{r};
     my $n = select(my $rout = $rin, undef, undef, $wait);
     next if $n <= 0;
+    $self->_successor_says if $succ && $succ->{r} && vec($rout, fileno $succ->{r}, 1);
     while (1) {
       my $got = sysread($r, $buf, 4096, length $buf);
       last unless $got;
@@ -110,6 +113,9 @@ sub _spawn ($self, $slot) {
   $SIG{$_} = do { my $s = $_; sub { $early //= $s } } for qw(INT TERM USR2);
   POSIX::sigprocmask(POSIX::SIG_SETMASK(), $old);
   close $self->{rpipe};
+  # (the pipe to the previous master of an upgrade is the master's to close)
+  close $server->{upgrade}{ready} if $server->{upgrade};
+  close $self->{successor}{r} if $self->{successor} && $self->{successor}{r};
   my $w = $self->{wpipe};
   my $notify = sub ($word) { syswrite $w, "$word $$\n" };
   my $rc = eval { $server->_run_worker($slot, $notify, sub { $early }) };
@@ -132,22 +138,31 @@ sub _message ($self, $word, $pid) {
     $wk->{beat}  = Time::HiRes::time();
     $self->{ever_ready} = 1;
     $self->log(debug => "worker $wk->{slot} ready (pid $pid)");
+    # Every slot of the first generation ready: the server serves
+    if (!$self->{serving} && !$self->{stopping}
+      && $self->{n} == grep { $_->{ready} && !$_->{told} } values %{$self->{workers}}) {
+      $self->{serving} = 1;
+      $self->{server}->_serving;
+    }
   }
   elsif ($word eq 'retire') {
     # max_requests: the replacement starts now, while this one finishes its work
     $wk->{told} ||= 'retire';
+    $wk->{told_at} //= Time::HiRes::time();
   }
 }
 
 sub _tell ($self, $wk, $what) {
   return if $wk->{told} eq $what || $wk->{told} eq 'stop';
   $wk->{told} = $what;
+  $wk->{told_at} = Time::HiRes::time();
   kill $what eq 'retire' ? 'USR2' : 'TERM', $wk->{pid};
 }
 
 sub _reap ($self) {
   while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
     my $raw = $?;
+    if ($self->{successor} && $pid == $self->{successor}{pid}) { $self->_successor_exited($raw); next }
     my $wk = delete $self->{workers}{$pid} or next;
     my $slot = $wk->{slot};
     my $how = $raw & 127 ? 'signal ' . ($raw & 127) : 'status ' . ($raw >> 8);
@@ -159,6 +174,15 @@ sub _reap ($self) {
     if (!($raw & 127) && $raw >> 8 == STARTUP_FAILED && !$wk->{ready} && !$self->{ever_ready}) {
       # The application refuses to start: stopping beats restarting it forever
       $self->log(error => 'a worker could not start the application; stopping');
+      $self->{status} = 1;
+      $self->_stop;
+      next;
+    }
+    if ($self->{server}{upgrade}) {
+      # The new master of an upgrade, not serving yet: any worker lost gives it up
+      # (the previous master serves on) rather than keeping two masters running
+      $self->log(error => 'upgrade: a worker exited before the workers all served; giving up '
+        . "(the previous master, pid $self->{server}{upgrade}{old_pid}, serves on)");
       $self->{status} = 1;
       $self->_stop;
       next;
@@ -203,17 +227,29 @@ sub _maintain ($self) {
 
 # heartbeat_timeout: a serving worker tells the master it is alive every fifth of it
 # (from its loop's once-a-second tick); one silent for longer has a blocked loop
-# (a blocking call, an endless computation) and is killed, and started again
-sub _check_heartbeats ($self) {
-  my $limit = $self->{server}{heartbeat_timeout} or return;
-  return if $self->{stopping};
+# (a blocking call, an endless computation) and is killed, and started again. A
+# retiring worker (HUP, TTOU, max_requests, an upgrade) has shutdown_timeout to
+# finish its requests, and KILL_GRACE more; one still there then is blocked too, and
+# killed (a stop has its own deadline, kill_at).
+sub _check_workers ($self) {
+  my $server = $self->{server};
+  my $limit = $server->{heartbeat_timeout};
   my $now = Time::HiRes::time();
   for my $wk (values %{$self->{workers}}) {
-    next if !$wk->{ready} || $wk->{told} || $now - $wk->{beat} <= $limit;
-    $self->log(error => sprintf 'worker %d (pid %d) sent no heartbeat for %.0f s '
-      . '(its event loop is blocked): killing it', $wk->{slot}, $wk->{pid}, $now - $wk->{beat});
+    next if $wk->{killed};
+    if ($wk->{told}) {
+      my $took = $now - ($wk->{told_at} // $now);
+      next unless $wk->{told} eq 'retire' && $took > $server->{shutdown_timeout} + KILL_GRACE;
+      $self->log(error => sprintf 'worker %d (pid %d) is still retiring after %.0f s (shutdown_timeout %s + %d): '
+        . 'killing it', $wk->{slot}, $wk->{pid}, $took, $server->{shutdown_timeout}, KILL_GRACE);
+    }
+    else {
+      next if !$limit || $self->{stopping} || !$wk->{ready} || $now - $wk->{beat} <= $limit;
+      $self->log(error => sprintf 'worker %d (pid %d) sent no heartbeat for %.0f s (its event loop is blocked): '
+        . 'killing it', $wk->{slot}, $wk->{pid}, $now - $wk->{beat});
+    }
     kill 'KILL', $wk->{pid};
-    $wk->{beat} = $now + 3600;    # (reaped soon; not killed twice)
+    $wk->{killed} = 1;    # (reaped soon; not killed twice)
   }
 }
 
@@ -237,7 +273,7 @@ sub _signals ($self) {
   my $flags = $self->{flags};
   while (@$flags) {
     my $sig = shift @$flags;
-    if ($sig eq 'CHLD' || $sig eq 'USR2') { next }
+    if ($sig eq 'CHLD') { next }
     if ($sig eq 'USR1') {
       # Log rotation: each worker reopens the access log file
       $self->log(info => 'SIGUSR1 received: the workers reopen the access log');
@@ -249,6 +285,7 @@ sub _signals ($self) {
       $self->_stop;
     }
     elsif ($self->{stopping}) { next }
+    elsif ($sig eq 'USR2') { $self->_upgrade }
     elsif ($sig eq 'HUP') {
       $self->log(info => 'SIGHUP received: replacing the workers');
       $self->{gen}++;
@@ -280,9 +317,64 @@ sub _stop ($self) {
 sub _finish ($self) {
   my $server = $self->{server};
   close $_->{fh} for @{$server->{listeners} || []};
-  $server->_unlink_sockets;
+  # (after an upgrade the socket files are the new master's)
+  $server->_unlink_sockets unless $self->{handed_over};
   $self->log(info => 'all workers stopped; master exiting');
   return $self->{status};
+}
+
+# ---- the USR2 upgrade ------------------------------------------------------------
+
+# SIGUSR2: a new master is started from the same command line (new Perl code,
+# modules, server code) with the listening sockets inherited (PAGI::Server::Handoff);
+# it starts its own workers, and once they all serve it says so on a pipe, and this
+# master retires: its workers retire as after HUP (no new connections, in-flight
+# requests finish) and it exits 0. Until then this master and its workers serve on,
+# so a new master that fails leaves them serving.
+sub _upgrade ($self) {
+  my $succ = $self->{successor};
+  return $self->log(warn => "SIGUSR2 ignored: an upgrade is already under way (new master pid $succ->{pid})")
+    if $succ;
+  my $server = $self->{server};
+  my ($pid, $r) = eval { PAGI::Server::Handoff::spawn_successor(map { $_->{fh} } @{$server->{listeners}}) };
+  return $self->log(error => 'SIGUSR2: cannot start a new master: ' . ($@ =~ s/\s+\z//r)) unless $pid;
+  $r->blocking(0);
+  $self->{successor} = {pid => $pid, r => $r, buf => ''};
+  $self->log(info => "SIGUSR2 received: started a new master (pid $pid) on the same sockets; "
+    . 'this one serves until its workers are ready');
+}
+
+sub _successor_says ($self) {
+  my $succ = $self->{successor};
+  my $n = sysread($succ->{r}, $succ->{buf}, 64, length $succ->{buf});
+  return if !defined $n && ($!{EAGAIN} || $!{EINTR});
+  if ($succ->{buf} =~ /\Aready\n/) {
+    close delete $succ->{r};
+    $succ->{ready} = 1;
+    return $self->_handover;
+  }
+  return if $n;
+  # Closed without "ready": the new master failed (reaped in _reap, which says how)
+  close delete $succ->{r};
+}
+
+sub _successor_exited ($self, $raw) {
+  my $succ = delete $self->{successor};
+  my $how = $raw & 127 ? 'was killed by signal ' . ($raw & 127) : 'exited with status ' . ($raw >> 8);
+  return $self->log(info => "the new master (pid $succ->{pid}) $how") if $succ->{ready};
+  $self->log(error => "upgrade failed: the new master (pid $succ->{pid}) $how before its workers served; "
+    . "this master (pid $$) serves on");
+}
+
+# The new master serves: every worker retires (as after HUP), then this master exits 0
+sub _handover ($self) {
+  return if $self->{stopping};
+  $self->log(info => "the new master (pid $self->{successor}{pid}) serves: this master (pid $$) and its "
+    . keys(%{$self->{workers}}) . ' worker(s) retire');
+  $self->{handed_over} = 1;
+  $self->{stopping} = 1;
+  $self->{kill_at} //= Time::HiRes::time() + $self->{server}{shutdown_timeout} + KILL_GRACE;
+  $self->_tell($_, 'retire') for values %{$self->{workers}};
 }
 
 1;
@@ -301,7 +393,10 @@ Each worker creates its own L<IO::Async> loop and TLS context after the fork, ru
 lifespan with C<is_worker =E<gt> 1> and C<worker_num> 1..N, then accepts. The master
 never loads a loop or runs the application: it is a plain Perl loop that sleeps in
 C<select> on a pipe written by its signal handlers and by the workers (C<ready>,
-C<retire>), and reaps children with C<waitpid>.
+C<retire>, C<beat>), and reaps children with C<waitpid>. With C<heartbeat_timeout>,
+a worker that sent no C<beat> for that long is killed (its loop is blocked) and
+started again; a retiring worker still there C<shutdown_timeout> + 30 s after it was
+told is killed too.
 
 A worker that dies unexpectedly is started again in the same slot: at once if it had
 lived 10 s or more, otherwise after a delay that starts at 0.1 s and doubles up to
@@ -319,6 +414,11 @@ stops and exits 1.
            HUP              graceful restart: a new worker is started for each slot;
                             each old worker retires once its replacement is ready
            TTIN / TTOU      one worker more / fewer (never fewer than 1)
+           USR1             every worker reopens the access log file
+           USR2             upgrade: a new master from the same command line,
+                            on the same sockets; once its workers are ready this
+                            master and its workers retire (exit 0); if it fails,
+                            they serve on (see PAGI::Server, SIGNALS)
   worker   TERM, INT        graceful stop
            USR2             retire (sent by the master): stop accepting, finish the
                             in-flight requests, close idle keep-alive connections

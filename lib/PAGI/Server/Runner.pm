@@ -5,6 +5,7 @@ use experimental 'signatures';
 use Getopt::Long ();
 use File::Spec ();
 use POSIX ();
+use PAGI::Server::Handoff;    # (at compile time: it reads how this process was started)
 
 our $VERSION = '0.001';
 
@@ -128,7 +129,8 @@ sub _run ($self, @args) {
 
   # The mode is known to the application as PAGI_ENV (like Plack's PLACK_ENV)
   $ENV{PAGI_ENV} = $self->mode;
-  unshift @INC, @{$self->{libs}};
+  # (a daemon runs in /: its -I directories are made absolute)
+  unshift @INC, map { $self->{daemonize} ? File::Spec->rel2abs($_) : $_ } @{$self->{libs}};
   if (defined $self->{server_options}{loop_type}) {
     # A loop that is not installed: one line naming it and the loops that are
     require PAGI::Server;
@@ -136,8 +138,10 @@ sub _run ($self, @args) {
   }
   $self->_configure_future_io;
   my $server = $self->load_server;
-  $self->_daemonize if $self->{daemonize};
-  $self->_write_pid_file if defined $self->{pid_file};
+  # (the new server of a USR2 upgrade is already a daemon: its parent is the old one)
+  $self->_daemonize if $self->{daemonize} && !$ENV{PAGI_SERVER_UPGRADE};
+  # PAGI::Server writes and removes the pid file itself (it follows a USR2 upgrade)
+  $self->_write_pid_file if defined $self->{pid_file} && !$server->isa('PAGI::Server');
   my $status = $server->run;
   unlink $self->{pid_written} if $self->{pid_written} && $self->{pid_owner} == $$;
   return $status // 0;
@@ -235,24 +239,40 @@ sub _version ($self) {
 # arguments), or a file; none at all is upstream's default, the current directory
 # served by PAGI::App::Directory, when that is installed
 sub load_app ($self) {
-  $self->_backend;
-  require PAGI::Server;
+  my $plan = $self->_resolve_app;
   for my $m (@{$self->{modules}}) {
     my ($module, $imports) = split /=/, $m, 2;
-    $module =~ /\A\w+(?:::\w+)*\z/ or _usage_error("-M: '$module' is not a module name");
     (my $file = "$module.pm") =~ s{::}{/}g;
     eval { require $file; 1 } or die "cannot load -M$module: " . ($@ =~ s/\s+\z//r) . "\n";
     $module->import(defined $imports ? split(/,/, $imports) : ());
   }
-  my @argv = @{$self->{argv} || []};
-  if (defined $self->{eval}) {
+  if ($plan->{eval}) {
     my $app = eval "package main; no strict; $self->{eval}";
     die "-e: $@" if $@;
     die "-e: the code must return the application (a code reference), not "
       . (ref $app || 'a plain value') . "\n" unless ref $app eq 'CODE';
+    return $self->{app} = $app;
+  }
+  return $self->{app} = _load_module($plan->{module}, %{$plan->{args}}) if $plan->{module};
+  return if $self->{no_preload};
+  return $self->{app} = PAGI::Server->load_app($plan->{file});
+}
+
+# What the application is, without loading it: -e code, a module (with key=value
+# arguments) or a file (app_file; a PSGI one sets the psgi option). Checked once.
+sub _resolve_app ($self) {
+  return $self->{plan} if $self->{plan};
+  $self->_backend;
+  require PAGI::Server;
+  for my $m (@{$self->{modules}}) {
+    my ($module) = split /=/, $m, 2;
+    $module =~ /\A\w+(?:::\w+)*\z/ or _usage_error("-M: '$module' is not a module name");
+  }
+  my @argv = @{$self->{argv} || []};
+  if (defined $self->{eval}) {
     $self->_no_args(@argv);
     $self->{app_spec} = '-e';
-    return $self->{app} = $app;
+    return $self->{plan} = {eval => 1};
   }
   _usage_error('--psgi and --app name two applications; give one') if defined $self->{psgi} && defined $self->{app};
   my $spec = $self->{app} // $self->{psgi};
@@ -273,7 +293,7 @@ sub load_app ($self) {
   my $module = $spec =~ /::/ || ($spec !~ m{/} && $spec !~ /\.(?:pl|psgi)\z/i && !-e $spec);
   if ($module) {
     $self->{app_file} = undef;
-    return $self->{app} = _load_module($spec, %args);
+    return $self->{plan} = {module => $spec, args => \%args};
   }
   _usage_error("key=value arguments go to a module application, not to the file '$spec'") if %args;
   $self->{app_file} = $spec;
@@ -282,8 +302,7 @@ sub load_app ($self) {
     $self->{server_options}{psgi} = 1;
     $ENV{PLACK_ENV} //= $self->mode;
   }
-  return if $self->{no_preload};
-  return $self->{app} = PAGI::Server->load_app($spec);
+  return $self->{plan} = {file => $spec};
 }
 
 sub _no_args ($self, @argv) {
@@ -338,12 +357,31 @@ sub _workers ($self) {
 
 # The server, made from the command line's options
 sub load_server ($self) {
-  my $app = $self->prepare_app;
+  my $class = $self->{server} // 'PAGI::Server';
+  # --user/--group: the application is loaded once the sockets are bound and the
+  # privileges dropped (app_loader), never as root
+  my $later = $class eq 'PAGI::Server'
+    && (defined $self->{server_options}{user} || defined $self->{server_options}{group});
+  my $app;
+  if ($later) {
+    $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->_workers;
+    $self->_resolve_app;
+  }
+  else { $app = $self->prepare_app }
   my %o = %{$self->{server_options}};
   $o{workers} = $self->_workers if defined $self->{workers};
   if ($self->{no_preload}) {
     _usage_error('--no-preload needs an application file (each worker loads it)') unless defined $self->{app_file};
     $o{app_file} = $self->{app_file};
+  }
+  elsif ($later) {
+    $o{app_loader} = sub {
+      my $loaded = eval { $self->prepare_app };
+      # (a usage error has printed its line already)
+      die(ref $@ ? "cannot load the application\n" : $@) unless $loaded;
+      $self->_log_mode($self->{made});
+      return $loaded;
+    };
   }
   else { $o{app} = $app }
   # The access log: --no-access-log, --access-log FILE ('-': stderr), else stderr in
@@ -360,9 +398,9 @@ sub load_server ($self) {
     $o{listen} = [map { m{\A(unix:)?([.][^:]*|[^:]*/[^:]*)\z} ? ($1 // '') . File::Spec->rel2abs($2) : $_ }
       @{$o{listen}}] if $o{listen};
     $o{app_file} = File::Spec->rel2abs($o{app_file}) if defined $o{app_file};
+    $self->{plan}{file} = File::Spec->rel2abs($self->{plan}{file}) if $self->{plan} && defined $self->{plan}{file};
     $self->{pid_file} = File::Spec->rel2abs($self->{pid_file}) if defined $self->{pid_file};
   }
-  my $class = $self->{server} // 'PAGI::Server';
   if ($class ne 'PAGI::Server') {
     # Another server, through the PAGI runner contract: new(%options)->run
     my @ours = grep { !/\A(?:app|host|port|quiet|access_log|loop_type|env)\z/ } sort keys %o;
@@ -384,11 +422,16 @@ sub load_server ($self) {
       $on_listen->($server) if $on_listen;
     };
   }
-  my $server = PAGI::Server->new(%o);
-  $server->log(info => "mode $o{env}" . ($o{psgi} ? ', a PSGI application' : '')
+  $o{pid_file} = $self->{pid_file} if defined $self->{pid_file};
+  my $server = $self->{made} = PAGI::Server->new(%o);
+  $self->_log_mode($server) unless $o{app_loader};
+  return $server;
+}
+
+sub _log_mode ($self, $server) {
+  $server->log(info => "mode $server->{env}" . ($server->{psgi} ? ', a PSGI application' : '')
     . ($self->{lint} ? ', ' . ($self->{lint} eq '1' ? 'PAGI::Middleware::Lint (strict)' : $self->{lint}) : '')
     . ($self->{future_io} ? ", Future::IO on the server's loop ($self->{future_io})" : ''));
-  return $server;
 }
 
 # -D: the daemon forks twice and leaves the terminal; the first process waits until
@@ -396,6 +439,7 @@ sub load_server ($self) {
 # address in use) are seen where it was started
 sub _daemonize ($self) {
   my ($r, $w) = @$self{qw(ready_r ready_w)};
+  my $started = $$;
   my $pid = fork // die "fork: $!\n";
   if ($pid) {
     close $w;
@@ -407,6 +451,8 @@ sub _daemonize ($self) {
   POSIX::setsid() or die "setsid: $!\n";
   $pid = fork // die "fork: $!\n";
   POSIX::_exit(0) if $pid;
+  # Sockets systemd passed to the process it started are the daemon's now
+  $ENV{LISTEN_PID} = $$ if ($ENV{LISTEN_PID} // '') eq $started;
   chdir '/' or die "chdir /: $!\n";
   open(STDIN, '<', File::Spec->devnull) or die "stdin: $!\n";
   open(STDOUT, '>', File::Spec->devnull) or die "stdout: $!\n";
@@ -414,8 +460,9 @@ sub _daemonize ($self) {
 }
 
 sub _ready ($self) {
+  # (the pid file is PAGI::Server's: written once bound, and by the new server of an
+  # upgrade only once it serves)
   my $w = delete $self->{ready_w} or return;
-  $self->_write_pid_file if defined $self->{pid_file} && !$self->{pid_written};
   syswrite $w, "ready\n";
   close $w;
   open(STDERR, '>', File::Spec->devnull);
@@ -468,7 +515,8 @@ Application:
   -s, --server CLASS         run APP on another PAGI server class (PAGI runner
                              contract; default PAGI::Server)
 
-Listening (any mix; default 127.0.0.1:5000):
+Listening (any mix; default 127.0.0.1:5000; under systemd socket activation,
+LISTEN_FDS, the sockets systemd passed instead):
   -o, -H, --host ADDR        address to bind (default 127.0.0.1; 0.0.0.0 or :: for all)
   -p, --port N               port (default 5000; 0 picks a free one)
       --listen ADDR          also listen on ADDR: HOST:PORT, [IPv6]:PORT, PORT, or a
@@ -496,8 +544,9 @@ Logging:
                              stderr in development, none in production)
       --no-access-log        no access log
       --access-log-format F  pagi (default: Common Log Format and the seconds
-                             taken), common, combined, clf, tiny, or fields such as
-                             '%h %t "%r" %s %b %D "%{User-Agent}i"'
+                             taken), common, combined (Apache's), clf, tiny, or
+                             Apache-style fields such as
+                             '%h %l %u %t "%r" %>s %b "%{Referer}i" %D'
       --log-level LEVEL      error, warn, info (default) or debug
   -q, --quiet                errors only
 
@@ -509,11 +558,14 @@ Processes:
       --max-connections N    connections per process; beyond it new ones get 503
                              (default 0 = no limit)
       --heartbeat-timeout S  (--workers) a worker whose event loop has not turned
-                             for S seconds is killed and replaced (50; 0 = off)
+                             for S seconds is killed and replaced (50; 0 = off;
+                             else at least 2)
   -D, --daemonize            run in the background (returns once listening)
-      --pid FILE             write the process id (the master's) to FILE
-      --user USER            once the sockets are bound, run as USER
-      --group GROUP          ... and as GROUP
+      --pid FILE             write the process id (the master's) to FILE; after
+                             a USR2 upgrade it names the new one
+      --user USER            bind as root, then run as USER (real, effective and
+                             saved ids; the application loads only then)
+      --group GROUP          ... and as GROUP (default: USER's group)
 
 Lifespan:
       --lifespan MODE        auto (default: used if the app supports it), on (the
@@ -568,9 +620,17 @@ Signals:
   TTIN, TTOU   (--workers) one worker more / one fewer
   USR1         reopen the --access-log file (after log rotation); with --workers,
                every worker does
+  USR2         upgrade: start this command line again (new Perl, modules, server
+               and application code) on the same listening sockets; once it
+               serves, this one retires (finishes its requests, exits 0) and the
+               --pid file names the new one; if it fails, this one serves on.
+               The same with or without --workers
 
 Environment: PAGI_ENV (see -E), PAGI_SERVER_BACKEND=xs|pp|auto (see --backend),
-IO_ASYNC_LOOP (IO::Async's default loop).
+IO_ASYNC_LOOP (IO::Async's default loop); LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
+(systemd socket activation: serve the sockets passed instead of binding),
+NOTIFY_SOCKET (systemd Type=notify: READY=1 once serving, MAINPID= after USR2).
+The open-file limit is raised to the hard limit at start (BSD::Resource).
 USAGE
 }
 

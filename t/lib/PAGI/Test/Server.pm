@@ -15,7 +15,7 @@ use Future;
 # subprocess) with its log captured to a temp file, a raw loopback client and a small
 # HTTP response parser. Nothing here depends on which codec backend is active.
 
-our @EXPORT_OK = qw(start_server start_cli run_cli http_connect http_exchange
+our @EXPORT_OK = qw(start_server start_cli start_command run_cli http_connect http_exchange
   parse_response report respond read_body attempt delay wait_for slurp ROOT);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -93,6 +93,21 @@ sub start_cli (%opt) {
   }, START_TIMEOUT);
   $self->{port} = $port;
   return $self;
+}
+
+# start_command(command => [...], env => {...}): any command (systemd-socket-activate
+# in front of bin/pagi-server, say) with its output in the log; nothing is awaited
+sub start_command (%opt) {
+  my $log = File::Temp->new(TEMPLATE => 'pagi-cmd-XXXXXX', SUFFIX => '.log', TMPDIR => 1);
+  my $pid = fork // die "fork: $!";
+  if (!$pid) {
+    open(STDIN, '<', File::Spec->devnull);
+    open(STDOUT, '>>', $log->filename) or POSIX::_exit(126);
+    open(STDERR, '>>', $log->filename) or POSIX::_exit(126);
+    $ENV{$_} = $opt{env}{$_} for keys %{$opt{env} || {}};
+    exec { $opt{command}[0] } @{$opt{command}} or POSIX::_exit(127);
+  }
+  return bless {pid => $pid, log => $log, log_file => $log->filename}, __PACKAGE__;
 }
 
 # run_cli(args => [...], env => {...}, timeout => S): runs bin/pagi-server to the end.
@@ -541,7 +556,9 @@ C<on_listen> option). C<< ->stop >> sends SIGTERM and returns the exit status.
 C<report(%data)> lets an app running in the child record observations that the
 test reads back with C<< ->reports >> or C<< ->wait_reports($n) >>.
 
-C<start_cli> and C<run_cli> run F<bin/pagi-server> as a subprocess.
+C<start_cli> and C<run_cli> run F<bin/pagi-server> as a subprocess; C<start_command>
+runs any command (F<systemd-socket-activate> in front of it, say) with its output in
+the log.
 
 C<http_connect> gives a L<PAGI::Test::Client>: C<send>, C<send_slowly>,
 C<read_responses(n =E<gt> N, methods =E<gt> [...])>, C<wait_closed>, C<read_all>;
