@@ -45,16 +45,10 @@ my %TUNING = $o{stream_defaults} ? () : (read_len => 65536, write_len => 65536, 
 my $body = $o{body_size} ? 'x' x $o{body_size} : "Hello, World!\n";
 
 # Response heads look like pagi-server's (Date, Server) so the wire bytes compare
-my ($date_at, $date) = (-1, '');
-my @DAY = qw(Sun Mon Tue Wed Thu Fri Sat);
-my @MON = qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec);
-sub date_line {
-  my $now = time;
-  return $date if $now == $date_at;
-  my @t = gmtime($date_at = $now);
-  return $date = sprintf "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
-    $DAY[$t[6]], $t[3], $MON[$t[4]], $t[5] + 1900, @t[2, 1, 0];
-}
+use FindBin ();
+use lib "$FindBin::RealBin/lib";
+use BenchDate;
+BEGIN { *date_line = \&BenchDate::date_line }
 
 sub response {
   my ($content, $close) = @_;
