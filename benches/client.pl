@@ -2,7 +2,11 @@
 # A small HTTP/1.1 client for benches/run (blocking sockets, 127.0.0.1 only).
 #
 #   client.pl keepalive --port N --requests K   K sequential requests on one connection
-#                                               (--body B: POSTs with a B-byte body)
+#                                               (--body B: POSTs with a B-byte body;
+#                                               --header 'K: V' repeatable;
+#                                               --depth D: D requests per write, pipelined)
+#   client.pl churn --port N --requests K       K connections, one request each with
+#                                               Connection: close, read to the server's close
 #   client.pl idle --port N --conns K           K connections, one request on each, then
 #                                               "ready K" on stdout; they stay open until
 #                                               stdin is closed
@@ -15,22 +19,28 @@ use IO::Socket::IP;
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 
 my $mode = shift // '';
-my %o = (host => '127.0.0.1', port => 0, requests => 1000, conns => 1000, path => '/', body => 0);
+my %o = (host => '127.0.0.1', port => 0, requests => 1000, conns => 1000, path => '/', body => 0,
+  depth => 1, header => []);
 GetOptionsFromArray(\@ARGV,
   'port=i'     => \$o{port},
   'requests=i' => \$o{requests},
   'conns=i'    => \$o{conns},
   'path=s'     => \$o{path},
   'body=i'     => \$o{body},
+  'depth=i'    => \$o{depth},
+  'header=s@'  => $o{header},
 ) or exit 2;
-die "usage: $0 keepalive|idle --port N [--requests K] [--conns K] [--path P]\n"
-  unless $mode =~ /\A(?:keepalive|idle)\z/ && $o{port};
+die "usage: $0 keepalive|churn|idle --port N [--requests K] [--conns K] [--path P] [--body B]\n"
+  . "  [--header 'K: V']... [--depth D]\n"
+  unless $mode =~ /\A(?:keepalive|churn|idle)\z/ && $o{port} && $o{depth} >= 1;
+push @{$o{header}}, 'Connection: close' if $mode eq 'churn';
+my $HEADERS = join '', map { "$_\r\n" } @{$o{header}};
 
 # --body N: a POST with an N-byte body instead of a GET
 my $REQUEST = $o{body}
-  ? "POST $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n"
+  ? "POST $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n$HEADERS"
     . "Content-Type: application/octet-stream\r\nContent-Length: $o{body}\r\n\r\n" . ('x' x $o{body})
-  : "GET $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n\r\n";
+  : "GET $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\nUser-Agent: pagi-bench\r\n$HEADERS\r\n";
 
 sub connect_one {
   my $s = IO::Socket::IP->new(PeerHost => $o{host}, PeerPort => $o{port}, Proto => 'tcp')
@@ -58,19 +68,37 @@ sub read_response {
   return $status;
 }
 
+# Sends $n requests in one write and reads their $n responses
 sub request {
-  my ($s, $bufref) = @_;
-  syswrite($s, $REQUEST) == length $REQUEST or die "client.pl: short write: $!\n";
-  my $status = read_response($s, $bufref);
-  die "client.pl: status $status\n" unless $status == 200;
+  my ($s, $bufref, $n) = @_;
+  my $out = $REQUEST x ($n // 1);
+  syswrite($s, $out) == length $out or die "client.pl: short write: $!\n";
+  for (1 .. $n // 1) {
+    my $status = read_response($s, $bufref);
+    die "client.pl: status $status\n" unless $status == 200;
+  }
 }
 
 $SIG{PIPE} = 'IGNORE';
 if ($mode eq 'keepalive') {
   my $s = connect_one();
   my $buf = '';
-  request($s, \$buf) for 1 .. $o{requests};
+  for (my $left = $o{requests}; $left > 0; $left -= $o{depth}) {
+    request($s, \$buf, $left < $o{depth} ? $left : $o{depth});
+  }
   close $s;
+  print "ok $o{requests}\n";
+  exit 0;
+}
+if ($mode eq 'churn') {
+  for (1 .. $o{requests}) {
+    my $s = connect_one();
+    my $buf = '';
+    request($s, \$buf);
+    my $n = sysread($s, $buf, 1, length $buf);
+    die "client.pl: the server did not close after Connection: close\n" if $n || length $buf;
+    close $s;
+  }
   print "ok $o{requests}\n";
   exit 0;
 }
