@@ -8,7 +8,12 @@
 #   benches/workers.pl --app benches/apps/framework.pl --path /users/42 --backend pp
 #
 # wrk runs on the same machine (its own threads, --threads), so on a 2-core box the
-# ratio is bounded by the CPU the load generator takes; the table says how many cores.
+# req/s ratio is bounded by the CPU the load generator takes. The table therefore also
+# says what each side used: the server's CPU (utime + stime of its process group, from
+# /proc) and wrk's (its rusage), in cores, and the server's CPU per request; the
+# CPU-accounted scaling is what the server would do with every core to itself:
+# N cores / (server CPU per request with N workers), against one core / (CPU per
+# request of the single process).
 use strict;
 use warnings;
 use experimental 'signatures';
@@ -17,6 +22,8 @@ use Getopt::Long;
 use IO::Socket::IP;
 use POSIX ();
 use Time::HiRes ();
+use lib "$FindBin::RealBin/lib";
+use BenchProc qw(group_cpu_seconds);
 
 my $root = "$FindBin::RealBin/..";
 my %o = (duration => 5, rounds => 3, conns => 100, threads => 2, workers => '0,1,2',
@@ -35,6 +42,7 @@ sub start_server ($n) {
   my $port = free_port();
   my $pid = fork // die "fork: $!";
   if (!$pid) {
+    setpgrp(0, 0);    # its own process group: master and workers are counted together
     open(STDOUT, '>', '/dev/null');
     open(STDERR, '>', '/dev/null');
     { exec $^X, "$root/bin/pagi-server", '--backend', $o{backend}, '--no-access-log',
@@ -59,11 +67,15 @@ sub start_server ($n) {
   die "workers.pl: server with $n worker(s) did not start\n";
 }
 
-sub wrk ($port, $secs) {
+# One wrk run: req/s, non-2xx responses, and the server's and wrk's CPU in cores
+sub wrk ($port, $secs, $pid) {
+  my ($t0, $s0, @c0) = (Time::HiRes::time(), group_cpu_seconds($pid), (times)[2, 3]);
   my $out = `wrk -t$o{threads} -c$o{conns} -d${secs}s http://127.0.0.1:$port$o{path} 2>&1`;
+  my ($t1, $s1, @c1) = (Time::HiRes::time(), group_cpu_seconds($pid), (times)[2, 3]);
   my ($rps) = $out =~ /Requests\/sec:\s+([0-9.]+)/ or die "workers.pl: cannot read wrk output:\n$out";
   my $errors = $out =~ /Non-2xx or 3xx responses: ([0-9]+)/ ? $1 : 0;
-  return ($rps, $errors);
+  my $wall = $t1 - $t0;
+  return ($rps, $errors, ($s1 - $s0) / $wall, ($c1[0] + $c1[1] - $c0[0] - $c0[1]) / $wall);
 }
 
 sub median { my @s = sort { $a <=> $b } @_; return $s[$#s / 2] }
@@ -72,16 +84,20 @@ my %result;
 my @settings = split /,/, $o{workers};
 for my $n (@settings) {
   my ($pid, $port) = start_server($n);
-  wrk($port, $o{warmup}) if $o{warmup};
-  my @r;
+  wrk($port, $o{warmup}, $pid) if $o{warmup};
+  my (@r, @server, @client, @us);
   for (1 .. $o{rounds}) {
-    my ($rps, $err) = wrk($port, $o{duration});
+    my ($rps, $err, $server, $client) = wrk($port, $o{duration}, $pid);
     warn "workers.pl: $err non-2xx responses with $n worker(s)\n" if $err;
     push @r, $rps;
+    push @server, $server;
+    push @client, $client;
+    push @us, $server / $rps * 1e6;
   }
   kill 'TERM', $pid;
   waitpid($pid, 0);
-  $result{$n} = {median => median(@r), all => \@r};
+  $result{$n} = {median => median(@r), all => \@r, server => median(@server),
+    client => median(@client), us => median(@us)};
 }
 
 my $cores = 0;
@@ -89,15 +105,23 @@ if (open(my $fh, '<', '/proc/cpuinfo')) { $cores = grep { /^processor\s*:/ } <$f
 my $backend = $o{backend} eq 'auto' ? `$^X -I$root/lib -MPAGI::Server -e 'print PAGI::Server->backend'` : uc $o{backend};
 printf "pagi-server workers: %s %s, backend %s, wrk -t%d -c%d, %d x %d s, %s core(s)\n",
   $o{app} =~ s{.*/}{}r, $o{path}, $backend, $o{threads}, $o{conns}, $o{rounds}, $o{duration}, $cores || '?';
-printf "%-8s %12s  %s\n", 'workers', 'req/s', 'rounds';
+printf "%-10s %9s  %12s  %9s  %14s  %s\n", 'workers', 'req/s', 'server cores', 'wrk cores',
+  'server us/req', 'rounds (req/s)';
 for my $n (@settings) {
-  printf "%-8s %12s  %s\n", $n ? $n : '0 (single)', sprintf('%.0f', $result{$n}{median}),
-    join ' ', map { sprintf '%.0f', $_ } @{$result{$n}{all}};
+  my $r = $result{$n};
+  printf "%-10s %9.0f  %12.2f  %9.2f  %14.1f  %s\n", $n ? $n : '0 (single)', @$r{qw(median server client us)},
+    join ' ', map { sprintf '%.0f', $_ } @{$r->{all}};
 }
-if ($result{1} && $result{2}) {
-  printf "scaling 2 workers / 1 worker: %.2fx\n", $result{2}{median} / $result{1}{median};
+# What N processes would serve with N cores to themselves, from the CPU each request took
+sub capacity ($n) { ($n || 1) / $result{$n}{us} }
+for my $n (grep { $_ > 1 } @settings) {
+  for my $base (grep { defined $result{$_} } 0, 1) {
+    printf "scaling %d workers / %s: %.2fx req/s measured (wrk on the same cores), %.2fx CPU-accounted\n",
+      $n, $base ? '1 worker' : 'single process', $result{$n}{median} / $result{$base}{median},
+      capacity($n) / capacity($base);
+  }
 }
 if ($result{0} && $result{1}) {
-  printf "1 worker / single process: %.2fx (the cost of the master/worker split)\n",
-    $result{1}{median} / $result{0}{median};
+  printf "1 worker / single process: %.2fx req/s, %.2fx CPU per request (the cost of the master/worker split)\n",
+    $result{1}{median} / $result{0}{median}, $result{1}{us} / $result{0}{us};
 }
