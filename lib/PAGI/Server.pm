@@ -786,6 +786,7 @@ sub _drop_privileges ($self) {
     die "PAGI::Server: user/group need root to switch to\n" unless $already;
     return $self->log(debug => "already running as $as");
   }
+  $self->_load_before_drop;
   if (defined $gid) {
     # The user's own supplementary groups (as initgroups(3) gives them), none of root's
     my @groups = ($gid);
@@ -805,6 +806,24 @@ sub _drop_privileges ($self) {
       if ($> == 0 || $< == 0) && $uid != 0;
   }
   $self->log(info => "running as $as");
+}
+
+# What the loops and the server load on first use, loaded while root can still read
+# every directory of @INC: the user may not be able to (a checkout only its owner
+# may enter, as mktemp makes them), and `require` dies on a directory it cannot
+# search. A loop is made and thrown away (what a worker's loop will load as it is
+# made: its class, IO::Async's choice or --loop's; Metrics::Any's adapter), and the
+# timer queue a loop loads with its first timer is loaded. Loops that wrap another
+# event system (Mojo, Glib, EV) are only loaded: their underlying loop is shared.
+sub _load_before_drop ($self) {
+  my $type = $self->{loop_type};
+  my $class = defined $type && length $type ? loop_class($type) : undef;
+  if (!$class || $class =~ /\AIO::Async::Loop::(?:Epoll|Poll|Select)\z/) {
+    my $probe = $class ? $class->new : IO::Async::Loop->really_new;
+    undef $probe;
+  }
+  require IO::Async::Internals::TimeQueue;
+  require File::Spec;
 }
 
 # pid_file: written once the sockets are bound (before privileges are dropped; then
