@@ -6,7 +6,6 @@ use File::Temp ();
 use File::Path ();
 use IO::Socket::IP;
 use Time::HiRes ();
-use FindBin ();
 use POSIX ();
 use lib 't/lib';
 use PAGI::Test::Server qw(:all);
@@ -615,7 +614,7 @@ APP
 
 # Why user $uid (group $gid) cannot start bin/pagi-server from this checkout, or ''
 sub unreadable_as ($uid, $gid) {
-  my @need = ("$FindBin::Bin/../bin/pagi-server", "$FindBin::Bin/../lib/PAGI/Server.pm");
+  my @need = (ROOT . '/bin/pagi-server', ROOT . '/lib/PAGI/Server.pm');
   pipe(my $r, my $w) or die $!;
   my $pid = fork // die $!;
   if (!$pid) {
