@@ -456,7 +456,7 @@ subtest 'upstream option shapes and refusals (new)' => sub {
   my $app = sub { Future->done };
   my $s = PAGI::Server->new(app => $app, timeout => 7, max_header_count => 9, listener_backlog => 8,
     lifespan_mode => 'off', ssl => undef);
-  is_deeply([@$s{qw(keepalive_timeout max_headers listener_backlog lifespan_mode)}], [7, 9, 8, 'off'],
+  is_deeply([map { $s->option($_) } qw(keepalive_timeout max_headers listener_backlog lifespan_mode)], [7, 9, 8, 'off'],
     'timeout, max_header_count, listener_backlog, lifespan_mode');
   ok(!eval { PAGI::Server->new(app => $app, timeout => 7, keepalive_timeout => 8); 1 }, 'an alias and its option disagreeing');
   like($@, qr/timeout and keepalive_timeout are the same option/, '... croaks');

@@ -4,6 +4,7 @@ use warnings;
 use experimental 'signatures';
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use Scalar::Util qw(blessed);
+use Time::HiRes ();
 use Socket qw(SHUT_WR);
 use Future;
 use PAGI::Server::Protocol::HTTP1;
@@ -11,6 +12,9 @@ use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::Transport;
+use PAGI::Server::Config qw(PARSE_LIMITS HEADER_TIMEOUT KEEPALIVE_TIMEOUT_S REQUEST_TIMEOUT_S MAX_BODY_SIZE
+  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK);
+use PAGI::Server::Shared qw(:fields);
 
 our $VERSION = '0.001';
 
@@ -72,13 +76,13 @@ my %TAKE_OVER = (
   sse       => 'PAGI::Server::Connection::SSE',
 );
 
-sub new ($class, $server, $fh, $tls = undef) {
+sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
   my $self = bless [], $class;
-  @$self[SERVER, LOOP, FH, FD, RBUF, WBUF, PHASE, EOF, READING, KEEP]
-    = ($server, $server->{loop}, $fh, fileno($fh), '', '', IDLE, 0, 1, 0);
+  @$self[SERVER, CFG, LIVE, LOOP, FH, FD, RBUF, WBUF, PHASE, EOF, READING, KEEP]
+    = ($server, $cfg, $live, $live->[IO_LOOP], $fh, fileno($fh), '', '', IDLE, 0, 1, 0);
   # The output buffer's marks: above write_high a $send waits for the socket (and
   # pagi.transport says so), below write_low it is released
-  @$self[WRITE_HIGH, WRITE_LOW] = @$server{qw(write_high_watermark write_low_watermark)};
+  @$self[WRITE_HIGH, WRITE_LOW] = @$cfg[WRITE_HIGH_WATERMARK, WRITE_LOW_WATERMARK];
 
   # Connection info is read once and shared by every scope on this connection
   my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->[FD]) || [];
@@ -103,7 +107,7 @@ sub new ($class, $server, $fh, $tls = undef) {
   # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks
   PAGI::Server::TLS::setup_connection($self, $tls) if $tls;
 
-  $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{keepalive_timeout_s};
+  $self->[DEADLINE]      = $live->[NOW] + $cfg->[KEEPALIVE_TIMEOUT_S];
   $self->[DEADLINE_KIND] = 'idle';
   $self->[LOOP]->watch_io(handle => $fh, on_read_ready => $self->[ON_READ]);
   return $self;
@@ -129,7 +133,7 @@ sub _on_read ($self) {
   if ($n == 0) { return $self->_on_eof }
   my $phase = $self->[PHASE];
   if ($phase == CLOSING) { $self->[RBUF] = ''; return }    # lingering: drop input
-  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s}
+  $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S]
     if $self->[DEADLINE_KIND] eq 'body';
   # Responses made while this input is processed (pipelined requests, sync apps)
   # are collected and written with one syscall at the end
@@ -199,16 +203,16 @@ sub _process ($self) {
 }
 
 sub _process_input ($self) {
-  my $server = $self->[SERVER];
+  my $cfg = $self->[CFG];
   while (1) {
     if ($self->[PHASE] == IDLE) {
       return $self->[EOF] ? $self->_close : undef unless length $self->[RBUF];
-      my ($req, $consumed) = parse_request($self->[RBUF], @{$server->{parse_limits}});
+      my ($req, $consumed) = parse_request($self->[RBUF], @{$cfg->[PARSE_LIMITS]});
       if (!defined $req) {
         # The head timeout runs from its first byte, so trickling bytes cannot extend it
         if ($self->[DEADLINE_KIND] ne 'head') {
           $self->[DEADLINE_KIND] = 'head';
-          $self->[DEADLINE]      = $PAGI::Server::NOW + $server->{header_timeout};
+          $self->[DEADLINE]      = $self->[LIVE][NOW] + $cfg->[HEADER_TIMEOUT];
         }
         return $self->_close if $self->[EOF];    # this head will never complete
         return;
@@ -235,7 +239,7 @@ sub _process_input ($self) {
 # ---- one request ---------------------------------------------------------------
 
 sub _start_request ($self, $req) {
-  my $server = $self->[SERVER];
+  my ($cfg, $live) = @$self[CFG, LIVE];
   # The parser's result becomes the scope: its six always-present keys are named as
   # the scope names them, and the other facts (a body, close, an upgrade: only
   # present when set) are taken out first (doc/codec.md). A plain request (a
@@ -248,21 +252,21 @@ sub _start_request ($self, $req) {
   }
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
-    'http', {version => '0.3', spec_version => '0.3'}, $server->{scheme}, $server->{root_path}, $self->[CLIENT],
-    $self->[SERVER_ADDR], {%{$server->{state}}}, $self->[TLS] ? {tls => PAGI::Server::TLS::extension_of($self)} : {},
+    'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
+    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, $self->[TLS] ? {tls => PAGI::Server::TLS::extension_of($self)} : {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
   # The request's record; cstate is its pagi.connection object (ConnectionState->new,
   # without the call); rflags the response framing known now (an app may edit its scope)
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
     bless([1, 0, 0], 'PAGI::Server::ConnectionState'),
     ($req->{method} eq 'HEAD' ? F_HEAD : 0) | ($req->{http_version} eq '1.0' ? F_HTTP10 : 0));
-  $rq->[REQ_TIME] = $server->_hires_time if $server->{access_log};
+  $rq->[REQ_TIME] = Time::HiRes::time() if $live->[ACCESS_LOGGER];
   @$self[PHASE, DEADLINE_KIND] = (REQUEST, '');
   if (!$plain && defined $facts->[FACT_UPGRADE] && $facts->[FACT_UPGRADE] eq 'websocket'
-    && $req->{method} eq 'GET' && $req->{http_version} eq '1.1' && !$server->{plain_http}) {
+    && $req->{method} eq 'GET' && $req->{http_version} eq '1.1' && !$cfg->[PLAIN_HTTP]) {
     return $TAKE_OVER{websocket}->take_over($self, $scope);
   }
-  $self->[KEEP] = ($plain || !$facts->[FACT_CLOSE]) && !$server->{stopping};
+  $self->[KEEP] = ($plain || !$facts->[FACT_CLOSE]) && !$live->[STOPPING];
 
   if (!$plain) {
     # Request body framing, decided by the parser in its single pass
@@ -272,20 +276,18 @@ sub _start_request ($self, $req) {
       $rq->[CHUNK_STATE] = CHUNK_SIZE;
     }
     elsif (my $cl = $facts->[FACT_CONTENT_LENGTH]) {
-      if ($server->{max_body_size} && $cl > $server->{max_body_size}) {
-        return $self->_wire_error(413, 'request body too large');
-      }
+      return $self->_wire_error_kind('body_too_large') if $cfg->[MAX_BODY_SIZE] && $cl > $cfg->[MAX_BODY_SIZE];
       $mode = 1;
       $rq->[BODY_LEFT] = $cl;
     }
     if ($mode) {
       @$rq[BODY_MODE, BODY_OPEN] = ($mode, 1);
-      @$self[DEADLINE_KIND, DEADLINE] = ('body', $PAGI::Server::NOW + $server->{request_timeout_s});
+      @$self[DEADLINE_KIND, DEADLINE] = ('body', $live->[NOW] + $cfg->[REQUEST_TIMEOUT_S]);
       $self->_feed_body if length $self->[RBUF];
       return if $self->[PHASE] != REQUEST;    # the body was already rejected
     }
     # Accept: text/event-stream makes any method an SSE stream
-    return $TAKE_OVER{sse}->take_over($self, $scope) if $facts->[FACT_SSE] && !$server->{plain_http};
+    return $TAKE_OVER{sse}->take_over($self, $scope) if $facts->[FACT_SSE] && !$cfg->[PLAIN_HTTP];
   }
   $scope->{'pagi.connection'} = $rq->[CSTATE];
   _call_app($self, $scope);
@@ -297,7 +299,7 @@ sub _dispatch_send ($self) {
 }
 
 sub _call_app ($self, $scope) {
-  my $f = eval { $self->[SERVER]{app}->($scope, $self->[RECEIVE], $self->[SEND]) };
+  my $f = eval { $self->[LIVE][RUN_APP]->($scope, $self->[RECEIVE], $self->[SEND]) };
   # The usual cases first: an async sub's Future, or a send's (a synchronous app)
   if (ref $f eq 'Future' || ref $f eq 'PAGI::Server::Future::Done') { }
   elsif (!$f) { $f = Future->fail($@ || "application did not return a Future\n") }
@@ -319,7 +321,7 @@ sub _call_app ($self, $scope) {
 
 # Moves request body bytes from the read buffer to the app's queue
 sub _feed_body ($self) {
-  my $server = $self->[SERVER];
+  my $cfg = $self->[CFG];
   my $rq = $self->[RQ];
   my $got;
   if ($rq->[BODY_MODE] == 1) {
@@ -332,7 +334,7 @@ sub _feed_body ($self) {
   }
   else {
     my ($data, $consumed, $state)
-      = decode_chunked($self->[RBUF], $rq->[CHUNK_STATE], $server->{max_header_size});
+      = decode_chunked($self->[RBUF], $rq->[CHUNK_STATE], $cfg->[MAX_HEADER_SIZE]);
     if (ref $data) {
       return $self->_body_error(PAGI::Server::Protocol::HTTP1::error_status($data->{error}),
         $data->{message}, 'protocol_error');
@@ -343,7 +345,7 @@ sub _feed_body ($self) {
     $got = $data;
   }
   $rq->[BODY_SEEN] += length $got;
-  if ($server->{max_body_size} && $rq->[BODY_SEEN] > $server->{max_body_size}) {
+  if ($cfg->[MAX_BODY_SIZE] && $rq->[BODY_SEEN] > $cfg->[MAX_BODY_SIZE]) {
     return $self->_body_error(413, 'request body too large', 'body_too_large');
   }
   if (!$rq->[BODY_OPEN]) {
@@ -462,23 +464,23 @@ sub _next_request ($self) {
     if ($self->[KEEP] && $self->_can_drain) {
       $rq->[DRAINING]        = 1;
       $self->[DEADLINE_KIND] = 'body';
-      $self->[DEADLINE]      = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
+      $self->[DEADLINE]      = $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S];
       return $self->_feed_body;    # comes back here once the body is done
     }
     $self->[KEEP] = 0;
   }
-  my $server = $self->[SERVER];
+  my $live = $self->[LIVE];
   # max_requests (0 = off): the worker retires after its Nth request (a soft stop,
   # which keeps this connection for one more request: its response has started)
-  $server->_retire if ++$server->{served} == $server->{max_requests};
+  $self->[SERVER]->retire if ++$live->[SERVED] == $self->[CFG][MAX_REQUESTS];
   # The request is done: its record goes (a late call of a callback the app kept
   # finds no request)
   $self->[RQ] = undef;
   # A soft stop (a retiring worker) keeps a keep-alive connection for one more request,
   # answered with Connection: close, rather than cut it under a client's next request
-  if (!$self->[KEEP] || $server->{stopping} && !$server->{soft}) { return $self->_close_after_flush }
+  if (!$self->[KEEP] || $live->[STOPPING] && !$live->[SOFT_STOP]) { return $self->_close_after_flush }
   @$self[PHASE, DEADLINE_KIND, DEADLINE]
-    = (IDLE, 'idle', $PAGI::Server::NOW + $server->{keepalive_timeout_s});
+    = (IDLE, 'idle', $live->[NOW] + $self->[CFG][KEEPALIVE_TIMEOUT_S]);
   $self->_resume_read unless $self->[READING];
   # The next pipelined request (when called from inside _process, its loop does it)
   $self->_process if length $self->[RBUF] && !$self->[IN_PROCESS];
@@ -501,7 +503,7 @@ sub _write ($self, $data) {
   return if $n == length $data;
   $self->[WBUF] = substr($data, $n);
   $self->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && !$self->[ABOVE];
-  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
+  $self->[WDEADLINE] = $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S];
   $self->[WWATCH] = 1;
   $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE] //= sub { $self->_on_write });
   PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
@@ -533,7 +535,7 @@ sub _on_write ($self) {
     return $self->_abort('write_error');
   }
   substr($self->[WBUF], 0, $n, '');
-  $self->[WDEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
+  $self->[WDEADLINE] = $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S];
   if (length $self->[WBUF] < $self->[WRITE_LOW]) {
     $self->_released;
     # That resumed the app, which may have finished and closed us meanwhile
@@ -550,19 +552,24 @@ sub _on_write ($self) {
 
 # The one wire-error builder: a close-delimited text/plain response
 sub _wire_error ($self, $status, $message, $headers = []) {
-  my $server = $self->[SERVER];
   my $peer = $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket';
-  $server->log(warn => "$peer: $status $message");
+  $self->[SERVER]->log(warn => "$peer: $status $message");
   my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);
   my ($bytes) = serialize_response($status,
     [['Content-Type', 'text/plain; charset=utf-8'], @$headers], F_CLOSE, "$reason\n");
   $self->_write($bytes);
   if (my $rq = $self->[RQ]) {
     @$rq[STATUS, SENT_BYTES] = ($status, length($reason) + 1);
-    $self->_access_log if $server->{access_log};
+    $self->_access_log if $self->[LIVE][ACCESS_LOGGER];
   }
   $self->[KEEP] = 0;
   $self->_close_after_flush(1);
+}
+
+# A wire error of a kind in the error table (errors.tsv): its status and message
+sub _wire_error_kind ($self, $kind, $headers = []) {
+  my ($status, $message) = @{$PAGI::Server::Protocol::Errors::HTTP{$kind}};
+  $self->_wire_error($status, $message, $headers);
 }
 
 # A response that cannot be finished (its app ended or failed mid-body, its file
@@ -598,7 +605,7 @@ sub _close_after_flush ($self, $linger = 0) {
   $self->[LINGER] = $linger;
   return $self->_finish_close unless length $self->[WBUF];
   $self->[DEADLINE_KIND] = 'closing';
-  $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{request_timeout_s};
+  $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S];
 }
 
 # Output flushed: close, after a short linger when the peer may still be sending
@@ -609,7 +616,7 @@ sub _finish_close ($self) {
     shutdown($self->[FH], SHUT_WR);
     $self->[RBUF] = '';
     $self->[DEADLINE_KIND] = 'linger';
-    $self->[DEADLINE] = $PAGI::Server::NOW + LINGER_SECONDS;
+    $self->[DEADLINE] = $self->[LIVE][NOW] + LINGER_SECONDS;
     $self->[READING] = 0;
     $self->_resume_read;
     return;
@@ -634,13 +641,13 @@ sub _close ($self) {
   # The app's timers (keepalives) hold the connection too
   if (my $timers = $self->[TIMERS]) { $self->[LOOP]->unwatch_time($_) for values %$timers }
   $self->[TIMERS] = undef;
-  $self->[SERVER]->_forget($self);
+  $self->[SERVER]->connection_closed($self);
 }
 
 # Development: text that looks like UTF-8 bytes given as characters (JSON encoded to
 # bytes, say) is encoded a second time on the wire; one warning per connection
 sub _check_text ($self, $what, $text) {
-  return if $self->[TEXT_WARNED] || !PAGI::Server::looks_encoded($text);
+  return if $self->[TEXT_WARNED] || !looks_encoded($text);
   $self->[TEXT_WARNED] = 1;
   $self->[SERVER]->log(warn => "$what looks like UTF-8 bytes, not characters: it will be "
     . "encoded twice; decode it first, or send it as bytes (warned once per connection, in development)");
@@ -704,21 +711,19 @@ sub _soft_stop ($self) {
 }
 
 sub _access_log ($self) {
-  my $server = $self->[SERVER];
   my $rq = $self->[RQ] or return;
   my $req = $rq->[REQ] or return;
-  my $client = $self->[CLIENT] ? $self->[CLIENT][0] : '-';
-  if (my $format = $server->{access_log_formatter}) {
-    return $server->access_log_line($format->($server, $req, $client, $rq->[STATUS], $rq->[SENT_BYTES],
-      $rq->[REQ_TIME] ? $server->_hires_time - $rq->[REQ_TIME] : 0));
-  }
-  my $target = $req->{raw_path} . (length $req->{query_string} ? "?$req->{query_string}" : '');
-  # (a quote, a backslash or a byte above 0x7F in it is written as Apache writes it)
-  $target = PAGI::Server::AccessLog::escape($target) if $target =~ tr/"\\\x80-\xff//;
-  my $took = $rq->[REQ_TIME] ? sprintf('%.6f', $server->_hires_time - $rq->[REQ_TIME]) : '-';
-  $server->access_log_line(sprintf qq{%s - - [%s] "%s %s HTTP/%s" %d %s %s\n},
-    $client, $server->_log_time, $req->{method}, $target, $req->{http_version},
-    $rq->[STATUS], $rq->[SENT_BYTES] || '-', $took);
+  $self->[LIVE][ACCESS_LOGGER]->request($req, $self->[CLIENT] && $self->[CLIENT][0], $rq->[STATUS],
+    $rq->[SENT_BYTES], $rq->[REQ_TIME]);
+}
+
+# Text that looks like UTF-8 bytes given as characters: no character above 0xFF,
+# some above 0x7F, and the whole reads as valid UTF-8 (development warns about it)
+sub looks_encoded ($text) {
+  return 0 if $text !~ /[\x80-\xff]/ || $text =~ /[^\x00-\xff]/;
+  my $copy = $text;
+  utf8::downgrade($copy, 1) or return 0;
+  return utf8::decode($copy) ? 1 : 0;
 }
 
 # The protocols that take a connection over after its request head

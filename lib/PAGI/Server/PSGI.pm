@@ -88,12 +88,12 @@ sub _env ($scope, $server) {
     'psgi.input'      => $NO_INPUT,
     'psgi.errors'     => \*STDERR,
     'psgi.multithread'  => '',
-    'psgi.multiprocess' => $server && $server->{workers} ? 1 : '',
+    'psgi.multiprocess' => $server && $server->is_worker ? 1 : '',
     'psgi.run_once'     => '',
     'psgi.nonblocking'  => 1,
     'psgi.streaming'    => 1,
     'psgix.input.buffered' => 1,
-    'psgix.harakiri'    => $server && $server->{workers} ? 1 : '',
+    'psgix.harakiri'    => $server && $server->is_worker ? 1 : '',
   );
   if ($client) { @env{qw(REMOTE_ADDR REMOTE_PORT)} = @$client }
   if (defined $addr->[1]) { @env{qw(SERVER_NAME SERVER_PORT)} = @$addr }
@@ -146,7 +146,7 @@ sub _call ($psgi, $env, $send, $server) {
   }
   else { return Future->fail("PSGI application returned neither an array nor a code reference\n") }
   # psgix.harakiri.commit: this worker retires once the response is done
-  $f = $f->on_done(sub { $server->_retire if $server && $server->{workers} })
+  $f = $f->on_done(sub { $server->retire if $server && $server->is_worker })
     if $env->{'psgix.harakiri.commit'};
   return $f;
 }

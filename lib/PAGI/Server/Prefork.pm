@@ -5,13 +5,15 @@ use experimental 'signatures';
 use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use POSIX qw(WNOHANG);
 use Time::HiRes ();
+use PAGI::Server::Process;
 
 our $VERSION = '0.001';
 
 # The master of a pre-forked PAGI::Server: it binds the listening sockets, forks the
 # workers (each runs its own IO::Async loop and lifespan), and supervises them with a
 # plain loop: select() on a pipe that signal handlers and workers write to, waitpid()
-# to reap. It never runs the application.
+# to reap. It never runs the application. The worker's side is here too (_worker):
+# the server serves in it through its public methods (as_worker, listen, shutdown).
 
 use constant {
   STARTUP_FAILED => 3,      # a worker's exit status when lifespan startup failed
@@ -24,10 +26,10 @@ use constant {
 
 my @SIGNALS = qw(INT TERM QUIT HUP TTIN TTOU CHLD USR1 USR2);
 
-sub new ($class, $server) {
+sub new ($class, $server, $n) {
   return bless {
     server  => $server,
-    n       => $server->{workers},    # slots 1..n are wanted
+    n       => $n,                    # slots 1..n are wanted
     gen     => 1,                     # HUP starts a new generation
     workers => {},                    # pid => {pid, slot, gen, born, ready, told}
     slots   => {},                    # slot => {fails, due}
@@ -41,10 +43,10 @@ sub log ($self, $level, $msg) { $self->{server}->log($level, $msg) }
 sub run ($self) {
   my $server = $self->{server};
   local $SIG{PIPE} = 'IGNORE';
-  my $ok = eval { $server->_open_listeners; 1 };
+  my $ok = eval { $server->open_listeners; 1 };
   if (!$ok) {
     $self->log(error => $@ =~ s/\s+\z//r);
-    $server->_unlink_sockets;
+    $server->close_listeners;
     return 1;
   }
   $self->log(info => "master pid $$: starting $self->{n} worker(s)");
@@ -114,17 +116,16 @@ sub _spawn ($self, $slot) {
   POSIX::sigprocmask(POSIX::SIG_SETMASK(), $old);
   close $self->{rpipe};
   # (the pipe to the previous master of an upgrade is the master's to close)
-  close $server->{upgrade}{ready} if $server->{upgrade};
+  if (my $up = $server->upgrading) { close $up->{ready} }
   close $self->{successor}{r} if $self->{successor} && $self->{successor}{r};
   my $w = $self->{wpipe};
   my $notify = sub ($word) { syswrite $w, "$word $$\n" };
-  my $rc = eval { $server->_run_worker($slot, $notify, sub { $early }) };
+  my $rc = eval { $self->_worker($slot, $notify, sub { $early }) };
   if (!defined $rc) {
     $server->log(error => 'worker failed: ' . ($@ =~ s/\s+\z//r));
     $rc = 1;
   }
   # No END blocks or destructors of the master's state: flush and leave
-  $server->{access_log}->flush if $server->{access_log} && $server->{access_log}->can('flush');
   STDOUT->flush;
   STDERR->flush;
   POSIX::_exit($rc);
@@ -142,7 +143,7 @@ sub _message ($self, $word, $pid) {
     if (!$self->{serving} && !$self->{stopping}
       && $self->{n} == grep { $_->{ready} && !$_->{told} } values %{$self->{workers}}) {
       $self->{serving} = 1;
-      $self->{server}->_serving;
+      $self->{server}->serving;
     }
   }
   elsif ($word eq 'retire') {
@@ -178,11 +179,11 @@ sub _reap ($self) {
       $self->_stop;
       next;
     }
-    if ($self->{server}{upgrade}) {
+    if (my $up = $self->{server}->upgrading) {
       # The new master of an upgrade, not serving yet: any worker lost gives it up
       # (the previous master serves on) rather than keeping two masters running
       $self->log(error => 'upgrade: a worker exited before the workers all served; giving up '
-        . "(the previous master, pid $self->{server}{upgrade}{old_pid}, serves on)");
+        . "(the previous master, pid $up->{old_pid}, serves on)");
       $self->{status} = 1;
       $self->_stop;
       next;
@@ -233,15 +234,16 @@ sub _maintain ($self) {
 # killed (a stop has its own deadline, kill_at).
 sub _check_workers ($self) {
   my $server = $self->{server};
-  my $limit = $server->{heartbeat_timeout};
+  my $limit = $server->option('heartbeat_timeout');
+  my $grace = $server->option('shutdown_timeout');
   my $now = Time::HiRes::time();
   for my $wk (values %{$self->{workers}}) {
     next if $wk->{killed};
     if ($wk->{told}) {
       my $took = $now - ($wk->{told_at} // $now);
-      next unless $wk->{told} eq 'retire' && $took > $server->{shutdown_timeout} + KILL_GRACE;
+      next unless $wk->{told} eq 'retire' && $took > $grace + KILL_GRACE;
       $self->log(error => sprintf 'worker %d (pid %d) is still retiring after %.0f s (shutdown_timeout %s + %d): '
-        . 'killing it', $wk->{slot}, $wk->{pid}, $took, $server->{shutdown_timeout}, KILL_GRACE);
+        . 'killing it', $wk->{slot}, $wk->{pid}, $took, $grace, KILL_GRACE);
     }
     else {
       next if !$limit || $self->{stopping} || !$wk->{ready} || $now - $wk->{beat} <= $limit;
@@ -306,8 +308,7 @@ sub _signals ($self) {
 # on too (a worker then closes its connections at once)
 sub _stop ($self) {
   my $again = $self->{stopping}++;
-  my $server = $self->{server};
-  $self->{kill_at} //= Time::HiRes::time() + $server->{shutdown_timeout} + KILL_GRACE;
+  $self->{kill_at} //= Time::HiRes::time() + $self->{server}->option('shutdown_timeout') + KILL_GRACE;
   for my $wk (values %{$self->{workers}}) {
     if ($again) { kill 'TERM', $wk->{pid}; next }
     $self->_tell($wk, 'stop');
@@ -315,10 +316,8 @@ sub _stop ($self) {
 }
 
 sub _finish ($self) {
-  my $server = $self->{server};
-  close $_->{fh} for @{$server->{listeners} || []};
   # (after an upgrade the socket files are the new master's)
-  $server->_unlink_sockets unless $self->{handed_over};
+  $self->{server}->close_listeners(keep_files => $self->{handed_over});
   $self->log(info => 'all workers stopped; master exiting');
   return $self->{status};
 }
@@ -336,7 +335,7 @@ sub _upgrade ($self) {
   return $self->log(warn => "SIGUSR2 ignored: an upgrade is already under way (new master pid $succ->{pid})")
     if $succ;
   my $server = $self->{server};
-  my ($pid, $r) = eval { PAGI::Server::Handoff::spawn_successor(map { $_->{fh} } @{$server->{listeners}}) };
+  my ($pid, $r) = eval { PAGI::Server::Handoff::spawn_successor(@{$server->listening_handles}) };
   return $self->log(error => 'SIGUSR2: cannot start a new master: ' . ($@ =~ s/\s+\z//r)) unless $pid;
   $r->blocking(0);
   $self->{successor} = {pid => $pid, r => $r, buf => ''};
@@ -373,8 +372,54 @@ sub _handover ($self) {
     . keys(%{$self->{workers}}) . ' worker(s) retire');
   $self->{handed_over} = 1;
   $self->{stopping} = 1;
-  $self->{kill_at} //= Time::HiRes::time() + $self->{server}{shutdown_timeout} + KILL_GRACE;
+  $self->{kill_at} //= Time::HiRes::time() + $self->{server}->option('shutdown_timeout') + KILL_GRACE;
   $self->_tell($_, 'retire') for values %{$self->{workers}};
+}
+
+# ---- a worker ----------------------------------------------------------------------
+
+# In the forked child: the server serves as worker $slot, on a loop of its own (its
+# lifespan with is_worker and worker_num, then accept on the shared sockets).
+# $notify->(WORD) tells the master; $early->() is a stop signal that came before the
+# worker's own handlers. Returns the exit status (STARTUP_FAILED when the application
+# or its lifespan startup fails).
+sub _worker ($self, $slot, $notify, $early) {
+  my $server = $self->{server};
+  my $master = getppid;
+  my $heartbeat = $server->option('heartbeat_timeout');
+  my $max = $server->option('max_requests');
+  my ($loop, $beat_at) = (undef, 0);
+  # Once a second: stop when the master is gone, retire after max_requests, and
+  # (heartbeat_timeout) tell the master this loop still turns
+  my $tick = sub {
+    return unless $server->is_running;
+    if (getppid != $master) {
+      $server->log(warn => 'the master process is gone: stopping');
+      return $server->shutdown->on_done(sub { $loop->stop });
+    }
+    $server->retire if $max && $server->served >= $max;
+    if ($heartbeat && time - $beat_at >= $heartbeat / 5) {
+      $beat_at = time;
+      $notify->('beat');
+    }
+  };
+  $loop = $server->as_worker($slot, $notify, $tick);
+  if (!eval { $server->listen->get; 1 }) {
+    $server->log(error => $@ =~ s/\s+\z//r);
+    return STARTUP_FAILED;
+  }
+  my $signals = PAGI::Server::Process->new(log => sub ($level, $msg) { $server->log($level, $msg) });
+  my $stop = sub ($soft) { $server->shutdown(soft => $soft)->on_done(sub { $loop->stop }) };
+  $signals->on_signals($loop, [qw(INT TERM)], sub ($sig) { $server->log(debug => "SIG$sig received"); $stop->(0) });
+  # The master's "retire": finish in-flight work while the other workers serve on
+  $signals->on_signals($loop, ['USR2'], sub ($sig) { $server->log(debug => 'retiring'); $stop->(1) });
+  $signals->on_signals($loop, ['USR1'], sub ($sig) { $server->reopen_logs });
+  $notify->('ready');
+  if (my $sig = $early->()) { $signals->queue(sub ($s) { $stop->($s eq 'USR2' ? 1 : 0) }, $sig) }
+  $loop->run;
+  $server->flush_logs;
+  $server->log(debug => 'stopped after ' . $server->served . ' request(s)');
+  return 0;
 }
 
 1;

@@ -6,6 +6,7 @@ use Getopt::Long ();
 use File::Spec ();
 use POSIX ();
 use PAGI::Server::Handoff;    # (at compile time: it reads how this process was started)
+use PAGI::Server::Config ();
 
 our $VERSION = '0.001';
 
@@ -16,88 +17,10 @@ our $VERSION = '0.001';
 # module name with key=value arguments, or -e code), makes the server and runs it
 # (optionally daemonized, with a pid file).
 
-# Every option: Getopt::Long spec => [where it goes, server option or runner key].
-# 'server' options become PAGI::Server options under that name; 'runner' ones are
-# handled here; 'refused' ones are upstream options this server does not have: they
-# are refused with the reason, never ignored. --help documents all of them (t/26).
-our @OPTIONS = (
-  # application
-  ['a|app=s'        => runner => 'app'],
-  ['psgi=s'         => runner => 'psgi'],
-  ['e=s'            => runner => 'eval'],
-  ['I|lib=s@'       => runner => 'libs'],
-  ['M=s@'           => runner => 'modules'],
-  ['E|env=s'        => runner => 'env'],
-  ['root-path=s'    => server => 'root_path'],
-  ['scope-loop'     => server => 'scope_loop'],
-  ['preload!'       => runner => 'preload'],
-  ['default-middleware!' => runner => 'default_middleware'],
-  ['s|server=s'     => runner => 'server'],
-  # where
-  ['o|H|host=s'     => server => 'host'],
-  ['p|port=i'       => server => 'port'],
-  ['listen=s@'      => server => 'listen'],
-  ['socket=s'       => server => 'socket'],
-  ['socket-mode=s'  => server => 'socket_mode'],
-  ['b|listener-backlog=i' => server => 'listener_backlog'],
-  ['reuseport'      => server => 'reuseport'],
-  ['ssl-cert=s'     => server => 'ssl_cert'],
-  ['ssl-key=s'      => server => 'ssl_key'],
-  ['ssl-ca=s'       => server => 'ssl_ca'],
-  ['ssl-verify-client=s' => server => 'ssl_verify_client'],
-  ['l|loop=s'       => server => 'loop_type'],
-  ['backend=s'      => runner => 'backend'],
-  # logging
-  ['access-log=s'   => runner => 'access_log'],
-  ['no-access-log'  => runner => 'no_access_log'],
-  ['access-log-format=s' => server => 'access_log_format'],
-  ['log-level=s'    => server => 'log_level'],
-  ['q|quiet'        => server => 'quiet'],
-  # processes
-  ['w|workers=i'    => runner => 'workers'],
-  ['max-requests=i' => server => 'max_requests'],
-  ['max-connections=i' => server => 'max_connections'],
-  ['heartbeat-timeout=f' => server => 'heartbeat_timeout'],
-  ['D|daemonize'    => runner => 'daemonize'],
-  ['pid=s'          => runner => 'pid_file'],
-  ['user=s'         => server => 'user'],
-  ['group=s'        => server => 'group'],
-  # lifespan
-  ['lifespan=s'     => server => 'lifespan_mode'],
-  ['lifespan-startup-timeout=f' => server => 'lifespan_startup_timeout'],
-  # limits and timeouts
-  ['timeout=f'      => server => 'keepalive_timeout'],
-  ['keepalive-timeout=f' => server => 'keepalive_timeout'],
-  ['request-timeout=f' => server => 'request_timeout'],
-  ['header-timeout=f' => server => 'header_timeout'],
-  ['shutdown-timeout=f' => server => 'shutdown_timeout'],
-  ['ws-idle-timeout=f' => server => 'ws_idle_timeout'],
-  ['sse-idle-timeout=f' => server => 'sse_idle_timeout'],
-  ['ws-close-timeout=f' => server => 'ws_close_timeout'],
-  ['max-body-size=i' => server => 'max_body_size'],
-  ['max-header-size=i' => server => 'max_header_size'],
-  ['max-header-count|max-headers=i' => server => 'max_headers'],
-  ['max-line=i'     => server => 'max_line'],
-  ['max-ws-message-size=i' => server => 'max_ws_message_size'],
-  ['max-ws-frame-size=i' => server => 'max_ws_frame_size'],
-  ['max-receive-queue=i' => server => 'max_receive_queue'],
-  ['write-high-watermark=i' => server => 'write_high_watermark'],
-  ['write-low-watermark=i' => server => 'write_low_watermark'],
-  # help
-  ['h|help'         => runner => 'help'],
-  ['v|V|version'    => runner => 'version'],
-  # upstream options without a mechanism here
-  ['http2'          => refused => 'HTTP/2 is not supported (HTTP/1.1 only)'],
-  ['sync-file-threshold=i' => refused =>
-    'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune'],
-  ['future-xs'      => refused => 'Future::XS is not packaged here, and this server is not tested with it'],
-);
-
-# The option names (without '-'), for "did you mean"
-sub option_names {
-  return map { my ($n) = $_->[0] =~ /\A([^=:!+]+)/; my $neg = $_->[0] =~ /!\z/;
-    map { ($_, $neg ? "no-$_" : ()) } split /\|/, $n } @OPTIONS;
-}
+# Every option comes from PAGI::Server::Config's one table: a server option goes to
+# PAGI::Server under its name, a runner one (its `runner` key) is handled here, a
+# refused one (an upstream option this server does not have) is refused with the
+# reason, never ignored. --help documents all of them (t/26).
 
 # PAGI::Server::Runner->run(@ARGV): upstream's entry point; returns the exit status
 sub run ($class, @args) {
@@ -159,17 +82,17 @@ sub parse_options ($self, @args) {
   @args = map { /\A(-[IMe])(.+)\z/s ? ($1, $2) : $_ } @args;
   my (%runner, %server, @refused);
   my %spec;
-  for my $o (@OPTIONS) {
-    my ($spec, $kind, $key) = @$o;
-    if ($kind eq 'refused') {
+  for my $o (PAGI::Server::Config::cli_options()) {
+    my ($spec, $e) = @$o;
+    if (my $why = $e->{refused}) {
       my ($name) = $spec =~ /\A([^=!]+)/;
-      $spec{$spec} = sub { push @refused, "--$name is not supported: $key" };
+      $spec{$spec} = sub { push @refused, "--$name is not supported: $why" };
+      next;
     }
-    elsif ($spec =~ /\@\z/) { $spec{$spec} = ($kind eq 'server' ? \%server : \%runner)->{$key} = [] }
-    else {
-      my $store = $kind eq 'server' ? \%server : \%runner;
-      $spec{$spec} = sub ($opt, $value) { $store->{$key} = $value };
-    }
+    my ($store, $key) = $e->{runner} ? (\%runner, $e->{runner}) : (\%server, $e->{name});
+    if ($spec =~ /\@\z/) { $spec{$spec} = $store->{$key} = [] }
+    elsif (my $from = $e->{from_cli}) { $spec{$spec} = sub ($opt, $value) { $store->{$key} = $from->($value) } }
+    else { $spec{$spec} = sub ($opt, $value) { $store->{$key} = $value } }
   }
   my @bad;
   {
@@ -181,11 +104,10 @@ sub parse_options ($self, @args) {
     my $msg = $bad[0] =~ s/\s+\z//r;
     if ($msg =~ /\AUnknown option: (.+)\z/) {
       my $name = $1;
-      require PAGI::Server;
       my ($best, $dist) = (undef, 1e9);
-      for my $known (option_names()) {
+      for my $known (PAGI::Server::Config::cli_names()) {
         next if length $known == 1 && length $name > 2;
-        my $d = PAGI::Server::distance($name, $known);
+        my $d = PAGI::Server::Config::distance($name, $known);
         ($best, $dist) = ($known, $d) if $d < $dist;
       }
       my $flag = length $name == 1 ? "-$name" : "--$name";
@@ -329,7 +251,7 @@ sub _load_module ($module, %args) {
 # The app, wrapped as the mode asks: in development, PAGI::Middleware::Lint (strict)
 # when PAGI-Tools is installed, unless --no-default-middleware
 sub prepare_app ($self) {
-  $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->_workers;
+  $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->{server_options}{workers};
   my $app = $self->load_app;
   return $app unless $app;
   if ($self->{server_options}{psgi}) {
@@ -349,12 +271,6 @@ sub prepare_app ($self) {
   return $app;
 }
 
-# --workers N: upstream's command line reads 1 (and 0) as one process, no master
-sub _workers ($self) {
-  my $w = $self->{workers} // 0;
-  return $w > 1 ? $w : 0;
-}
-
 # The server, made from the command line's options
 sub load_server ($self) {
   my $class = $self->{server} // 'PAGI::Server';
@@ -364,12 +280,11 @@ sub load_server ($self) {
     && (defined $self->{server_options}{user} || defined $self->{server_options}{group});
   my $app;
   if ($later) {
-    $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->_workers;
+    $self->{no_preload} = 1 if defined $self->{preload} && !$self->{preload} && $self->{server_options}{workers};
     $self->_resolve_app;
   }
   else { $app = $self->prepare_app }
   my %o = %{$self->{server_options}};
-  $o{workers} = $self->_workers if defined $self->{workers};
   if ($self->{no_preload}) {
     _usage_error('--no-preload needs an application file (each worker loads it)') unless defined $self->{app_file};
     $o{app_file} = $self->{app_file};
@@ -429,7 +344,7 @@ sub load_server ($self) {
 }
 
 sub _log_mode ($self, $server) {
-  $server->log(info => "mode $server->{env}" . ($server->{psgi} ? ', a PSGI application' : '')
+  $server->log(info => 'mode ' . $server->option('env') . ($server->option('psgi') ? ', a PSGI application' : '')
     . ($self->{lint} ? ', ' . ($self->{lint} eq '1' ? 'PAGI::Middleware::Lint (strict)' : $self->{lint}) : '')
     . ($self->{future_io} ? ", Future::IO on the server's loop ($self->{future_io})" : ''));
 }
@@ -477,8 +392,56 @@ sub _write_pid_file ($self) {
   @$self{qw(pid_written pid_owner)} = ($file, $$);
 }
 
+# The --help sections of the options, made from the one table (PAGI::Server::Config)
+sub _usage_options {
+  my $text = '';
+  my %in;
+  push @{$in{$_->{group}}}, $_ for grep { $_->{cli} && $_->{help} } @PAGI::Server::Config::TABLE;
+  my @groups = @PAGI::Server::Config::GROUPS;
+  for (my $i = 0; $i < @groups; $i += 2) {
+    my ($group, $title) = @groups[$i, $i + 1];
+    $text .= "$title\n" if length $title;
+    $text .= _usage_line($_) for @{$in{$group} || []};
+    $text .= "\n";
+  }
+  return $text;
+}
+
+use constant {HELP_INDENT => 29, HELP_WIDTH => 80};
+
+sub _usage_line ($o) {
+  my $left = $o->{flag};
+  if (!defined $left) {
+    my ($names) = $o->{cli} =~ /\A([^=:!+@]+)/;
+    $left = join ', ', map { length == 1 ? "-$_" : "--$_" } split /\|/, $names;
+    $left .= " $o->{arg}" if $o->{arg};
+  }
+  my $help = $o->{help};
+  my $shown = $o->{shown} // (defined $o->{default} && !ref $o->{default} && $o->{type} ne 'bool' ? $o->{default} : '');
+  $help .= " ($shown)" if length $shown;
+  # (long-only options line up after the short ones' column)
+  my $line = ($left =~ /\A-[^-]/ ? '  ' : '      ') . $left;
+  my @words = split / /, $help;
+  $line .= length $line < HELP_INDENT - 1 ? ' ' x (HELP_INDENT - length $line) : "\n" . ' ' x HELP_INDENT;
+  my $col = HELP_INDENT;
+  my $out = '';
+  my $first = 1;
+  for my $w (@words) {
+    if (!$first && $col + 1 + length $w > HELP_WIDTH) {
+      $out .= $line . "\n";
+      $line = ' ' x HELP_INDENT;
+      $col = HELP_INDENT;
+      $first = 1;
+    }
+    $line .= ($first ? '' : ' ') . $w;
+    $col += ($first ? 0 : 1) + length $w;
+    $first = 0;
+  }
+  return $out . $line . "\n";
+}
+
 sub usage {
-  return <<'USAGE';
+  return <<'USAGE' . _usage_options() . <<'SIGNALS';
 Usage: pagi-server [OPTIONS] [APP] [key=value ...]
 
 APP is a Perl file whose last statement is the PAGI application (a code
@@ -486,129 +449,7 @@ reference), or a module name (with ::) whose new(key => value, ...)->to_app
 returns it. A file ending in .psgi is a PSGI application (Plack, Dancer2,
 Catalyst, ...). Options may come before or after it.
 
-Application:
-  -a, --app FILE             the application file (same as giving it as APP)
-      --psgi FILE            FILE is a PSGI application, whatever its name
-                             (PLACK_ENV is set to the mode; in development
-                             Plack::Middleware::Lint and StackTrace wrap it)
-  -e CODE                    the application is what CODE returns (like perl -e)
-  -M MODULE[=IMPORTS]        load MODULE before the application (repeatable;
-                             -MModule works too)
-  -I, --lib DIR              add DIR to @INC (repeatable)
-  -E, --env MODE             development, production or another word (default:
-                             PAGI_ENV, else development on a terminal, production
-                             without one). Development: sends after a response
-                             completed fail, text that looks like UTF-8 bytes is
-                             warned about, PAGI::Middleware::Lint wraps the app when
-                             installed. Production: no access log unless
-                             --access-log, sends after completion are ignored.
-                             The app sees it as $ENV{PAGI_ENV}
-      --no-default-middleware
-                             no PAGI::Middleware::Lint in development
-                             (--default-middleware: the default)
-      --root-path PATH       the scope's root_path (where the app is mounted)
-      --scope-loop           $scope->{pagi}{loop}: the IO::Async loop, for apps
-                             written for PAGI 0.1 (PAGI::Simple's worker pool,
-                             stream_to_file)
-      --no-preload           (--workers) each worker loads APP itself: HUP then
-                             serves the code as it is on disk (--preload: default)
-  -s, --server CLASS         run APP on another PAGI server class (PAGI runner
-                             contract; default PAGI::Server)
-
-Listening (any mix; default 127.0.0.1:5000; under systemd socket activation,
-LISTEN_FDS, the sockets systemd passed instead):
-  -o, -H, --host ADDR        address to bind (default 127.0.0.1; 0.0.0.0 or :: for all)
-  -p, --port N               port (default 5000; 0 picks a free one)
-      --listen ADDR          also listen on ADDR: HOST:PORT, [IPv6]:PORT, PORT, or a
-                             Unix socket: unix:PATH, /PATH, ./PATH or a bare name
-                             (repeatable)
-      --socket PATH          listen on the Unix domain socket PATH (a stale socket
-                             file is replaced; removed again at exit)
-      --socket-mode MODE     file mode of the Unix sockets, e.g. 0660
-  -b, --listener-backlog N   listen queue length (default 2048)
-      --reuseport            SO_REUSEPORT; with --workers each worker listens on a
-                             socket of its own and the kernel spreads connections
-      --ssl-cert FILE        serve HTTPS (and wss) on every listener: certificate
-      --ssl-key FILE           (PEM, chain after the leaf) and private key
-      --ssl-ca FILE          CA certificates for verifying client certificates
-      --ssl-verify-client MODE
-                             none (default), optional (ask; report failures in the
-                             scope) or require (refuse clients without a valid one)
-  -l, --loop CLASS           IO::Async loop: Epoll, Poll, Select, Mojo, Glib, EV, ...
-                             or a full class name (default: Epoll when installed)
-      --backend NAME         codec backend: auto (default), xs (Rust) or pp (pure
-                             Perl); same as PAGI_SERVER_BACKEND
-
-Logging:
-      --access-log FILE      append the access log to FILE ('-' = stderr; default:
-                             stderr in development, none in production)
-      --no-access-log        no access log
-      --access-log-format F  pagi (default: Common Log Format and the seconds
-                             taken), common, combined (Apache's), clf, tiny, or
-                             Apache-style fields such as
-                             '%h %l %u %t "%r" %>s %b "%{Referer}i" %D'
-      --log-level LEVEL      error, warn, info (default) or debug
-  -q, --quiet                errors only
-
-Processes:
-  -w, --workers N            pre-fork N worker processes sharing the listening
-                             sockets, under a master (0 or 1: one process, no master)
-      --max-requests N       a worker that served N requests is replaced; without
-                             --workers, one worker runs under a master for it
-      --max-connections N    connections per process; beyond it new ones get 503
-                             (default 0 = no limit)
-      --heartbeat-timeout S  (--workers) a worker whose event loop has not turned
-                             for S seconds is killed and replaced (50; 0 = off;
-                             else at least 2)
-  -D, --daemonize            run in the background (returns once listening)
-      --pid FILE             write the process id (the master's) to FILE; after
-                             a USR2 upgrade it names the new one
-      --user USER            bind as root, then run as USER (real, effective and
-                             saved ids; the application loads only then)
-      --group GROUP          ... and as GROUP (default: USER's group)
-
-Lifespan:
-      --lifespan MODE        auto (default: used if the app supports it), on (the
-                             app must support it) or off (never a lifespan scope)
-      --lifespan-startup-timeout S
-                             time lifespan startup may take (30; 0 = no limit)
-
-Limits and timeouts (seconds; 0 = none for the timeouts):
-      --timeout S            idle time allowed before and between requests on a
-      --keepalive-timeout S    keep-alive connection (5; the two are one option)
-      --request-timeout S    no progress reading a body or writing a response (60)
-      --header-timeout S     time allowed for a request head, from its first byte (30)
-      --shutdown-timeout S   grace period for in-flight requests on SIGINT/SIGTERM (30)
-      --ws-idle-timeout S    a WebSocket without a frame either way for S closes (0)
-      --sse-idle-timeout S   an event stream that sent nothing for S ends (0)
-      --ws-close-timeout S   time a WebSocket peer has to answer our Close (5)
-      --max-body-size N      largest request body in bytes, else 413; 0 = no limit
-                             (10485760)
-      --max-header-size N    largest request head in bytes, else 431 (16384)
-      --max-header-count N   most request header fields, else 431 (100;
-      --max-headers N          the two are one option)
-      --max-line N           longest request line in bytes, else 414 (8192)
-      --max-ws-message-size N
-                             largest WebSocket message in bytes, else close 1009
-                             (16777216)
-      --max-ws-frame-size N  largest WebSocket frame in bytes (default: the message
-                             limit)
-      --max-receive-queue N  WebSocket messages the app has not received yet before
-                             reading stops (64)
-      --write-high-watermark N
-                             queued output bytes at which $send waits (262144)
-      --write-low-watermark N
-                             ... until the queue is below N (65536)
-
-Upstream options not supported here (refused, saying why):
-      --http2                HTTP/2
-      --sync-file-threshold N
-                             a thread pool for reading files
-      --future-xs            Future::XS
-
-  -h, --help                 this help
-  -v, -V, --version          version and active backend
-
+USAGE
 Signals:
   TERM, INT    graceful stop: stop accepting, finish in-flight requests (within
                --shutdown-timeout), run lifespan shutdown, exit 0; a second one
@@ -631,7 +472,7 @@ IO_ASYNC_LOOP (IO::Async's default loop); LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
 (systemd socket activation: serve the sockets passed instead of binding),
 NOTIFY_SOCKET (systemd Type=notify: READY=1 once serving, MAINPID= after USR2).
 The open-file limit is raised to the hard limit at start (BSD::Resource).
-USAGE
+SIGNALS
 }
 
 1;

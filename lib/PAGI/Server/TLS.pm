@@ -6,6 +6,7 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use IO::Socket::SSL ();
 use Net::SSLeay ();
 use PAGI::Server::Connection::Fields qw(:fields);
+use PAGI::Server::Config qw(SSL_CERT SSL_KEY SSL_CA SSL_VERIFY_CLIENT SSL_MIN_VERSION SSL_CIPHER_LIST);
 
 our $VERSION = '0.001';
 
@@ -51,23 +52,23 @@ my %VERIFY = (none => 1, optional => 1, require => 1);
 our @VERSIONS = qw(SSLv2 SSLv3 TLSv1 TLSv1_1 TLSv1_2 TLSv1_3);
 our %VERSION_INDEX = map { ($VERSIONS[$_] => $_) } 0 .. $#VERSIONS;
 
-sub context ($server) {
+sub context ($cfg) {
   my %o = (
     SSL_server      => 1,
-    SSL_cert_file   => $server->{ssl_cert},
-    SSL_key_file    => $server->{ssl_key},
+    SSL_cert_file   => $cfg->[SSL_CERT],
+    SSL_key_file    => $cfg->[SSL_KEY],
     # Renegotiation is the one way a write could need a read in TLS 1.2: refuse it
     SSL_honor_cipher_order => 1,
   );
-  my $verify = $server->{ssl_verify_client} // 'none';
+  my $verify = $cfg->[SSL_VERIFY_CLIENT] // 'none';
   die "PAGI::Server: ssl_verify_client must be none, optional or require\n" unless $VERIFY{$verify};
-  $o{SSL_ca_file} = $server->{ssl_ca} if defined $server->{ssl_ca};
-  if (defined(my $min = $server->{ssl_min_version})) {
+  $o{SSL_ca_file} = $cfg->[SSL_CA] if defined $cfg->[SSL_CA];
+  if (defined(my $min = $cfg->[SSL_MIN_VERSION])) {
     # A floor, not a pin: every version from it up may be negotiated
     my @below = @VERSIONS[0 .. $VERSION_INDEX{$min} - 1];
     $o{SSL_version} = join ':', 'SSLv23', map { "!$_" } @below;
   }
-  $o{SSL_cipher_list} = $server->{ssl_cipher_list} if defined $server->{ssl_cipher_list};
+  $o{SSL_cipher_list} = $cfg->[SSL_CIPHER_LIST] if defined $cfg->[SSL_CIPHER_LIST];
   if ($verify eq 'none') { $o{SSL_verify_mode} = IO::Socket::SSL::SSL_VERIFY_NONE() }
   elsif ($verify eq 'require') {
     $o{SSL_verify_mode} = IO::Socket::SSL::SSL_VERIFY_PEER()
@@ -80,7 +81,7 @@ sub context ($server) {
     $o{SSL_verify_callback} = sub { 1 };
   }
   my $ctx = IO::Socket::SSL::SSL_Context->new(\%o)
-    or die "PAGI::Server: cannot use TLS certificate '$server->{ssl_cert}' and key '$server->{ssl_key}': "
+    or die "PAGI::Server: cannot use TLS certificate '$cfg->[SSL_CERT]' and key '$cfg->[SSL_KEY]': "
       . (IO::Socket::SSL::errstr() =~ s/\s+\z//r) . "\n";
   my $ctx_ptr = $ctx->{context};
   Net::SSLeay::CTX_set_options($ctx_ptr, Net::SSLeay::OP_NO_RENEGOTIATION())
@@ -96,29 +97,32 @@ sub server_pem ($file) {
   return $s =~ /(-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?)/s ? $1 : undef;
 }
 
-# Starts the handshake of an accepted socket. $done->($ssl_handle, $tls_info) runs once
-# it completes; a failed or timed-out handshake just closes the socket (logged at
-# debug level: port scanners and plain-HTTP clients are routine).
-sub handshake ($server, $sock, $done) {
-  my $loop = $server->{loop};
+# Starts the handshake of an accepted socket (loop, ctx: the context, sock, cert_pem:
+# the server certificate for the scope, log: sub ($level, $msg)). The handshake
+# ({ssl, abort}: the server calls abort at its deadline or when it stops) is given to
+# started->($hs) before its first step, ended->($hs) when it is over either way, and
+# done->($ssl_handle, $tls_info) once it completed; a failed or timed-out handshake
+# just closes the socket (logged at debug level: port scanners and plain-HTTP clients
+# are routine).
+sub handshake (%arg) {
+  my ($loop, $sock, $log) = @arg{qw(loop sock log)};
   my $ssl = IO::Socket::SSL->start_SSL($sock,
-    SSL_server => 1, SSL_startHandshake => 0, SSL_reuse_ctx => $server->{ssl_ctx},
+    SSL_server => 1, SSL_startHandshake => 0, SSL_reuse_ctx => $arg{ctx},
     # A failed handshake must not close the socket behind the loop's back: the loop
     # still watches its descriptor, which the next accept may reuse
     SSL_error_trap => sub { });
   if (!$ssl) {
-    $server->log(debug => 'TLS setup failed: ' . IO::Socket::SSL::errstr());
+    $log->(debug => 'TLS setup failed: ' . IO::Socket::SSL::errstr());
     close $sock;
     return;
   }
-  my $hs = {ssl => $ssl, deadline => $PAGI::Server::NOW + $server->{header_timeout}};
-  $server->{handshakes}{$hs} = $hs;
+  my $hs = {ssl => $ssl};
   my $finish = sub ($ok) {
-    delete $server->{handshakes}{$hs};
+    return if $hs->{over}++;
     $loop->unwatch_io(handle => $ssl, on_read_ready => 1, on_write_ready => 1);
-    if ($ok) { return $done->($ssl, info($server, $ssl)) }
+    $arg{ended}->($hs);
+    return $arg{done}->($ssl, info($arg{cert_pem}, $ssl)) if $ok;
     close $ssl;
-    $server->_maybe_stopped if $server->{stopping};
   };
   $hs->{abort} = sub { $finish->(0) };
   my $step;
@@ -134,15 +138,16 @@ sub handshake ($server, $sock, $done) {
         sub { $step->() if $step });
       return;
     }
-    $server->log(debug => 'TLS handshake failed: ' . ($err || IO::Socket::SSL::errstr()));
+    $log->(debug => 'TLS handshake failed: ' . ($err || IO::Socket::SSL::errstr()));
     undef $step;
     $finish->(0);
   };
+  $arg{started}->($hs);
   $step->();
 }
 
 # The scope's `tls` extension for one connection (PAGI TLS spec), computed once
-sub info ($server, $ssl) {
+sub info ($cert_pem, $ssl) {
   my $s = $ssl->_get_ssl_object;
   my $cipher = Net::SSLeay::get_cipher($s);
   my (@chain, $name, $error);
@@ -160,7 +165,7 @@ sub info ($server, $ssl) {
     $error = Net::SSLeay::X509_verify_cert_error_string($rc) if $rc;
   }
   return {
-    server_cert       => $server->{ssl_cert_pem},
+    server_cert       => $cert_pem,
     client_cert_chain => \@chain,
     client_cert_name  => $name,
     client_cert_error => $error,

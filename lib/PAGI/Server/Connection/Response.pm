@@ -8,6 +8,8 @@ use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields);
+use PAGI::Server::Config qw(DEBUG STRICT_SENDS);
+use PAGI::Server::Shared qw(ACCESS_LOGGER);
 
 our $VERSION = '0.001';
 
@@ -59,7 +61,7 @@ sub _send ($self, $ev) {
         return Future->fail("http.response.body: " . length($body)
           . " bytes of body for a Content-Length of $length\n")
           if $mode == M_LENGTH && $length != length $body;
-        $self->[SERVER]{debug} and $self->[SERVER]->log(debug => "response $rq->[STATUS]: fast path");
+        $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "response $rq->[STATUS]: fast path");
         $rq->[HEAD_SENT] = 1;
         $self->[KEEP] = 0 if $close;
         $rq->[SENT_BYTES] += length $body if $mode;
@@ -120,9 +122,8 @@ sub _send ($self, $ev) {
 # A send after the response completed: an error when sends are checked strictly
 # (development), else ignored with a debug line (upstream's production behaviour)
 sub _after_complete ($self, $type) {
-  my $server = $self->[SERVER];
-  return Future->fail("$type after the response was complete\n") if $server->{strict_sends};
-  $server->{debug} and $server->log(debug => "$type after the response was complete: ignored");
+  return Future->fail("$type after the response was complete\n") if $self->[CFG][STRICT_SENDS];
+  $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "$type after the response was complete: ignored");
   return $DONE;
 }
 
@@ -132,7 +133,7 @@ sub _write_head ($self) {
   my ($bytes, $mode, $close, $length) = serialize_response($rq->[STATUS],
     $rq->[HEADERS], $rq->[FLAGS], undef);
   return "http.response.start: $mode\n" unless defined $bytes;
-  $self->[SERVER]{debug} and $self->[SERVER]->log(debug => "response $rq->[STATUS]: general path");
+  $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "response $rq->[STATUS]: general path");
   @$rq[HEAD_SENT, RESP_MODE, RESP_LEFT] = (1, $mode, $length);
   $self->[KEEP] = 0 if $close;
   $self->_write($bytes);
@@ -264,7 +265,7 @@ sub _response_complete ($self) {
   # Callbacks are rare: skip the method call without them
   if ($cstate->[CS_ON_COMPLETE] || $cstate->[CS_ON_DISCONNECT]) { $cstate->_complete }
   else { $cstate->[CS_COMPLETE] = 1 }
-  $self->_access_log if $self->[SERVER]{access_log};
+  $self->_access_log if $self->[LIVE][ACCESS_LOGGER];
   if (my $f = delete $rq->[RECV_WAIT]) { $f->done({type => 'http.disconnect'}) }
   $self->_next_request unless $rq->[APP_RUNNING];
   return $DONE;

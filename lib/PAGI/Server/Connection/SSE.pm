@@ -8,6 +8,8 @@ use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::SSE;
+use PAGI::Server::Config qw(WARN_ENCODED SSE_IDLE_TIMEOUT);
+use PAGI::Server::Shared qw(NOW);
 our @ISA = ('PAGI::Server::Connection');
 
 our $VERSION = '0.001';
@@ -72,7 +74,7 @@ sub _send ($self, $ev) {
     my ($bytes, $err);
     if ($type eq 'sse.send') {
       $self->_check_text('sse.send data', $ev->{data})
-        if $self->[SERVER]{warn_encoded} && defined $ev->{data} && !ref $ev->{data};
+        if $self->[CFG][WARN_ENCODED] && defined $ev->{data} && !ref $ev->{data};
       ($bytes, $err) = PAGI::Server::Protocol::SSE::format_event($ev);
     }
     else {
@@ -81,7 +83,7 @@ sub _send ($self, $ev) {
     }
     return Future->fail("$err\n") unless defined $bytes;
     $self->_write_body($bytes);
-    $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{sse_idle_timeout}
+    $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][SSE_IDLE_TIMEOUT]
       if $self->[DEADLINE_KIND] eq 'sse_idle';
     return $self->_send_future;
   }
@@ -104,9 +106,9 @@ sub _send ($self, $ev) {
     # cannot (a bad header), nothing was written and there is no stream to end.
     my $err = $self->_write_head;
     $self->[PROTO][MODE] = $err ? 'failed' : 'stream';
-    if (!$err && !$self->[DEADLINE_KIND] and my $idle = $self->[SERVER]{sse_idle_timeout}) {
+    if (!$err && !$self->[DEADLINE_KIND] and my $idle = $self->[CFG][SSE_IDLE_TIMEOUT]) {
       # sse_idle_timeout: nothing sent for that long ends the stream
-      @$self[DEADLINE_KIND, DEADLINE] = ('sse_idle', $PAGI::Server::NOW + $idle);
+      @$self[DEADLINE_KIND, DEADLINE] = ('sse_idle', $self->[LIVE][NOW] + $idle);
     }
     return $err ? Future->fail($err =~ s/http\.response\.start/sse.start/r) : Future->done;
   }
@@ -147,7 +149,7 @@ sub _keepalive ($self) {
     return if !_connected($self) || $self->[RQ][COMPLETE];
     if ($self->[PROTO][MODE] eq 'stream') {
       $self->_write_body(PAGI::Server::Protocol::SSE::format_comment($self->[PROTO][KA_COMMENT]));
-      $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{sse_idle_timeout}
+      $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][SSE_IDLE_TIMEOUT]
         if $self->[DEADLINE_KIND] eq 'sse_idle';
     }
     $self->_keepalive;
@@ -158,7 +160,7 @@ sub _tick ($self, $now) {
   if ($self->[DEADLINE_KIND] eq 'sse_idle') {
     return if $now <= $self->[DEADLINE];
     # Nothing sent for sse_idle_timeout: the stream ends (cleanly), the app is told
-    $self->[SERVER]->log(info => "event stream idle for $self->[SERVER]{sse_idle_timeout} s (sse_idle_timeout): closing");
+    $self->[SERVER]->log(info => "event stream idle for $self->[CFG][SSE_IDLE_TIMEOUT] s (sse_idle_timeout): closing");
     $self->[DEADLINE_KIND] = '';
     $self->[KEEP] = 0;
     $self->_write("0\r\n\r\n")

@@ -8,6 +8,9 @@ use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::WebSocket;
+use PAGI::Server::Config qw(IS_TLS MAX_RECEIVE_QUEUE WARN_ENCODED WS_IDLE_TIMEOUT WS_CLOSE_TIMEOUT
+  MAX_WS_MESSAGE_SIZE WS_FRAME_LIMIT);
+use PAGI::Server::Shared qw(NOW ACCESS_LOGGER);
 our @ISA = ('PAGI::Server::Connection');
 
 our $VERSION = '0.001';
@@ -45,7 +48,6 @@ use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.htt
 # Takes over a connection whose request (already its request record) asked for an
 # upgrade to WebSocket, and calls the app with a websocket scope
 sub take_over ($class, $conn, $req) {
-  my $server = $conn->[SERVER];
   my $rq = $conn->[RQ];
   my $facts = $rq->[FACTS];
   $conn->[KEEP] = 0;
@@ -64,7 +66,7 @@ sub take_over ($class, $conn, $req) {
   # (a copy: the request keeps its method for the access log)
   my $scope = {%$req, type => 'websocket'};
   delete $scope->{method};
-  $scope->{scheme} = $server->{scheme} eq 'https' ? 'wss' : 'ws';
+  $scope->{scheme} = $conn->[CFG][IS_TLS] ? 'wss' : 'ws';
   $scope->{subprotocols} = [];
   for my $h (@{$req->{headers}}) {
     next unless $h->[0] eq 'sec-websocket-protocol';
@@ -84,7 +86,7 @@ sub _receive ($self) {
   my $inbox = $self->[PROTO][INBOX];
   if (@$inbox) {
     my $ev = shift @$inbox;
-    $self->_resume_read if !$self->[READING] && @$inbox < $self->[SERVER]{max_receive_queue}
+    $self->_resume_read if !$self->[READING] && @$inbox < $self->[CFG][MAX_RECEIVE_QUEUE]
       && $self->[PROTO][STATE] eq 'open';
     return PAGI::Server::Future::ready($ev);
   }
@@ -116,13 +118,13 @@ sub _send ($self, $ev) {
     }
     elsif (defined $ev->{text}) {
       $data = $ev->{text};
-      $self->_check_text('websocket.send text', $data) if $self->[SERVER]{warn_encoded};
+      $self->_check_text('websocket.send text', $data) if $self->[CFG][WARN_ENCODED];
       utf8::encode($data);
       $op = WS_TEXT;
     }
     else { return Future->fail("websocket.send needs bytes or text\n") }
     $self->_write(build_frame($op, $data, 1));
-    $self->[DEADLINE] = $PAGI::Server::NOW + $self->[SERVER]{ws_idle_timeout}
+    $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][WS_IDLE_TIMEOUT]
       if $self->[DEADLINE_KIND] eq 'ws_idle';
     return $self->_send_future;
   }
@@ -194,12 +196,12 @@ sub _accept ($self, $ev) {
   $self->[RQ][STATUS] = 101;
   $self->[PROTO][ANSWERED] = 1;
   $self->[PROTO][STATE] = 'open';
-  if (my $idle = $self->[SERVER]{ws_idle_timeout}) {
+  if (my $idle = $self->[CFG][WS_IDLE_TIMEOUT]) {
     # ws_idle_timeout: no frame either way for that long closes the connection
-    @$self[DEADLINE_KIND, DEADLINE] = ('ws_idle', $PAGI::Server::NOW + $idle);
+    @$self[DEADLINE_KIND, DEADLINE] = ('ws_idle', $self->[LIVE][NOW] + $idle);
   }
   $self->_write($bytes);
-  $self->_access_log if $self->[SERVER]{access_log};
+  $self->_access_log if $self->[LIVE][ACCESS_LOGGER];
   $self->_process_input if length $self->[RBUF];
   return $DONE;
 }
@@ -229,7 +231,7 @@ sub _deny ($self, $type, $ev) {
   $self->[PROTO][DENIED] = 1;
   if (my $f = delete $self->[RQ][RECV_WAIT]) { $f->fail(DENIED_ERROR) }
   $self->_write($bytes);
-  $self->_access_log if $self->[SERVER]{access_log};
+  $self->_access_log if $self->[LIVE][ACCESS_LOGGER];
   $self->_close_after_flush(1);
   return $DONE;
 }
@@ -239,15 +241,15 @@ sub _send_close ($self, $code, $reason = '') {
   $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code) . $reason, 1));
   # The peer has this long to answer our Close before we drop the connection
   $self->[DEADLINE_KIND] = 'closing';
-  $self->[DEADLINE]      = $PAGI::Server::NOW + ($self->[SERVER]{ws_close_timeout} // 5);
+  $self->[DEADLINE]      = $self->[LIVE][NOW] + $self->[CFG][WS_CLOSE_TIMEOUT];
 }
 
 # ---- frames from the peer ------------------------------------------------------------
 
 sub _process_input ($self) {
-  my $server = $self->[SERVER];
-  my $max = $server->{max_ws_message_size};
-  my $frame_max = $server->{ws_frame_limit};
+  my $cfg = $self->[CFG];
+  my $max = $cfg->[MAX_WS_MESSAGE_SIZE];
+  my $frame_max = $cfg->[WS_FRAME_LIMIT];
   while (length $self->[RBUF]) {
     my $state = $self->[PROTO][STATE];
     return if $state eq 'handshake' || $state eq 'closed';
@@ -259,7 +261,7 @@ sub _process_input ($self) {
       return $self->_fail_connection($code, $frame->{message}, $code == 1009 ? 1006 : $code);
     }
     substr($self->[RBUF], 0, $consumed, '');
-    $self->[DEADLINE] = $PAGI::Server::NOW + $server->{ws_idle_timeout} if $self->[DEADLINE_KIND] eq 'ws_idle';
+    $self->[DEADLINE] = $self->[LIVE][NOW] + $cfg->[WS_IDLE_TIMEOUT] if $self->[DEADLINE_KIND] eq 'ws_idle';
     my ($fin, $op, $payload) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
@@ -309,7 +311,7 @@ sub _process_input ($self) {
     else {
       push @{$self->[PROTO][INBOX]}, $ev;
       # max_receive_queue messages unread: stop reading (TCP pushes back on the peer)
-      $self->_pause_read if @{$self->[PROTO][INBOX]} >= $self->[SERVER]{max_receive_queue};
+      $self->_pause_read if @{$self->[PROTO][INBOX]} >= $self->[CFG][MAX_RECEIVE_QUEUE];
     }
   }
 }
@@ -402,7 +404,7 @@ sub _tick ($self, $now) {
   if ($self->[DEADLINE_KIND] eq 'ws_idle') {
     return if $now <= $self->[DEADLINE];
     # Idle too long: a Close (going away), the app sees 1006 idle_timeout
-    $self->[SERVER]->log(info => "websocket idle for $self->[SERVER]{ws_idle_timeout} s (ws_idle_timeout): closing");
+    $self->[SERVER]->log(info => "websocket idle for $self->[CFG][WS_IDLE_TIMEOUT] s (ws_idle_timeout): closing");
     $self->_write(build_frame(WS_CLOSE, pack('n', 1001), 1)) if $self->[PROTO][STATE] eq 'open';
     $self->_ws_disconnect(1006, 'idle_timeout');
     return $self->_close_after_flush(1);

@@ -5,17 +5,19 @@ use Carp ();
 
 our $VERSION = '0.001';
 
-# The one place that reads PAGI_SERVER_BACKEND (and $PAGI::Server::BACKEND) and chooses
-# the codec backend; both codec facades (HTTP1, WebSocket) install their functions from
-# it, so they always agree. The XS object holds both codecs.
+# The one place that reads PAGI_SERVER_BACKEND (and $PREFERENCE) and chooses the codec
+# backend; both codec facades (HTTP1, WebSocket) install their functions from it, so
+# they always agree. The XS object holds both codecs. $PREFERENCE (xs, pp, auto) is
+# what PAGI::Server passes down from its $PAGI::Server::BACKEND, set before loading.
 our $IMPLEMENTATION;
 our $LOAD_ERROR;
+our $PREFERENCE;
 
 sub implementation { $IMPLEMENTATION //= _select() }
 
 sub _select {
   my $want = $ENV{PAGI_SERVER_BACKEND};
-  $want = $PAGI::Server::BACKEND if !defined $want || $want eq '' || lc $want eq 'auto';
+  $want = $PREFERENCE if !defined $want || $want eq '' || lc $want eq 'auto';
   $want = lc($want // 'auto') || 'auto';
   Carp::croak("PAGI_SERVER_BACKEND must be 'xs', 'pp' or 'auto', not '$want'")
     unless $want =~ /\A(?:xs|pp|auto)\z/;
@@ -72,8 +74,8 @@ when C<auto> fell back to PP.
 
 C<xs> demands the Rust backend (and dies, saying how to build it, when it is not
 built); C<pp> forces pure Perl; unset or C<auto> picks XS when it loads, else PP. When
-it is unset or C<auto>, C<$PAGI::Server::BACKEND> (set before loading) decides the same
-way. Any other value croaks.
+it is unset or C<auto>, C<$PAGI::Server::Protocol::Backend::PREFERENCE> decides the same
+way (PAGI::Server sets it from C<$PAGI::Server::BACKEND>, set before loading it). Any other value croaks.
 
 =back
 

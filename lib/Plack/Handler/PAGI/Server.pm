@@ -36,9 +36,9 @@ sub run {
   my $server = PAGI::Server->new(%opt, %args, psgi_app => $app, on_listen => sub {
     my ($s) = @_;
     return unless $ready;
-    my ($tcp) = grep { $_->{tcp} } @{$s->{listeners}};
+    my ($tcp) = grep { $_->{type} eq 'tcp' } @{$s->listeners};
     $ready->({host => $tcp ? $tcp->{host} : 'localhost', port => $tcp ? $tcp->{port} : 0,
-      proto => $s->{tls} ? 'https' : 'http', server_software => 'PAGI::Server'});
+      proto => defined $s->option('ssl_cert') ? 'https' : 'http', server_software => 'PAGI::Server'});
   });
   my $status = $server->run;
   return $status;

@@ -1,0 +1,103 @@
+package PAGI::Server::Loop;
+use strict;
+use warnings;
+use experimental 'signatures';
+use Carp ();
+use IO::Async::Loop;
+
+our $VERSION = '0.001';
+
+# Which IO::Async loop a server runs on: a loop name (loop_type) to its class, the
+# loops installed, a loop made for this process, and whether a loop waits inside EV.
+
+# The loop for loop_type (a name like 'Epoll', in any case: upstream writes 'EPoll',
+# or a full class; none: IO::Async's own choice, Epoll when installed). It is
+# IO::Async's one shared loop, so an app that calls IO::Async::Loop->new (even while
+# its file loads) gets the server's loop. $fresh (a forked worker): a new loop, never
+# one the parent made (a loop library the parent loaded must not share its kernel
+# state with the workers: EV makes its default loop, an epoll set and a signal
+# eventfd, when it loads).
+sub make ($type, $fresh = 0) {
+  if ($fresh) {
+    undef $IO::Async::Loop::ONE_TRUE_LOOP;
+    EV::default_loop()->loop_fork if $INC{'EV.pm'};
+  }
+  my $shared = $IO::Async::Loop::ONE_TRUE_LOOP;
+  return IO::Async::Loop->new unless defined $type && length $type;
+  my $class = class_of($type);
+  return $shared if $shared && ref $shared eq $class;
+  my $loop = $class->new;
+  $IO::Async::Loop::ONE_TRUE_LOOP = $loop;
+  return $loop;
+}
+
+# The IO::Async::Loop class a loop name stands for, loaded; dies with one line naming
+# the module and the installed loops when it is not installed
+sub class_of ($type) {
+  Carp::croak("PAGI::Server: loop_type '$type' is not a loop name")
+    unless $type =~ /\A[A-Za-z][A-Za-z0-9_]*(?:::[A-Za-z][A-Za-z0-9_]*)*\z/;
+  my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
+  if ($type !~ /::/) {
+    # Match the installed loop's spelling (EPoll -> Epoll)
+    my ($found) = grep { lc $_ eq lc $type } installed();
+    $class = "IO::Async::Loop::$found" if $found;
+  }
+  (my $file = "$class.pm") =~ s{::}{/}g;
+  return $class if $INC{$file};
+  if (!eval { require $file; 1 }) {
+    my $err = $@;
+    die "PAGI::Server: cannot load the loop $class: " . ($err =~ s/\s+\z//r) . "\n"
+      unless $err =~ /\ACan't locate \Q$file\E in \@INC/;
+    die "PAGI::Server: the loop '$type' needs $class, which is not installed; installed loops: "
+      . join(', ', installed()) . "\n";
+  }
+  return $class;
+}
+
+# The IO::Async::Loop::* classes found in @INC (short names)
+sub installed {
+  my %seen;
+  for my $dir (grep { !ref } @INC) {
+    opendir(my $dh, "$dir/IO/Async/Loop") or next;
+    for (readdir $dh) { $seen{$1} = 1 if /\A(\w+)\.pm\z/ }
+  }
+  delete $seen{$_} for qw(Select Poll);
+  return ((sort keys %seen), 'Poll', 'Select');
+}
+
+# Does this loop wait inside EV (libev's C loop)?
+sub waits_in_ev ($loop) {
+  return 0 unless $INC{'EV.pm'};
+  return 1 if $loop->isa('IO::Async::Loop::EV');
+  return $loop->isa('IO::Async::Loop::Mojo') && Mojo::IOLoop->singleton->reactor->isa('Mojo::Reactor::EV');
+}
+
+# What a loop of this type loads on first use, loaded now (before privileges drop,
+# while every directory of @INC can be read): a loop is made and thrown away (its
+# class, IO::Async's choice or loop_type's; Metrics::Any's adapter), and the timer
+# queue a loop loads with its first timer. Loops that wrap another event system
+# (Mojo, Glib, EV) are only loaded: their underlying loop is shared.
+sub preload ($type) {
+  my $class = defined $type && length $type ? class_of($type) : undef;
+  if (!$class || $class =~ /\AIO::Async::Loop::(?:Epoll|Poll|Select)\z/) {
+    my $probe = $class ? $class->new : IO::Async::Loop->really_new;
+    undef $probe;
+  }
+  require IO::Async::Internals::TimeQueue;
+  require File::Spec;
+}
+
+1;
+
+=head1 NAME
+
+PAGI::Server::Loop - which IO::Async loop a PAGI::Server runs on
+
+=head1 DESCRIPTION
+
+Internal. C<make($loop_type, $fresh)>, C<class_of($name)> (dies naming the module and
+the installed loops when a loop is not installed), C<installed()>,
+C<waits_in_ev($loop)>, C<preload($loop_type)>. C<PAGI::Server::loop_class> is
+C<class_of>.
+
+=cut
