@@ -70,7 +70,7 @@ sub _new {
     conn => {recv => 0, consumed => 0, local => 65535, remote => 65535, queued => 0},
     dtable => [], dsize => 0, dmax => 4096,
     enc => {header_table => [], ht_size => 0, max_ht_size => 4096, settings => {1 => 4096}},
-    block => undef, acks => 0,
+    block => undef, acks => 0, conn_consume => 0, stream_consume => [],
     rst => {val => $s->{rst_rate_limit}[0], tstamp => 0}, rapid_reset => 0,
     goaway => 0, term => 0, term_sent => 0, goaway_sent => 0, goaway_recv => 0, error => undef,
     own_goaway => undef, notice => 0, dead => 0,
@@ -80,7 +80,7 @@ sub _new {
   push @iv, [2, 0] unless $s->{enable_push};
   push @iv, [8, 1] if $s->{enable_connect_protocol};
   $self->{settings_sent} = {map { @$_ } @iv};
-  push @{$self->{urgent}}, [_frame(SETTINGS, 0, 0, join '', map { pack 'nN', @$_ } @iv)];
+  push @{$self->{urgent}}, [_frame(SETTINGS, 0, 0, join '', map { pack 'nN', @$_ } @iv), settings => 1];
   if (defined $s->{upgrade}) {
     my $payload = _base64url($s->{upgrade});
     return (undef, _err('bad_upgrade_settings')) unless defined $payload && length($payload) % 6 == 0;
@@ -129,6 +129,12 @@ sub feed {
   if (!$self->{dead} && !$self->{term} && !$self->_want_read_closed) {
     $self->{in} .= $bytes;
     $self->_read;
+    if (!$self->{dead}) {
+      $self->_update_consumed($self->{conn}, 0, $self->{conn_consume}) if $self->{conn_consume};
+      $self->_update_consumed($_->[0], $_->[0]{id}, $_->[1]) for grep { !$_->[0]{gone} } @{$self->{stream_consume}};
+    }
+    $self->{conn_consume} = 0;
+    $self->{stream_consume} = [];
     $self->_pull(PROBE_CAP, 1) if length($self->{out}) < PROBE_CAP;
   }
   return ($self->_take, $self->{error});
@@ -153,7 +159,8 @@ sub _terminate {
   my ($self, $code) = @_;
   return if $self->{term};
   $self->{term} = 1;
-  push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1];
+  push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1,
+    last => $self->{last_proc}];
   $self->{in} = '';
   return;
 }
@@ -183,36 +190,75 @@ sub _read {
       last unless $self->_data_body;
       next;
     }
+    # a frame judged on its header waits for the rest of its payload
+    if (my $f = $self->{cur}) {
+      return if length($self->{in}) < $f->{left};
+      delete $self->{cur};
+      my $payload = substr($self->{in}, 0, $f->{left}, '');
+      my $m = $f->{method} or next;    # unknown types are ignored
+      $self->$m($f->{flags}, $f->{id}, $payload, $f);
+      next;
+    }
+    # nghttp2 counts each time it waits for a CONTINUATION frame's header (each read
+    # that ends inside that header counts again)
+    if (my $b = $self->{block}) {
+      return $self->_die('continuation_flood') if ++$b->{continuations} > MAX_CONTINUATIONS;
+    }
     last if length($self->{in}) < 9;
     my ($lt, $flags, $id) = unpack 'NCN', $self->{in};
     my ($len, $type) = ($lt >> 8, $lt & 0xff);
     $id &= 0x7fffffff;
+    # what nghttp2 judges on a frame's header, in its order
     if ($self->{state} eq 'first') {
       return $self->_terminate(PROTOCOL_ERROR) if $type != SETTINGS || $flags & F_ACK;
       $self->{state} = 'frames';
     }
-    return $self->_terminate(FRAME_SIZE_ERROR) if $len > $self->{local}{frame};
     if (my $b = $self->{block}) {
       return $self->_terminate(PROTOCOL_ERROR) if $type != CONTINUATION || $id != $b->{id};
-      return $self->_die('continuation_flood') if ++$b->{continuations} > MAX_CONTINUATIONS;
     }
-    # nghttp2 refuses to queue more acknowledgements than this
-    return $self->_die('flood') if ($type == SETTINGS || $type == PING) && !($flags & F_ACK)
-      && $self->{acks} >= MAX_OUTBOUND_ACK;
-    # the preface of a frame is judged as soon as it is here; DATA's payload as it
-    # arrives, the others once whole
+    return $self->_terminate(FRAME_SIZE_ERROR) if $len > $self->{local}{frame};
     if ($type == DATA) {
       $self->_data_start($len, $flags, $id);
       next;
     }
-    return if length($self->{in}) < 9 + $len;
-    my $payload = substr($self->{in}, 9, $len);
-    substr($self->{in}, 0, 9 + $len, '');
-    my $m = $type == HEADERS ? '_headers' : $type == CONTINUATION ? '_continuation' : $type == SETTINGS ? '_settings'
-      : $type == PING ? '_ping' : $type == RST_STREAM ? '_rst_stream' : $type == WINDOW_UPDATE ? '_window_update'
-      : $type == GOAWAY ? '_goaway' : $type == PRIORITY ? '_priority' : $type == PUSH_PROMISE ? '_push_promise'
-      : undef;
-    $self->$m($flags, $id, $payload) if $m;    # unknown types are ignored
+    my $size_ok = $type == PRIORITY ? $len == 5
+      : $type == RST_STREAM || $type == WINDOW_UPDATE ? $len == 4
+      : $type == SETTINGS ? !($len % 6) && !($flags & F_ACK && $len)
+      : $type == PING ? $len == 8
+      : $type == GOAWAY ? $len >= 8
+      : $type == HEADERS ? !(!($flags & F_PADDED) && $flags & F_PRIORITY && $len < 5)
+      : $type == PUSH_PROMISE ? ($flags & F_PADDED || $len >= 4)
+      : 1;
+    return $self->_terminate(PROTOCOL_ERROR) if ($type == HEADERS || $type == PUSH_PROMISE) && $flags & F_PADDED && $len < 1;
+    return $self->_terminate(FRAME_SIZE_ERROR) unless $size_ok;
+    return $self->_terminate(PROTOCOL_ERROR) if $type == CONTINUATION && !$self->{block};
+    if ($type == SETTINGS && !($flags & F_ACK)) {
+      # nghttp2 refuses to queue more acknowledgements than this
+      return $self->_die('flood') if $self->{acks} >= MAX_OUTBOUND_ACK;
+      return $self->_terminate(ENHANCE_YOUR_CALM) if $len / 6 > MAX_SETTINGS;
+    }
+    my $f = {flags => $flags, id => $id, left => $len, method => $type == HEADERS ? '_headers'
+      : $type == CONTINUATION ? '_continuation' : $type == SETTINGS ? '_settings' : $type == PING ? '_ping'
+      : $type == RST_STREAM ? '_rst_stream' : $type == WINDOW_UPDATE ? '_window_update' : $type == GOAWAY ? '_goaway'
+      : $type == PRIORITY ? '_priority' : undef};
+    if ($type == PUSH_PROMISE) {
+      # a client never pushes: judged once its promised stream id is here
+      return if length($self->{in}) < 9 + 4 + ($flags & F_PADDED ? 1 : 0);
+      return $self->_terminate(PROTOCOL_ERROR);
+    }
+    if ($type == HEADERS) {
+      # its padding and priority fields are judged (and the stream) before its block
+      my $fixed = ($flags & F_PADDED ? 1 : 0) + ($flags & F_PRIORITY ? 5 : 0);
+      return if length($self->{in}) < 9 + $fixed;
+      substr($self->{in}, 0, 9, '');
+      my $fields = substr($self->{in}, 0, $fixed, '');
+      $f->{left} = $len - $fixed;
+      $self->_headers_start($f, $fields) or return;
+      $self->{cur} = $f;
+      next;
+    }
+    substr($self->{in}, 0, 9, '');
+    $self->{cur} = $f;
   }
   return;
 }
@@ -287,9 +333,10 @@ sub _data_body {
     if ($data_n) {
       $st->{got} += $data_n;
       return $self->_terminate(PROTOCOL_ERROR) if $st->{cl} != -1 && $st->{got} > $st->{cl};
-      # the connection window is replenished at receipt; a stream's once the app took it
-      $self->_update_consumed($conn, 0, $data_n);
-      if (!$st->{delivered} || $st->{refused}) { $self->_update_consumed($st, $st->{id}, $data_n) }
+      # the connection window is replenished at receipt (once the read is done, as
+      # src/h2.rs does); a stream's once the app took it
+      $self->{conn_consume} += $data_n;
+      if (!$st->{delivered} || $st->{refused}) { push @{$self->{stream_consume}}, [$st, $data_n] }
       else {
         my $last = $self->{events}[-1];
         if ($last && $last->[0] eq 'data' && $last->[1] == $st->{id} && !$last->[3]) { $last->[2] .= substr($chunk, 0, $data_n) }
@@ -332,22 +379,22 @@ sub _update_consumed {
   return;
 }
 
-sub _headers {
-  my ($self, $flags, $id, $payload) = @_;
-  return $self->_terminate(PROTOCOL_ERROR) if $id == 0;
+# A HEADERS frame's padding, priority and stream, judged before its block (nghttp2's
+# session_process_headers_frame); false after a connection error
+sub _headers_start {
+  my ($self, $f, $fixed) = @_;
+  my ($flags, $id) = @$f{qw(flags id)};
   my $pad = 0;
   if ($flags & F_PADDED) {
-    return $self->_terminate(PROTOCOL_ERROR) if length($payload) < 1;
-    $pad = ord substr($payload, 0, 1, '');
+    $pad = ord substr($fixed, 0, 1, '');
+    my $left = $f->{left} + length $fixed;
+    my $pri = $flags & F_PRIORITY ? 5 : 0;
+    return $self->_terminate(PROTOCOL_ERROR) if $pad > $left || $pad + 1 + $pri > 1 + $left - $pad;
   }
-  if ($flags & F_PRIORITY) {
-    return $self->_terminate(FRAME_SIZE_ERROR) if length($payload) < 5;
-    my $dep = unpack 'N', substr($payload, 0, 5, '');
-    return $self->_terminate(PROTOCOL_ERROR) if ($dep & 0x7fffffff) == $id;
-  }
-  return $self->_terminate(PROTOCOL_ERROR) if $pad > length $payload;
-  substr($payload, -$pad, $pad, '') if $pad;
-  my $b = {id => $id, flags => $flags, buf => $payload, continuations => 0};
+  $f->{pad} = $pad;
+  my $dep = $flags & F_PRIORITY ? unpack('N', $fixed) & 0x7fffffff : 0;
+  return $self->_terminate(PROTOCOL_ERROR) if $id == 0;
+  my $b = {id => $id, flags => $flags, buf => '', continuations => 0};
   my $st = $self->_live($id);
   if (!$st) {
     # a request
@@ -361,6 +408,7 @@ sub _headers {
       $self->{last_recv} = $id;
       if ($self->{local}{streams} <= $self->{incoming}) { return $self->_terminate(PROTOCOL_ERROR) }
       elsif ($self->{goaway_sent} || $self->{term}) { $b->{ignore} = 1 }
+      elsif ($dep == $id) { return $self->_terminate(PROTOCOL_ERROR) }
       elsif ($self->{pending_streams} <= $self->{incoming}) {
         $b->{ignore} = 1;
         push @{$self->{events}}, ['error', $id, _err('refused_stream')];
@@ -380,6 +428,16 @@ sub _headers {
     $b->{trailer} = 1 unless $b->{ignore};
   }
   $b->{st} = $st;
+  $f->{block} = $b;
+  return 1;
+}
+
+# The rest of a HEADERS frame: its block (less the padding)
+sub _headers {
+  my ($self, $flags, $id, $payload, $f) = @_;
+  substr($payload, -$f->{pad}, $f->{pad}, '') if $f->{pad};
+  my $b = $f->{block};
+  $b->{buf} = $payload;
   $self->{block} = $b;
   $self->_block_done if $flags & F_END_HEADERS;
   return;
@@ -670,8 +728,9 @@ sub _hpack_decode {
 sub _settings {
   my ($self, $flags, $id, $payload) = @_;
   return $self->_terminate(PROTOCOL_ERROR) if $id != 0;
-  return $self->_terminate(FRAME_SIZE_ERROR) if length($payload) % 6 || ($flags & F_ACK && length $payload);
   if ($flags & F_ACK) {
+    # only ours, once
+    return $self->_terminate(PROTOCOL_ERROR) if $self->{settings_acked}++;
     my $s = $self->{settings_sent};
     my $delta = $s->{4} - $self->{local}{window};
     $self->{local} = {window => $s->{4}, frame => $s->{5}, streams => $s->{3}};
@@ -681,40 +740,43 @@ sub _settings {
     }
     return;
   }
-  return $self->_terminate(ENHANCE_YOUR_CALM) if length($payload) / 6 > MAX_SETTINGS;
   my $code = $self->_apply_settings($payload, 0);
   return $self->_terminate($code) if defined $code;
+  return if $self->{term};
   $self->{acks}++;
   push @{$self->{urgent}}, [_frame(SETTINGS, F_ACK, 0, ''), ack => 1];
   return;
 }
 
-# The peer's settings; the error code of a bad value, else undef
+# The peer's settings, applied in order as nghttp2 does; the error code of a bad value,
+# else undef
 sub _apply_settings {
   my ($self, $payload, $upgrade) = @_;
-  my %v;
+  my $r = $self->{remote};
   my @pairs = unpack '(nN)*', $payload;
   while (my ($k, $v) = splice @pairs, 0, 2) {
-    return PROTOCOL_ERROR if $k == 2 && $v > 1;
-    return FLOW_CONTROL_ERROR if $k == 4 && $v > MAX_WINDOW;
-    return PROTOCOL_ERROR if $k == 5 && ($v < 16384 || $v > 2**24 - 1);
-    return PROTOCOL_ERROR if $k == 8 && ($v > 1 || ($self->{remote}{connect} && !$v));
-    $v{$k} = $v;
-  }
-  for my $k (sort { $a <=> $b } keys %v) {
-    my $v = $v{$k};
-    if ($k == 1) { $self->{remote}{table} = $v; $self->{enc}{settings}{1} = $v }
+    if ($k == 1) { $r->{table} = $v; $self->{enc}{settings}{1} = $v }
+    elsif ($k == 2) { return PROTOCOL_ERROR if $v > 1 }
     elsif ($k == 4) {
-      my $delta = $v - $self->{remote}{window};
+      return FLOW_CONTROL_ERROR if $v > MAX_WINDOW;
+      my $delta = $v - $r->{window};
       for my $st (grep { !$_->{gone} } values %{$self->{streams}}) {
         return FLOW_CONTROL_ERROR if $st->{remote} + $delta > MAX_WINDOW;
         $st->{remote} += $delta;
       }
-      $self->{remote}{window} = $v;
+      $r->{window} = $v;
     }
-    elsif ($k == 5) { $self->{remote}{frame} = $v }
-    elsif ($k == 8) { $self->{remote}{connect} = $v }
+    elsif ($k == 5) {
+      return PROTOCOL_ERROR if $v < 16384 || $v > 2**24 - 1;
+      $r->{frame} = $v;
+    }
+    elsif ($k == 8) { return PROTOCOL_ERROR if $v > 1 }
+    elsif ($k == 9) {
+      return PROTOCOL_ERROR if $v > 1 || (defined $r->{no_7540} && $r->{no_7540} != $v);
+      $r->{no_7540} = $v;
+    }
   }
+  $r->{no_7540} //= 0;
   return undef;
 }
 
@@ -723,19 +785,18 @@ sub _ping {
   return $self->_terminate(PROTOCOL_ERROR) if $id != 0;
   return $self->_terminate(FRAME_SIZE_ERROR) if length $payload != 8;
   return if $flags & F_ACK;
+  return $self->_die('flood') if $self->{acks} >= MAX_OUTBOUND_ACK;
   $self->{acks}++;
   push @{$self->{urgent}}, [_frame(PING, F_ACK, 0, $payload), ack => 1];
   return;
 }
 
+# (deprecated by RFC 9113 and ignored by nghttp2 but for its length, even on stream 0)
 sub _priority {
   my ($self, $flags, $id, $payload) = @_;
-  return $self->_terminate(PROTOCOL_ERROR) if $id == 0;
   return $self->_terminate(FRAME_SIZE_ERROR) if length $payload != 5;
   return;
 }
-
-sub _push_promise { $_[0]->_terminate(PROTOCOL_ERROR) }
 
 sub _rst_stream {
   my ($self, $flags, $id, $payload) = @_;
@@ -759,7 +820,8 @@ sub _rst_stream {
   if ($r->{val} >= 1) { $r->{val}--; return }
   $self->{rapid_reset} = 1;
   $self->{goaway} = 1;
-  push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_recv}, INTERNAL_ERROR)), goaway => INTERNAL_ERROR];
+  push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_recv}, INTERNAL_ERROR)), goaway => INTERNAL_ERROR,
+    last => $self->{last_recv}];
   return;
 }
 
@@ -826,7 +888,10 @@ sub _pull {
     if ($item) {
       # a frame of a stream that was reset or closed meanwhile is not sent
       my %what = @$item[1 .. $#$item];
-      if ($what{st} && ($what{st}{gone} || $what{st}{closing})) {
+      # and a session ending on an error sends its GOAWAY only (and SETTINGS)
+      if (($what{st} && ($what{st}{gone} || $what{st}{closing}))
+        || ($self->{term} && !defined $what{goaway} && !$what{settings})) {
+        $self->{acks}-- if $what{ack};
         $what{window}{queued} = 0 if $what{window};
         next;
       }
@@ -848,6 +913,9 @@ sub _sent {
   if (defined $what{goaway}) {
     $self->{goaway_sent} = 1;
     $self->{term_sent} = 1 if $what{term};
+    # the streams above the GOAWAY's last stream id will not be processed
+    $self->_close($_, REFUSED_STREAM) for sort { $a->{id} <=> $b->{id} }
+      grep { !$_->{gone} && $_->{id} > $what{last} } values %{$self->{streams}};
     my $code = $what{goaway};
     $self->{error} //= _err($self->{rapid_reset} && $code == INTERNAL_ERROR ? 'rapid_reset'
       : (grep { $PAGI::Server::Protocol::Errors::H2{$_}[0] == $code } _code_kinds())[0] // 'internal_error')
@@ -856,7 +924,7 @@ sub _sent {
   if (my $st = $what{rst}) { $self->_close($st, $what{code}) }
   if (my $st = $what{head}) {
     $st->{head_sent} = 1;
-    push @{$self->{ready}}, $st if !$st->{no_body} && !$st->{scheduled}++ && ($st->{ended} || length $st->{out});
+    $self->_schedule($st) if !$st->{no_body} && ($st->{ended} || length $st->{out});
   }
   $self->_shut($what{end}, 'wr') if $what{end} && !$what{end}{gone};
   return;
@@ -902,7 +970,8 @@ sub _data_frame {
     $st->{remote} -= $take;
     $self->{conn}{remote} -= $take;
     push @{$self->{reg}}, [$self->_headers_frames($st->{id}, $trailers, 1), end => $st, st => $st] if $trailers;
-    $self->_sent(_frame(DATA, $flags, $st->{id}, $chunk), $flags ? (end => $st) : ());
+    # (an empty DATA frame before trailers is not sent)
+    $self->_sent(_frame(DATA, $flags, $st->{id}, $chunk), $flags ? (end => $st) : ()) unless $trailers && !$take;
     return 1;
   }
   return 0;
@@ -1068,13 +1137,14 @@ sub goaway {
   elsif ($code == NO_ERROR) {
     return 0 if $self->{goaway} || $self->{term};
     $self->{goaway} = 1;
-    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, 0)), goaway => 0];
+    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, 0)), goaway => 0, last => $self->{last_proc}];
   }
   else {
     return 0 if $self->{term};
     $self->{term} = 1;
     $self->{goaway} = 1;
-    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1];
+    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1,
+      last => $self->{last_proc}];
   }
   return 0;
 }
