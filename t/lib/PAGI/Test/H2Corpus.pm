@@ -318,8 +318,9 @@ sub run_scenario ($new, $sc, $split = undef) {
       push @log, ['feed', _merge(\@events), $error];
     }
     elsif ($op eq 'output') {
-      my $max = $a[0] // 1 << 20;
-      my $out = $s->output($max);
+      # (without a limit: all there is)
+      my $max = $a[0] // ~0 >> 1;
+      my $out = @a ? $s->output($max) : $s->output;
       # (not the length itself: nghttp2 puts its reason in a GOAWAY's debug data)
       push @log, ['output', length $out <= $max ? 'within max' : 'OVER MAX', $read->($out), $s->events];
     }

@@ -90,7 +90,7 @@ sub _new {
     $self->{incoming} = 1;
     $self->{streams}{1} = $self->_stream(1, shut_rd => 1, delivered => 1, head => $s->{upgrade_head});
   }
-  $self->_pull(9**9**9, 0);
+  $self->_pull(~0 >> 1, 0);
   return $self;
 }
 
@@ -993,7 +993,7 @@ sub _headers_frames {
 
 sub output {
   my ($self, $max) = @_;
-  $max = 9**9**9 unless defined $max;
+  $max = ~0 >> 1 unless defined $max;
   $max = 0 if $max < 0;
   # streams whose window opened are ready again
   for my $st (grep { $_->{blocked} && $_->{remote} > 0 } values %{$self->{streams}}) {
