@@ -96,6 +96,7 @@ impl Client {
             if flags & ng::NGHTTP2_HD_INFLATE_EMIT as i32 != 0 {
                 // SAFETY: an emitted field points into the inflater or the input.
                 let nv = unsafe { nv.assume_init() };
+                // SAFETY: the name and value of an emitted field are readable for their lengths.
                 let (name, value) = unsafe {
                     (std::slice::from_raw_parts(nv.name, nv.namelen), std::slice::from_raw_parts(nv.value, nv.valuelen))
                 };

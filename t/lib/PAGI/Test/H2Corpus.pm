@@ -181,6 +181,18 @@ sub scenarios {
     # then nghttp2's queue limit end it)
     (['feed', hello() . $ACKED], map { ['feed', frame(PING, 0, 0, '01234567') x 900] } 1 .. 6)
   });
+  # Where the backends differ (t/33's %TODO, doc/codec.md): nghttp2's "glitch" limit
+  # (1000 suspicious frames, 33 a second more: PRIORITY, unknown types, empty DATA...)
+  $add->('glitch rate limit: many PRIORITY frames', {}, sub ($c) {
+    (['feed', hello() . $ACKED . frame(PRIORITY, 0, 1, pack('NC', 0, 1)) x 1100], ['output'])
+  });
+  # and nghttp2's scheduling of DATA by RFC 9218 priorities (urgency, incremental)
+  $add->('DATA of concurrent streams with RFC 9218 priorities', {}, sub ($c) {
+    (['feed', hello(4 => 1 << 20) . $c->headers(1, [get('/a', priority => 'u=5')], END_STREAM)
+      . $c->headers(3, [get('/b', priority => 'u=0, i')], END_STREAM) . $c->headers(5, [get('/c', priority => 'u=0, i')], END_STREAM)],
+     (map { ['respond', $_, 200, [], 0] } 1, 3, 5), ['output'],
+     (map { ['send_data', $_, chr(96 + $_) x 40000, 1] } 1, 3, 5), ['output'])
+  });
   for my $bad (bad_frames()) {
     my ($name, $bytes, $expect, $settings) = @$bad;
     $add->("bad: $name", $settings // {}, sub ($c) { (['feed', ref $bytes ? $bytes->($c) : $bytes], ['output'], ['is_closed']) });
