@@ -1144,11 +1144,21 @@ pub unsafe extern "C" fn pagi_h2_feed(
         h.batch();
         fed
     });
-    // SAFETY: not NULL; the caller guarantees they are writable.
+    // SAFETY: not NULL; the caller guarantees it is writable.
+    unsafe { *error = h.session.error().map_or(0, H2Error::code) };
+    // SAFETY: the caller guarantees `events` and `n`.
+    unsafe { hand_out(h, ok, events, n) }
+}
+
+/// Writes the batch's address and length (none after a panic) and the return code.
+///
+/// # Safety
+/// `events` and `n` are writable (not NULL).
+unsafe fn hand_out(h: &PagiH2, ok: bool, events: *mut *const PagiH2Event, n: *mut usize) -> c_int {
+    // SAFETY: guaranteed by the caller.
     unsafe {
         *events = h.c_events.as_ptr();
         *n = if ok { h.c_events.len() } else { 0 };
-        *error = h.session.error().map_or(0, H2Error::code);
     }
     if ok {
         PAGI_DONE
@@ -1174,15 +1184,7 @@ pub unsafe extern "C" fn pagi_h2_events(h: *mut PagiH2, events: *mut *const Pagi
         true
     });
     // SAFETY: not NULL; the caller guarantees they are writable.
-    unsafe {
-        *events = h.c_events.as_ptr();
-        *n = if ok { h.c_events.len() } else { 0 };
-    }
-    if ok {
-        PAGI_DONE
-    } else {
-        PAGI_PANIC
-    }
+    unsafe { hand_out(h, ok, events, n) }
 }
 
 /// Up to `max` bytes to write (`*out`, valid until the next call on `h`). `PAGI_DONE` or

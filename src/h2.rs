@@ -419,14 +419,29 @@ unsafe fn frame_hd<'a>(frame: *const ng::nghttp2_frame) -> &'a ng::nghttp2_frame
     unsafe { &(*frame).hd }
 }
 
+/// A callback's body about a frame, given the frame's header and the state, under
+/// `shield`.
+///
+/// # Safety
+/// `frame` and `user_data` are what nghttp2 passed to the callback.
+unsafe fn about_frame(
+    frame: *const ng::nghttp2_frame,
+    user_data: *mut c_void,
+    f: impl FnOnce(&ng::nghttp2_frame_hd, &mut State) -> c_int,
+) -> c_int {
+    shield(user_data, || {
+        // SAFETY: guaranteed by the caller: the frame being handled and our state.
+        let (hd, st) = unsafe { (frame_hd(frame), state(user_data)) };
+        f(hd, st)
+    })
+}
+
 unsafe extern "C" fn on_begin_headers(
     _session: *mut ng::nghttp2_session,
     frame: *const ng::nghttp2_frame,
     user_data: *mut c_void,
 ) -> c_int {
-    shield(user_data, || {
-        // SAFETY: nghttp2 passes the frame being received and our state.
-        let (hd, st) = unsafe { (frame_hd(frame), state(user_data)) };
+    let body = |hd: &ng::nghttp2_frame_hd, st: &mut State| {
         if u32::from(hd.type_) != ng::NGHTTP2_HEADERS {
             return 0;
         }
@@ -445,7 +460,9 @@ unsafe extern "C" fn on_begin_headers(
             _ => {}
         }
         0
-    })
+    };
+    // SAFETY: nghttp2 passes the frame being received and our state.
+    unsafe { about_frame(frame, user_data, body) }
 }
 
 unsafe extern "C" fn on_header(
@@ -474,9 +491,7 @@ unsafe extern "C" fn on_frame_recv(
     frame: *const ng::nghttp2_frame,
     user_data: *mut c_void,
 ) -> c_int {
-    shield(user_data, || {
-        // SAFETY: nghttp2 passes the frame received and our state.
-        let (hd, st) = unsafe { (frame_hd(frame), state(user_data)) };
+    let body = |hd: &ng::nghttp2_frame_hd, st: &mut State| {
         let id = hd.stream_id;
         let end_stream = hd.flags & ng::NGHTTP2_FLAG_END_STREAM as u8 != 0;
         match u32::from(hd.type_) {
@@ -528,7 +543,9 @@ unsafe extern "C" fn on_frame_recv(
             _ => {}
         }
         0
-    })
+    };
+    // SAFETY: nghttp2 passes the frame received and our state.
+    unsafe { about_frame(frame, user_data, body) }
 }
 
 unsafe extern "C" fn on_data_chunk_recv(
@@ -582,16 +599,16 @@ unsafe extern "C" fn on_invalid_frame_recv(
     lib_error_code: c_int,
     user_data: *mut c_void,
 ) -> c_int {
-    shield(user_data, || {
-        // SAFETY: nghttp2 passes the frame and our state.
-        let (hd, st) = unsafe { (frame_hd(frame), state(user_data)) };
+    let body = |hd: &ng::nghttp2_frame_hd, st: &mut State| {
         // Only a refused stream is always a stream error (the others nghttp2 reports
         // here may be connection errors, which end the session instead)
         if lib_error_code == ng::NGHTTP2_ERR_REFUSED_STREAM {
             st.events.push(Event::Error { id: hd.stream_id, kind: H2Error::RefusedStream });
         }
         0
-    })
+    };
+    // SAFETY: nghttp2 passes the frame and our state.
+    unsafe { about_frame(frame, user_data, body) }
 }
 
 unsafe extern "C" fn on_frame_send(
@@ -599,9 +616,7 @@ unsafe extern "C" fn on_frame_send(
     frame: *const ng::nghttp2_frame,
     user_data: *mut c_void,
 ) -> c_int {
-    shield(user_data, || {
-        // SAFETY: nghttp2 passes the frame sent and our state.
-        let (hd, st) = unsafe { (frame_hd(frame), state(user_data)) };
+    let body = |hd: &ng::nghttp2_frame_hd, st: &mut State| {
         if u32::from(hd.type_) == ng::NGHTTP2_GOAWAY {
             // SAFETY: a GOAWAY frame: the union holds `goaway`.
             let code = unsafe { (*frame).goaway.error_code };
@@ -610,7 +625,9 @@ unsafe extern "C" fn on_frame_send(
             }
         }
         0
-    })
+    };
+    // SAFETY: nghttp2 passes the frame sent and our state.
+    unsafe { about_frame(frame, user_data, body) }
 }
 
 /// The kind named after an RFC 9113 error code (INTERNAL_ERROR for an unknown one).
