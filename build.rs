@@ -1,6 +1,7 @@
-//! Generates the error enums (`ErrorKind`, `WsError`) from THE error table,
-//! `lib/PAGI/Server/Protocol/errors.tsv`, which the Perl side reads too: one row per kind
-//! (codec, kind, number, message); a kind's ABI code is its place in its codec.
+//! Generates the error enums (`ErrorKind`, `WsError`, `H2Error`, `H2Refusal`) from THE
+//! error table, `lib/PAGI/Server/Protocol/errors.tsv`, which the Perl side reads too:
+//! one row per kind (codec, kind, number, message); a kind's ABI code is its place in
+//! its codec.
 
 use std::fmt::Write;
 
@@ -15,14 +16,23 @@ fn main() {
         .map(|l| l.split('\t').collect())
         .collect();
     let out = std::env::var("OUT_DIR").expect("OUT_DIR");
-    for (codec, name, number) in [("http", "ErrorKind", "status"), ("ws", "WsError", "close_code")] {
+    for (codec, name, number) in [
+        ("http", "ErrorKind", "status"),
+        ("ws", "WsError", "close_code"),
+        ("h2", "H2Error", "error_code"),
+        ("h2req", "H2Refusal", "status"),
+    ] {
         let mut rs = format!(
             "crate::error::error_table! {{\n    /// The `{codec}` rows of `{TABLE}`; `{number}` is the number the server answers with.\n    pub enum {name}, fn {number} {{\n"
         );
         let mut code = 0;
         for row in rows.iter().filter(|r| r[0] == codec) {
             let [_, kind, num, message] = row[..] else { panic!("{TABLE}: not 4 columns: {row:?}") };
-            assert!(kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{TABLE}: kind {kind:?}");
+            assert!(
+                kind.starts_with(|c: char| c.is_ascii_lowercase())
+                    && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{TABLE}: kind {kind:?}"
+            );
             assert!(message.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'), "{TABLE}: {message:?}");
             let num: u16 = num.parse().unwrap_or_else(|_| panic!("{TABLE}: number {num:?}"));
             let variant: String = kind.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();

@@ -1,6 +1,7 @@
 /*
  * PAGI::Server::Protocol::HTTP1::XS - Perl glue for the Rust codec core, and
- * PAGI::Server::Protocol::WebSocket::XS (a second package of the same object).
+ * PAGI::Server::Protocol::WebSocket::XS and PAGI::Server::Protocol::HTTP2::XS (more
+ * packages of the same object).
  *
  * This file only converts values: Perl scalars in, the C ABI of src/ffi.rs
  * (perl/pagi_server.h) across, Perl values out. Every rule of the protocol lives in
@@ -17,6 +18,8 @@
 
 #define PKG "PAGI::Server::Protocol::HTTP1::XS"
 #define WS_PKG "PAGI::Server::Protocol::WebSocket::XS"
+#define H2_PKG "PAGI::Server::Protocol::HTTP2::XS"
+#define H2_SESSION "PAGI::Server::Protocol::HTTP2::XS::Session"
 
 /* Header lists up to this size need no heap allocation */
 #define STACK_FIELDS 32
@@ -25,12 +28,18 @@
 enum {
     K_METHOD, K_PATH, K_RAW_PATH, K_QUERY_STRING, K_HTTP_VERSION, K_HEADERS,
     K_CONTENT_LENGTH, K_CHUNKED, K_CLOSE, K_UPGRADE, K_WS_KEY, K_WS_VERSION,
-    K_SSE, K_EXPECT_CONTINUE, K_ERROR, K_MESSAGE, K_COUNT
+    K_SSE, K_EXPECT_CONTINUE, K_ERROR, K_MESSAGE, K_SCHEME, K_PROTOCOL, K_COUNT
 };
 static const char *const key_name[K_COUNT] = {
     "method", "path", "raw_path", "query_string", "http_version", "headers",
     "content_length", "chunked", "close", "upgrade", "ws_key", "ws_version",
-    "sse", "expect_continue", "error", "message"
+    "sse", "expect_continue", "error", "message", "scheme", "protocol"
+};
+
+/* HTTP/2 event names, by PAGI_H2_EV_* */
+#define H2_EVENTS 8
+static const char *const h2_event_name[H2_EVENTS] = {
+    "", "request", "data", "trailers", "reset", "closed", "goaway", "error"
 };
 /* Buckets for a result hash: the connection adds the other scope keys to it (about 17
    in all), so it is sized once for that instead of growing twice */
@@ -45,7 +54,8 @@ static const char *const key_name[K_COUNT] = {
 typedef struct {
     SV *key[K_COUNT];
     SV *known[KNOWN_MAX + 1];
-    SV *empty, *slash, *v11, *v10;
+    SV *empty, *slash, *v11, *v10, *v2;
+    SV *h2_event[H2_EVENTS];
 } my_cxt_t;
 START_MY_CXT
 
@@ -65,6 +75,9 @@ init_cache(pTHX_ my_cxt_t *cx)
     cx->slash = newSVpvn_share("/", 1, 0);
     cx->v11 = newSVpvn_share("1.1", 3, 0);
     cx->v10 = newSVpvn_share("1.0", 3, 0);
+    cx->v2 = newSVpvn_share("2", 1, 0);
+    for (k = 0; k < H2_EVENTS; k++)
+        cx->h2_event[k] = newSVpvn_share(h2_event_name[k], (I32)strlen(h2_event_name[k]), 0);
 }
 
 #define STORE(hv, k, sv) (void)hv_store_ent((hv), cx->key[k], (sv), 0)
@@ -284,6 +297,14 @@ app_error_message(pTHX_ const pagi_response *r, SV **names)
         return newSVpvs("invalid status");
     case PAGI_CONFLICTING_LENGTH:
         return newSVpvs("conflicting content-length");
+    case PAGI_H2_STREAM_CLOSED:
+        return newSVpvs("stream closed");
+    case PAGI_H2_ALREADY_STARTED:
+        return newSVpvs("response already started");
+    case PAGI_H2_NOT_STARTED:
+        return newSVpvs("response not started");
+    case PAGI_H2_ALREADY_ENDED:
+        return newSVpvs("response already ended");
     case PAGI_BAD_LENGTH:
         msg = newSVpvs("invalid content-length: ");
         given = names[2 * r->error_index + 1];
@@ -324,6 +345,136 @@ endpoint_host(pTHX_ const pagi_endpoint *e)
 {
     return newSVpvn(e->len ? (const char *)e->text : "", e->len);
 }
+
+/* ---- HTTP/2 ---------------------------------------------------------------------- */
+
+/* [[name, value], ...] of n fields */
+static SV *
+fields_av(pTHX_ const my_cxt_t *cx, const pagi_field *f, size_t n)
+{
+    AV *av = n ? sized_av(aTHX_ (SSize_t)n) : newAV();
+    size_t i;
+    for (i = 0; i < n; i++) {
+        AV *pair = sized_av(aTHX_ 2);
+        AvARRAY(pair)[0] = known_sv(aTHX_ cx, f[i].name_id, f[i].name);
+        AvARRAY(pair)[1] = span_sv(aTHX_ cx, f[i].value);
+        AvFILLp(pair) = 1;
+        AvARRAY(av)[i] = newRV_noinc((SV *)pair);
+    }
+    if (n)
+        AvFILLp(av) = (SSize_t)n - 1;
+    return newRV_noinc((SV *)av);
+}
+
+/* A request event's hash, shaped as parse_request's result (doc/codec.md) */
+static SV *
+h2_request(pTHX_ const my_cxt_t *cx, const pagi_h2_event *e)
+{
+    HV *hv;
+    SV *path;
+    if (e->code)
+        return error_ref(aTHX_ cx, PAGI_TABLE_H2REQ, (int)e->code);
+    hv = newHV();
+    hv_ksplit(hv, RESULT_KEYS);
+    path = span_sv(aTHX_ cx, e->path);
+    if (e->path_utf8)
+        SvUTF8_on(path);    /* well-formed UTF-8, checked by Rust */
+    STORE(hv, K_METHOD, span_sv(aTHX_ cx, e->method));
+    STORE(hv, K_PATH, path);
+    STORE(hv, K_RAW_PATH, span_sv(aTHX_ cx, e->raw_path));
+    STORE(hv, K_QUERY_STRING, span_sv(aTHX_ cx, e->query_string));
+    STORE(hv, K_HTTP_VERSION, SHARED_COPY(cx->v2));
+    STORE(hv, K_HEADERS, fields_av(aTHX_ cx, e->fields, e->n_fields));
+    STORE(hv, K_SCHEME, span_sv(aTHX_ cx, e->scheme));
+    if (e->content_length >= 0)
+        STORE(hv, K_CONTENT_LENGTH, newSViv((IV)e->content_length));
+    if (e->sse)
+        STORE(hv, K_SSE, newSViv(1));
+    if (e->expect_continue)
+        STORE(hv, K_EXPECT_CONTINUE, newSViv(1));
+    if (e->protocol.ptr)
+        STORE(hv, K_PROTOCOL, span_sv(aTHX_ cx, e->protocol));
+    return newRV_noinc((SV *)hv);
+}
+
+/* The events as [[name, ...], ...] */
+static SV *
+h2_events(pTHX_ const my_cxt_t *cx, const pagi_h2_event *ev, size_t n)
+{
+    AV *list = n ? sized_av(aTHX_ (SSize_t)n) : newAV();
+    size_t i;
+    for (i = 0; i < n; i++) {
+        const pagi_h2_event *e = &ev[i];
+        AV *item = sized_av(aTHX_ 4);
+        SSize_t last = 2;
+        AvARRAY(item)[0] = SHARED_COPY(cx->h2_event[e->kind > 0 && e->kind < H2_EVENTS ? e->kind : 0]);
+        AvARRAY(item)[1] = newSViv(e->stream_id);
+        switch (e->kind) {
+        case PAGI_H2_EV_REQUEST:
+            AvARRAY(item)[2] = h2_request(aTHX_ cx, e);
+            AvARRAY(item)[3] = newSViv(e->end_stream);
+            last = 3;
+            break;
+        case PAGI_H2_EV_DATA:
+            AvARRAY(item)[2] = newSVpvn(e->data.len ? (const char *)e->data.ptr : "", e->data.len);
+            AvARRAY(item)[3] = newSViv(e->end_stream);
+            last = 3;
+            break;
+        case PAGI_H2_EV_TRAILERS:
+            AvARRAY(item)[2] = fields_av(aTHX_ cx, e->fields, e->n_fields);
+            break;
+        case PAGI_H2_EV_ERROR:
+            AvARRAY(item)[2] = error_ref(aTHX_ cx, PAGI_TABLE_H2, (int)e->code);
+            break;
+        case PAGI_H2_EV_CLOSED:
+            last = 1;
+            break;
+        default:            /* reset, goaway */
+            AvARRAY(item)[2] = newSVuv(e->code);
+            break;
+        }
+        AvFILLp(item) = last;
+        AvARRAY(list)[i] = newRV_noinc((SV *)item);
+    }
+    if (n)
+        AvFILLp(list) = (SSize_t)n - 1;
+    return newRV_noinc((SV *)list);
+}
+
+/* The session behind $self (a reference to the handle's address), croaking on misuse */
+static pagi_h2 *
+h2_self(pTHX_ SV *self, const char *fn)
+{
+    pagi_h2 *h;
+    if (!SvROK(self) || !sv_derived_from(self, H2_SESSION))
+        croak("%s::%s: not a session object", H2_SESSION, fn);
+    h = INT2PTR(pagi_h2 *, SvIV(SvRV(self)));
+    if (!h)
+        croak("%s::%s: the session was freed", H2_SESSION, fn);
+    return h;
+}
+
+/* A whole number from the settings hash (present: the facade filled every key) */
+static UV
+h2_setting(pTHX_ HV *hv, const char *key)
+{
+    SV **v = hv_fetch(hv, key, (I32)strlen(key), 0);
+    if (!v || !SvOK(*v))
+        croak("%s::_new: setting %s is missing", H2_PKG, key);
+    return SvUV(*v);
+}
+
+/* (1, ...) or (undef, $message) for an h2 submission's result */
+#define H2_APP_RESULT(rc, r, names, fn) STMT_START {                         \
+        if ((rc) == PAGI_ERROR) {                                           \
+            EXTEND(SP, 2);                                                  \
+            PUSHs(&PL_sv_undef);                                            \
+            mPUSHs(app_error_message(aTHX_ &(r), (names)));                 \
+            XSRETURN(2);                                                    \
+        }                                                                   \
+        if ((rc) != PAGI_DONE)                                              \
+            croak_panic(aTHX_ H2_SESSION, (fn));                            \
+    } STMT_END
 
 /* ---- WebSocket ------------------------------------------------------------------- */
 
@@ -843,5 +994,317 @@ mask_payload(payload = &PL_sv_undef, key = &PL_sv_undef)
     }
     SvCUR_set(RETVAL, len);
     *SvEND(RETVAL) = '\0';
+  OUTPUT:
+    RETVAL
+
+MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP2::XS
+
+PROTOTYPES: DISABLE
+
+void
+_new(settings)
+    HV *settings
+  PREINIT:
+    pagi_h2_settings s;
+    pagi_h2 *h = NULL;
+    int32_t error = 0;
+    int rc;
+    SV **up;
+    AV *rst;
+    SV **burst, **rate;
+  PPCODE:
+    /* The facade (new_session) checked and completed the hash */
+    s.max_concurrent_streams = (uint32_t)h2_setting(aTHX_ settings, "max_concurrent_streams");
+    s.initial_window_size = (uint32_t)h2_setting(aTHX_ settings, "initial_window_size");
+    s.max_frame_size = (uint32_t)h2_setting(aTHX_ settings, "max_frame_size");
+    s.max_header_list_size = (uint32_t)h2_setting(aTHX_ settings, "max_header_list_size");
+    s.max_headers = (uint64_t)h2_setting(aTHX_ settings, "max_headers");
+    s.enable_connect_protocol = h2_setting(aTHX_ settings, "enable_connect_protocol") ? 1 : 0;
+    s.enable_push = h2_setting(aTHX_ settings, "enable_push") ? 1 : 0;
+    s.upgrade_head = h2_setting(aTHX_ settings, "upgrade_head") ? 1 : 0;
+    up = hv_fetchs(settings, "rst_rate_limit", 0);
+    if (!up || !SvROK(*up) || SvTYPE(SvRV(*up)) != SVt_PVAV)
+        croak("%s::_new: setting rst_rate_limit is missing", H2_PKG);
+    rst = (AV *)SvRV(*up);
+    burst = av_fetch(rst, 0, 0);
+    rate = av_fetch(rst, 1, 0);
+    s.rst_burst = burst ? (uint64_t)SvUV(*burst) : 0;
+    s.rst_rate = rate ? (uint64_t)SvUV(*rate) : 0;
+    s.upgrade.ptr = NULL;
+    s.upgrade.len = 0;
+    up = hv_fetchs(settings, "upgrade", 0);
+    if (up && SvOK(*up)) {
+        STRLEN len;
+        int defined;
+        s.upgrade.ptr = (const unsigned char *)arg_bytes(aTHX_ *up, &len, &defined, H2_PKG,
+                                                         "new_session", "upgrade");
+        s.upgrade.len = len;
+    }
+    rc = pagi_h2_new(&s, &h, &error);
+    if (rc == PAGI_DONE) {
+        SV *obj = newSV(0);
+        sv_setref_pv(obj, H2_SESSION, (void *)h);
+        mXPUSHs(obj);
+    }
+    else if (rc == PAGI_ERROR) {
+        dMY_CXT;
+        EXTEND(SP, 2);
+        PUSHs(&PL_sv_undef);
+        mPUSHs(error_ref(aTHX_ &MY_CXT, PAGI_TABLE_H2, error));
+    }
+    else {
+        croak_panic(aTHX_ H2_PKG, "new_session");
+    }
+
+void
+_error_table(which)
+    const char *which
+  PPCODE:
+    /* [kind, message, number] for each code of the Rust h2 tables ("h2", "h2req") */
+    {
+        int code, number;
+        const char *kind, *message;
+        int table = strEQ(which, "h2") ? PAGI_TABLE_H2 : strEQ(which, "h2req") ? PAGI_TABLE_H2REQ : -1;
+        if (table < 0)
+            croak("%s::_error_table: 'h2' or 'h2req', not '%s'", H2_PKG, which);
+        for (code = 1; (number = pagi_error_info(table, code, &kind, &message)); code++) {
+            AV *row = newAV();
+            av_push(row, newSVpv(kind, 0));
+            av_push(row, newSVpv(message, 0));
+            av_push(row, newSViv(number));
+            XPUSHs(sv_2mortal(newRV_noinc((SV *)row)));
+        }
+    }
+
+MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP2::XS::Session
+
+PROTOTYPES: DISABLE
+
+void
+DESTROY(self)
+    SV *self
+  CODE:
+    if (SvROK(self)) {
+        pagi_h2 *h = INT2PTR(pagi_h2 *, SvIV(SvRV(self)));
+        sv_setiv(SvRV(self), 0);
+        pagi_h2_free(h);
+    }
+
+void
+feed(self, buf)
+    SV *self
+    SV *buf
+  PREINIT:
+    pagi_h2 *h;
+    STRLEN len;
+    const unsigned char *p;
+    int defined;
+    const pagi_h2_event *ev = NULL;
+    size_t n = 0;
+    int32_t error = 0;
+  PPCODE:
+    h = h2_self(aTHX_ self, "feed");
+    p = (const unsigned char *)arg_bytes(aTHX_ buf, &len, &defined, H2_SESSION, "feed", "the input");
+    if (pagi_h2_feed(h, p, len, &ev, &n, &error) != PAGI_DONE)
+        croak_panic(aTHX_ H2_SESSION, "feed");
+    {
+        dMY_CXT;
+        EXTEND(SP, 2);
+        mPUSHs(h2_events(aTHX_ &MY_CXT, ev, n));
+        if (error)
+            mPUSHs(error_ref(aTHX_ &MY_CXT, PAGI_TABLE_H2, error));
+        else
+            PUSHs(&PL_sv_undef);
+    }
+
+SV *
+events(self)
+    SV *self
+  PREINIT:
+    pagi_h2 *h;
+    const pagi_h2_event *ev = NULL;
+    size_t n = 0;
+  CODE:
+    h = h2_self(aTHX_ self, "events");
+    if (pagi_h2_events(h, &ev, &n) != PAGI_DONE)
+        croak_panic(aTHX_ H2_SESSION, "events");
+    {
+        dMY_CXT;
+        RETVAL = h2_events(aTHX_ &MY_CXT, ev, n);
+    }
+  OUTPUT:
+    RETVAL
+
+SV *
+error(self)
+    SV *self
+  PREINIT:
+    pagi_h2 *h;
+    int64_t code = 0;
+  CODE:
+    h = h2_self(aTHX_ self, "error");
+    if (pagi_h2_call(h, PAGI_H2_ERROR, 0, 0, &code) != PAGI_DONE)
+        croak_panic(aTHX_ H2_SESSION, "error");
+    if (!code)
+        XSRETURN_UNDEF;
+    {
+        dMY_CXT;
+        RETVAL = error_ref(aTHX_ &MY_CXT, PAGI_TABLE_H2, (int)code);
+    }
+  OUTPUT:
+    RETVAL
+
+SV *
+output(self, max = &PL_sv_undef)
+    SV *self
+    SV *max
+  PREINIT:
+    pagi_h2 *h;
+    pagi_span out;
+    size_t limit = (size_t)-1;
+  CODE:
+    h = h2_self(aTHX_ self, "output");
+    SvGETMAGIC(max);
+    if (SvOK(max)) {
+        IV m = SvIV_nomg(max);
+        limit = m > 0 ? (size_t)m : 0;
+    }
+    if (pagi_h2_output(h, limit, &out) != PAGI_DONE)
+        croak_panic(aTHX_ H2_SESSION, "output");
+    RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+  OUTPUT:
+    RETVAL
+
+void
+respond(self, id, status, headers = &PL_sv_undef, end_stream = &PL_sv_undef)
+    SV *self
+    IV id
+    SV *status
+    SV *headers
+    SV *end_stream
+  PREINIT:
+    pagi_h2 *h;
+    pagi_field_in stack[STACK_FIELDS];
+    SV *stack_names[2 * STACK_FIELDS];
+    pagi_field_in *fields;
+    SV **names;
+    SV *misuse;
+    size_t n;
+    STRLEN slen = 0;
+    const char *st = "";
+    pagi_response r;
+    int rc;
+  PPCODE:
+    h = h2_self(aTHX_ self, "respond");
+    if (!headers_shape_ok(aTHX_ headers)) {
+        EXTEND(SP, 2);
+        PUSHs(&PL_sv_undef);
+        mPUSHs(newSVpvs(SHAPE_MESSAGE));
+        XSRETURN(2);
+    }
+    SvGETMAGIC(status);
+    if (SvOK(status))
+        st = SvPV_nomg_const(status, slen);
+    n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse, "respond");
+    rc = pagi_h2_respond(h, (int32_t)id, (const unsigned char *)st, slen, fields, n,
+                         SvTRUE(end_stream) ? 1 : 0, &r);
+    H2_APP_RESULT(rc, r, names, "respond");
+    EXTEND(SP, 2);
+    mPUSHi(1);
+    if (r.length < 0)
+        PUSHs(&PL_sv_undef);
+    else
+        mPUSHi((IV)r.length);
+
+void
+send_data(self, id, data, end = &PL_sv_undef)
+    SV *self
+    IV id
+    SV *data
+    SV *end
+  PREINIT:
+    pagi_h2 *h;
+    STRLEN len;
+    const char *p;
+    int defined;
+    pagi_response r;
+    int rc;
+  PPCODE:
+    h = h2_self(aTHX_ self, "send_data");
+    p = arg_bytes(aTHX_ data, &len, &defined, H2_SESSION, "send_data", "the body");
+    rc = pagi_h2_send_data(h, (int32_t)id, (const unsigned char *)p, len, SvTRUE(end) ? 1 : 0, &r);
+    H2_APP_RESULT(rc, r, NULL, "send_data");
+    mXPUSHi(1);
+
+void
+send_trailers(self, id, headers = &PL_sv_undef)
+    SV *self
+    IV id
+    SV *headers
+  PREINIT:
+    pagi_h2 *h;
+    pagi_field_in stack[STACK_FIELDS];
+    SV *stack_names[2 * STACK_FIELDS];
+    pagi_field_in *fields;
+    SV **names;
+    SV *misuse;
+    size_t n;
+    pagi_response r;
+    int rc;
+  PPCODE:
+    h = h2_self(aTHX_ self, "send_trailers");
+    if (!headers_shape_ok(aTHX_ headers)) {
+        EXTEND(SP, 2);
+        PUSHs(&PL_sv_undef);
+        mPUSHs(newSVpvs(SHAPE_MESSAGE));
+        XSRETURN(2);
+    }
+    n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse, "send_trailers");
+    rc = pagi_h2_send_trailers(h, (int32_t)id, fields, n, &r);
+    H2_APP_RESULT(rc, r, names, "send_trailers");
+    mXPUSHi(1);
+
+IV
+buffered(self, a = &PL_sv_undef, b = &PL_sv_undef)
+    SV *self
+    SV *a
+    SV *b
+  ALIAS:
+    consumed = PAGI_H2_CONSUMED
+    reset = PAGI_H2_RESET
+    goaway = PAGI_H2_GOAWAY
+    want_write = PAGI_H2_WANT_WRITE
+    is_closed = PAGI_H2_IS_CLOSED
+    open_streams = PAGI_H2_OPEN_STREAMS
+    last_stream_id = PAGI_H2_LAST_STREAM_ID
+  PREINIT:
+    pagi_h2 *h;
+    int op = ix ? ix : PAGI_H2_BUFFERED;
+    int64_t result = 0;
+    IV id = 0;
+    UV arg = 0;
+    int rc;
+  CODE:
+    /* The small operations and queries: buffered($id), consumed($id, $n),
+       reset($id, $code = CANCEL), goaway($code = NO_ERROR, $graceful), and the queries
+       without arguments */
+    h = h2_self(aTHX_ self, GvNAME(CvGV(cv)));
+    if (op == PAGI_H2_GOAWAY) {
+        arg = SvOK(a) ? SvUV(a) : 0;
+        id = SvTRUE(b) ? 1 : 0;
+    }
+    else {
+        id = SvOK(a) ? SvIV(a) : 0;
+        if (op == PAGI_H2_RESET)
+            arg = SvOK(b) ? SvUV(b) : 8;
+        else if (op == PAGI_H2_CONSUMED) {
+            IV n = SvOK(b) ? SvIV(b) : 0;
+            arg = n > 0 ? (UV)n : 0;
+        }
+    }
+    rc = pagi_h2_call(h, op, (int32_t)id, (uint64_t)arg, &result);
+    if (rc != PAGI_DONE)
+        croak_panic(aTHX_ H2_SESSION, GvNAME(CvGV(cv)));
+    RETVAL = (IV)result;
   OUTPUT:
     RETVAL

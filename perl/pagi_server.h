@@ -1,4 +1,4 @@
-/* The C ABI of the Rust codec core (src/ffi.rs), HTTP/1.1 and WebSocket. The two must
+/* The C ABI of the Rust codec core (src/ffi.rs): HTTP/1.1, WebSocket, HTTP/2. The two must
  * change together: PAGI_LAYOUT below lists every struct and field as this compiler lays
  * them out, and pagi_abi_check() compares it row by row (name, offset, size) with the
  * list Rust derives from its own declarations (ffi::LAYOUT) when the XS object boots. */
@@ -66,6 +66,10 @@ typedef struct {
 #define PAGI_BAD_VALUE          3
 #define PAGI_BAD_LENGTH         4 /* a content-length value that is not 1*18DIGIT */
 #define PAGI_CONFLICTING_LENGTH 5 /* content-length values that disagree */
+#define PAGI_H2_STREAM_CLOSED   6 /* HTTP/2: the stream is not open */
+#define PAGI_H2_ALREADY_STARTED 7 /* HTTP/2: a final response was already started */
+#define PAGI_H2_NOT_STARTED     8 /* HTTP/2: no final response yet */
+#define PAGI_H2_ALREADY_ENDED   9 /* HTTP/2: the body already ended */
 
 typedef struct {
     const unsigned char *head;
@@ -99,6 +103,36 @@ typedef struct {
     uint8_t fin, opcode;
     unsigned char key[4];
 } pagi_ws_frame;
+
+/* HTTP/2 (src/h2.rs): pagi_h2_new's settings */
+typedef struct {
+    uint64_t rst_burst, rst_rate, max_headers;
+    pagi_span upgrade;                  /* HTTP2-Settings of an h2c upgrade; NULL: none */
+    uint32_t max_concurrent_streams, initial_window_size, max_frame_size, max_header_list_size;
+    uint8_t enable_connect_protocol, enable_push, upgrade_head;
+} pagi_h2_settings;
+
+#define PAGI_H2_EV_REQUEST  1
+#define PAGI_H2_EV_DATA     2
+#define PAGI_H2_EV_TRAILERS 3
+#define PAGI_H2_EV_RESET    4
+#define PAGI_H2_EV_CLOSED   5
+#define PAGI_H2_EV_GOAWAY   6
+#define PAGI_H2_EV_ERROR    7
+
+/* One event. Request parts are set for a request that is not refused; fields for a
+ * request and trailers. code: RESET/GOAWAY the error code, ERROR an h2 kind code,
+ * REQUEST an h2req kind code when refused (else 0). */
+typedef struct {
+    pagi_span data, method, path, raw_path, query_string, scheme, protocol;
+    const pagi_field *fields;
+    size_t n_fields;
+    int64_t content_length;   /* -1: undef */
+    int32_t kind;
+    int32_t stream_id;        /* the last stream id for GOAWAY */
+    uint32_t code;
+    uint8_t end_stream, sse, expect_continue, path_utf8;
+} pagi_h2_event;
 
 /* One row of a layout list: "struct" (offset 0, its size) or "struct.field" */
 typedef struct {
@@ -143,6 +177,21 @@ typedef struct {
     PAGI_FIELD(pagi_ws_frame, payload_len), PAGI_FIELD(pagi_ws_frame, consumed), \
     PAGI_FIELD(pagi_ws_frame, error), PAGI_FIELD(pagi_ws_frame, fin), \
     PAGI_FIELD(pagi_ws_frame, opcode), PAGI_FIELD(pagi_ws_frame, key), \
+    PAGI_STRUCT(pagi_h2_settings), PAGI_FIELD(pagi_h2_settings, rst_burst), \
+    PAGI_FIELD(pagi_h2_settings, rst_rate), PAGI_FIELD(pagi_h2_settings, max_headers), \
+    PAGI_FIELD(pagi_h2_settings, upgrade), PAGI_FIELD(pagi_h2_settings, max_concurrent_streams), \
+    PAGI_FIELD(pagi_h2_settings, initial_window_size), PAGI_FIELD(pagi_h2_settings, max_frame_size), \
+    PAGI_FIELD(pagi_h2_settings, max_header_list_size), \
+    PAGI_FIELD(pagi_h2_settings, enable_connect_protocol), PAGI_FIELD(pagi_h2_settings, enable_push), \
+    PAGI_FIELD(pagi_h2_settings, upgrade_head), \
+    PAGI_STRUCT(pagi_h2_event), PAGI_FIELD(pagi_h2_event, data), PAGI_FIELD(pagi_h2_event, method), \
+    PAGI_FIELD(pagi_h2_event, path), PAGI_FIELD(pagi_h2_event, raw_path), \
+    PAGI_FIELD(pagi_h2_event, query_string), PAGI_FIELD(pagi_h2_event, scheme), \
+    PAGI_FIELD(pagi_h2_event, protocol), PAGI_FIELD(pagi_h2_event, fields), \
+    PAGI_FIELD(pagi_h2_event, n_fields), PAGI_FIELD(pagi_h2_event, content_length), \
+    PAGI_FIELD(pagi_h2_event, kind), PAGI_FIELD(pagi_h2_event, stream_id), PAGI_FIELD(pagi_h2_event, code), \
+    PAGI_FIELD(pagi_h2_event, end_stream), PAGI_FIELD(pagi_h2_event, sse), \
+    PAGI_FIELD(pagi_h2_event, expect_continue), PAGI_FIELD(pagi_h2_event, path_utf8), \
     PAGI_STRUCT(pagi_layout), PAGI_FIELD(pagi_layout, name), PAGI_FIELD(pagi_layout, offset), \
     PAGI_FIELD(pagi_layout, size) }
 
@@ -163,8 +212,10 @@ size_t pagi_chunk_prefix(size_t len, unsigned char *out /* >= 18 bytes */);
 int pagi_connection_info(int fd, pagi_conninfo *out);
 /* The error tables (src/error.rs): kind and message (static) and, as the return value,
  * the number (HTTP status, close code) of error `code`; 0 when there is none */
-#define PAGI_TABLE_HTTP 0
-#define PAGI_TABLE_WS   1
+#define PAGI_TABLE_HTTP  0
+#define PAGI_TABLE_WS    1
+#define PAGI_TABLE_H2    2 /* number: the RFC 9113 error code */
+#define PAGI_TABLE_H2REQ 3 /* number: the HTTP status */
 int pagi_error_info(int table, int code, const char **kind, const char **message);
 const unsigned char *pagi_reason_phrase(int status, size_t *len);
 const unsigned char *pagi_known_string(uint32_t id, size_t *len);
@@ -179,5 +230,31 @@ int pagi_ws_mask(const unsigned char *src, size_t len, const unsigned char *key,
                  size_t key_len, unsigned char *dst);
 size_t pagi_ws_frame_header(uint8_t byte0, uint64_t len, unsigned char *out /* >= 10 bytes */);
 int pagi_ws_utf8_check(const unsigned char *p, size_t len);
+
+/* HTTP/2 sessions (opaque). Events and output point into the handle, valid until the
+ * next call on it. */
+typedef struct PagiH2 pagi_h2;
+#define PAGI_H2_BUFFERED       1
+#define PAGI_H2_CONSUMED       2
+#define PAGI_H2_RESET          3
+#define PAGI_H2_GOAWAY         4 /* arg: the code; id: graceful */
+#define PAGI_H2_WANT_WRITE     5
+#define PAGI_H2_IS_CLOSED      6
+#define PAGI_H2_OPEN_STREAMS   7
+#define PAGI_H2_LAST_STREAM_ID 8
+#define PAGI_H2_ERROR          9 /* the connection error's h2 kind code, 0: none */
+int pagi_h2_new(const pagi_h2_settings *s, pagi_h2 **out, int32_t *error);
+void pagi_h2_free(pagi_h2 *h);
+int pagi_h2_feed(pagi_h2 *h, const unsigned char *buf, size_t len, const pagi_h2_event **events,
+                 size_t *n, int32_t *error);
+int pagi_h2_events(pagi_h2 *h, const pagi_h2_event **events, size_t *n);
+int pagi_h2_output(pagi_h2 *h, size_t max, pagi_span *out);
+int pagi_h2_respond(pagi_h2 *h, int32_t id, const unsigned char *status, size_t status_len,
+                    const pagi_field_in *headers, size_t n, int end_stream, pagi_response *out);
+int pagi_h2_send_data(pagi_h2 *h, int32_t id, const unsigned char *data, size_t len, int end,
+                      pagi_response *out);
+int pagi_h2_send_trailers(pagi_h2 *h, int32_t id, const pagi_field_in *headers, size_t n,
+                          pagi_response *out);
+int pagi_h2_call(pagi_h2 *h, int op, int32_t id, uint64_t arg, int64_t *result);
 
 #endif

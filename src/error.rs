@@ -90,7 +90,7 @@ mod tests {
         for (i, (code, back, kind, message, kind_c, message_c, shown, number)) in rows.into_iter().enumerate() {
             assert_eq!(code, i as i32 + 1);
             assert_eq!(back, Some(code));
-            assert!(kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{kind}");
+            assert!(kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{kind}");
             assert_eq!((kind_c, message_c), (kind.as_bytes(), message.as_bytes()));
             assert_eq!(shown, message);
             assert!(numbers.contains(&number), "{kind}: {number}");
@@ -114,6 +114,21 @@ mod tests {
                 k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.close_code())).collect(),
             1000..=4999,
         );
+        use crate::h2::{H2Error, H2Refusal};
+        holds_together(
+            H2Error::ALL.iter().map(|k| (k.code(), H2Error::from_code(k.code()).map(H2Error::code), k.kind(), k.message(),
+                k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.error_code())).collect(),
+            0..=13,
+        );
+        holds_together(
+            H2Refusal::ALL.iter().map(|k| (k.code(), H2Refusal::from_code(k.code()).map(H2Refusal::code), k.kind(), k.message(),
+                k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.status())).collect(),
+            400..=599,
+        );
+        // The first thirteen h2 kinds are the RFC 9113 error codes 1-13, in order
+        for (i, k) in H2Error::ALL.iter().take(13).enumerate() {
+            assert_eq!(usize::from(k.error_code()), i + 1, "{}", k.kind());
+        }
         assert_eq!((ErrorKind::from_code(0), ErrorKind::from_code(13)), (None, None));
         assert_eq!((WsError::from_code(0), WsError::from_code(7)), (None, None));
         assert_eq!((ErrorKind::ALL.len(), WsError::ALL.len()), (12, 6));

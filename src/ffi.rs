@@ -13,6 +13,7 @@ use crate::chunked::decode_chunked;
 use crate::conninfo::{connection_info, Endpoint};
 use crate::date::http_date;
 use crate::error::ErrorKind;
+use crate::h2::{self, Event, H2Error, H2Refusal, SendError};
 use crate::request::{Limits, Parser, Span, Status};
 use crate::response::{
     check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn,
@@ -187,6 +188,50 @@ abi_structs! {
         pub key: [u8; 4],
     }
 
+    /// `pagi_h2_new`'s settings (doc/codec.md, HTTP/2 `new_session`).
+    #[derive(Debug)]
+    pub struct PagiH2Settings as "pagi_h2_settings" {
+        pub rst_burst: u64,
+        pub rst_rate: u64,
+        pub max_headers: u64,
+        /// The HTTP2-Settings value of an h2c upgrade; NULL: no upgrade.
+        pub upgrade: PagiSpan,
+        pub max_concurrent_streams: u32,
+        pub initial_window_size: u32,
+        pub max_frame_size: u32,
+        pub max_header_list_size: u32,
+        pub enable_connect_protocol: u8,
+        pub enable_push: u8,
+        pub upgrade_head: u8,
+    }
+
+    /// One HTTP/2 event (`PAGI_H2_EV_*`). A request's parts are set for
+    /// `PAGI_H2_EV_REQUEST` without a refusal; `fields` for a request and trailers.
+    #[derive(Debug)]
+    pub struct PagiH2Event as "pagi_h2_event" {
+        pub data: PagiSpan,
+        pub method: PagiSpan,
+        pub path: PagiSpan,
+        pub raw_path: PagiSpan,
+        pub query_string: PagiSpan,
+        pub scheme: PagiSpan,
+        pub protocol: PagiSpan,
+        pub fields: *const PagiField,
+        pub n_fields: usize,
+        /// -1: undef.
+        pub content_length: i64,
+        pub kind: i32,
+        /// The stream id; the last stream id for GOAWAY.
+        pub stream_id: i32,
+        /// RESET, GOAWAY: the error code; ERROR: an h2 kind code; REQUEST: an h2req
+        /// kind code when the request is refused, else 0.
+        pub code: u32,
+        pub end_stream: u8,
+        pub sse: u8,
+        pub expect_continue: u8,
+        pub path_utf8: u8,
+    }
+
     /// One row of a layout list (see [`LAYOUT`]).
     #[derive(Debug, Clone, Copy)]
     pub struct PagiLayout as "pagi_layout" {
@@ -200,6 +245,10 @@ abi_structs! {
 pub const PAGI_TABLE_HTTP: c_int = 0;
 /// `pagi_error_info`: the WebSocket codec's table ([`WsError`]).
 pub const PAGI_TABLE_WS: c_int = 1;
+/// `pagi_error_info`: the HTTP/2 connection and stream errors ([`H2Error`]).
+pub const PAGI_TABLE_H2: c_int = 2;
+/// `pagi_error_info`: the HTTP/2 request refusals ([`H2Refusal`]).
+pub const PAGI_TABLE_H2REQ: c_int = 3;
 
 /// `PagiResponse.error`: invalid status.
 pub const PAGI_BAD_STATUS: i32 = 1;
@@ -215,6 +264,15 @@ pub const PAGI_BAD_LENGTH: i32 = 4;
 
 /// `PagiResponse.error`: two content-length headers disagree.
 pub const PAGI_CONFLICTING_LENGTH: i32 = 5;
+
+/// `PagiResponse.error` (HTTP/2): the stream is not open.
+pub const PAGI_H2_STREAM_CLOSED: i32 = 6;
+/// `PagiResponse.error` (HTTP/2): a final response was already started.
+pub const PAGI_H2_ALREADY_STARTED: i32 = 7;
+/// `PagiResponse.error` (HTTP/2): no final response was started.
+pub const PAGI_H2_NOT_STARTED: i32 = 8;
+/// `PagiResponse.error` (HTTP/2): the response body already ended.
+pub const PAGI_H2_ALREADY_ENDED: i32 = 9;
 
 impl PagiSpan {
     const UNDEF: PagiSpan = PagiSpan { ptr: std::ptr::null(), len: 0 };
@@ -762,8 +820,9 @@ pub unsafe extern "C" fn pagi_ws_utf8_check(p: *const u8, len: usize) -> c_int {
 }
 
 /// The `error` kind and `message` (static C strings) of error `code` of `table`
-/// ([`PAGI_TABLE_HTTP`], [`PAGI_TABLE_WS`]), and its number as the return value (the HTTP
-/// status, the close code); 0 and nothing written for an unknown table or code.
+/// ([`PAGI_TABLE_HTTP`], [`PAGI_TABLE_WS`], [`PAGI_TABLE_H2`], [`PAGI_TABLE_H2REQ`]), and
+/// its number as the return value (the HTTP status, the close code, the RFC 9113 error
+/// code); 0 and nothing written for an unknown table or code (or an error code 0).
 ///
 /// # Safety
 /// `kind` and `message` are writable or NULL.
@@ -772,6 +831,8 @@ pub unsafe extern "C" fn pagi_error_info(table: c_int, code: c_int, kind: *mut *
     let found = guard(None, || match table {
         PAGI_TABLE_HTTP => ErrorKind::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.status())),
         PAGI_TABLE_WS => WsError::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.close_code())),
+        PAGI_TABLE_H2 => H2Error::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.error_code())),
+        PAGI_TABLE_H2REQ => H2Refusal::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.status())),
         _ => None,
     });
     let Some((k, m, number)) = found else { return 0 };
@@ -840,4 +901,459 @@ pub extern "C" fn pagi_debug_panic(code: c_int) -> c_int {
         }
         code
     })
+}
+
+// ---- HTTP/2 (src/h2.rs) ------------------------------------------------------------------
+
+/// `PagiH2Event.kind`: a request head (or its refusal).
+pub const PAGI_H2_EV_REQUEST: i32 = 1;
+/// `PagiH2Event.kind`: request body bytes.
+pub const PAGI_H2_EV_DATA: i32 = 2;
+/// `PagiH2Event.kind`: request trailers.
+pub const PAGI_H2_EV_TRAILERS: i32 = 3;
+/// `PagiH2Event.kind`: a stream closed with an error code.
+pub const PAGI_H2_EV_RESET: i32 = 4;
+/// `PagiH2Event.kind`: a stream closed normally.
+pub const PAGI_H2_EV_CLOSED: i32 = 5;
+/// `PagiH2Event.kind`: the peer's GOAWAY.
+pub const PAGI_H2_EV_GOAWAY: i32 = 6;
+/// `PagiH2Event.kind`: the session reset a stream because of the peer.
+pub const PAGI_H2_EV_ERROR: i32 = 7;
+
+/// `pagi_h2_call` operations: `buffered(id)`.
+pub const PAGI_H2_BUFFERED: c_int = 1;
+/// `consumed(id, arg)`.
+pub const PAGI_H2_CONSUMED: c_int = 2;
+/// `reset(id, arg)`.
+pub const PAGI_H2_RESET: c_int = 3;
+/// `goaway(arg, graceful = id)`.
+pub const PAGI_H2_GOAWAY: c_int = 4;
+/// `want_write()`.
+pub const PAGI_H2_WANT_WRITE: c_int = 5;
+/// `is_closed()`.
+pub const PAGI_H2_IS_CLOSED: c_int = 6;
+/// `open_streams()`.
+pub const PAGI_H2_OPEN_STREAMS: c_int = 7;
+/// `last_stream_id()`.
+pub const PAGI_H2_LAST_STREAM_ID: c_int = 8;
+/// `error()`: the H2 kind code of the connection error, 0 when none.
+pub const PAGI_H2_ERROR: c_int = 9;
+
+/// An HTTP/2 session as C holds it (opaque to C): the session, and the last batch of
+/// events in the C layout (valid until the next call on the same handle).
+#[derive(Debug)]
+pub struct PagiH2 {
+    session: h2::Session,
+    events: Vec<Event>,
+    c_events: Vec<PagiH2Event>,
+    c_fields: Vec<PagiField>,
+    out: Vec<u8>,
+}
+
+impl PagiH2Event {
+    const EMPTY: PagiH2Event = PagiH2Event {
+        data: PagiSpan::UNDEF,
+        method: PagiSpan::UNDEF,
+        path: PagiSpan::UNDEF,
+        raw_path: PagiSpan::UNDEF,
+        query_string: PagiSpan::UNDEF,
+        scheme: PagiSpan::UNDEF,
+        protocol: PagiSpan::UNDEF,
+        fields: std::ptr::null(),
+        n_fields: 0,
+        content_length: -1,
+        kind: 0,
+        stream_id: 0,
+        code: 0,
+        end_stream: 0,
+        sse: 0,
+        expect_continue: 0,
+        path_utf8: 0,
+    };
+}
+
+impl PagiH2 {
+    /// Takes the session's events and lays them out for C in `c_events` (pointing into
+    /// `events`, which they borrow until the next batch).
+    fn batch(&mut self) {
+        self.events = self.session.take_events();
+        self.c_fields.clear();
+        for ev in &self.events {
+            let fields = match ev {
+                Event::Request { request: Ok(r), .. } => &r.headers,
+                Event::Trailers { headers, .. } => headers,
+                _ => continue,
+            };
+            self.c_fields.extend(fields.iter().map(|(n, v)| PagiField {
+                name: span_ptr(n),
+                value: span_ptr(v),
+                name_id: u32::from(crate::known::name_id(n)),
+            }));
+        }
+        self.c_events.clear();
+        let mut at = 0;
+        let fields = self.c_fields.as_ptr();
+        let mut fields_of = |n: usize| {
+            // SAFETY: `at + n <= c_fields.len()`: the same walk as above.
+            let p = unsafe { fields.add(at) };
+            at += n;
+            p
+        };
+        for ev in &self.events {
+            let mut c = PagiH2Event::EMPTY;
+            match ev {
+                Event::Request { id, request, end_stream } => {
+                    c.kind = PAGI_H2_EV_REQUEST;
+                    c.stream_id = *id;
+                    c.end_stream = u8::from(*end_stream);
+                    match request {
+                        Err(refusal) => c.code = refusal.code() as u32,
+                        Ok(r) => {
+                            c.method = span_ptr(&r.method);
+                            c.path = span_ptr(&r.path);
+                            c.path_utf8 = u8::from(r.path_utf8);
+                            c.raw_path = span_ptr(&r.raw_path);
+                            c.query_string = span_ptr(&r.query_string);
+                            c.scheme = span_ptr(&r.scheme);
+                            c.protocol = r.protocol.as_deref().map_or(PagiSpan::UNDEF, span_ptr);
+                            c.content_length = r.content_length.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+                            c.sse = u8::from(r.sse);
+                            c.expect_continue = u8::from(r.expect_continue);
+                            c.n_fields = r.headers.len();
+                            c.fields = fields_of(r.headers.len());
+                        }
+                    }
+                }
+                Event::Data { id, data, end_stream } => {
+                    c.kind = PAGI_H2_EV_DATA;
+                    c.stream_id = *id;
+                    c.data = span_ptr(data);
+                    c.end_stream = u8::from(*end_stream);
+                }
+                Event::Trailers { id, headers } => {
+                    c.kind = PAGI_H2_EV_TRAILERS;
+                    c.stream_id = *id;
+                    c.n_fields = headers.len();
+                    c.fields = fields_of(headers.len());
+                }
+                Event::Reset { id, code } => {
+                    (c.kind, c.stream_id, c.code) = (PAGI_H2_EV_RESET, *id, *code);
+                }
+                Event::Closed { id } => {
+                    (c.kind, c.stream_id) = (PAGI_H2_EV_CLOSED, *id);
+                }
+                Event::Goaway { last_stream_id, code } => {
+                    (c.kind, c.stream_id, c.code) = (PAGI_H2_EV_GOAWAY, *last_stream_id, *code);
+                }
+                Event::Error { id, kind } => {
+                    (c.kind, c.stream_id, c.code) = (PAGI_H2_EV_ERROR, *id, kind.code() as u32);
+                }
+            }
+            self.c_events.push(c);
+        }
+    }
+}
+
+/// The handle behind a pointer from `pagi_h2_new`.
+///
+/// # Safety
+/// `h` is NULL or a live handle from `pagi_h2_new` that no other call uses now.
+unsafe fn handle<'a>(h: *mut PagiH2) -> Option<&'a mut PagiH2> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { h.as_mut() }
+}
+
+/// A new session in `*out`: `PAGI_DONE`; `PAGI_ERROR` with the H2 kind code in `*error`
+/// (an invalid HTTP2-Settings value); `PAGI_PANIC`.
+///
+/// # Safety
+/// `s` is readable (its `upgrade` span too); `out` and `error` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_new(s: *const PagiH2Settings, out: *mut *mut PagiH2, error: *mut i32) -> c_int {
+    if s.is_null() || out.is_null() || error.is_null() {
+        return PAGI_PANIC;
+    }
+    // SAFETY: the caller guarantees `s` and the bytes of its span.
+    let (s, upgrade) = unsafe { (&*s, (!(*s).upgrade.ptr.is_null()).then(|| bytes((*s).upgrade.ptr, (*s).upgrade.len))) };
+    let settings = h2::Settings {
+        max_concurrent_streams: s.max_concurrent_streams,
+        initial_window_size: s.initial_window_size,
+        max_frame_size: s.max_frame_size,
+        max_header_list_size: s.max_header_list_size,
+        enable_connect_protocol: s.enable_connect_protocol != 0,
+        enable_push: s.enable_push != 0,
+        rst_burst: s.rst_burst,
+        rst_rate: s.rst_rate,
+        max_headers: s.max_headers,
+        upgrade: upgrade.map(<[u8]>::to_vec),
+        upgrade_head: s.upgrade_head != 0,
+    };
+    let made = guard(None, || Some(h2::Session::new(&settings)));
+    let (rc, handle, code) = match made {
+        None => (PAGI_PANIC, std::ptr::null_mut(), 0),
+        Some(Err(kind)) => (PAGI_ERROR, std::ptr::null_mut(), kind.code()),
+        Some(Ok(session)) => {
+            let h = PagiH2 { session, events: Vec::new(), c_events: Vec::new(), c_fields: Vec::new(), out: Vec::new() };
+            (PAGI_DONE, Box::into_raw(Box::new(h)), 0)
+        }
+    };
+    // SAFETY: not NULL; the caller guarantees they are writable.
+    unsafe {
+        *out = handle;
+        *error = code;
+    }
+    rc
+}
+
+/// Frees a session (NULL is ignored).
+///
+/// # Safety
+/// `h` is NULL or a handle from `pagi_h2_new`, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_free(h: *mut PagiH2) {
+    if !h.is_null() {
+        // SAFETY: a handle from Box::into_raw, freed once.
+        let h = unsafe { Box::from_raw(h) };
+        guard((), move || drop(h));
+    }
+}
+
+/// Feeds bytes, then takes the batch of events (`*events`, `*n`, valid until the next
+/// call on `h`) and the connection error's H2 kind code (`*error`, 0 when none).
+/// `PAGI_DONE` or `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `buf` points to `len` readable bytes (or is NULL with `len`
+/// 0); `events`, `n`, `error` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_feed(
+    h: *mut PagiH2,
+    buf: *const u8,
+    len: usize,
+    events: *mut *const PagiH2Event,
+    n: *mut usize,
+    error: *mut i32,
+) -> c_int {
+    // SAFETY: the caller guarantees the buffer and the handle.
+    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { handle(h) }) else { return PAGI_PANIC };
+    if events.is_null() || n.is_null() || error.is_null() {
+        return PAGI_PANIC;
+    }
+    let ok = guard(false, || {
+        let fed = h.session.feed(input).is_ok();
+        h.batch();
+        fed
+    });
+    // SAFETY: not NULL; the caller guarantees it is writable.
+    unsafe { *error = h.session.error().map_or(0, H2Error::code) };
+    // SAFETY: the caller guarantees `events` and `n`.
+    unsafe { hand_out(h, ok, events, n) }
+}
+
+/// Writes the batch's address and length (none after a panic) and the return code.
+///
+/// # Safety
+/// `events` and `n` are writable (not NULL).
+unsafe fn hand_out(h: &PagiH2, ok: bool, events: *mut *const PagiH2Event, n: *mut usize) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        *events = h.c_events.as_ptr();
+        *n = if ok { h.c_events.len() } else { 0 };
+    }
+    if ok {
+        PAGI_DONE
+    } else {
+        PAGI_PANIC
+    }
+}
+
+/// The events made since the last batch without a feed (writing frames closes streams).
+/// As `pagi_h2_feed` without input or error.
+///
+/// # Safety
+/// As `pagi_h2_feed`.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_events(h: *mut PagiH2, events: *mut *const PagiH2Event, n: *mut usize) -> c_int {
+    // SAFETY: the caller guarantees the handle.
+    let Some(h) = (unsafe { handle(h) }) else { return PAGI_PANIC };
+    if events.is_null() || n.is_null() {
+        return PAGI_PANIC;
+    }
+    let ok = guard(false, || {
+        h.batch();
+        true
+    });
+    // SAFETY: not NULL; the caller guarantees they are writable.
+    unsafe { hand_out(h, ok, events, n) }
+}
+
+/// Up to `max` bytes to write (`*out`, valid until the next call on `h`). `PAGI_DONE` or
+/// `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_output(h: *mut PagiH2, max: usize, out: *mut PagiSpan) -> c_int {
+    // SAFETY: the caller guarantees the handle.
+    let Some(h) = (unsafe { handle(h) }) else { return PAGI_PANIC };
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    let ok = guard(false, || match h.session.output(max) {
+        Ok(bytes) => {
+            h.out = bytes;
+            true
+        }
+        Err(_) => false,
+    });
+    // SAFETY: not NULL; the caller guarantees it is writable.
+    unsafe { out.write(if ok { span_ptr(&h.out) } else { PagiSpan::UNDEF }) };
+    if ok {
+        PAGI_DONE
+    } else {
+        PAGI_PANIC
+    }
+}
+
+/// A send's refusal as a `PagiResponse`.
+fn send_error(e: SendError) -> (c_int, PagiResponse) {
+    let code = match e {
+        SendError::App(app) => return app_error(app),
+        SendError::StreamClosed => PAGI_H2_STREAM_CLOSED,
+        SendError::AlreadyStarted => PAGI_H2_ALREADY_STARTED,
+        SendError::NotStarted => PAGI_H2_NOT_STARTED,
+        SendError::AlreadyEnded => PAGI_H2_ALREADY_ENDED,
+        SendError::Panicked => return (PAGI_PANIC, PagiResponse::EMPTY),
+    };
+    (PAGI_ERROR, PagiResponse { error: code, ..PagiResponse::EMPTY })
+}
+
+/// Submits a response head. `PAGI_DONE` (`out.length`: the app's Content-Length or -1),
+/// `PAGI_ERROR` (`out.error`, `out.error_index`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `status`/`headers` readable as for `pagi_serialize_response`;
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_respond(
+    h: *mut PagiH2,
+    id: i32,
+    status: *const u8,
+    status_len: usize,
+    headers: *const PagiFieldIn,
+    n: usize,
+    end_stream: c_int,
+    out: *mut PagiResponse,
+) -> c_int {
+    // SAFETY: the caller guarantees the status bytes and the handle.
+    let (status, Some(h)) = (unsafe { bytes(status, status_len) }, unsafe { handle(h) }) else { return PAGI_PANIC };
+    let work = || {
+        // SAFETY: the caller guarantees the header entries.
+        let fields: Vec<HeaderIn> = unsafe { fields_in(headers, n) }.collect();
+        match h.session.respond(id, status, &fields, end_stream != 0) {
+            Err(e) => send_error(e),
+            Ok(length) => (
+                PAGI_DONE,
+                PagiResponse { length: length.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)), ..PagiResponse::EMPTY },
+            ),
+        }
+    };
+    // SAFETY: the caller guarantees `out`.
+    unsafe { fill(out, PagiResponse::EMPTY, work) }
+}
+
+/// Queues response body bytes. `PAGI_DONE`, `PAGI_ERROR` (`out.error`) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `data` points to `len` readable bytes (or is NULL with `len`
+/// 0); `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_send_data(
+    h: *mut PagiH2,
+    id: i32,
+    data: *const u8,
+    len: usize,
+    end: c_int,
+    out: *mut PagiResponse,
+) -> c_int {
+    // SAFETY: the caller guarantees the bytes and the handle.
+    let (data, Some(h)) = (unsafe { bytes(data, len) }, unsafe { handle(h) }) else { return PAGI_PANIC };
+    let work = || match h.session.send_data(id, data, end != 0) {
+        Err(e) => send_error(e),
+        Ok(()) => (PAGI_DONE, PagiResponse::EMPTY),
+    };
+    // SAFETY: the caller guarantees `out`.
+    unsafe { fill(out, PagiResponse::EMPTY, work) }
+}
+
+/// Ends a response body with trailers. As `pagi_h2_respond` (no length).
+///
+/// # Safety
+/// As `pagi_h2_respond`.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_send_trailers(
+    h: *mut PagiH2,
+    id: i32,
+    headers: *const PagiFieldIn,
+    n: usize,
+    out: *mut PagiResponse,
+) -> c_int {
+    // SAFETY: the caller guarantees the handle.
+    let Some(h) = (unsafe { handle(h) }) else { return PAGI_PANIC };
+    let work = || {
+        // SAFETY: the caller guarantees the header entries.
+        let fields: Vec<HeaderIn> = unsafe { fields_in(headers, n) }.collect();
+        match h.session.send_trailers(id, &fields) {
+            Err(e) => send_error(e),
+            Ok(()) => (PAGI_DONE, PagiResponse::EMPTY),
+        }
+    };
+    // SAFETY: the caller guarantees `out`.
+    unsafe { fill(out, PagiResponse::EMPTY, work) }
+}
+
+/// The session's small operations and queries (`PAGI_H2_BUFFERED` ...), the answer in
+/// `*result` (0 for the operations). `PAGI_DONE`, `PAGI_ERROR` (an unknown `op`) or
+/// `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `result` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_h2_call(h: *mut PagiH2, op: c_int, id: i32, arg: u64, result: *mut i64) -> c_int {
+    // SAFETY: the caller guarantees the handle.
+    let Some(h) = (unsafe { handle(h) }) else { return PAGI_PANIC };
+    if result.is_null() {
+        return PAGI_PANIC;
+    }
+    let s = &mut h.session;
+    let answer = guard(Err(PAGI_PANIC), || {
+        Ok(match op {
+            PAGI_H2_BUFFERED => s.buffered(id) as i64,
+            PAGI_H2_CONSUMED => {
+                s.consumed(id, usize::try_from(arg).unwrap_or(usize::MAX));
+                0
+            }
+            PAGI_H2_RESET => {
+                s.reset(id, u32::try_from(arg).unwrap_or(h2::INTERNAL_ERROR));
+                0
+            }
+            PAGI_H2_GOAWAY => {
+                s.goaway(u32::try_from(arg).unwrap_or(h2::INTERNAL_ERROR), id != 0);
+                0
+            }
+            PAGI_H2_WANT_WRITE => i64::from(s.want_write()),
+            PAGI_H2_IS_CLOSED => i64::from(s.is_closed()),
+            PAGI_H2_OPEN_STREAMS => s.open_streams() as i64,
+            PAGI_H2_LAST_STREAM_ID => i64::from(s.last_stream_id()),
+            PAGI_H2_ERROR => i64::from(s.error().map_or(0, H2Error::code)),
+            _ => return Err(PAGI_ERROR),
+        })
+    });
+    let (rc, value) = match answer {
+        Ok(v) => (PAGI_DONE, v),
+        Err(rc) => (rc, 0),
+    };
+    // SAFETY: not NULL; the caller guarantees it is writable.
+    unsafe { *result = value };
+    rc
 }

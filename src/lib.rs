@@ -1,4 +1,4 @@
-//! The HTTP/1.1 and WebSocket codec core of PAGI-Server.
+//! The HTTP/1.1, WebSocket and HTTP/2 codec core of PAGI-Server.
 //!
 //! Pure functions over bytes, the same contract as the Perl reference implementation
 //! (`PAGI::Server::Protocol::HTTP1::PP`, described in `doc/codec.md`):
@@ -12,7 +12,9 @@
 //! - [`status::reason_phrase`]: THE reason-phrase table;
 //! - [`error::ErrorKind`]: the closed set of peer-input errors;
 //! - [`ws`]: the WebSocket frame codec (`parse_frame`, `build_frame`, `utf8_check`,
-//!   `mask_payload`) and its error kinds, [`ws::WsError`].
+//!   `mask_payload`) and its error kinds, [`ws::WsError`];
+//! - [`h2`]: the HTTP/2 server session (nghttp2 driven sans-IO: bytes in, events and
+//!   bytes out) and its error kinds, [`h2::H2Error`], [`h2::H2Refusal`].
 //!
 //! [`ffi`] is the flat C ABI the XS glue in `perl/` calls. Nothing here knows Perl.
 
@@ -24,6 +26,7 @@ pub mod chunked;
 pub mod conninfo;
 pub mod date;
 pub mod error;
+pub mod h2;
 pub mod known;
 pub mod ffi;
 pub mod request;

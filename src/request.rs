@@ -203,7 +203,7 @@ fn absolute_form_path(target: &[u8]) -> Option<Option<usize>> {
 /// `text/event-stream`, ASCII case-insensitively, anywhere in an Accept value: each `/`
 /// followed by `e`/`E` is a candidate worth comparing.
 #[inline]
-fn has_event_stream(v: &[u8]) -> bool {
+pub fn has_event_stream(v: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"text/event-stream";
     let mut from = 4;
     while let Some(slash) = v.get(from..).and_then(|rest| find(rest, b'/')).map(|p| from + p) {
@@ -650,21 +650,30 @@ impl Parser {
     /// character semantics only for well-formed UTF-8 with a non-ASCII byte.
     fn decode_path(&mut self, raw: &[u8]) -> (Span, bool) {
         let s0 = self.scratch.len();
-        let mut i = 0;
-        while i < raw.len() {
-            let b = raw[i];
-            if b == b'%' && i + 2 < raw.len() && is(raw[i + 1], HEX) && is(raw[i + 2], HEX) {
-                self.scratch.push(chars::hex_value(raw[i + 1]) << 4 | chars::hex_value(raw[i + 2]));
-                i += 3;
-            } else {
-                self.scratch.push(b);
-                i += 1;
-            }
-        }
-        let decoded = &self.scratch[s0..];
-        let utf8 = !decoded.is_ascii() && std::str::from_utf8(decoded).is_ok();
+        let utf8 = percent_decode(raw, &mut self.scratch);
         (Span::scratch(s0, self.scratch.len() - s0), utf8)
     }
+}
+
+/// Appends `raw` to `out` with each `%XX` (two hex digits, either case) decoded to its
+/// byte; a `%` without two hex digits stays literal. Returns whether the decoded bytes
+/// have a non-ASCII byte and are well-formed UTF-8 (the path is then a character
+/// string). doc/codec.md: the `path` of both codecs, HTTP/1.1 and HTTP/2.
+pub fn percent_decode(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    let s0 = out.len();
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' && i + 2 < raw.len() && is(raw[i + 1], HEX) && is(raw[i + 2], HEX) {
+            out.push(chars::hex_value(raw[i + 1]) << 4 | chars::hex_value(raw[i + 2]));
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    let decoded = &out[s0..];
+    !decoded.is_ascii() && std::str::from_utf8(decoded).is_ok()
 }
 
 /// content-length = 1*DIGIT, possibly as a list of equal values (RFC 9110 8.6): each

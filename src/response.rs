@@ -285,12 +285,18 @@ pub fn serialize_chunk(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Trailer fields validated as `serialize_trailers` validates them: each name, then its
+/// value (no Content-Length rules).
+pub fn check_trailers(trailers: &[HeaderIn<'_>]) -> Result<(), AppError> {
+    trailers.iter().enumerate().try_for_each(|(i, h)| check(i, h))
+}
+
 /// The end of a chunked body: the last chunk, the trailer fields, the final CRLF.
 pub fn serialize_trailers(out: &mut Vec<u8>, trailers: &[HeaderIn<'_>]) -> Result<(), AppError> {
+    check_trailers(trailers)?;
     out.clear();
     out.extend_from_slice(b"0\r\n");
-    for (i, h) in trailers.iter().enumerate() {
-        check(i, h)?;
+    for h in trailers {
         push_field(out, h.name, h.value);
     }
     out.extend_from_slice(b"\r\n");

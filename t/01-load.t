@@ -66,6 +66,23 @@ for my $f (@ws_functions) {
     "WebSocket facade $f is ${impl}::$f itself");
 }
 
+# The HTTP/2 facade: the same one choice; new_session is the backend's own, and its
+# sessions have every method of the contract
+require PAGI::Server::Protocol::HTTP2;
+{
+  no warnings 'once';
+  is($PAGI::Server::Protocol::HTTP2::IMPLEMENTATION, $impl, 'the HTTP/2 codec has the same backend');
+  for my $f (@PAGI::Server::Protocol::HTTP2::FUNCTIONS) {
+    is(PAGI::Server::Protocol::HTTP2->can($f), "PAGI::Server::Protocol::HTTP2::$impl"->can($f),
+      "HTTP/2 facade $f is ${impl}::$f itself");
+  }
+  is($PAGI::Server::Protocol::HTTP2::SESSION_CLASS, "PAGI::Server::Protocol::HTTP2::${impl}::Session", 'its session class');
+  ok("PAGI::Server::Protocol::HTTP2::${impl}::Session"->can($_), "... can $_") for @PAGI::Server::Protocol::HTTP2::METHODS;
+  is_deeply([sort @PAGI::Server::Protocol::HTTP2::METHODS], [sort qw(feed events error output respond send_data
+    send_trailers buffered consumed reset goaway want_write is_closed open_streams last_stream_id)],
+    'the session methods are the documented ones');
+}
+
 # Selection, in fresh perls (the choice is made once, at load time)
 sub perl_backend ($env, $code = 'use PAGI::Server; print PAGI::Server->backend') {
   local %ENV = %ENV;

@@ -273,7 +273,8 @@ fn abi_check_compares_every_row() {
     // Every struct and every field is listed, each with its own offset
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_request.path_utf8"));
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_ws_frame.key" && r.2 == 4));
-    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 11);
+    assert!(LAYOUT.iter().any(|r| r.0 == "pagi_h2_event.path_utf8" && r.2 == 1));
+    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 13);
     // Two fields of the same size swapped: the offsets differ
     let i = LAYOUT.iter().position(|r| r.0 == "pagi_request.http_minor").unwrap();
     let mut swapped = rows.clone();
@@ -292,4 +293,56 @@ fn abi_check_compares_every_row() {
     let mut more = rows.clone();
     more.push(rows[0]);
     assert_eq!(check(&more), (0, Some("pagi_span".into())));
+}
+
+#[test]
+fn h2_session_abi() {
+    let settings = PagiH2Settings {
+        rst_burst: 1000,
+        rst_rate: 33,
+        max_headers: 100,
+        upgrade: PagiSpan { ptr: std::ptr::null(), len: 0 },
+        max_concurrent_streams: 100,
+        initial_window_size: 65535,
+        max_frame_size: 16384,
+        max_header_list_size: 65536,
+        enable_connect_protocol: 1,
+        enable_push: 0,
+        upgrade_head: 0,
+    };
+    let (mut h, mut error) = (std::ptr::null_mut(), -1);
+    // SAFETY: readable settings, writable results.
+    assert_eq!(unsafe { pagi_h2_new(&settings, &mut h, &mut error) }, PAGI_DONE);
+    assert!(!h.is_null() && error == 0);
+    let mut out = PagiSpan { ptr: std::ptr::null(), len: 0 };
+    // SAFETY: a live handle; the span is read before the next call on it.
+    unsafe {
+        assert_eq!(pagi_h2_output(h, 1 << 20, &mut out), PAGI_DONE);
+        assert_eq!(std::slice::from_raw_parts(out.ptr, out.len)[3], 4, "the server's SETTINGS");
+    }
+    let (mut events, mut n) = (std::ptr::null(), 99);
+    // SAFETY: a live handle, readable input, writable results.
+    assert_eq!(unsafe { pagi_h2_feed(h, b"GET / HTTP/1.1\r\n".as_ptr(), 16, &mut events, &mut n, &mut error) }, PAGI_DONE);
+    assert_eq!((n, error), (0, pagi_server::h2::H2Error::BadPreface.code()));
+    let mut closed = -1;
+    // SAFETY: a live handle; an unknown operation is refused.
+    unsafe {
+        assert_eq!(pagi_h2_call(h, PAGI_H2_IS_CLOSED, 0, 0, &mut closed), PAGI_DONE);
+        assert_eq!(closed, 0, "the GOAWAY is not written yet");
+        assert_eq!(pagi_h2_call(h, 99, 0, 0, &mut closed), PAGI_ERROR);
+        assert_eq!(pagi_h2_call(std::ptr::null_mut(), PAGI_H2_IS_CLOSED, 0, 0, &mut closed), PAGI_PANIC);
+    }
+    // A bad HTTP2-Settings value
+    let bad = b"!!";
+    let up = PagiH2Settings { upgrade: PagiSpan { ptr: bad.as_ptr(), len: bad.len() }, ..settings };
+    let mut h2 = std::ptr::null_mut();
+    // SAFETY: readable settings, writable results.
+    assert_eq!(unsafe { pagi_h2_new(&up, &mut h2, &mut error) }, PAGI_ERROR);
+    assert!(h2.is_null());
+    assert_eq!(error, pagi_server::h2::H2Error::BadUpgradeSettings.code());
+    // SAFETY: the handle from pagi_h2_new, freed once; NULL is ignored.
+    unsafe {
+        pagi_h2_free(h);
+        pagi_h2_free(std::ptr::null_mut());
+    }
 }

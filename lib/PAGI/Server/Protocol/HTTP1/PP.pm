@@ -310,6 +310,9 @@ sub _date_line {
     $DAY[$wd], $d, $MON[$mon], $y + 1900, $h, $m, $s;
 }
 
+# The Date value alone (the HTTP/2 codec's date field)
+sub _date_value { return substr(_date_line(), 6, -2) }
+
 # Validates app headers and writes them; returns (bytes, date seen, server seen,
 # content-length or undef, close) or (undef, message)
 sub _app_headers {
@@ -396,16 +399,31 @@ sub serialize_chunk {
 
 sub serialize_trailers {
   my ($headers) = @_;
-  my $out = '';
+  my $err = _trailer_error($headers);
+  return (undef, $err) if defined $err;
+  return ("0\r\n" . join('', map { "$_->[0]: " . ($_->[1] // '') . "\r\n" } @{$headers // []}) . "\r\n");
+}
+
+# The first invalid trailer field's message (names and values only), or undef
+sub _trailer_error {
+  my ($headers) = @_;
   for my $h (@{$headers // []}) {
     my ($n, $v) = @$h;
     $n = '' unless defined $n;
     $v = '' unless defined $v;
-    return (undef, "invalid header name: $n") if $n !~ /\A$TCHAR+\z/;
-    return (undef, "invalid header value for $n") if $v =~ /[\r\n\0]|[^\x00-\xff]/;
-    $out .= "$n: $v\r\n";
+    return "invalid header name: $n" if $n !~ /\A$TCHAR+\z/;
+    return "invalid header value for $n" if $v =~ /[\r\n\0]|[^\x00-\xff]/;
   }
-  return ("0\r\n$out\r\n");
+  return undef;
+}
+
+# Trailers as the HTTP/2 codec takes them: the shape first, as check_headers
+sub _check_trailers {
+  my ($headers) = @_;
+  return 'headers must be an array of [name, value] pairs'
+    if defined $headers
+    && (ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers);
+  return _trailer_error($headers);
 }
 
 sub _host_port {
