@@ -260,8 +260,7 @@ collect_fields(pTHX_ SV *headers, pagi_field_in *stack, pagi_field_in **fields,
 }
 
 /* check_headers' shape rule: undef (no headers), or an array reference whose
- * elements are all array references of exactly two elements */
-#define SHAPE_MESSAGE "headers must be an array of [name, value] pairs"
+ * elements are all array references of exactly two elements (else PAGI_BAD_SHAPE) */
 static int
 headers_shape_ok(pTHX_ SV *headers)
 {
@@ -286,41 +285,54 @@ headers_shape_ok(pTHX_ SV *headers)
     return 1;
 }
 
-/* The message for an invalid status or header, the name (or the content-length
- * value) exactly as given */
+/* The message of an app row of the error table (PAGI_BAD_*, PAGI_H2_*): its text, with
+ * the name (or the content-length value) exactly as given in place of its %s */
+static SV *
+app_message(pTHX_ int code, SV *given)
+{
+    const char *message = NULL, *hole;
+    SV *msg;
+    (void)pagi_error_info(PAGI_TABLE_APP, code, NULL, &message);
+    if (!message)
+        message = "invalid response";
+    hole = strstr(message, "%s");
+    if (!hole)
+        return newSVpv(message, 0);
+    msg = newSVpvn(message, hole - message);
+    if (given && SvOK(given))
+        sv_catsv(msg, given);
+    sv_catpv(msg, hole + 2);
+    return msg;
+}
+
+/* The message for an invalid status or header (or an HTTP/2 stream state) */
 static SV *
 app_error_message(pTHX_ const pagi_response *r, SV **names)
 {
-    SV *msg, *given;
-    switch (r->error) {
-    case PAGI_BAD_STATUS:
-        return newSVpvs("invalid status");
-    case PAGI_CONFLICTING_LENGTH:
-        return newSVpvs("conflicting content-length");
-    case PAGI_H2_STREAM_CLOSED:
-        return newSVpvs("stream closed");
-    case PAGI_H2_ALREADY_STARTED:
-        return newSVpvs("response already started");
-    case PAGI_H2_NOT_STARTED:
-        return newSVpvs("response not started");
-    case PAGI_H2_ALREADY_ENDED:
-        return newSVpvs("response already ended");
-    case PAGI_BAD_LENGTH:
-        msg = newSVpvs("invalid content-length: ");
+    SV *given = NULL;
+    if (r->error == PAGI_BAD_LENGTH)
         given = names[2 * r->error_index + 1];
-        break;
-    case PAGI_BAD_NAME:
-        msg = newSVpvs("invalid header name: ");
+    else if (r->error == PAGI_BAD_NAME || r->error == PAGI_BAD_VALUE)
         given = names[2 * r->error_index];
-        break;
-    default:
-        msg = newSVpvs("invalid header value for ");
-        given = names[2 * r->error_index];
-        break;
+    return app_message(aTHX_ r->error, given);
+}
+
+/* Pushes [kind, message, number] for each code of one Rust error table, in code order:
+ * the tests compare it with PAGI::Server::Protocol::Errors */
+static void
+push_error_table(pTHX_ int table)
+{
+    dSP;
+    int code, number;
+    const char *kind, *message;
+    for (code = 1; (number = pagi_error_info(table, code, &kind, &message)); code++) {
+        AV *row = newAV();
+        av_push(row, newSVpv(kind, 0));
+        av_push(row, newSVpv(message, 0));
+        av_push(row, newSViv(number));
+        XPUSHs(sv_2mortal(newRV_noinc((SV *)row)));
     }
-    if (given && SvOK(given))
-        sv_catsv(msg, given);
-    return msg;
+    PUTBACK;
 }
 
 /* head bytes, then (when b is not NULL) the body bytes */
@@ -673,7 +685,7 @@ serialize_response(status, headers = &PL_sv_undef, flags = &PL_sv_undef, body = 
     SvGETMAGIC(flags);
     if (SvOK(flags))
         f = (UV)SvIV_nomg(flags);
-    rc = pagi_serialize_response((const unsigned char *)s, slen, fields, n, (uint32_t)(f & 7),
+    rc = pagi_serialize_response((const unsigned char *)s, slen, fields, n, (uint32_t)(f & PAGI_FLAGS),
                                  has_body, blen, &r);
     if (rc == PAGI_DONE && misuse)
         croak_sv(misuse);
@@ -743,8 +755,10 @@ check_headers(headers = &PL_sv_undef)
   CODE:
     /* The shape first: the connection's http.response.start relies on this to
        fail the send (serialize_response treats a bad shape as misuse) */
-    if (!headers_shape_ok(aTHX_ headers))
-        XSRETURN_PV(SHAPE_MESSAGE);
+    if (!headers_shape_ok(aTHX_ headers)) {
+        ST(0) = sv_2mortal(app_message(aTHX_ PAGI_BAD_SHAPE, NULL));
+        XSRETURN(1);
+    }
     n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse,
                        "check_headers");
     rc = pagi_check_headers(fields, n, &r);
@@ -841,21 +855,15 @@ void
 _error_table(which)
     const char *which
   PPCODE:
-    /* [kind, message, number] for each code of one Rust error table ("http" or "ws"), in
-       code order: the tests compare it with PAGI::Server::Protocol::Errors */
+    /* One Rust error table ("http", "ws", "app") as [kind, message, number] rows */
     {
-        int code, number;
-        const char *kind, *message;
-        int table = strEQ(which, "ws") ? PAGI_TABLE_WS : strEQ(which, "http") ? PAGI_TABLE_HTTP : -1;
+        int table = strEQ(which, "ws") ? PAGI_TABLE_WS : strEQ(which, "http") ? PAGI_TABLE_HTTP
+            : strEQ(which, "app") ? PAGI_TABLE_APP : -1;
         if (table < 0)
-            croak("%s::_error_table: 'http' or 'ws', not '%s'", PKG, which);
-        for (code = 1; (number = pagi_error_info(table, code, &kind, &message)); code++) {
-            AV *row = newAV();
-            av_push(row, newSVpv(kind, 0));
-            av_push(row, newSVpv(message, 0));
-            av_push(row, newSViv(number));
-            XPUSHs(sv_2mortal(newRV_noinc((SV *)row)));
-        }
+            croak("%s::_error_table: 'http', 'ws' or 'app', not '%s'", PKG, which);
+        PUTBACK;
+        push_error_table(aTHX_ table);
+        SPAGAIN;
     }
 
 IV
@@ -1060,20 +1068,14 @@ void
 _error_table(which)
     const char *which
   PPCODE:
-    /* [kind, message, number] for each code of the Rust h2 tables ("h2", "h2req") */
+    /* The Rust h2 tables ("h2", "h2req") as [kind, message, number] rows */
     {
-        int code, number;
-        const char *kind, *message;
         int table = strEQ(which, "h2") ? PAGI_TABLE_H2 : strEQ(which, "h2req") ? PAGI_TABLE_H2REQ : -1;
         if (table < 0)
             croak("%s::_error_table: 'h2' or 'h2req', not '%s'", H2_PKG, which);
-        for (code = 1; (number = pagi_error_info(table, code, &kind, &message)); code++) {
-            AV *row = newAV();
-            av_push(row, newSVpv(kind, 0));
-            av_push(row, newSVpv(message, 0));
-            av_push(row, newSViv(number));
-            XPUSHs(sv_2mortal(newRV_noinc((SV *)row)));
-        }
+        PUTBACK;
+        push_error_table(aTHX_ table);
+        SPAGAIN;
     }
 
 MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP2::XS::Session
@@ -1199,7 +1201,7 @@ respond(self, id, status, headers = &PL_sv_undef, end_stream = &PL_sv_undef)
     if (!headers_shape_ok(aTHX_ headers)) {
         EXTEND(SP, 2);
         PUSHs(&PL_sv_undef);
-        mPUSHs(newSVpvs(SHAPE_MESSAGE));
+        mPUSHs(app_message(aTHX_ PAGI_BAD_SHAPE, NULL));
         XSRETURN(2);
     }
     SvGETMAGIC(status);
@@ -1256,7 +1258,7 @@ send_trailers(self, id, headers = &PL_sv_undef)
     if (!headers_shape_ok(aTHX_ headers)) {
         EXTEND(SP, 2);
         PUSHs(&PL_sv_undef);
-        mPUSHs(newSVpvs(SHAPE_MESSAGE));
+        mPUSHs(app_message(aTHX_ PAGI_BAD_SHAPE, NULL));
         XSRETURN(2);
     }
     n = collect_fields(aTHX_ headers, stack, &fields, &names, stack_names, &misuse, "send_trailers");

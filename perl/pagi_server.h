@@ -61,6 +61,12 @@ typedef struct {
     uint32_t wide;
 } pagi_field_in;
 
+/* serialize_response's flag bits (src/response.rs FLAG_*: HEAD 1, CLOSE 2, HTTP10 4,
+ * UPGRADE 8); other bits of the app's value are ignored */
+#define PAGI_FLAGS 15
+
+/* pagi_response.error: an app row of the error table (lib/PAGI/Server/Protocol/errors.tsv,
+ * its place among the app rows; the message comes from pagi_error_info(PAGI_TABLE_APP)) */
 #define PAGI_BAD_STATUS         1
 #define PAGI_BAD_NAME           2
 #define PAGI_BAD_VALUE          3
@@ -70,6 +76,7 @@ typedef struct {
 #define PAGI_H2_ALREADY_STARTED 7 /* HTTP/2: a final response was already started */
 #define PAGI_H2_NOT_STARTED     8 /* HTTP/2: no final response yet */
 #define PAGI_H2_ALREADY_ENDED   9 /* HTTP/2: the body already ended */
+#define PAGI_BAD_SHAPE         10 /* (the glue's own check: headers not [[name, value], ...]) */
 
 typedef struct {
     const unsigned char *head;
@@ -216,6 +223,7 @@ int pagi_connection_info(int fd, pagi_conninfo *out);
 #define PAGI_TABLE_WS    1
 #define PAGI_TABLE_H2    2 /* number: the RFC 9113 error code */
 #define PAGI_TABLE_H2REQ 3 /* number: the HTTP status */
+#define PAGI_TABLE_APP   4 /* application misuse; number: 500 */
 int pagi_error_info(int table, int code, const char **kind, const char **message);
 const unsigned char *pagi_reason_phrase(int status, size_t *len);
 const unsigned char *pagi_known_string(uint32_t id, size_t *len);

@@ -1,5 +1,7 @@
-//! The closed sets of peer-input errors: the HTTP/1.1 codec's [`ErrorKind`]
-//! (doc/codec.md, "Error kinds") and the WebSocket codec's [`crate::ws::WsError`].
+//! The closed sets of errors: the HTTP/1.1 codec's [`ErrorKind`] (doc/codec.md, "Error
+//! kinds"), the WebSocket codec's [`crate::ws::WsError`], HTTP/2's
+//! [`crate::h2::H2Error`] and [`crate::h2::H2Refusal`], and the application misuse the
+//! codecs report, [`crate::response::AppErrorKind`].
 //!
 //! Both come from THE error table, `lib/PAGI/Server/Protocol/errors.tsv` (kind, number,
 //! message), the only place a kind is written: `build.rs` turns its rows into
@@ -125,6 +127,17 @@ mod tests {
                 k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.status())).collect(),
             400..=599,
         );
+        use crate::response::AppErrorKind;
+        holds_together(
+            AppErrorKind::ALL.iter().map(|k| (k.code(), AppErrorKind::from_code(k.code()).map(AppErrorKind::code), k.kind(),
+                k.message(), k.kind_c().to_bytes(), k.message_c().to_bytes(), k.to_string(), k.status())).collect(),
+            500..=500,
+        );
+        // The codes the C header names for the app rows are their places in the table
+        assert_eq!([AppErrorKind::BadStatus, AppErrorKind::BadName, AppErrorKind::BadValue, AppErrorKind::BadLength,
+            AppErrorKind::ConflictingLength, AppErrorKind::StreamClosed, AppErrorKind::ResponseStarted,
+            AppErrorKind::ResponseNotStarted, AppErrorKind::ResponseEnded, AppErrorKind::BadShape].map(AppErrorKind::code),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         // The first thirteen h2 kinds are the RFC 9113 error codes 1-13, in order
         for (i, k) in H2Error::ALL.iter().take(13).enumerate() {
             assert_eq!(usize::from(k.error_code()), i + 1, "{}", k.kind());

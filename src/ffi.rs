@@ -16,7 +16,7 @@ use crate::error::ErrorKind;
 use crate::h2::{self, Event, H2Error, H2Refusal, SendError};
 use crate::request::{Limits, Parser, Span, Status};
 use crate::response::{
-    check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, Framing, HeaderIn,
+    check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, AppErrorKind, Framing, HeaderIn,
 };
 use crate::status::reason_phrase;
 use crate::ws::{self, WsError};
@@ -250,29 +250,30 @@ pub const PAGI_TABLE_H2: c_int = 2;
 /// `pagi_error_info`: the HTTP/2 request refusals ([`H2Refusal`]).
 pub const PAGI_TABLE_H2REQ: c_int = 3;
 
-/// `PagiResponse.error`: invalid status.
-pub const PAGI_BAD_STATUS: i32 = 1;
+/// `pagi_error_info`: the application misuse the codecs report ([`AppErrorKind`]).
+pub const PAGI_TABLE_APP: c_int = 4;
 
-/// `PagiResponse.error`: invalid name of header `error_index`.
-pub const PAGI_BAD_NAME: i32 = 2;
-
-/// `PagiResponse.error`: invalid value of header `error_index`.
-pub const PAGI_BAD_VALUE: i32 = 3;
-
-/// `PagiResponse.error`: header `error_index` is a content-length that is not 1*18DIGIT.
-pub const PAGI_BAD_LENGTH: i32 = 4;
-
-/// `PagiResponse.error`: two content-length headers disagree.
-pub const PAGI_CONFLICTING_LENGTH: i32 = 5;
-
-/// `PagiResponse.error` (HTTP/2): the stream is not open.
-pub const PAGI_H2_STREAM_CLOSED: i32 = 6;
-/// `PagiResponse.error` (HTTP/2): a final response was already started.
-pub const PAGI_H2_ALREADY_STARTED: i32 = 7;
-/// `PagiResponse.error` (HTTP/2): no final response was started.
-pub const PAGI_H2_NOT_STARTED: i32 = 8;
-/// `PagiResponse.error` (HTTP/2): the response body already ended.
-pub const PAGI_H2_ALREADY_ENDED: i32 = 9;
+// `PagiResponse.error`: an `app` row of the error table (its ABI code; the glue reads
+// its message through `pagi_error_info(PAGI_TABLE_APP, ...)`); `error_index` is the
+// header it is about. perl/pagi_server.h names the same codes.
+/// Invalid status.
+pub const PAGI_BAD_STATUS: i32 = AppErrorKind::BadStatus as i32;
+/// Invalid name of header `error_index`.
+pub const PAGI_BAD_NAME: i32 = AppErrorKind::BadName as i32;
+/// Invalid value of header `error_index`.
+pub const PAGI_BAD_VALUE: i32 = AppErrorKind::BadValue as i32;
+/// Header `error_index` is a content-length that is not 1*18DIGIT.
+pub const PAGI_BAD_LENGTH: i32 = AppErrorKind::BadLength as i32;
+/// Two content-length headers disagree.
+pub const PAGI_CONFLICTING_LENGTH: i32 = AppErrorKind::ConflictingLength as i32;
+/// (HTTP/2) the stream is not open.
+pub const PAGI_H2_STREAM_CLOSED: i32 = AppErrorKind::StreamClosed as i32;
+/// (HTTP/2) a final response was already started.
+pub const PAGI_H2_ALREADY_STARTED: i32 = AppErrorKind::ResponseStarted as i32;
+/// (HTTP/2) no final response was started.
+pub const PAGI_H2_NOT_STARTED: i32 = AppErrorKind::ResponseNotStarted as i32;
+/// (HTTP/2) the response body already ended.
+pub const PAGI_H2_ALREADY_ENDED: i32 = AppErrorKind::ResponseEnded as i32;
 
 impl PagiSpan {
     const UNDEF: PagiSpan = PagiSpan { ptr: std::ptr::null(), len: 0 };
@@ -587,14 +588,8 @@ unsafe fn fields_in<'a>(headers: *const PagiFieldIn, n: usize) -> impl Iterator<
 }
 
 fn app_error(e: AppError) -> (c_int, PagiResponse) {
-    let (error, error_index) = match e {
-        AppError::Status => (PAGI_BAD_STATUS, 0),
-        AppError::Name(i) => (PAGI_BAD_NAME, i),
-        AppError::Value(i) => (PAGI_BAD_VALUE, i),
-        AppError::ContentLength(i) => (PAGI_BAD_LENGTH, i),
-        AppError::ConflictingLength => (PAGI_CONFLICTING_LENGTH, 0),
-    };
-    (PAGI_ERROR, PagiResponse { error, error_index, ..PagiResponse::EMPTY })
+    let (kind, error_index) = e.kind();
+    (PAGI_ERROR, PagiResponse { error: kind.code(), error_index, ..PagiResponse::EMPTY })
 }
 
 /// Builds a response head (the glue appends the body when `out.append_body`).
@@ -833,6 +828,7 @@ pub unsafe extern "C" fn pagi_error_info(table: c_int, code: c_int, kind: *mut *
         PAGI_TABLE_WS => WsError::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.close_code())),
         PAGI_TABLE_H2 => H2Error::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.error_code())),
         PAGI_TABLE_H2REQ => H2Refusal::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.status())),
+        PAGI_TABLE_APP => AppErrorKind::from_code(code).map(|k| (k.kind_c(), k.message_c(), k.status())),
         _ => None,
     });
     let Some((k, m, number)) = found else { return 0 };

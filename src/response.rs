@@ -19,6 +19,9 @@ pub const FLAG_HEAD: u32 = 1;
 pub const FLAG_CLOSE: u32 = 2;
 /// `$flags` bit: the client speaks HTTP/1.0.
 pub const FLAG_HTTP10: u32 = 4;
+/// `$flags` bit: the response switches the connection to another protocol (a 101 for
+/// a WebSocket upgrade): `Connection: Upgrade`, and the connection stays open.
+pub const FLAG_UPGRADE: u32 = 8;
 
 /// No body follows (1xx, 204, 304, HEAD).
 pub const MODE_NONE: u8 = 0;
@@ -45,8 +48,11 @@ impl<'a> HeaderIn<'a> {
     }
 }
 
-/// Invalid application input. The glue turns it into the contract's message, using the
-/// name (or value) exactly as the application gave it.
+include!(concat!(env!("OUT_DIR"), "/errors_app.rs"));
+
+/// Invalid application input. The glue turns it into the contract's message (the
+/// `app` rows of the error table, [`AppErrorKind`]), using the name (or value) exactly
+/// as the application gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppError {
     /// `invalid status`
@@ -59,6 +65,20 @@ pub enum AppError {
     ContentLength(usize),
     /// `conflicting content-length`
     ConflictingLength,
+}
+
+impl AppError {
+    /// The kind of the error (its row of the table), and the index of the header it is
+    /// about (0 when it is not about one).
+    pub fn kind(self) -> (AppErrorKind, usize) {
+        match self {
+            AppError::Status => (AppErrorKind::BadStatus, 0),
+            AppError::Name(i) => (AppErrorKind::BadName, i),
+            AppError::Value(i) => (AppErrorKind::BadValue, i),
+            AppError::ContentLength(i) => (AppErrorKind::BadLength, i),
+            AppError::ConflictingLength => (AppErrorKind::ConflictingLength, 0),
+        }
+    }
 }
 
 /// How the response is framed.
@@ -246,8 +266,11 @@ pub fn serialize_response(
         (if head { MODE_NONE } else { MODE_CLOSE }, None)
     };
     let length = if mode == MODE_LENGTH { length } else { None };
-    let close = seen.close || flags & FLAG_CLOSE != 0 || mode == MODE_CLOSE;
-    if close {
+    let upgrade = flags & FLAG_UPGRADE != 0;
+    let close = !upgrade && (seen.close || flags & FLAG_CLOSE != 0 || mode == MODE_CLOSE);
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    } else if close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");

@@ -66,6 +66,11 @@ subtest 'error kinds: one table' => sub {
     $pp{$kind} = $e->{message};
   }
   is_deeply(\%xs, \%pp, 'kinds and messages');
+  # The application misuse the codecs report: the same table, and both backends build
+  # their messages from it
+  my @app = PAGI::Server::Protocol::HTTP1::XS::_error_table('app');
+  is_deeply({map { $_->[0] => [$_->[2], $_->[1]] } @app}, \%PAGI::Server::Protocol::Errors::APP,
+    'the Rust app table is PAGI::Server::Protocol::Errors::APP');
 };
 
 my @valid = requests();

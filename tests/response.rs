@@ -206,3 +206,16 @@ fn decimal() {
         assert_eq!(out, n.to_string().as_bytes());
     }
 }
+
+#[test]
+fn upgrade() {
+    // A 101 switching protocols: Connection: Upgrade in the Connection field's place,
+    // the app's own Connection dropped, and the connection stays open, close or not
+    let (h, mode, close, body) =
+        ser("101", &[("Upgrade", "websocket"), ("Connection", "keep-alive")], FLAG_UPGRADE, None).unwrap();
+    assert_eq!(h, format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n{STD}Connection: Upgrade\r\n\r\n"));
+    assert_eq!((mode, close, body), (MODE_NONE, false, false));
+    let (h, _, close, _) = ser("101", &[("Connection", "close")], FLAG_UPGRADE | FLAG_CLOSE | FLAG_HTTP10, None).unwrap();
+    assert!(h.ends_with("Connection: Upgrade\r\n\r\n") && !h.contains("close"), "{h}");
+    assert!(!close);
+}

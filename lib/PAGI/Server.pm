@@ -324,7 +324,7 @@ sub _connection ($self, $fh, $l) {
   my $conn = PAGI::Server::Connection->new($self, @$self{qw(cfg live)}, $fh);
   $self->{conns}{refaddr $conn} = $conn;
   my $max = $self->{cfg}[MAX_CONNECTIONS];
-  $conn->_wire_error(503, 'too many connections') if $max && keys %{$self->{conns}} > $max;
+  $conn->_wire_error('at_capacity') if $max && keys %{$self->{conns}} > $max;
 }
 
 # TLS: the handshake runs in the loop (bounded by header_timeout); the connection
@@ -349,7 +349,7 @@ sub _tls_accept ($self, $fh, $l) {
       return close $ssl unless $weak && !$weak->{live}[STOPPING];
       my $conn = PAGI::Server::Connection->new($weak, @$weak{qw(cfg live)}, $ssl, $info);
       $weak->{conns}{refaddr $conn} = $conn;
-      return $conn->_wire_error(503, 'too many connections') if $over;
+      return $conn->_wire_error('at_capacity') if $over;
       # Bytes OpenSSL already decrypted do not make the socket readable again
       $conn->_read_pending if $ssl->pending;
     });

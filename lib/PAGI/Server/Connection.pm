@@ -8,6 +8,7 @@ use Time::HiRes ();
 use Socket qw(SHUT_WR);
 use Future;
 use PAGI::Server::Protocol::HTTP1;
+use PAGI::Server::Protocol::Errors;
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
@@ -39,8 +40,8 @@ BEGIN {
     for qw(parse_request decode_chunked serialize_response F_HEAD F_CLOSE F_HTTP10 CHUNK_SIZE CHUNK_DONE);
 }
 # The response path: its subs become this class's methods
-use PAGI::Server::Connection::Response qw(_send _write_head _write_body _end_body _send_future
-  _send_file _response_complete);
+use PAGI::Server::Connection::Response qw(_send _write_head _write_body _end_body _end_chunks
+  _send_future _send_file _response_complete);
 
 # Phases of the connection
 use constant {
@@ -217,10 +218,7 @@ sub _process_input ($self) {
         return $self->_close if $self->[EOF];    # this head will never complete
         return;
       }
-      if (exists $req->{error}) {
-        return $self->_wire_error(
-          PAGI::Server::Protocol::HTTP1::error_status($req->{error}), $req->{message});
-      }
+      return $self->_wire_error($req->{error}) if exists $req->{error};
       substr($self->[RBUF], 0, $consumed, '');
       _start_request($self, $req);
       next;
@@ -276,7 +274,7 @@ sub _start_request ($self, $req) {
       $rq->[CHUNK_STATE] = CHUNK_SIZE;
     }
     elsif (my $cl = $facts->[FACT_CONTENT_LENGTH]) {
-      return $self->_wire_error_kind('body_too_large') if $cfg->[MAX_BODY_SIZE] && $cl > $cfg->[MAX_BODY_SIZE];
+      return $self->_wire_error('body_too_large') if $cfg->[MAX_BODY_SIZE] && $cl > $cfg->[MAX_BODY_SIZE];
       $mode = 1;
       $rq->[BODY_LEFT] = $cl;
     }
@@ -335,10 +333,7 @@ sub _feed_body ($self) {
   else {
     my ($data, $consumed, $state)
       = decode_chunked($self->[RBUF], $rq->[CHUNK_STATE], $cfg->[MAX_HEADER_SIZE]);
-    if (ref $data) {
-      return $self->_body_error(PAGI::Server::Protocol::HTTP1::error_status($data->{error}),
-        $data->{message}, 'protocol_error');
-    }
+    return $self->_body_error($data->{error}, 'protocol_error') if ref $data;
     substr($self->[RBUF], 0, $consumed, '');
     $rq->[CHUNK_STATE] = $state;
     $rq->[BODY_OPEN]   = 0 if $state == CHUNK_DONE;
@@ -346,7 +341,7 @@ sub _feed_body ($self) {
   }
   $rq->[BODY_SEEN] += length $got;
   if ($cfg->[MAX_BODY_SIZE] && $rq->[BODY_SEEN] > $cfg->[MAX_BODY_SIZE]) {
-    return $self->_body_error(413, 'request body too large', 'body_too_large');
+    return $self->_body_error('body_too_large', 'body_too_large');
   }
   if (!$rq->[BODY_OPEN]) {
     $rq->[BODY_MODE]       = 0;
@@ -363,14 +358,15 @@ sub _feed_body ($self) {
   $self->_deliver_body if $rq->[RECV_WAIT];
 }
 
-# The request body is invalid or too large: answer if we still can, then close
-sub _body_error ($self, $status, $message, $reason) {
+# The request body is invalid or too large (an error kind): answer if we still can,
+# then close; the app is told $reason
+sub _body_error ($self, $kind, $reason) {
   $self->[KEEP] = 0;
   my $rq = $self->[RQ];
   if (!$rq->[STARTED] && !$rq->[COMPLETE]) {
     # Answer first: the disconnect resumes the app at once, and an app that returns
     # then must find the connection already closing, or it would just close it
-    $self->_wire_error($status, $message);
+    $self->_wire_error($kind);
     return $self->_disconnect($reason);
   }
   $self->_abort($reason);
@@ -436,7 +432,7 @@ sub _app_done ($self, $f) {
       : 'application returned without sending a response') unless defined $error;
     $cstate->[CS_STARTED] = 1;
     $self->_disconnect('server_error', 1);
-    return $self->_wire_error(500, 'internal server error');
+    return $self->_wire_error('app_error');
   }
   if (!$rq->[COMPLETE]) {
     $server->log(error => 'application finished without completing its response; closing')
@@ -550,8 +546,11 @@ sub _on_write ($self) {
 
 # ---- errors, disconnects, closing ------------------------------------------------
 
-# The one wire-error builder: a close-delimited text/plain response
-sub _wire_error ($self, $status, $message, $headers = []) {
+# The one wire-error builder: a close-delimited text/plain response for an error kind
+# of the one table (errors.tsv: the HTTP codec's rows, or the server's own), its
+# status and message
+sub _wire_error ($self, $kind, $headers = []) {
+  my ($status, $message) = @{$PAGI::Server::Protocol::Errors::HTTP{$kind} // $PAGI::Server::Protocol::Errors::SERVER{$kind}};
   my $peer = $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket';
   $self->[SERVER]->log(warn => "$peer: $status $message");
   my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);
@@ -564,12 +563,6 @@ sub _wire_error ($self, $status, $message, $headers = []) {
   }
   $self->[KEEP] = 0;
   $self->_close_after_flush(1);
-}
-
-# A wire error of a kind in the error table (errors.tsv): its status and message
-sub _wire_error_kind ($self, $kind, $headers = []) {
-  my ($status, $message) = @{$PAGI::Server::Protocol::Errors::HTTP{$kind}};
-  $self->_wire_error($status, $message, $headers);
 }
 
 # A response that cannot be finished (its app ended or failed mid-body, its file
@@ -682,12 +675,12 @@ sub _tick ($self, $now) {
   if ($kind eq 'idle') { return $self->_close }
   if ($kind eq 'head') {
     # A request head that is too slow: 408 and close
-    return $self->_wire_error(408, 'request timeout') if length $self->[RBUF];
+    return $self->_wire_error('request_timeout') if length $self->[RBUF];
     return $self->_close;
   }
   if ($kind eq 'body') {
     $self->[DEADLINE_KIND] = '';
-    return $self->_body_error(408, 'request timeout', 'client_timeout') unless $self->[RQ][DRAINING];
+    return $self->_body_error('request_timeout', 'client_timeout') unless $self->[RQ][DRAINING];
     return $self->_close;
   }
   $self->_close;    # closing or linger took too long

@@ -26,9 +26,11 @@ BEGIN {
     F_CLOSE M_NONE M_LENGTH M_CHUNKED);
 }
 use constant FILE_CHUNK => 1 << 16;
+# The end of a chunked body without trailers, as the codec writes it
+use constant LAST_CHUNK => (serialize_trailers([]))[0];
 
 use Exporter 'import';
-our @EXPORT_OK = qw(_send _write_head _write_body _end_body _send_future _send_file
+our @EXPORT_OK = qw(_send _write_head _write_body _end_body _end_chunks _send_future _send_file
   _response_complete);
 
 # What a send that needs no waiting returns: one shared done Future
@@ -172,8 +174,13 @@ sub _end_body ($self) {
     return Future->fail("http.response.body: the body ended $short bytes short of its Content-Length\n");
   }
   return $DONE if $rq->[TRAILERS];    # http.response.trailers completes it
-  $self->_write("0\r\n\r\n") if $rq->[RESP_MODE] == M_CHUNKED;
+  $self->_end_chunks;
   return $self->_response_complete;
+}
+
+# A chunked body ends (the one place its last chunk is written)
+sub _end_chunks ($self) {
+  $self->_write(LAST_CHUNK) if $self->[RQ][RESP_MODE] == M_CHUNKED;
 }
 
 # A send's Future: done now, unless the socket is backed up

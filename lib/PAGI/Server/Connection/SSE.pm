@@ -131,7 +131,7 @@ sub _send ($self, $ev) {
 sub _end_stream ($self) {
   return Future->done if !_connected($self) || $self->[RQ][COMPLETE];
   $self->[KEEP] = 0;
-  $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED();
+  $self->_end_chunks;
   return $self->_response_complete;
 }
 
@@ -163,8 +163,7 @@ sub _tick ($self, $now) {
     $self->[SERVER]->log(info => "event stream idle for $self->[CFG][SSE_IDLE_TIMEOUT] s (sse_idle_timeout): closing");
     $self->[DEADLINE_KIND] = '';
     $self->[KEEP] = 0;
-    $self->_write("0\r\n\r\n")
-      if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED() && !$self->[RQ][COMPLETE];
+    $self->_end_chunks unless $self->[RQ][COMPLETE];
     $self->_disconnect('idle_timeout', 1);
     return $self->_close_after_flush;
   }
@@ -180,7 +179,7 @@ sub _soft_stop ($self) { $self->_shutdown }
 sub _shutdown ($self, $force = 0) {
   if (!$force && $self->[PROTO][MODE] eq 'stream' && _connected($self) && !$self->[RQ][COMPLETE]) {
     $self->[KEEP] = 0;
-    $self->_write("0\r\n\r\n") if $self->[RQ][RESP_MODE] == PAGI::Server::Protocol::HTTP1::M_CHUNKED();
+    $self->_end_chunks;
     $self->_disconnect('server_shutdown', 1);
     return $self->_close_after_flush;
   }

@@ -39,7 +39,8 @@ BEGIN {
   # The opcode constants are the codec facade's own
   no strict 'refs';
   *$_ = \&{"PAGI::Server::Protocol::WebSocket::$_"}
-    for qw(WS_CONTINUATION WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG);
+    for qw(WS_CONTINUATION WS_TEXT WS_BINARY WS_CLOSE WS_PING WS_PONG WS_CLOSE_NORMAL WS_CLOSE_GOING_AWAY
+    WS_CLOSE_NO_STATUS WS_CLOSE_ABNORMAL WS_CLOSE_TOO_BIG WS_CLOSE_INTERNAL_ERROR);
 }
 # The connection's shared done Future (see PAGI::Server::Connection::Response)
 our $DONE = $PAGI::Server::Connection::DONE;
@@ -52,12 +53,11 @@ sub take_over ($class, $conn, $req) {
   my $facts = $rq->[FACTS];
   $conn->[KEEP] = 0;
   if (!defined $facts->[FACT_WS_VERSION] || $facts->[FACT_WS_VERSION] ne '13') {
-    return $conn->_wire_error(426, 'unsupported websocket version',
-      [['Sec-WebSocket-Version', '13']]);
+    return $conn->_wire_error('ws_bad_version', [['Sec-WebSocket-Version', '13']]);
   }
   if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->[FACT_WS_KEY])
     || $facts->[FACT_CHUNKED] || $facts->[FACT_CONTENT_LENGTH]) {
-    return $conn->_wire_error(400, 'invalid websocket handshake');
+    return $conn->_wire_error('ws_bad_handshake');
   }
   my $self = bless $conn, $class;
   my $ws = $self->[PROTO] = [];
@@ -97,7 +97,7 @@ sub _receive ($self) {
 }
 
 sub _disconnect_event ($self) {
-  my $d = $self->[PROTO][CLOSED_WITH] || {code => 1006, reason => 'client_closed'};
+  my $d = $self->[PROTO][CLOSED_WITH] || {code => WS_CLOSE_ABNORMAL, reason => 'client_closed'};
   return {type => 'websocket.disconnect', code => $d->{code}, reason => $d->{reason}};
 }
 
@@ -144,14 +144,14 @@ sub _send ($self, $ev) {
       $self->[PROTO][ANSWERED] = 1;
       $self->[PROTO][STATE] = 'closed';
       $self->[PROTO][WS_CONNECTED] = 0;
-      $self->_wire_error(403, 'websocket connection refused');
+      $self->_wire_error('ws_refused');
       return $DONE;
     }
     return $DONE unless $self->[PROTO][WS_CONNECTED];
     return Future->fail("websocket.close sent twice\n") if $state ne 'open';
-    my $code = $ev->{code} // 1000;
+    my $code = $ev->{code} // WS_CLOSE_NORMAL;
     return Future->fail("websocket.close: invalid code $code\n")
-      unless $code =~ /\A[0-9]+\z/ && ($code == 1000 || PAGI::Server::Protocol::WebSocket::valid_close_code($code));
+      unless $code =~ /\A[0-9]+\z/ && PAGI::Server::Protocol::WebSocket::valid_close_code($code);
     my $reason = $ev->{reason} // '';
     utf8::encode($reason);
     return Future->fail("websocket.close: reason longer than 123 bytes\n") if length $reason > 123;
@@ -180,7 +180,7 @@ sub _send ($self, $ev) {
 }
 
 sub _accept ($self, $ev) {
-  my @headers = (['Upgrade', 'websocket'], ['Connection', 'Upgrade'],
+  my @headers = (['Upgrade', 'websocket'],
     ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[RQ][FACTS][FACT_WS_KEY])]);
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
@@ -189,10 +189,10 @@ sub _accept ($self, $ev) {
   if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($extra))) {
     return Future->fail("websocket.accept: $err\n");
   }
-  # serialize_response drops any Connection field (the handshake's is added below)
-  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response(101, [@headers, @$extra], 0, undef);
+  # (the codec drops any Connection field of the app's and writes Connection: Upgrade)
+  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response(101, [@headers, @$extra],
+    PAGI::Server::Protocol::HTTP1::F_UPGRADE, undef);
   return Future->fail("websocket.accept: $err\n") unless defined $bytes;
-  $bytes =~ s/\r\n/\r\nConnection: Upgrade\r\n/;
   $self->[RQ][STATUS] = 101;
   $self->[PROTO][ANSWERED] = 1;
   $self->[PROTO][STATE] = 'open';
@@ -238,7 +238,7 @@ sub _deny ($self, $type, $ev) {
 
 sub _send_close ($self, $code, $reason = '') {
   $self->[PROTO][STATE] = 'closing';
-  $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code) . $reason, 1));
+  $self->_write(build_frame(WS_CLOSE, $code == WS_CLOSE_NO_STATUS ? '' : pack('n', $code) . $reason, 1));
   # The peer has this long to answer our Close before we drop the connection
   $self->[DEADLINE_KIND] = 'closing';
   $self->[DEADLINE]      = $self->[LIVE][NOW] + $self->[CFG][WS_CLOSE_TIMEOUT];
@@ -255,11 +255,7 @@ sub _process_input ($self) {
     return if $state eq 'handshake' || $state eq 'closed';
     my ($frame, $consumed) = parse_frame($self->[RBUF], $frame_max);
     return unless defined $frame;
-    if (ref $frame eq 'HASH') {
-      my $code = $PAGI::Server::Protocol::WebSocket::ERROR_CLOSE{$frame->{error}};
-      # A message over the limit shows as 1006 to the app (PAGI spec)
-      return $self->_fail_connection($code, $frame->{message}, $code == 1009 ? 1006 : $code);
-    }
+    return $self->_fail_connection($frame->{error}) if ref $frame eq 'HASH';
     substr($self->[RBUF], 0, $consumed, '');
     $self->[DEADLINE] = $self->[LIVE][NOW] + $cfg->[WS_IDLE_TIMEOUT] if $self->[DEADLINE_KIND] eq 'ws_idle';
     my ($fin, $op, $payload) = @$frame;
@@ -270,25 +266,22 @@ sub _process_input ($self) {
     }
     next if $state ne 'open';    # data after our Close is dropped
     if ($op == WS_CONTINUATION) {
-      return $self->_fail_connection(1002, 'continuation without a message')
-        unless defined $self->[PROTO][MSG_OP];
+      return $self->_fail_connection('continuation') unless defined $self->[PROTO][MSG_OP];
       $self->[PROTO][MSG] .= $payload;
     }
     else {
-      return $self->_fail_connection(1002, 'new message inside a fragmented message')
-        if defined $self->[PROTO][MSG_OP];
+      return $self->_fail_connection('interleaved') if defined $self->[PROTO][MSG_OP];
       $self->[PROTO][MSG_OP]    = $op;
       $self->[PROTO][MSG]       = $payload;
       $self->[PROTO][MSG_VALID] = 0;
     }
-    return $self->_fail_connection(1009, 'message too large', 1006) if length $self->[PROTO][MSG] > $max;
+    return $self->_fail_connection('message_too_large') if length $self->[PROTO][MSG] > $max;
     if ($self->[PROTO][MSG_OP] == WS_TEXT) {
       # Invalid UTF-8 fails as early as it shows, even across fragments. Only the
       # bytes from the last complete character on are checked again: rechecking the
       # whole message per fragment is quadratic (a CPU denial of service)
       my $ok = utf8_check(substr($self->[PROTO][MSG], $self->[PROTO][MSG_VALID]));
-      return $self->_fail_connection(1007, 'invalid UTF-8 in a text message')
-        if !$ok || $fin && $ok != 1;
+      return $self->_fail_connection('bad_utf8') if !$ok || $fin && $ok != 1;
       my $len = length $self->[PROTO][MSG];
       if ($ok == 2) {
         # Valid, but ending inside a character: it starts at the last lead byte
@@ -318,19 +311,22 @@ sub _process_input ($self) {
 
 sub _on_close_frame ($self, $payload) {
   my ($code, $reason) = PAGI::Server::Protocol::WebSocket::parse_close($payload);
-  return $self->_fail_connection($reason, 'invalid close frame') unless defined $code;
+  return $self->_fail_connection($reason) unless defined $code;
   # Echo the Close (RFC 6455 5.5.1) unless this answers ours
-  $self->_write(build_frame(WS_CLOSE, $code == 1005 ? '' : pack('n', $code), 1))
+  $self->_write(build_frame(WS_CLOSE, $code == WS_CLOSE_NO_STATUS ? '' : pack('n', $code), 1))
     if $self->[PROTO][STATE] eq 'open';
   $self->_ws_disconnect($code, $reason);
   $self->_close_after_flush;
 }
 
-# A protocol violation: send a Close with the code, tell the app, close
-sub _fail_connection ($self, $code, $why, $app_code = $code) {
+# A protocol violation (a kind of the error table's ws or wsclose rows): send a Close
+# with its code, tell the app, close. A message over the limit shows as 1006 to the
+# app (PAGI spec).
+sub _fail_connection ($self, $kind) {
+  my ($code, $why) = PAGI::Server::Protocol::WebSocket::close_error($kind);
   $self->[SERVER]->log(info => "websocket closed with $code: $why");
   $self->_write(build_frame(WS_CLOSE, pack('n', $code), 1)) if $self->[PROTO][STATE] eq 'open';
-  $self->_ws_disconnect($app_code, 'protocol_error');
+  $self->_ws_disconnect($code == WS_CLOSE_TOO_BIG ? WS_CLOSE_ABNORMAL : $code, 'protocol_error');
   $self->_close_after_flush(1);
 }
 
@@ -344,12 +340,12 @@ sub _ws_disconnect ($self, $code, $reason) {
 }
 
 # Abnormal end (EOF, IO error, timeout, shutdown): 1006 with the reason token
-sub _disconnect ($self, $reason, @) { $self->_ws_disconnect(1006, $reason) }
+sub _disconnect ($self, $reason, @) { $self->_ws_disconnect(WS_CLOSE_ABNORMAL, $reason) }
 
 sub _on_eof ($self) {
   $self->[EOF] = 1;
   $self->_pause_read;
-  $self->_ws_disconnect(1006, 'client_closed');
+  $self->_ws_disconnect(WS_CLOSE_ABNORMAL, 'client_closed');
   $self->_close;
 }
 
@@ -365,16 +361,15 @@ sub _app_done ($self, $f) {
   if ($state eq 'handshake' && $self->[PROTO][WS_CONNECTED]) {
     # Returning without accepting refuses the connection (403); dying, or leaving a
     # denial response unfinished (nothing of it is written yet), is a 500
-    my $status = defined $error || $self->[PROTO][DENY] ? 500 : 403;
+    my $failed = defined $error || $self->[PROTO][DENY];
     $self->[SERVER]->log(error => 'application finished without completing its denial response')
       if $self->[PROTO][DENY] && !defined $error;
     $self->[PROTO][WS_CONNECTED] = 0;
     $self->[PROTO][STATE] = 'closed';
-    return $self->_wire_error($status,
-      $status == 500 ? 'internal server error' : 'websocket connection refused');
+    return $self->_wire_error($failed ? 'app_error' : 'ws_refused');
   }
   if ($state eq 'open') {
-    $self->_send_close(defined $error ? 1011 : 1000);
+    $self->_send_close(defined $error ? WS_CLOSE_INTERNAL_ERROR : WS_CLOSE_NORMAL);
     return;
   }
   $self->_close_after_flush if $self->[PHASE] == PAGI::Server::Connection::REQUEST && !$self->[PROTO][WS_CONNECTED]
@@ -393,7 +388,7 @@ sub _keepalive ($self) {
     $self->_write(build_frame(WS_PING, '', 1));
     $self->_timer(pong => $self->[PROTO][PING_TIMEOUT], sub {
       return unless $self->[PROTO][STATE] eq 'open';
-      $self->_ws_disconnect(1006, 'keepalive_timeout');
+      $self->_ws_disconnect(WS_CLOSE_ABNORMAL, 'keepalive_timeout');
       $self->_close;
     }) if $self->[PROTO][PING_TIMEOUT] && !$self->_has_timer('pong');
     $self->_keepalive;
@@ -405,14 +400,14 @@ sub _tick ($self, $now) {
     return if $now <= $self->[DEADLINE];
     # Idle too long: a Close (going away), the app sees 1006 idle_timeout
     $self->[SERVER]->log(info => "websocket idle for $self->[CFG][WS_IDLE_TIMEOUT] s (ws_idle_timeout): closing");
-    $self->_write(build_frame(WS_CLOSE, pack('n', 1001), 1)) if $self->[PROTO][STATE] eq 'open';
-    $self->_ws_disconnect(1006, 'idle_timeout');
+    $self->_write(build_frame(WS_CLOSE, pack('n', WS_CLOSE_GOING_AWAY), 1)) if $self->[PROTO][STATE] eq 'open';
+    $self->_ws_disconnect(WS_CLOSE_ABNORMAL, 'idle_timeout');
     return $self->_close_after_flush(1);
   }
   if (($self->[DEADLINE_KIND] // '') eq 'closing' && $self->[PHASE] == PAGI::Server::Connection::REQUEST
     && $now > $self->[DEADLINE]) {
     # No Close came back in time
-    $self->_ws_disconnect(1006, 'client_closed');
+    $self->_ws_disconnect(WS_CLOSE_ABNORMAL, 'client_closed');
     return $self->_close;
   }
   $self->SUPER::_tick($now);
@@ -423,11 +418,11 @@ sub _soft_stop ($self) { $self->_shutdown }
 
 sub _shutdown ($self, $force = 0) {
   if ($force) {
-    $self->_ws_disconnect(1006, 'server_shutdown');
+    $self->_ws_disconnect(WS_CLOSE_ABNORMAL, 'server_shutdown');
     return $self->_close;
   }
   # Going away (RFC 6455 7.4.1)
-  $self->_send_close(1001) if $self->[PROTO][STATE] eq 'open';
+  $self->_send_close(WS_CLOSE_GOING_AWAY) if $self->[PROTO][STATE] eq 'open';
 }
 
 1;

@@ -13,7 +13,7 @@ our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_header
 # The codec's named numbers, defined here once; ::PP and the connection use them by name
 # (::XS has them in Rust: src/response.rs, src/chunked.rs)
 # serialize_response's flags
-use constant { F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4 };
+use constant { F_HEAD => 1, F_CLOSE => 2, F_HTTP10 => 4, F_UPGRADE => 8 };
 # Body framing modes returned by serialize_response
 use constant { M_NONE => 0, M_LENGTH => 1, M_CHUNKED => 2, M_CLOSE => 3 };
 # decode_chunked's states besides n > 0 (data bytes left): a size line is next, the CRLF
@@ -30,23 +30,9 @@ sub backend { $IMPLEMENTATION }
 # The HTTP status for an error kind (from the one table, errors.tsv)
 sub error_status { ($PAGI::Server::Protocol::Errors::HTTP{$_[0]} // [400])->[0] }
 
-# Reason phrases of the responses the server writes itself (the body of its error
-# responses), kept here so that they do not depend on which backend is loaded
-our %ERROR_REASON = (
-  400 => 'Bad Request',
-  403 => 'Forbidden',
-  408 => 'Request Timeout',
-  413 => 'Content Too Large',
-  414 => 'URI Too Long',
-  426 => 'Upgrade Required',
-  431 => 'Request Header Fields Too Large',
-  500 => 'Internal Server Error',
-  501 => 'Not Implemented',
-  503 => 'Service Unavailable',
-  505 => 'HTTP Version Not Supported',
-);
-
-sub error_reason { $ERROR_REASON{$_[0]} // 'Error' }
+# The reason phrase of a status (the one table, reasons.tsv): the body of the
+# responses the server writes itself, whichever backend is loaded
+sub error_reason { $PAGI::Server::Protocol::Errors::REASON{$_[0]} // 'Error' }
 
 1;
 
@@ -95,7 +81,7 @@ F<errors.tsv>, through L<PAGI::Server::Protocol::Errors>).
 
 =head1 CONSTANTS
 
-C<F_HEAD>, C<F_CLOSE>, C<F_HTTP10> (C<serialize_response>'s flags); C<M_NONE>,
+C<F_HEAD>, C<F_CLOSE>, C<F_HTTP10>, C<F_UPGRADE> (C<serialize_response>'s flags); C<M_NONE>,
 C<M_LENGTH>, C<M_CHUNKED>, C<M_CLOSE> (its framing modes); C<CHUNK_SIZE>,
 C<CHUNK_DATA_END>, C<CHUNK_TRAILER>, C<CHUNK_DONE> (C<decode_chunked>'s states). See
 F<doc/codec.md>.
@@ -104,9 +90,9 @@ F<doc/codec.md>.
 
   my $text = error_reason($status);
 
-The reason phrase for a status the server answers by itself (400, 403, 408, 413,
-414, 426, 431, 500, 501, 503, 505), the same whichever backend is active; C<Error> for
-others.
+The reason phrase of a status (the one table, F<reasons.tsv>), for the responses the
+server writes itself, the same whichever backend is active; C<Error> for a status
+without one.
 
 =head1 SEE ALSO
 

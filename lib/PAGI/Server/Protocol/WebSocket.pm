@@ -18,9 +18,17 @@ use constant {
   WS_CONTINUATION => 0, WS_TEXT => 1, WS_BINARY => 2,
   WS_CLOSE => 8, WS_PING => 9, WS_PONG => 10,
 };
+# Close codes (RFC 6455 7.4.1) the server sends or reports itself; the ones that end a
+# session on bad input come with their kind from the one table (errors.tsv: ws, wsclose)
+use constant {
+  WS_CLOSE_NORMAL => 1000, WS_CLOSE_GOING_AWAY => 1001, WS_CLOSE_NO_STATUS => 1005,
+  WS_CLOSE_ABNORMAL => 1006, WS_CLOSE_TOO_BIG => 1009, WS_CLOSE_INTERNAL_ERROR => 1011,
+};
 
-# The close code for each of the codec's error kinds (from the one table, errors.tsv)
+# The close code and message of a kind: the codec's (ws rows) or the session's
+# (wsclose rows) of the one table, errors.tsv
 our %ERROR_CLOSE = map { $_ => $PAGI::Server::Protocol::Errors::WS{$_}[0] } keys %PAGI::Server::Protocol::Errors::WS;
+sub close_error { @{$PAGI::Server::Protocol::Errors::WS{$_[0]} // $PAGI::Server::Protocol::Errors::WSCLOSE{$_[0]}} }
 
 my $GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -39,16 +47,16 @@ sub valid_close_code {
   return ($c >= 1000 && $c <= 1003) || ($c >= 1007 && $c <= 1014) || ($c >= 3000 && $c <= 4999);
 }
 
-# A Close frame's payload: (code, reason) or (undef, close code to answer with)
+# A Close frame's payload: (code, reason) or (undef, the error kind to close with)
 sub parse_close {
   my ($payload) = @_;
   my $len = length $payload;
-  return (1005, '') if $len == 0;
-  return (undef, 1002) if $len == 1;
+  return (WS_CLOSE_NO_STATUS, '') if $len == 0;
+  return (undef, 'bad_close') if $len == 1;
   my $code = unpack 'n', $payload;
-  return (undef, 1002) unless valid_close_code($code);
+  return (undef, 'bad_close') unless valid_close_code($code);
   my $reason = substr($payload, 2);
-  return (undef, 1007) unless utf8_check($reason) == 1;
+  return (undef, 'bad_close_reason') unless utf8_check($reason) == 1;
   utf8::decode($reason);
   return ($code, $reason);
 }

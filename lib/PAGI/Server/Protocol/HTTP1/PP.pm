@@ -16,12 +16,14 @@ BEGIN { require PAGI::Server::Protocol::HTTP1 }
 use PAGI::Server::Protocol::Errors;
 BEGIN {
   no strict 'refs';
-  *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"} for qw(F_HEAD F_CLOSE F_HTTP10 M_NONE M_LENGTH
+  *$_ = \&{"PAGI::Server::Protocol::HTTP1::$_"} for qw(F_HEAD F_CLOSE F_HTTP10 F_UPGRADE M_NONE M_LENGTH
     M_CHUNKED M_CLOSE CHUNK_SIZE CHUNK_DATA_END CHUNK_TRAILER CHUNK_DONE);
 }
 
 # {error => KIND, message => TEXT} (the message from the one table), then what follows
 sub _error { return ({error => $_[0], message => $PAGI::Server::Protocol::Errors::HTTP{$_[0]}[1]}, 0, @_[1 .. $#_]) }
+# An application misuse's message (the app rows of the error table)
+sub _misuse { return PAGI::Server::Protocol::Errors::app_message(@_) }
 
 my $TCHAR = qr/[!#\$%&'*+\-.^_`|~0-9A-Za-z]/;
 
@@ -272,29 +274,9 @@ sub decode_chunked {
   return ($data, $pos, $state);
 }
 
-our %REASON = (
-  100 => 'Continue', 101 => 'Switching Protocols', 102 => 'Processing', 103 => 'Early Hints',
-  200 => 'OK', 201 => 'Created', 202 => 'Accepted', 203 => 'Non-Authoritative Information',
-  204 => 'No Content', 205 => 'Reset Content', 206 => 'Partial Content', 207 => 'Multi-Status',
-  208 => 'Already Reported', 226 => 'IM Used',
-  300 => 'Multiple Choices', 301 => 'Moved Permanently', 302 => 'Found', 303 => 'See Other',
-  304 => 'Not Modified', 305 => 'Use Proxy', 307 => 'Temporary Redirect',
-  308 => 'Permanent Redirect',
-  400 => 'Bad Request', 401 => 'Unauthorized', 402 => 'Payment Required', 403 => 'Forbidden',
-  404 => 'Not Found', 405 => 'Method Not Allowed', 406 => 'Not Acceptable',
-  407 => 'Proxy Authentication Required', 408 => 'Request Timeout', 409 => 'Conflict',
-  410 => 'Gone', 411 => 'Length Required', 412 => 'Precondition Failed',
-  413 => 'Content Too Large', 414 => 'URI Too Long', 415 => 'Unsupported Media Type',
-  416 => 'Range Not Satisfiable', 417 => 'Expectation Failed', 418 => "I'm a teapot",
-  421 => 'Misdirected Request', 422 => 'Unprocessable Content', 423 => 'Locked',
-  424 => 'Failed Dependency', 425 => 'Too Early', 426 => 'Upgrade Required',
-  428 => 'Precondition Required', 429 => 'Too Many Requests',
-  431 => 'Request Header Fields Too Large', 451 => 'Unavailable For Legal Reasons',
-  500 => 'Internal Server Error', 501 => 'Not Implemented', 502 => 'Bad Gateway',
-  503 => 'Service Unavailable', 504 => 'Gateway Timeout', 505 => 'HTTP Version Not Supported',
-  506 => 'Variant Also Negotiates', 507 => 'Insufficient Storage', 508 => 'Loop Detected',
-  510 => 'Not Extended', 511 => 'Network Authentication Required',
-);
+# The reason phrases: the one table (reasons.tsv, through PAGI::Server::Protocol::Errors)
+our %REASON;
+*REASON = \%PAGI::Server::Protocol::Errors::REASON;
 
 my @DAY = qw(Sun Mon Tue Wed Thu Fri Sat);
 my @MON = qw(Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec);
@@ -322,8 +304,8 @@ sub _app_headers {
     my ($n, $v) = @$h;
     $n = '' unless defined $n;
     $v = '' unless defined $v;
-    return (undef, "invalid header name: $n") if $n !~ /\A$TCHAR+\z/;
-    return (undef, "invalid header value for $n") if $v =~ /[\r\n\0]|[^\x00-\xff]/;
+    return (undef, _misuse(bad_name => $n)) if $n !~ /\A$TCHAR+\z/;
+    return (undef, _misuse(bad_value => $n)) if $v =~ /[\r\n\0]|[^\x00-\xff]/;
     my $lc = lc $n;
     if ($lc eq 'transfer-encoding') { next }
     if ($lc eq 'connection') {
@@ -333,8 +315,8 @@ sub _app_headers {
     if    ($lc eq 'date')   { $date   = 1 }
     elsif ($lc eq 'server') { $server = 1 }
     elsif ($lc eq 'content-length') {
-      return (undef, "invalid content-length: $v") if $v !~ /\A[0-9]{1,18}\z/;
-      return (undef, 'conflicting content-length') if defined $cl && $cl != $v;
+      return (undef, _misuse(bad_length => $v)) if $v !~ /\A[0-9]{1,18}\z/;
+      return (undef, _misuse('conflicting_length')) if defined $cl && $cl != $v;
       $cl = 0 + $v;
     }
     $out .= "$n: $v\r\n";
@@ -345,7 +327,7 @@ sub _app_headers {
 sub check_headers {
   my ($headers) = @_;
   # The shape first (serialize_response treats a bad shape as misuse)
-  return 'headers must be an array of [name, value] pairs'
+  return _misuse('bad_shape')
     if defined $headers
     && (ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers);
   my ($out, $err) = _app_headers($headers // []);
@@ -356,7 +338,7 @@ sub serialize_response {
   my ($status, $headers, $flags, $body) = @_;
   Carp::croak('serialize_response: body must be bytes, not characters')
     if defined $body && utf8::is_utf8($body) && !utf8::downgrade(my $copy = $body, 1);
-  return (undef, 'invalid status')
+  return (undef, _misuse('bad_status'))
     unless defined $status && $status =~ /\A[0-9]{3}\z/ && $status >= 100;
   my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
   return (undef, $date) unless defined $out;
@@ -377,13 +359,15 @@ sub serialize_response {
   }
   else { $mode = $head ? M_NONE : M_CLOSE }
   $length = undef unless $mode == M_LENGTH;
-  $close = 1 if $flags & F_CLOSE || $mode == M_CLOSE;
+  my $upgrade = $flags & F_UPGRADE;
+  $close = $upgrade ? 0 : $close || $flags & F_CLOSE || $mode == M_CLOSE ? 1 : 0;
   my $reason = $REASON{$status} // '';
   my $bytes = "HTTP/1.1 $status $reason\r\n$out"
     . ($date   ? '' : _date_line())
     . ($server ? '' : "Server: PAGI-Server\r\n")
     . $frame
-    . ($close ? "Connection: close\r\n" : $flags & F_HTTP10 ? "Connection: keep-alive\r\n" : '')
+    . ($upgrade ? "Connection: Upgrade\r\n" : $close ? "Connection: close\r\n"
+      : $flags & F_HTTP10 ? "Connection: keep-alive\r\n" : '')
     . "\r\n";
   $bytes .= $body if defined $body && $mode != M_NONE;
   return ($bytes, $mode, $close, $length);
@@ -411,8 +395,8 @@ sub _trailer_error {
     my ($n, $v) = @$h;
     $n = '' unless defined $n;
     $v = '' unless defined $v;
-    return "invalid header name: $n" if $n !~ /\A$TCHAR+\z/;
-    return "invalid header value for $n" if $v =~ /[\r\n\0]|[^\x00-\xff]/;
+    return _misuse(bad_name => $n) if $n !~ /\A$TCHAR+\z/;
+    return _misuse(bad_value => $n) if $v =~ /[\r\n\0]|[^\x00-\xff]/;
   }
   return undef;
 }
@@ -420,7 +404,7 @@ sub _trailer_error {
 # Trailers as the HTTP/2 codec takes them: the shape first, as check_headers
 sub _check_trailers {
   my ($headers) = @_;
-  return 'headers must be an array of [name, value] pairs'
+  return _misuse('bad_shape')
     if defined $headers
     && (ref $headers ne 'ARRAY' || grep { ref $_ ne 'ARRAY' || @$_ != 2 } @$headers);
   return _trailer_error($headers);

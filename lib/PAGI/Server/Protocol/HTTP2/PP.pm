@@ -97,6 +97,7 @@ sub _new {
 # {error => KIND, message => TEXT} of the h2 (or h2req) table
 sub _err { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2{$_[0]}[1]} }
 sub _refusal { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2REQ{$_[0]}[1]} }
+sub _misuse { return PAGI::Server::Protocol::Errors::app_message(@_) }
 
 sub _frame { my ($type, $flags, $id, $payload) = @_; return pack('NCN', (length($payload) << 8) | $type, $flags, $id) . $payload }
 
@@ -1044,12 +1045,12 @@ sub _open {
 
 sub respond {
   my ($self, $id, $status, $headers, $end_stream) = @_;
-  return (undef, 'invalid status')
+  return (undef, _misuse('bad_status'))
     unless defined $status && $status =~ /\A[1-9][0-9][0-9]\z/ && $status != 101;
   my ($fields, $length) = _app_fields($headers, 1);
   return (undef, $length) unless $fields;
-  my $st = $self->_open($id) or return (undef, 'stream closed');
-  return (undef, 'response already started') if $st->{started};
+  my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
+  return (undef, _misuse('response_started')) if $st->{started};
   my $interim = $status < 200;
   unshift @$fields, [':status', 0 + $status];
   if ($interim) {
@@ -1066,9 +1067,9 @@ sub send_data {
   my ($self, $id, $data, $end) = @_;
   Carp::croak('PAGI::Server::Protocol::HTTP2::PP::Session::send_data: the body must be bytes')
     if defined $data && utf8::is_utf8($data) && !utf8::downgrade($data = "$data", 1);
-  my $st = $self->_open($id) or return (undef, 'stream closed');
-  return (undef, 'response not started') unless $st->{started};
-  return (undef, 'response already ended') if $st->{ended};
+  my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
+  return (undef, _misuse('response_not_started')) unless $st->{started};
+  return (undef, _misuse('response_ended')) if $st->{ended};
   $st->{out} .= $data // '';
   $st->{ended} = $end ? 1 : 0;
   $self->_schedule($st);
@@ -1079,9 +1080,9 @@ sub send_trailers {
   my ($self, $id, $headers) = @_;
   my ($fields, $err) = _app_fields($headers, 0);
   return (undef, $err) unless $fields;
-  my $st = $self->_open($id) or return (undef, 'stream closed');
-  return (undef, 'response not started') unless $st->{started};
-  return (undef, 'response already ended') if $st->{ended};
+  my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
+  return (undef, _misuse('response_not_started')) unless $st->{started};
+  return (undef, _misuse('response_ended')) if $st->{ended};
   $st->{ended} = 1;
   $st->{trailers} = $fields if @$fields;
   $self->_schedule($st);
