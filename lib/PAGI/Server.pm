@@ -720,7 +720,7 @@ Connections opened after the change get the new options; open ones keep theirs.
 
 =head2 option
 
-C<< $server->option('keepalive_timeout') >>: an option's value (upstream's names
+C<< $server->option('timeout') >>: an option's value (upstream's names
 work too).
 
 =head2 has_tls, has_http2

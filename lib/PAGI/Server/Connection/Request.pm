@@ -44,7 +44,7 @@ BEGIN {
     body_left   => undef,    # Content-Length bytes still to read
     chunk_state => undef,    # the chunked decoder's state (decode_chunked)
     body_buf    => undef,    # read, not yet given to the app
-    body_seen   => undef,    # bytes read so far (for max_body_size)
+    body_seen   => undef,    # bytes read so far (for the body size limit)
     draining    => undef,    # reading the unread rest of a body to drop it
     continued   => undef,    # "100 Continue" written
     half_closed => undef,    # the client shut its sending side after the request
