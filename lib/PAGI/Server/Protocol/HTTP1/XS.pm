@@ -17,18 +17,24 @@ sub _load {
   require File::Spec;
   my ($vol, $dir) = File::Spec->splitpath(File::Spec->rel2abs(__FILE__));
   # lib/PAGI/Server/Protocol/HTTP1/XS.pm -> the directory above lib/ (or blib/lib/)
-  my $top = File::Spec->catpath($vol, File::Spec->catdir($dir, (File::Spec->updir) x 5), '');
+  my @dirs = grep { length } File::Spec->splitdir($dir);
+  my $top = File::Spec->catpath($vol, File::Spec->catdir('', @dirs[0 .. $#dirs - 5]), '');
   my $arch = File::Spec->catdir($top, 'blib', 'arch');
   my $object = File::Spec->catfile($arch, qw(auto PAGI Server Protocol HTTP1 XS),
     "XS.$Config::Config{dlext}");
 
-  # In a source checkout (its Makefile.PL is there) use what `make` built, so that
-  # `prove -l t/` tests it; an installed copy never looks there
+  # In a source tree (a checkout or an unpacked release: its Makefile.PL is there) only
+  # the object that tree's `make` built will do, so that `prove -l t/` tests it and never
+  # an installed one. An installed copy loads the object installed with it (XSLoader
+  # looks beside this file first, then @INC).
   local @INC = @INC;
-  unshift @INC, $arch if -e File::Spec->catfile($top, 'Makefile.PL') && -e $object;
-
-  return 1 if eval { XSLoader::load(__PACKAGE__, $VERSION); 1 };
-  my $error = $@;
+  my $error;
+  if (-e File::Spec->catfile($top, 'Makefile.PL')) {
+    unshift @INC, $arch if -e $object;
+    $error = "it is not built in the source tree $top (no blib/arch there)\n" unless -e $object;
+  }
+  return 1 if !$error && eval { XSLoader::load(__PACKAGE__, $VERSION); 1 };
+  $error //= $@;
   die "PAGI::Server::Protocol::HTTP1::XS is not built or cannot be loaded:"
     . " build it with 'perl Makefile.PL && make' (or use the pure-Perl backend,"
     . " PAGI_SERVER_BACKEND=pp).\nThe load error was: $error";
@@ -99,7 +105,9 @@ becomes a croak that names the function.
 
 builds the Rust static library with C<cargo build --release --locked> and links it
 into F<blib/arch/auto/PAGI/Server/Protocol/HTTP1/XS/XS.so>. In a source checkout this
-module loads that object, so C<prove -l t/> after C<make> tests the XS backend.
+module loads that object and no other (not built there, it does not load), so
+C<prove -l t/> after C<make> tests the XS backend; an installed copy loads the object
+installed with it.
 C<perl Makefile.PL PUREPERL_ONLY=1> (or a machine without cargo) builds without it.
 
 =head1 DEBUGGING
