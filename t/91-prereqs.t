@@ -68,6 +68,7 @@ my @SHIPPED_IN = (
   [qr/\ALinux::FD::Timer\z/ => 'Linux::FD'],
   [qr/\APlack::/ => 'Plack'],
   [qr/\AMojo::/ => 'Mojolicious'],
+  [qr/\AProtocol::HTTP2::/ => 'Protocol::HTTP2'],
 );
 sub dist_of ($module) {
   for (@SHIPPED_IN) { return $_->[1] if $module =~ $_->[0] }
@@ -75,7 +76,8 @@ sub dist_of ($module) {
 }
 # Files that are loaded only when a feature is asked for: their loads are optional (so
 # are the examples')
-my %ONLY_WHEN = ('lib/PAGI/Server/TLS.pm' => 'TLS is configured (PAGI::Server requires it then)');
+my %ONLY_WHEN = ('lib/PAGI/Server/TLS.pm' => 'TLS is configured (PAGI::Server requires it then)',
+  'lib/PAGI/Server/Protocol/HTTP2/PP.pm' => 'HTTP/2 is served with the pure-Perl codec');
 
 my $checked = 0;
 my %loaded;
