@@ -54,6 +54,14 @@ subtest 'a record is checked and read-only' => sub {
   is($cfg->[MAX_BODY_SIZE], 10 * 1024 * 1024, 'a default');
   is_deeply($cfg->[PARSE_LIMITS], [16384, 9, 8192], 'derived: the parser limits in its argument order');
   is($cfg->[KEEPALIVE_TIMEOUT_S], 7, 'derived: the keep-alive deadline');
+  is($cfg->[H2_SETTINGS], undef, 'no HTTP/2 settings without http2');
+  my $h2 = PAGI::Server::Config->new({app => $app, http2 => 1, h2_rst_rate_limit => {burst => 10, rate => 2},
+    h2_enable_connect_protocol => 0});
+  is_deeply($h2->[H2_SETTINGS], {max_concurrent_streams => 100, initial_window_size => 65535, max_frame_size => 16384,
+    max_header_list_size => 65536, enable_push => 0, enable_connect_protocol => 0, rst_rate_limit => [10, 2],
+    max_headers => 100}, "derived: the HTTP/2 session's settings (upstream's {burst, rate} read)");
+  is_deeply(PAGI::Server::Config->new({app => $app, http2 => 1, h2_rst_rate_limit => '5,1'})->[H2_SETTINGS]{rst_rate_limit},
+    [5, 1], '... "burst,rate" too');
   ok(!eval { $cfg->[MAX_BODY_SIZE] = 1; 1 }, 'a field cannot be changed');
   like($@, qr/read-only/, '... (read-only)');
   ok(!eval { $cfg->[999] = 1; 1 }, 'nor a field added');
@@ -81,7 +89,8 @@ subtest 'checks, with their messages' => sub {
     [{app => $app, access_log_format => '%Z'}, qr/unknown field %Z/],
     [{app => $app, env => 'two words'}, qr/env must be a word/],
     [{app => $app, ssl_cert => '/nonexistent'}, qr/ssl_cert and ssl_key go together/],
-    [{app => $app, h2_max_frame_size => 1}, qr/h2_max_frame_size is not supported: HTTP\/2/],
+    [{app => $app, h2_max_frame_size => 1}, qr/h2_max_frame_size must be from 16384 to 16777215/],
+    [{app => $app, h2_rst_rate_limit => 'lots'}, qr/h2_rst_rate_limit must be \{burst => N, rate => N\}/],
     [{app => $app, sync_file_threshold => 1}, qr/sync_file_threshold is not supported: file bodies/],
     [{app => $app, max_body_sise => 1}, qr/unknown option\(s\): max_body_sise \(did you mean max_body_size\?\)/],
     [{app => $app, listen => ['nowhere:x:y']}, qr/cannot parse listen address/],

@@ -249,8 +249,7 @@ subtest '-l/--loop (upstream: the loop; was --listen here)' => sub {
 };
 
 subtest 'refused and misspelt options' => sub {
-  for my $case ([['--http2'], qr/--http2 is not supported: HTTP\/2/],
-    [['--sync-file-threshold', 0], qr/--sync-file-threshold is not supported/],
+  for my $case ([['--sync-file-threshold', 0], qr/--sync-file-threshold is not supported/],
     [['--future-xs'], qr/--future-xs is not supported/],
     [['--max-header-cont', 5], qr/unknown option --max-header-cont \(did you mean --max-header-count\?\)/]) {
     my ($args, $re) = @$case;
@@ -460,9 +459,12 @@ subtest 'upstream option shapes and refusals (new)' => sub {
     'timeout, max_header_count, listener_backlog, lifespan_mode');
   ok(!eval { PAGI::Server->new(app => $app, timeout => 7, keepalive_timeout => 8); 1 }, 'an alias and its option disagreeing');
   like($@, qr/timeout and keepalive_timeout are the same option/, '... croaks');
-  ok(!eval { PAGI::Server->new(app => $app, http2 => 1); 1 }, 'http2 croaks');
-  like($@, qr/http2 is not supported: HTTP\/2/, '... saying why');
-  ok(!eval { PAGI::Server->new(app => $app, h2_max_concurrent_streams => 5); 1 }, 'h2_* croaks');
+  my $h2 = PAGI::Server->new(app => $app, http2 => 1, h2_max_concurrent_streams => 5,
+    h2_rst_rate_limit => {burst => 50, rate => 5});
+  is_deeply([map { $h2->option($_) } qw(http2 h2_max_concurrent_streams)], [1, 5],
+    'http2 and the h2_* options are taken (upstream\'s shapes: h2_rst_rate_limit => {burst, rate})');
+  ok(!eval { PAGI::Server->new(app => $app, extensions => {}); 1 }, 'an option without a mechanism here croaks');
+  like($@, qr/extensions is not supported/, '... saying why');
   ok(!eval { PAGI::Server->new(app => $app, ssl => {cert_file => '/nonexistent.pem', key_file => '/nonexistent.key'}); 1 },
     'ssl => {cert_file, key_file} is read');
   like($@, qr/cannot read ssl_cert '\/nonexistent\.pem'/, '... and checked');

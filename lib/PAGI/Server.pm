@@ -65,6 +65,7 @@ sub configure ($self, %opt) {
       ? PAGI::Server::AccessLog->new($cfg->[ACCESS_LOG], $cfg->[ACCESS_LOG_FORMAT]) : undef;
   }
   $self->{cfg} = $cfg;
+  require PAGI::Server::Connection::HTTP2 if $cfg->[HTTP2];
   if (!$old || grep { exists $opt{$_} } qw(app app_file app_loader psgi psgi_app scope_loop)) {
     if (!$old || grep { exists $opt{$_} } qw(app app_file app_loader psgi_app)) {
       $self->{app} = $cfg->[APP];
@@ -155,7 +156,11 @@ sub has_tls ($class_or_self) {
   return eval { require IO::Socket::SSL; require Net::SSLeay; 1 } ? 1 : 0;
 }
 
-sub has_http2 ($class_or_self) { 0 }
+# HTTP/2 support installed: the XS backend has nghttp2; the pure-Perl one needs
+# Protocol::HTTP2
+sub has_http2 ($class_or_self) {
+  return eval { require PAGI::Server::Protocol::HTTP2; 1 } ? 1 : 0;
+}
 
 sub effective_max_connections ($self) { $self->{cfg}[MAX_CONNECTIONS] }
 
@@ -350,6 +355,9 @@ sub _tls_accept ($self, $fh, $l) {
       my $conn = PAGI::Server::Connection->new($weak, @$weak{qw(cfg live)}, $ssl, $info);
       $weak->{conns}{refaddr $conn} = $conn;
       return $conn->_wire_error('at_capacity') if $over;
+      # ALPN chose HTTP/2
+      return 'PAGI::Server::Connection::HTTP2'->take_over($conn)
+        if $weak->{cfg}[HTTP2] && ($ssl->alpn_selected // '') eq 'h2';
       # Bytes OpenSSL already decrypted do not make the socket readable again
       $conn->_read_pending if $ssl->pending;
     });

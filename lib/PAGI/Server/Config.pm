@@ -46,6 +46,7 @@ our @GROUPS = (
   log => 'Logging:',
   proc => 'Processes:',
   life => 'Lifespan:',
+  http2 => 'HTTP/2 (--http2; the h2 options also apply with it only):',
   limits => 'Limits and timeouts (seconds; 0 = none for the timeouts):',
   refused => 'Upstream options not supported here (refused, saying why):',
   help => '',
@@ -53,7 +54,6 @@ our @GROUPS = (
 
 our @TABLE;
 BEGIN {
-  my $HTTP1_ONLY = 'HTTP/2 is not supported (HTTP/1.1 only)';
   @TABLE = (
     # ---- the application
     {name => 'app', type => 'code', cli => 'a|app=s', runner => 'app', arg => 'FILE', group => 'app',
@@ -216,11 +216,38 @@ BEGIN {
     {name => 'write_low_watermark', type => 'whole', default => 1 << 16, cli => 'write-low-watermark=i',
       arg => 'N', group => 'limits', help => '... until the queue is below N'},
 
+    # ---- HTTP/2
+    {name => 'http2', type => 'bool', default => 0, cli => 'http2', group => 'http2', fixed => 1,
+      help => 'serve HTTP/2 too: h2 by ALPN on TLS ports (beside http/1.1), h2c on plain ones (the '
+        . 'connection preface, or Upgrade: h2c)',
+      check => sub ($v, $c) { $v && !eval { require PAGI::Server::Protocol::HTTP2; 1 }
+        ? 'needs the HTTP/2 codec, which cannot load: ' . ($@ =~ s/\s+\z//r) . ' (the pure-Perl backend needs '
+          . 'Protocol::HTTP2; Debian: libprotocol-http2-perl)' : undef }},
+    {name => 'h2_max_concurrent_streams', type => 'whole', default => 100, cli => 'h2-max-concurrent-streams=i',
+      arg => 'N', group => 'http2', help => 'streams a client may have open at once on a connection',
+      check => sub ($v, $c) { $v < 2**32 ? undef : 'must be below 2**32' }},
+    {name => 'h2_initial_window_size', type => 'whole', default => 65535, cli => 'h2-initial-window-size=i',
+      arg => 'N', group => 'http2', help => 'request body bytes a client may send on a stream ahead of the app',
+      check => sub ($v, $c) { $v < 2**31 ? undef : 'must be below 2**31' }},
+    {name => 'h2_max_frame_size', type => 'whole', default => 16384, cli => 'h2-max-frame-size=i', arg => 'N',
+      group => 'http2', help => 'largest frame a client may send (16384 to 16777215)',
+      check => sub ($v, $c) { $v >= 16384 && $v < 2**24 ? undef : 'must be from 16384 to 16777215' }},
+    {name => 'h2_max_header_list_size', type => 'whole', default => 65536, cli => 'h2-max-header-list-size=i',
+      arg => 'N', group => 'http2', help => 'largest request head (names, values, 32 bytes a field), else 431',
+      check => sub ($v, $c) { $v < 2**32 ? undef : 'must be below 2**32' }},
+    {name => 'h2_enable_push', type => 'bool', default => 0, cli => 'h2-enable-push!', group => 'http2',
+      help => 'leave SETTINGS_ENABLE_PUSH = 0 out of the settings (this server never pushes either way; '
+        . '--no-h2-enable-push: the default)'},
+    {name => 'h2_enable_connect_protocol', type => 'bool', default => 1, cli => 'h2-enable-connect-protocol!',
+      flag => '--no-h2-enable-connect-protocol', group => 'http2',
+      help => 'no extended CONNECT (RFC 8441): no WebSocket over HTTP/2 (--h2-enable-connect-protocol: '
+        . 'the default)'},
+    {name => 'h2_rst_rate_limit', type => 'any', default => [1000, 33], cli => 'h2-rst-rate-limit=s',
+      arg => 'BURST,RATE', group => 'http2', shown => '1000,33',
+      help => 'RST_STREAM a client may send: BURST at once, RATE a second after (CVE-2023-44487 rapid reset)',
+      check => sub ($v, $c) { _burst_rate($v) ? undef : 'must be {burst => N, rate => N}, [N, N] or "N,N"' }},
+
     # ---- upstream options without a mechanism here: refused, saying why, never ignored
-    {name => 'http2', cli => 'http2', group => 'refused', refused => $HTTP1_ONLY, help => 'HTTP/2'},
-    (map { +{name => "h2_$_", refused => $HTTP1_ONLY} }
-      qw(max_concurrent_streams rst_rate_limit initial_window_size max_frame_size enable_push
-      enable_connect_protocol max_header_list_size)),
     {name => 'sync_file_threshold', cli => 'sync-file-threshold=i', arg => 'N', group => 'refused',
       refused => 'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune',
       help => 'a thread pool for reading files'},
@@ -251,7 +278,7 @@ our @DERIVED;
 BEGIN {
   @DERIVED = qw(
     level debug strict_sends warn_encoded is_tls scheme plain_http
-    parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs
+    parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs h2_settings
   );
 }
 use PAGI::Server::Record ((map { $_->{field} // $_->{name} } grep { defined $_->{name} && !$_->{refused} } @TABLE),
@@ -379,6 +406,13 @@ sub distance ($a, $b) {
 
 sub _fail ($name, $why) { Carp::croak("PAGI::Server->new: $name $why") }
 
+# h2_rst_rate_limit as [burst, rate]: upstream's {burst, rate}, a pair, or "burst,rate"
+sub _burst_rate ($v) {
+  my @p = ref $v eq 'HASH' ? @$v{qw(burst rate)} : ref $v eq 'ARRAY' ? @$v : defined $v ? split(/,/, $v, -1) : ();
+  return undef unless @p == 2 && !grep { !defined || !/\A[0-9]{1,18}\z/ } @p;
+  return [map { 0 + $_ } @p];
+}
+
 # Each option by its type and its own check, then the rules between options
 sub _check ($self, $given, $new) {
   for my $o (sort { $a->{name} cmp $b->{name} } values %OPTION) {
@@ -449,6 +483,13 @@ sub _derive ($self, $given, $old) {
   my $frame = $self->[MAX_WS_FRAME_SIZE] || $self->[MAX_WS_MESSAGE_SIZE];
   $frame = $self->[MAX_WS_MESSAGE_SIZE] if $frame > $self->[MAX_WS_MESSAGE_SIZE];
   $self->[WS_FRAME_LIMIT] = $frame;
+  # The HTTP/2 session's settings (PAGI::Server::Protocol::HTTP2::new_session)
+  $self->[H2_SETTINGS] = $self->[HTTP2] ? {
+    max_concurrent_streams => $self->[H2_MAX_CONCURRENT_STREAMS], initial_window_size => $self->[H2_INITIAL_WINDOW_SIZE],
+    max_frame_size => $self->[H2_MAX_FRAME_SIZE], max_header_list_size => $self->[H2_MAX_HEADER_LIST_SIZE],
+    enable_push => $self->[H2_ENABLE_PUSH] ? 1 : 0, enable_connect_protocol => $self->[H2_ENABLE_CONNECT_PROTOCOL] ? 1 : 0,
+    rst_rate_limit => _burst_rate($self->[H2_RST_RATE_LIMIT]), max_headers => $self->[MAX_HEADERS],
+  } : undef;
   $self->[REQUEST_TIMEOUT_S]   = $self->[REQUEST_TIMEOUT] || NEVER;
   $self->[KEEPALIVE_TIMEOUT_S] = $self->[KEEPALIVE_TIMEOUT] || NEVER;
   # host and port are listened on when given, or when nothing else is
@@ -512,7 +553,7 @@ Given to C<< PAGI::Server->new >> or C<configure>; unknown options are an error
 C<timeout> (our C<keepalive_timeout>), C<max_header_count> (C<max_headers>),
 C<lifespan> (C<lifespan_mode>), C<ssl> and C<disable_tls> (below). Upstream options
 whose mechanism this server does not have are refused by name, saying why:
-C<http2>, the C<h2_*> options, C<sync_file_threshold>, C<extensions>. The command
+C<sync_file_threshold>, C<extensions>. The command
 line's spelling of each is in C<pagi-server --help>.
 
 =over
@@ -835,6 +876,56 @@ The oldest TLS version negotiated: C<TLSv1>, C<TLSv1_1>, C<TLSv1_2>, C<TLSv1_3>.
 =item ssl_cipher_list
 
 An OpenSSL cipher list.
+
+=item http2
+
+Serve HTTP/2 as well as HTTP/1.1 (off by default, as upstream): on TLS listeners by
+ALPN (C<h2> beside C<http/1.1>), on plain ones as h2c, by the connection preface
+(prior knowledge: C<curl --http2-prior-knowledge>, proxies such as Envoy) or by
+C<Upgrade: h2c> from an HTTP/1.1 request without a body (C<curl --http2>). Every
+scope type works over it: C<http> (C<http_version> C<2>), C<sse>, and C<websocket> by
+RFC 8441 (extended CONNECT). The codec is nghttp2 under the Rust backend and our own
+session on Protocol::HTTP2's HPACK under the pure-Perl one (which then needs
+Protocol::HTTP2). See the README, "HTTP/2".
+
+=item h2_max_concurrent_streams
+
+Streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+Default 100.
+
+=item h2_initial_window_size
+
+Each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE): request body bytes a
+client may send ahead of what the application has received. Default 65535.
+
+=item h2_max_frame_size
+
+The largest frame a client may send (SETTINGS_MAX_FRAME_SIZE), 16384 to 16777215.
+Default 16384.
+
+=item h2_max_header_list_size
+
+The largest request head (SETTINGS_MAX_HEADER_LIST_SIZE: names and values plus 32
+bytes a field); a larger one is answered 431 on its stream. Default 65536.
+(C<max_headers> limits the number of fields, as for HTTP/1.1.)
+
+=item h2_enable_push
+
+0 (default): the settings say SETTINGS_ENABLE_PUSH = 0; 1: that setting is left out.
+This server never pushes either way (push is deprecated, and RFC 9113 forbids a
+server to send the setting as 1).
+
+=item h2_enable_connect_protocol
+
+1 (default): SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441), so that clients can open a
+WebSocket over an HTTP/2 stream; 0: they cannot.
+
+=item h2_rst_rate_limit
+
+How many RST_STREAM frames a client may send (CVE-2023-44487, rapid reset): a burst
+of that many, refilled at a rate a second; beyond it the connection is closed with
+GOAWAY. C<{burst =E<gt> 1000, rate =E<gt> 33}> (upstream's shape), C<[1000, 33]> or
+C<"1000,33">. Default 1000 and 33.
 
 =item on_listen
 

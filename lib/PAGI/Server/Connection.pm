@@ -14,7 +14,7 @@ use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::Transport;
 use PAGI::Server::Config qw(PARSE_LIMITS HEADER_TIMEOUT KEEPALIVE_TIMEOUT_S REQUEST_TIMEOUT_S MAX_BODY_SIZE
-  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK);
+  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK HTTP2);
 use PAGI::Server::Shared qw(:fields);
 
 our $VERSION = '0.001';
@@ -40,8 +40,8 @@ BEGIN {
     for qw(parse_request decode_chunked serialize_response F_HEAD F_CLOSE F_HTTP10 CHUNK_SIZE CHUNK_DONE);
 }
 # The response path: its subs become this class's methods
-use PAGI::Server::Connection::Response qw(_send _write_head _write_body _end_body _end_chunks
-  _send_future _send_file _response_complete);
+use PAGI::Server::Connection::Response qw(_send _write_whole _write_head _write_body _write_trailers
+  _end_body _end_chunks _send_future _send_file _response_complete);
 
 # Phases of the connection
 use constant {
@@ -105,8 +105,11 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
   # (ON_WRITE, the write-ready callback, is made when a write first has to wait:
   # most connections never need it)
   $LIVE++;
-  # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks
-  PAGI::Server::TLS::setup_connection($self, $tls) if $tls;
+  # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks (HTTP/2
+  # there comes by ALPN); a plain connection of a server with http2 may start with the
+  # HTTP/2 preface (h2c with prior knowledge)
+  if ($tls) { PAGI::Server::TLS::setup_connection($self, $tls) }
+  elsif ($cfg->[HTTP2]) { $self->[H2C] = 1 }
 
   $self->[DEADLINE]      = $live->[NOW] + $cfg->[KEEPALIVE_TIMEOUT_S];
   $self->[DEADLINE_KIND] = 'idle';
@@ -208,6 +211,13 @@ sub _process_input ($self) {
   while (1) {
     if ($self->[PHASE] == IDLE) {
       return $self->[EOF] ? $self->_close : undef unless length $self->[RBUF];
+      if ($self->[H2C]) {
+        # The first bytes of the connection: the HTTP/2 preface (or its start: wait)?
+        my $h2 = PAGI::Server::Protocol::HTTP2::is_preface($self->[RBUF]);
+        return $self->[EOF] ? $self->_close : undef unless defined $h2;
+        return 'PAGI::Server::Connection::HTTP2'->take_over($self) if $h2;
+        $self->[H2C] = 2;    # (not the preface: a request may still ask for Upgrade: h2c)
+      }
       my ($req, $consumed) = parse_request($self->[RBUF], @{$cfg->[PARSE_LIMITS]});
       if (!defined $req) {
         # The head timeout runs from its first byte, so trickling bytes cannot extend it
@@ -248,6 +258,9 @@ sub _start_request ($self, $req) {
     # (an array in PAGI::Server::Connection::Request's FACT_* order)
     $facts = [delete @$req{@PAGI::Server::Connection::Request::FACT_KEYS}];
   }
+  # Upgrade: h2c on a plain connection of a server with http2 (RFC 7540 3.2)
+  return if !$plain && $self->[H2C] && ($facts->[FACT_UPGRADE] // '') eq 'h2c' && $req->{http_version} eq '1.1'
+    && 'PAGI::Server::Connection::HTTP2'->upgrade($self, $req, $facts);
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
@@ -383,27 +396,32 @@ sub _receive ($self) {
   }
   if ($rq->[FACTS][FACT_EXPECT_CONTINUE] && !$rq->[CONTINUED] && !$rq->[STARTED]) {
     $rq->[CONTINUED] = 1;
-    $self->_write($CONTINUE);
+    $self->_continue;
   }
   if (!$rq->[BODY_OPEN] || length $rq->[BODY_BUF]) {
-    # (taken with delete: a request without a body never makes the field)
-    my $body = delete $rq->[BODY_BUF];
     $self->_resume_read if !$self->[READING] && $self->[PHASE] == REQUEST;
-    $rq->[BODY_FINAL] = !$rq->[BODY_OPEN];
-    return PAGI::Server::Future::ready({type => 'http.request', body => $body // '',
-      more => $rq->[BODY_OPEN] ? 1 : 0});
+    return PAGI::Server::Future::ready($self->_body_event);
   }
   return $rq->[RECV_WAIT] //= Future->new;
 }
+
+# The body read so far, as the app's next http.request event
+sub _body_event ($self) {
+  my $rq = $self->[RQ];
+  # (taken with delete: a request without a body never makes the field)
+  my $body = delete $rq->[BODY_BUF];
+  $rq->[BODY_FINAL] = !$rq->[BODY_OPEN];
+  return {type => 'http.request', body => $body // '', more => $rq->[BODY_OPEN] ? 1 : 0};
+}
+
+# Expect: 100-continue: the client may send its body now
+sub _continue ($self) { $self->_write($CONTINUE) }
 
 sub _deliver_body ($self) {
   my $rq = $self->[RQ];
   my $f = delete $rq->[RECV_WAIT];
   return if $rq->[BODY_FINAL];
-  my $body = $rq->[BODY_BUF];
-  $rq->[BODY_BUF]   = '';
-  $rq->[BODY_FINAL] = !$rq->[BODY_OPEN];
-  $f->done({type => 'http.request', body => $body // '', more => $rq->[BODY_OPEN] ? 1 : 0});
+  $f->done($self->_body_event);
 }
 
 sub _app_done ($self, $f) {
@@ -719,7 +737,8 @@ sub looks_encoded ($text) {
   return utf8::decode($copy) ? 1 : 0;
 }
 
-# The protocols that take a connection over after its request head
+# The protocols that take a connection over after its request head (HTTP/2, before its
+# first request or by its upgrade, is loaded by a server with http2)
 require PAGI::Server::Connection::WebSocket;
 require PAGI::Server::Connection::SSE;
 

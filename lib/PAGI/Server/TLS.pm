@@ -6,7 +6,7 @@ use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use IO::Socket::SSL ();
 use Net::SSLeay ();
 use PAGI::Server::Connection::Fields qw(:fields);
-use PAGI::Server::Config qw(SSL_CERT SSL_KEY SSL_CA SSL_VERIFY_CLIENT SSL_MIN_VERSION SSL_CIPHER_LIST);
+use PAGI::Server::Config qw(SSL_CERT SSL_KEY SSL_CA SSL_VERIFY_CLIENT SSL_MIN_VERSION SSL_CIPHER_LIST HTTP2);
 
 our $VERSION = '0.001';
 
@@ -69,6 +69,8 @@ sub context ($cfg) {
     $o{SSL_version} = join ':', 'SSLv23', map { "!$_" } @below;
   }
   $o{SSL_cipher_list} = $cfg->[SSL_CIPHER_LIST] if defined $cfg->[SSL_CIPHER_LIST];
+  # http2: ALPN offers h2 first, http/1.1 beside it (RFC 9113 3.2)
+  $o{SSL_alpn_protocols} = ['h2', 'http/1.1'] if $cfg->[HTTP2];
   if ($verify eq 'none') { $o{SSL_verify_mode} = IO::Socket::SSL::SSL_VERIFY_NONE() }
   elsif ($verify eq 'require') {
     $o{SSL_verify_mode} = IO::Socket::SSL::SSL_VERIFY_PEER()

@@ -17,6 +17,7 @@ use PAGI::Server::Record qw(
   deadline deadline_kind wdeadline
   in_process corked wwatch drain above write_high write_low
   tls transport rq proto timers text_warned
+  h2c parent sid ended
 );
 
 1;
@@ -38,7 +39,11 @@ C<above>, and the marks C<write_high> and C<write_low>), C<text_warned> (the
 development warning about encoded text was given), and the records it holds: C<tls> (L<PAGI::Server::TLS>), C<transport> (the
 C<pagi.transport> object), C<rq> (the current request,
 L<PAGI::Server::Connection::Request>), C<proto> (a WebSocket session's or an SSE
-stream's record) and C<timers> (the app's keepalive timers). C<use
+stream's record) and C<timers> (the app's keepalive timers). C<h2c>: a plain
+connection of a server with C<http2> may still turn out to be HTTP/2 (1: its first
+bytes are looked at for the preface; 2: a request may ask for C<Upgrade: h2c>); an HTTP/2 stream (L<PAGI::Server::Connection::HTTP2>) has its
+connection in C<parent>, its stream id in C<sid>, and in C<ended> whether this side
+of it has ended (C<ended>: END_STREAM sent; C<reset>: RST_STREAM). C<use
 PAGI::Server::Connection::Fields qw(:fields)> imports the index constants;
 C<@PAGI::Server::Connection::Fields::FIELDS> lists the names in index order.
 

@@ -30,8 +30,8 @@ use constant FILE_CHUNK => 1 << 16;
 use constant LAST_CHUNK => (serialize_trailers([]))[0];
 
 use Exporter 'import';
-our @EXPORT_OK = qw(_send _write_head _write_body _end_body _end_chunks _send_future _send_file
-  _response_complete);
+our @EXPORT_OK = qw(_send _write_whole _write_head _write_body _write_trailers _end_body _end_chunks
+  _send_future _send_file _response_complete);
 
 # What a send that needs no waiting returns: one shared done Future
 # (PAGI::Server::Future)
@@ -54,22 +54,9 @@ sub _send ($self, $ev) {
     my $more = $ev->{more} // $ev->{more_body};
     if (!$rq->[HEAD_SENT]) {
       if (!$more && !$rq->[TRAILERS]) {
-        # Fast path: head and body in one buffer, one write
-        my ($bytes, $mode, $close, $length) = serialize_response($rq->[STATUS],
-          $rq->[HEADERS], $rq->[FLAGS], $body);
-        return Future->fail("http.response.start: $mode\n") unless defined $bytes;
-        # The app's own Content-Length must match: a wrong one would desynchronise
-        # the connection for the next response
-        return Future->fail("http.response.body: " . length($body)
-          . " bytes of body for a Content-Length of $length\n")
-          if $mode == M_LENGTH && $length != length $body;
-        $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "response $rq->[STATUS]: fast path");
-        $rq->[HEAD_SENT] = 1;
-        $self->[KEEP] = 0 if $close;
-        $rq->[SENT_BYTES] += length $body if $mode;
-        # Inside a read (the usual case) the bytes only join the output buffer
-        if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
-        return _response_complete($self);
+        # Fast path: head and body at once
+        my $err = $self->_write_whole($body);
+        return $err ? Future->fail($err) : _response_complete($self);
       }
       my $err = $self->_write_head;
       return Future->fail($err) if $err;
@@ -107,13 +94,8 @@ sub _send ($self, $ev) {
     return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
       unless $rq->[STARTED] && $rq->[TRAILERS];
     return _after_complete($self, $type) if $rq->[COMPLETE];
-    my $err = !$rq->[HEAD_SENT] && $self->_write_head;
+    my $err = (!$rq->[HEAD_SENT] && $self->_write_head) || $self->_write_trailers($ev->{headers} // []);
     return Future->fail($err) if $err;
-    if ($rq->[RESP_MODE] == M_CHUNKED) {
-      my ($bytes, $msg) = serialize_trailers($ev->{headers} // []);
-      return Future->fail("http.response.trailers: $msg\n") unless defined $bytes;
-      $self->_write($bytes);
-    }
     return $self->_response_complete;
   }
   return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
@@ -127,6 +109,38 @@ sub _after_complete ($self, $type) {
   return Future->fail("$type after the response was complete\n") if $self->[CFG][STRICT_SENDS];
   $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "$type after the response was complete: ignored");
   return $DONE;
+}
+
+# The response of the HTTP/1.1 connection's protocol hooks (an HTTP/2 stream has its
+# own: PAGI::Server::Connection::HTTP2): a whole response, the head of a streamed one,
+# its trailers, the end of a chunked body.
+
+# Head and body in one buffer, one write (the fast path); returns an error message or ''
+sub _write_whole ($self, $body) {
+  my $rq = $self->[RQ];
+  my ($bytes, $mode, $close, $length) = serialize_response($rq->[STATUS], $rq->[HEADERS], $rq->[FLAGS], $body);
+  return "http.response.start: $mode\n" unless defined $bytes;
+  # The app's own Content-Length must match: a wrong one would desynchronise the
+  # connection for the next response
+  return "http.response.body: " . length($body) . " bytes of body for a Content-Length of $length\n"
+    if $mode == M_LENGTH && $length != length $body;
+  $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "response $rq->[STATUS]: fast path");
+  $rq->[HEAD_SENT] = 1;
+  $self->[KEEP] = 0 if $close;
+  $rq->[SENT_BYTES] += length $body if $mode;
+  # Inside a read (the usual case) the bytes only join the output buffer
+  if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
+  return '';
+}
+
+# The trailers (http.response.trailers) end a chunked body; a body framed otherwise
+# has no place for them on HTTP/1.1. Returns an error message or ''.
+sub _write_trailers ($self, $headers) {
+  return '' if $self->[RQ][RESP_MODE] != M_CHUNKED;
+  my ($bytes, $msg) = serialize_trailers($headers);
+  return "http.response.trailers: $msg\n" unless defined $bytes;
+  $self->_write($bytes);
+  return '';
 }
 
 # Writes the response head for the streaming path; returns an error message or ''
@@ -250,8 +264,9 @@ sub _pump_file ($self, $fh, $left, $close_fh) {
       }
       $left -= $n if defined $left;
       $self->_write_body($buf);
-      if (length $self->[WBUF] >= $self->[WRITE_HIGH]) {
-        ($self->[DRAIN] //= Future->new)->on_ready(sub { $step->() if $step });
+      my $wait = $self->_send_future;
+      if (!$wait->is_ready) {
+        $wait->on_ready(sub { $step->() if $step });
         return;
       }
     }

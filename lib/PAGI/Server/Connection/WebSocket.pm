@@ -49,16 +49,9 @@ use constant DENIED_ERROR => "websocket: the handshake was denied (websocket.htt
 # Takes over a connection whose request (already its request record) asked for an
 # upgrade to WebSocket, and calls the app with a websocket scope
 sub take_over ($class, $conn, $req) {
-  my $rq = $conn->[RQ];
-  my $facts = $rq->[FACTS];
   $conn->[KEEP] = 0;
-  if (!defined $facts->[FACT_WS_VERSION] || $facts->[FACT_WS_VERSION] ne '13') {
-    return $conn->_wire_error('ws_bad_version', [['Sec-WebSocket-Version', '13']]);
-  }
-  if (!PAGI::Server::Protocol::WebSocket::valid_key($facts->[FACT_WS_KEY])
-    || $facts->[FACT_CHUNKED] || $facts->[FACT_CONTENT_LENGTH]) {
-    return $conn->_wire_error('ws_bad_handshake');
-  }
+  # (asked of the class taking over: the connection is not one of it yet)
+  if (my @refusal = $class->can('_handshake_refusal')->($conn)) { return $conn->_wire_error(@refusal) }
   my $self = bless $conn, $class;
   my $ws = $self->[PROTO] = [];
   @$ws[STATE, WS_CONNECTED, INBOX, MSG] = ('handshake', 1, [], '');
@@ -180,8 +173,7 @@ sub _send ($self, $ev) {
 }
 
 sub _accept ($self, $ev) {
-  my @headers = (['Upgrade', 'websocket'],
-    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[RQ][FACTS][FACT_WS_KEY])]);
+  my @headers;
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }
@@ -189,21 +181,50 @@ sub _accept ($self, $ev) {
   if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($extra))) {
     return Future->fail("websocket.accept: $err\n");
   }
-  # (the codec drops any Connection field of the app's and writes Connection: Upgrade)
-  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response(101, [@headers, @$extra],
-    PAGI::Server::Protocol::HTTP1::F_UPGRADE, undef);
-  return Future->fail("websocket.accept: $err\n") unless defined $bytes;
-  $self->[RQ][STATUS] = 101;
+  if (my $err = $self->_write_accept([@headers, @$extra])) { return Future->fail("websocket.accept: $err\n") }
   $self->[PROTO][ANSWERED] = 1;
   $self->[PROTO][STATE] = 'open';
   if (my $idle = $self->[CFG][WS_IDLE_TIMEOUT]) {
     # ws_idle_timeout: no frame either way for that long closes the connection
     @$self[DEADLINE_KIND, DEADLINE] = ('ws_idle', $self->[LIVE][NOW] + $idle);
   }
-  $self->_write($bytes);
   $self->_access_log if $self->[LIVE][ACCESS_LOGGER];
   $self->_process_input if length $self->[RBUF];
   return $DONE;
+}
+
+# The protocol hooks of a WebSocket over HTTP/1.1 (over HTTP/2: its stream's own,
+# PAGI::Server::Connection::HTTP2): why the handshake is refused (an error kind and its
+# headers, or nothing), the accepting response, a denial response.
+
+sub _handshake_refusal ($self) {
+  my $facts = $self->[RQ][FACTS];
+  return ('ws_bad_version', [['Sec-WebSocket-Version', '13']])
+    if !defined $facts->[FACT_WS_VERSION] || $facts->[FACT_WS_VERSION] ne '13';
+  return ('ws_bad_handshake') if !PAGI::Server::Protocol::WebSocket::valid_key($facts->[FACT_WS_KEY])
+    || $facts->[FACT_CHUNKED] || $facts->[FACT_CONTENT_LENGTH];
+  return;
+}
+
+# 101 Switching Protocols (the codec drops any Connection field of the app's and
+# writes Connection: Upgrade); returns an error message or ''
+sub _write_accept ($self, $headers) {
+  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response(101, [['Upgrade', 'websocket'],
+    ['Sec-WebSocket-Accept', PAGI::Server::Protocol::WebSocket::accept_key($self->[RQ][FACTS][FACT_WS_KEY])],
+    @$headers], PAGI::Server::Protocol::HTTP1::F_UPGRADE, undef);
+  return $err unless defined $bytes;
+  $self->[RQ][STATUS] = 101;
+  $self->_write($bytes);
+  return '';
+}
+
+# The denial response, closing the connection; returns an error message or ''
+sub _write_denial ($self, $status, $headers, $body) {
+  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response($status, $headers,
+    PAGI::Server::Protocol::HTTP1::F_CLOSE, $body);
+  return $err unless defined $bytes;
+  $self->_write($bytes);
+  return '';
 }
 
 # websocket.http.response.*: an HTTP response instead of the handshake, then close
@@ -221,16 +242,14 @@ sub _deny ($self, $type, $ev) {
   utf8::downgrade($body, 1) or return Future->fail("$type: body must be bytes\n");
   $deny->{body} .= $body;
   return $DONE if $ev->{more} // $ev->{more_body};
-  my ($bytes, $err) = PAGI::Server::Protocol::HTTP1::serialize_response($deny->{status},
-    $deny->{headers}, PAGI::Server::Protocol::HTTP1::F_CLOSE, $deny->{body});
-  return Future->fail("websocket.http.response.start: $err\n") unless defined $bytes;
+  my $err = $self->_write_denial($deny->{status}, $deny->{headers}, $deny->{body});
+  return Future->fail("websocket.http.response.start: $err\n") if $err;
   $self->[RQ][STATUS] = $deny->{status};
   $self->[RQ][SENT_BYTES] = length $deny->{body};
   $self->[PROTO][STATE] = 'closed';
   $self->[PROTO][WS_CONNECTED] = 0;
   $self->[PROTO][DENIED] = 1;
   if (my $f = delete $self->[RQ][RECV_WAIT]) { $f->fail(DENIED_ERROR) }
-  $self->_write($bytes);
   $self->_access_log if $self->[LIVE][ACCESS_LOGGER];
   $self->_close_after_flush(1);
   return $DONE;
