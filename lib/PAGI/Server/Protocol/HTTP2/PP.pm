@@ -23,10 +23,9 @@ use warnings;
 use Carp ();
 use Time::HiRes ();
 use POSIX ();
-use Protocol::HTTP2::StaticTable qw(@stable);
-use Protocol::HTTP2::Huffman qw(huffman_decode huffman_encode);
 use Protocol::HTTP2::HeaderCompression qw(headers_encode);
 use PAGI::Server::Protocol::Errors;
+use PAGI::Server::Protocol::HTTP2::PP::HPACK;
 
 use constant {
   DATA => 0, HEADERS => 1, PRIORITY => 2, RST_STREAM => 3, SETTINGS => 4, PUSH_PROMISE => 5,
@@ -40,7 +39,6 @@ use constant {
   MAX_CONTINUATIONS => 8,      # nghttp2's default
   MAX_OUTBOUND_ACK => 1000,    # nghttp2's default
   MAX_SETTINGS => 32,          # nghttp2's default
-  MAX_FIELD => 65536,          # nghttp2's NGHTTP2_HD_MAX_NV: a longer name or value is a compression error
   UNLIMITED => 2**32 - 1,
   DATA_PAYLOAD => 16384,       # nghttp2 frames DATA in at most 16 KiB
 };
@@ -68,7 +66,7 @@ sub _new {
     pending_streams => $s->{max_concurrent_streams},
     remote => {window => 65535, frame => 16384, table => 4096},
     conn => {recv => 0, consumed => 0, local => 65535, remote => 65535, queued => 0},
-    dtable => [], dsize => 0, dmax => 4096,
+    hpack => PAGI::Server::Protocol::HTTP2::PP::HPACK->new,
     enc => {header_table => [], ht_size => 0, max_ht_size => 4096, settings => {1 => 4096}},
     block => undef, acks => 0, conn_consume => 0, stream_consume => [],
     rst => {val => $s->{rst_rate_limit}[0], tstamp => 0}, rapid_reset => 0,
@@ -456,7 +454,7 @@ sub _continuation {
 sub _block_done {
   my ($self) = @_;
   my $b = delete $self->{block};
-  my $fields = $self->_hpack_decode($b->{buf});
+  my $fields = $self->{hpack}->decode($b->{buf});
   return $self->_terminate(COMPRESSION_ERROR) unless $fields;
   return if $b->{ignore};
   my $st = $b->{st};
@@ -625,103 +623,6 @@ sub _utf8 {
   my ($bytes) = @_;
   my $chars = $bytes;
   return utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/ ? \$chars : undef;
-}
-
-# ---- HPACK (RFC 7541) -----------------------------------------------------------------
-
-# An integer with an $n-bit prefix at $$pos; undef when malformed
-sub _int {
-  my ($buf, $pos, $n) = @_;
-  return undef if $$pos >= length $buf;
-  my $max = (1 << $n) - 1;
-  my $v = ord(substr $buf, $$pos++, 1) & $max;
-  return $v if $v < $max;
-  my $shift = 0;
-  while (1) {
-    return undef if $$pos >= length $buf || $shift > 28;
-    my $b = ord substr $buf, $$pos++, 1;
-    $v += ($b & 0x7f) << $shift;
-    $shift += 7;
-    return $v if $b < 0x80;
-  }
-}
-
-# A string literal at $$pos; undef when malformed (bad Huffman code, too long)
-sub _str {
-  my ($buf, $pos) = @_;
-  return undef if $$pos >= length $buf;
-  my $huff = ord(substr $buf, $$pos, 1) & 0x80;
-  my $len = _int($buf, $pos, 7);
-  return undef if !defined $len || $len > length($buf) - $$pos;
-  my $s = substr($buf, $$pos, $len);
-  $$pos += $len;
-  if ($huff) {
-    # A valid Huffman string is the only encoding of what it decodes to
-    my $d = huffman_decode($s);
-    return undef if huffman_encode($d) ne $s;
-    $s = $d;
-  }
-  return undef if length $s > MAX_FIELD;
-  return $s;
-}
-
-sub _index {
-  my ($self, $i) = @_;
-  return undef if $i == 0;
-  return $stable[$i - 1] if $i <= @stable;
-  return $self->{dtable}[$i - @stable - 1];
-}
-
-sub _add_entry {
-  my ($self, $name, $value) = @_;
-  my $size = length($name) + length($value) + 32;
-  while (@{$self->{dtable}} && $self->{dsize} + $size > $self->{dmax}) {
-    my $e = pop @{$self->{dtable}};
-    $self->{dsize} -= 32 + length($e->[0]) + length($e->[1]);
-  }
-  return if $size > $self->{dmax};
-  unshift @{$self->{dtable}}, [$name, $value];
-  $self->{dsize} += $size;
-  return;
-}
-
-# The fields of a header block, or undef (a compression error). The list is what the
-# block holds; the limits (max_header_list_size, max_headers) are applied by the caller
-# as it stores them, so a block that decompresses huge costs time, not memory: it is
-# bounded by the frame size and the CONTINUATION limit.
-sub _hpack_decode {
-  my ($self, $buf) = @_;
-  my ($pos, @out, $fields) = (0);
-  while ($pos < length $buf) {
-    my $c = ord substr $buf, $pos, 1;
-    if ($c & 0x80) {
-      my $e = $self->_index(_int($buf, \$pos, 7) // return undef) // return undef;
-      push @out, [@$e];
-    }
-    elsif (($c & 0xe0) == 0x20) {
-      return undef if $fields;
-      my $size = _int($buf, \$pos, 5) // return undef;
-      return undef if $size > 4096;
-      $self->{dmax} = $size;
-      while (@{$self->{dtable}} && $self->{dsize} > $self->{dmax}) {
-        my $e = pop @{$self->{dtable}};
-        $self->{dsize} -= 32 + length($e->[0]) + length($e->[1]);
-      }
-      next;
-    }
-    else {
-      my $bits = ($c & 0xc0) == 0x40 ? 6 : 4;
-      my $i = _int($buf, \$pos, $bits) // return undef;
-      my $name;
-      if ($i) { $name = ($self->_index($i) // return undef)->[0] }
-      else    { $name = _str($buf, \$pos) // return undef }
-      my $value = _str($buf, \$pos) // return undef;
-      $self->_add_entry($name, $value) if $bits == 6;
-      push @out, [$name, $value];
-    }
-    $fields = 1;
-  }
-  return \@out;
 }
 
 # ---- the other frames --------------------------------------------------------------------
