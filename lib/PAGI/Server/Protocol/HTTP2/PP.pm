@@ -26,6 +26,7 @@ use POSIX ();
 use Protocol::HTTP2::HeaderCompression qw(headers_encode);
 use PAGI::Server::Protocol::Errors;
 use PAGI::Server::Protocol::HTTP2::PP::HPACK;
+use PAGI::Server::Protocol::HTTP2::PP::Block;
 
 use constant {
   DATA => 0, HEADERS => 1, PRIORITY => 2, RST_STREAM => 3, SETTINGS => 4, PUSH_PROMISE => 5,
@@ -44,15 +45,6 @@ use constant {
 };
 
 my $PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-# Byte classes of nghttp2's checks (nghttp2_helper.c, nghttp2_http.c)
-my $NAME_OK      = qr/\A:?[!#\$%&'*+\-.^_`|~0-9a-z]+\z/;
-my $VALUE_OK     = qr/\A[\t\x20-\x7e\x80-\xff]*\z/;
-my $METHOD_OK    = qr/\A[!#\$%&'*+\-.^_`|~0-9A-Za-z]+\z/;
-my $PATH_OK      = qr/\A[\x21-\x7e\x80-\xff]*\z/;
-my $AUTHORITY_OK = qr/\A[!\$%&'()*+,\-.0-9:;=A-Z\[\]_a-z~]*\z/;
-my $SCHEME_OK    = qr/\A[A-Za-z][A-Za-z0-9+\-.]*\z/;
-my %FORBIDDEN    = map { $_ => 1 } qw(connection keep-alive proxy-connection transfer-encoding upgrade);
 
 sub _new {
   my ($class, $s) = @_;
@@ -92,9 +84,8 @@ sub _new {
   return $self;
 }
 
-# {error => KIND, message => TEXT} of the h2 (or h2req) table
+# {error => KIND, message => TEXT} of the h2 table
 sub _err { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2{$_[0]}[1]} }
-sub _refusal { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2REQ{$_[0]}[1]} }
 sub _misuse { return PAGI::Server::Protocol::Errors::app_message(@_) }
 
 sub _frame { my ($type, $flags, $id, $payload) = @_; return pack('NCN', (length($payload) << 8) | $type, $flags, $id) . $payload }
@@ -461,168 +452,29 @@ sub _block_done {
   my $end = $b->{flags} & F_END_STREAM;
   my $trailer = $b->{trailer};
   # nghttp2's HTTP messaging, field by field, then for the whole block
-  my %f;    # what was seen (nghttp2's http_flags)
-  my $stored = {fields => [], count => 0, size => 0, over => 0};
+  my $m = PAGI::Server::Protocol::HTTP2::PP::Block->new($self->{s}, $trailer, $st->{cl});
   for my $nv (@$fields) {
-    my ($name, $value) = @$nv;
-    my $r = $self->_check_field($st, \%f, $name, $value, $trailer);
-    return $self->_terminate(PROTOCOL_ERROR) if $r eq 'error';
-    next if $r eq 'ignore';
-    _store($stored, $name, $value, $self->{s});
+    $m->add(@$nv) or return $self->_terminate(PROTOCOL_ERROR);
   }
-  if ($trailer) {
-    return $self->_terminate(PROTOCOL_ERROR) unless $end;
-  }
-  else {
-    my $ok;
-    if (!$f{':protocol'} && $f{connect}) {
-      $ok = !$f{':scheme'} && !$f{':path'} && $f{':authority'};
-      $st->{cl} = -1;
-    }
-    else {
-      $ok = $f{':method'} && $f{':scheme'} && $f{':path'} && ($f{':authority'} || $f{host})
-        && (!$f{':protocol'} || ($f{connect} && $f{':authority'}))
-        && (!$f{scheme_http} || $f{path_regular} || ($f{options} && $f{path_asterisk}));
-    }
-    return $self->_terminate(PROTOCOL_ERROR) unless $ok;
-  }
+  $m->complete($end) or return $self->_terminate(PROTOCOL_ERROR);
+  $st->{cl} = $m->content_length;
   return $self->_terminate(PROTOCOL_ERROR) if $end && $st->{cl} != -1 && $st->{cl} != $st->{got};
   if ($trailer) {
     return if $st->{refused};
-    if ($stored->{over}) {
+    if ($m->over) {
       push @{$self->{events}}, ['error', $st->{id}, _err('trailers_too_large')];
       $self->reset($st->{id}, ENHANCE_YOUR_CALM);
     }
-    else { push @{$self->{events}}, ['trailers', $st->{id}, $stored->{fields}] }
+    else { push @{$self->{events}}, ['trailers', $st->{id}, $m->fields] }
   }
   else {
-    my $req = _request($stored);
+    my $req = $m->request;
     $st->{delivered} = 1;
     $st->{refused} = exists $req->{error} ? 1 : 0;
     push @{$self->{events}}, ['request', $st->{id}, $req, $end ? 1 : 0];
   }
   $self->_shut($st, 'rd') if $end;
   return;
-}
-
-# One field against nghttp2's rules (nghttp2_http_on_header): 'ok', 'ignore' (an invalid
-# regular field: dropped) or 'error' (malformed: a connection error)
-sub _check_field {
-  my ($self, $st, $f, $name, $value, $trailer) = @_;
-  my $pseudo = substr($name, 0, 1) eq ':';
-  if ($name !~ $NAME_OK || $name eq ':') {
-    return 'error' if $pseudo || $name =~ /[A-Z]/;
-    $f->{regular} = 1;
-    return 'ignore';
-  }
-  my $ok = $name eq ':method' ? $value =~ $METHOD_OK
-    : $name eq ':path' ? $value =~ $PATH_OK
-    : $name eq ':authority' || $name eq 'host' ? $value =~ $AUTHORITY_OK
-    : $name eq ':scheme' ? $value =~ $SCHEME_OK
-    : $value =~ $VALUE_OK && $value !~ /\A[ \t]|[ \t]\z/;
-  if (!$ok) {
-    return 'error' if $pseudo;
-    $f->{regular} = 1;
-    return 'ignore';
-  }
-  return 'error' if $pseudo && ($trailer || $f->{regular});
-  my $once = sub { return 0 if $f->{$name} || $value eq ''; $f->{$name} = 1; 1 };
-  if ($name eq ':authority' || $name eq ':path' || $name eq ':scheme' || $name eq ':method') {
-    return 'error' unless $once->();
-    if ($name eq ':method') {
-      $f->{head} = 1 if $value eq 'HEAD';
-      $f->{connect} = 1 if $value eq 'CONNECT';
-      $f->{options} = 1 if $value eq 'OPTIONS';
-    }
-    elsif ($name eq ':path') {
-      if (substr($value, 0, 1) eq '/') { $f->{path_regular} = 1 }
-      elsif ($value eq '*') { $f->{path_asterisk} = 1 }
-    }
-    elsif ($name eq ':scheme') { $f->{scheme_http} = 1 if lc($value) eq 'http' || lc($value) eq 'https' }
-  }
-  elsif ($name eq ':protocol') {
-    return 'error' unless $self->{s}{enable_connect_protocol} && $once->();
-  }
-  elsif ($name eq 'host') {
-    return 'error' if $f->{host} || $value eq '';
-    $f->{host} = 1;
-  }
-  elsif ($name eq 'content-length') {
-    return 'error' if $st->{cl} != -1 || $value !~ /\A[0-9]+\z/ || length($value) > 19
-      || (length($value) == 19 && $value gt '9223372036854775807');
-    $st->{cl} = 0 + $value;
-  }
-  elsif ($FORBIDDEN{$name}) { return 'error' }
-  elsif ($name eq 'te') { return 'error' if lc($value) ne 'trailers' }
-  elsif ($pseudo) { return 'error' }
-  $f->{regular} = 1 unless $pseudo;
-  return 'ok';
-}
-
-# Keeps a field within the limits (as src/h2.rs Block::add)
-sub _store {
-  my ($b, $name, $value, $s) = @_;
-  return if $b->{over};
-  $b->{size} += length($name) + length($value) + 32;
-  my $pseudo = substr($name, 0, 1) eq ':';
-  $b->{count}++ if !$pseudo && ($name ne 'cookie' || !defined $b->{cookie_at});
-  if ($b->{size} > $s->{max_header_list_size} || $b->{count} > $s->{max_headers}) {
-    $b->{over} = 1;
-    $b->{fields} = [];
-    return;
-  }
-  if ($pseudo) { $b->{$name} = $value if $name =~ /\A:(?:method|path|scheme|authority|protocol)\z/; return }
-  if ($name eq 'cookie') {
-    if (defined $b->{cookie_at}) { $b->{fields}[$b->{cookie_at}][1] .= "; $value"; return }
-    $b->{cookie_at} = @{$b->{fields}};
-  }
-  $b->{host_at} = @{$b->{fields}} if $name eq 'host';
-  push @{$b->{fields}}, [$name, $value];
-  return;
-}
-
-# The request hash, or its refusal (src/h2.rs Block::request, the same order)
-sub _request {
-  my ($b) = @_;
-  return _refusal('headers_too_large') if $b->{over};
-  return _refusal('connect_unsupported') if !defined $b->{':protocol'} && ($b->{':method'} // '') eq 'CONNECT';
-  my $target = $b->{':path'} // '';
-  my ($raw_path, $query) = ($target, '');
-  my $q = index($target, '?');
-  ($raw_path, $query) = (substr($target, 0, $q), substr($target, $q + 1)) if $q >= 0;
-  return _refusal('bad_path')
-    unless (substr($raw_path, 0, 1) eq '/' || $target eq '*') && ($target !~ /[\x80-\xff]/ || _utf8($target));
-  my $headers = $b->{fields};
-  if (defined(my $authority = $b->{':authority'})) {
-    if (defined $b->{host_at}) {
-      return _refusal('bad_host') if lc $headers->[$b->{host_at}][1] ne lc $authority;
-      $headers->[$b->{host_at}][1] = $authority;
-    }
-    else { unshift @$headers, ['host', $authority] }
-  }
-  my $path = $raw_path;
-  $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if index($path, '%') >= 0;
-  if ($path =~ /[\x80-\xff]/) {
-    my $chars = _utf8($path);
-    $path = $$chars if $chars;
-  }
-  my %req = (method => $b->{':method'}, path => $path, raw_path => $raw_path, query_string => $query,
-    http_version => '2', headers => $headers, scheme => $b->{':scheme'} // '');
-  for my $h (@$headers) {
-    my ($n, $v) = @$h;
-    if    ($n eq 'content-length') { $req{content_length} = 0 + $v }
-    elsif ($n eq 'accept')         { $req{sse} = 1 if $v =~ m{text/event-stream}i }
-    elsif ($n eq 'expect')         { $req{expect_continue} = 1 if lc($v =~ s/\A[ \t]+|[ \t]+\z//gr) eq '100-continue' }
-  }
-  $req{protocol} = $b->{':protocol'} if defined $b->{':protocol'};
-  return \%req;
-}
-
-# Well-formed UTF-8 (RFC 3629), as the HTTP/1.1 codec judges it
-sub _utf8 {
-  my ($bytes) = @_;
-  my $chars = $bytes;
-  return utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/ ? \$chars : undef;
 }
 
 # ---- the other frames --------------------------------------------------------------------
@@ -908,8 +760,6 @@ sub output {
 
 # ---- the application's side -------------------------------------------------------------
 
-my %CONNECTION_SPECIFIC = map { $_ => 1 } qw(connection keep-alive proxy-connection transfer-encoding upgrade);
-
 # The app's fields: validated (check_headers' rules and messages), lowercased,
 # connection-specific ones dropped; ($fields, $content_length) or (undef, $message)
 sub _app_fields {
@@ -924,7 +774,8 @@ sub _app_fields {
     my $v = $h->[1] // '';
     utf8::downgrade($n, 1);
     utf8::downgrade($v, 1);
-    next if $CONNECTION_SPECIFIC{$n} || ($n eq 'te' && lc($v =~ s/\A[ \t]+|[ \t]+\z//gr) ne 'trailers');
+    next if $PAGI::Server::Protocol::HTTP2::PP::Block::CONNECTION_SPECIFIC{$n}
+      || ($n eq 'te' && lc($v =~ s/\A[ \t]+|[ \t]+\z//gr) ne 'trailers');
     $date = 1 if $n eq 'date';
     $server = 1 if $n eq 'server';
     $cl = 0 + $v if $n eq 'content-length';
