@@ -26,7 +26,7 @@ my $AUTHORITY_OK = qr/\A[!\$%&'()*+,\-.0-9:;=A-Z\[\]_a-z~]*\z/;
 my $SCHEME_OK    = qr/\A[A-Za-z][A-Za-z0-9+\-.]*\z/;
 
 # The connection-specific fields (RFC 9113 8.2.2): malformed in a request, dropped
-# from a response (the session's app fields)
+# from a response (PP::Output)
 our %CONNECTION_SPECIFIC = map { $_ => 1 } qw(connection keep-alive proxy-connection transfer-encoding upgrade);
 
 # $s: the session's settings (max_header_list_size, max_headers,

@@ -136,6 +136,7 @@ against it and returns its fields (C<[[name, value], ...]>), or undef for a
 compression error: a bad index, integer or Huffman code, a size update not first in
 the block or over our 4096-byte table, a name or value longer than 64 KiB (as
 nghttp2). The static table and the Huffman code are Protocol::HTTP2's. Responses are
-encoded with Protocol::HTTP2's encoder (the session keeps its context).
+encoded with Protocol::HTTP2's encoder (L<PAGI::Server::Protocol::HTTP2::PP::Output>
+keeps its context).
 
 =cut
