@@ -10,6 +10,11 @@ our $VERSION = '0.001';
 # backend's nghttp2 1.68.1 does, rule for rule where doc/codec.md says so (its HTTP/2
 # section lists where it does not). Protocol::HTTP2's own connection object is not used:
 # it hands a request body over whole, and its stream rules are not nghttp2's.
+#
+# The session reads frames, keeps the streams' and the connection's state, and calls
+# down into three objects that own theirs: ::PP::HPACK (the header blocks' decoder),
+# ::PP::Block (one decoded block judged and made a request) and ::PP::Output (queued
+# frames, the responses, DATA within the peer's windows, the bytes out).
 our @FUNCTIONS = qw(new_session);
 
 sub new_session {
@@ -803,9 +808,13 @@ PAGI::Server::Protocol::HTTP2::PP - the HTTP/2 session in pure Perl
 =head1 DESCRIPTION
 
 C<new_session> and the methods of C<PAGI::Server::Protocol::HTTP2::PP::Session>, with
-the contract of F<doc/codec.md> ("The codec interface (HTTP/2)"). Frames are read and
-written here; HPACK uses Protocol::HTTP2's static table, Huffman code and header
-encoder (Debian C<libprotocol-http2-perl>). The rules are those of nghttp2 1.68.1 as
+the contract of F<doc/codec.md> ("The codec interface (HTTP/2)"). Frames are read
+here, and the session's state kept; L<PAGI::Server::Protocol::HTTP2::PP::HPACK>
+decodes header blocks, L<PAGI::Server::Protocol::HTTP2::PP::Block> judges one and
+makes the request, L<PAGI::Server::Protocol::HTTP2::PP::Output> writes (queued
+frames, responses, DATA within the flow-control windows). HPACK uses
+Protocol::HTTP2's static table, Huffman code and header encoder (Debian
+C<libprotocol-http2-perl>). The rules are those of nghttp2 1.68.1 as
 the XS backend runs it; F<doc/codec.md> lists what differs
 (F<t/33-h2-differential.t> marks each as a TODO test).
 
