@@ -10,6 +10,11 @@ our $VERSION = '0.001';
 # backend's nghttp2 1.68.1 does, rule for rule where doc/codec.md says so (its HTTP/2
 # section lists where it does not). Protocol::HTTP2's own connection object is not used:
 # it hands a request body over whole, and its stream rules are not nghttp2's.
+#
+# The session reads frames, keeps the streams' and the connection's state, and calls
+# down into three objects that own theirs: ::PP::HPACK (the header blocks' decoder),
+# ::PP::Block (one decoded block judged and made a request) and ::PP::Output (queued
+# frames, the responses, DATA within the peer's windows, the bytes out).
 our @FUNCTIONS = qw(new_session);
 
 sub new_session {
@@ -23,53 +28,39 @@ use warnings;
 use Carp ();
 use Time::HiRes ();
 use POSIX ();
-use Protocol::HTTP2::StaticTable qw(@stable);
-use Protocol::HTTP2::Huffman qw(huffman_decode huffman_encode);
-use Protocol::HTTP2::HeaderCompression qw(headers_encode);
 use PAGI::Server::Protocol::Errors;
+use PAGI::Server::Protocol::HTTP2::PP::HPACK;
+use PAGI::Server::Protocol::HTTP2::PP::Block;
+use PAGI::Server::Protocol::HTTP2::PP::Output qw(:frames app_fields);
 
 use constant {
-  DATA => 0, HEADERS => 1, PRIORITY => 2, RST_STREAM => 3, SETTINGS => 4, PUSH_PROMISE => 5,
-  PING => 6, GOAWAY => 7, WINDOW_UPDATE => 8, CONTINUATION => 9,
-  F_END_STREAM => 1, F_ACK => 1, F_END_HEADERS => 4, F_PADDED => 8, F_PRIORITY => 0x20,
   NO_ERROR => 0, PROTOCOL_ERROR => 1, INTERNAL_ERROR => 2, FLOW_CONTROL_ERROR => 3,
   STREAM_CLOSED => 5, FRAME_SIZE_ERROR => 6, REFUSED_STREAM => 7, COMPRESSION_ERROR => 9,
   ENHANCE_YOUR_CALM => 11,
-  MAX_WINDOW => 2**31 - 1,
   PROBE_CAP => 65536,          # as src/h2.rs
   MAX_CONTINUATIONS => 8,      # nghttp2's default
   MAX_OUTBOUND_ACK => 1000,    # nghttp2's default
   MAX_SETTINGS => 32,          # nghttp2's default
-  MAX_FIELD => 65536,          # nghttp2's NGHTTP2_HD_MAX_NV: a longer name or value is a compression error
   UNLIMITED => 2**32 - 1,
-  DATA_PAYLOAD => 16384,       # nghttp2 frames DATA in at most 16 KiB
 };
 
 my $PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-# Byte classes of nghttp2's checks (nghttp2_helper.c, nghttp2_http.c)
-my $NAME_OK      = qr/\A:?[!#\$%&'*+\-.^_`|~0-9a-z]+\z/;
-my $VALUE_OK     = qr/\A[\t\x20-\x7e\x80-\xff]*\z/;
-my $METHOD_OK    = qr/\A[!#\$%&'*+\-.^_`|~0-9A-Za-z]+\z/;
-my $PATH_OK      = qr/\A[\x21-\x7e\x80-\xff]*\z/;
-my $AUTHORITY_OK = qr/\A[!\$%&'()*+,\-.0-9:;=A-Z\[\]_a-z~]*\z/;
-my $SCHEME_OK    = qr/\A[A-Za-z][A-Za-z0-9+\-.]*\z/;
-my %FORBIDDEN    = map { $_ => 1 } qw(connection keep-alive proxy-connection transfer-encoding upgrade);
 
 sub _new {
   my ($class, $s) = @_;
   my $self = bless {
     s => $s,
     in => '', state => 'preface',
-    events => [], urgent => [], reg => [], ready => [], out => '',
+    events => [], output => PAGI::Server::Protocol::HTTP2::PP::Output->new,
     streams => {}, last_recv => 0, last_proc => 0, incoming => 0,
     # Our settings as the peer has acknowledged them, and as submitted
     local => {window => 65535, frame => 16384, streams => UNLIMITED},
     pending_streams => $s->{max_concurrent_streams},
-    remote => {window => 65535, frame => 16384, table => 4096},
-    conn => {recv => 0, consumed => 0, local => 65535, remote => 65535, queued => 0},
-    dtable => [], dsize => 0, dmax => 4096,
-    enc => {header_table => [], ht_size => 0, max_ht_size => 4096, settings => {1 => 4096}},
+    # the peer's SETTINGS_NO_RFC7540_PRIORITIES once given (the others are the output's)
+    remote => {},
+    # the connection's receive window
+    conn => {recv => 0, consumed => 0, local => 65535, queued => 0},
+    hpack => PAGI::Server::Protocol::HTTP2::PP::HPACK->new,
     block => undef, acks => 0, conn_consume => 0, stream_consume => [],
     rst => {val => $s->{rst_rate_limit}[0], tstamp => 0}, rapid_reset => 0,
     goaway => 0, term => 0, term_sent => 0, goaway_sent => 0, goaway_recv => 0, error => undef,
@@ -80,7 +71,7 @@ sub _new {
   push @iv, [2, 0] unless $s->{enable_push};
   push @iv, [8, 1] if $s->{enable_connect_protocol};
   $self->{settings_sent} = {map { @$_ } @iv};
-  push @{$self->{urgent}}, [_frame(SETTINGS, 0, 0, join '', map { pack 'nN', @$_ } @iv), settings => 1];
+  $self->{output}->urgent(frame(SETTINGS, 0, 0, join '', map { pack 'nN', @$_ } @iv), settings => 1);
   if (defined $s->{upgrade}) {
     my $payload = _base64url($s->{upgrade});
     return (undef, _err('bad_upgrade_settings')) unless defined $payload && length($payload) % 6 == 0;
@@ -88,18 +79,15 @@ sub _new {
     return (undef, _err('bad_upgrade_settings')) if defined $self->_apply_settings($payload, 1);
     $self->{last_recv} = $self->{last_proc} = 1;
     $self->{incoming} = 1;
-    $self->{streams}{1} = $self->_stream(1, shut_rd => 1, delivered => 1, head => $s->{upgrade_head});
+    $self->_stream(1, shut_rd => 1, delivered => 1, head => $s->{upgrade_head});
   }
   $self->_pull(~0 >> 1, 0);
   return $self;
 }
 
-# {error => KIND, message => TEXT} of the h2 (or h2req) table
+# {error => KIND, message => TEXT} of the h2 table
 sub _err { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2{$_[0]}[1]} }
-sub _refusal { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2REQ{$_[0]}[1]} }
 sub _misuse { return PAGI::Server::Protocol::Errors::app_message(@_) }
-
-sub _frame { my ($type, $flags, $id, $payload) = @_; return pack('NCN', (length($payload) << 8) | $type, $flags, $id) . $payload }
 
 sub _base64url {
   my ($v) = @_;
@@ -110,13 +98,14 @@ sub _base64url {
   return MIME::Base64::decode_base64($v);
 }
 
+# A new stream (its response is the output's)
 sub _stream {
   my ($self, $id, %more) = @_;
-  return {
+  $self->{output}->open_stream($id);
+  return $self->{streams}{$id} = {
     id => $id, shut_rd => 0, shut_wr => 0, closing => 0, delivered => 0, refused => 0,
-    recv => 0, consumed => 0, local => $self->{local}{window}, remote => $self->{remote}{window},
+    recv => 0, consumed => 0, local => $self->{local}{window},
     queued => 0, cl => -1, got => 0, headers_seen => 0,
-    out => '', started => 0, head_sent => 0, ended => 0, trailers => undef, scheduled => 0,
     %more,
   };
 }
@@ -136,7 +125,7 @@ sub feed {
     }
     $self->{conn_consume} = 0;
     $self->{stream_consume} = [];
-    $self->_pull(PROBE_CAP, 1) if length($self->{out}) < PROBE_CAP;
+    $self->_pull(PROBE_CAP, 1) if $self->{output}->size < PROBE_CAP;
   }
   return ($self->_take, $self->{error});
 }
@@ -160,8 +149,8 @@ sub _terminate {
   my ($self, $code) = @_;
   return if $self->{term};
   $self->{term} = 1;
-  push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1,
-    last => $self->{last_proc}];
+  $self->{output}->queue(frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1,
+    last => $self->{last_proc});
   $self->{in} = '';
   return;
 }
@@ -171,7 +160,7 @@ sub _die {
   my ($self, $kind) = @_;
   $self->{dead} = 1;
   $self->{error} //= _err($kind);
-  $self->{out} .= _frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, PAGI::Server::Protocol::HTTP2::error_code($kind)));
+  $self->{output}->append(frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, PAGI::Server::Protocol::HTTP2::error_code($kind))));
   $self->{in} = '';
   return;
 }
@@ -373,7 +362,7 @@ sub _update_consumed {
   my $size = $w->{consumed} < $w->{recv} ? $w->{consumed} : $w->{recv};
   if ($size > 0 && $size >= int($w->{local} / 2)) {
     $w->{queued} = 1;
-    push @{$self->{reg}}, [_frame(WINDOW_UPDATE, 0, $id, pack 'N', $size), window => $w, ($id ? (st => $w) : ())];
+    $self->{output}->queue(frame(WINDOW_UPDATE, 0, $id, pack 'N', $size), window => $w, ($id ? (st => $id) : ()));
     $w->{recv} -= $size;
     $w->{consumed} -= $size;
   }
@@ -413,10 +402,10 @@ sub _headers_start {
       elsif ($self->{pending_streams} <= $self->{incoming}) {
         $b->{ignore} = 1;
         push @{$self->{events}}, ['error', $id, _err('refused_stream')];
-        push @{$self->{reg}}, [_frame(RST_STREAM, 0, $id, pack 'N', REFUSED_STREAM)];
+        $self->{output}->queue(frame(RST_STREAM, 0, $id, pack 'N', REFUSED_STREAM));
       }
       else {
-        $st = $self->{streams}{$id} = $self->_stream($id);
+        $st = $self->_stream($id);
         $self->{incoming}++;
         $self->{last_proc} = $id;
         $b->{request} = 1;
@@ -456,272 +445,36 @@ sub _continuation {
 sub _block_done {
   my ($self) = @_;
   my $b = delete $self->{block};
-  my $fields = $self->_hpack_decode($b->{buf});
+  my $fields = $self->{hpack}->decode($b->{buf});
   return $self->_terminate(COMPRESSION_ERROR) unless $fields;
   return if $b->{ignore};
   my $st = $b->{st};
   my $end = $b->{flags} & F_END_STREAM;
   my $trailer = $b->{trailer};
   # nghttp2's HTTP messaging, field by field, then for the whole block
-  my %f;    # what was seen (nghttp2's http_flags)
-  my $stored = {fields => [], count => 0, size => 0, over => 0};
+  my $m = PAGI::Server::Protocol::HTTP2::PP::Block->new($self->{s}, $trailer, $st->{cl});
   for my $nv (@$fields) {
-    my ($name, $value) = @$nv;
-    my $r = $self->_check_field($st, \%f, $name, $value, $trailer);
-    return $self->_terminate(PROTOCOL_ERROR) if $r eq 'error';
-    next if $r eq 'ignore';
-    _store($stored, $name, $value, $self->{s});
+    $m->add(@$nv) or return $self->_terminate(PROTOCOL_ERROR);
   }
-  if ($trailer) {
-    return $self->_terminate(PROTOCOL_ERROR) unless $end;
-  }
-  else {
-    my $ok;
-    if (!$f{':protocol'} && $f{connect}) {
-      $ok = !$f{':scheme'} && !$f{':path'} && $f{':authority'};
-      $st->{cl} = -1;
-    }
-    else {
-      $ok = $f{':method'} && $f{':scheme'} && $f{':path'} && ($f{':authority'} || $f{host})
-        && (!$f{':protocol'} || ($f{connect} && $f{':authority'}))
-        && (!$f{scheme_http} || $f{path_regular} || ($f{options} && $f{path_asterisk}));
-    }
-    return $self->_terminate(PROTOCOL_ERROR) unless $ok;
-  }
+  $m->complete($end) or return $self->_terminate(PROTOCOL_ERROR);
+  $st->{cl} = $m->content_length;
   return $self->_terminate(PROTOCOL_ERROR) if $end && $st->{cl} != -1 && $st->{cl} != $st->{got};
   if ($trailer) {
     return if $st->{refused};
-    if ($stored->{over}) {
+    if ($m->over) {
       push @{$self->{events}}, ['error', $st->{id}, _err('trailers_too_large')];
       $self->reset($st->{id}, ENHANCE_YOUR_CALM);
     }
-    else { push @{$self->{events}}, ['trailers', $st->{id}, $stored->{fields}] }
+    else { push @{$self->{events}}, ['trailers', $st->{id}, $m->fields] }
   }
   else {
-    my $req = _request($stored);
+    my $req = $m->request;
     $st->{delivered} = 1;
     $st->{refused} = exists $req->{error} ? 1 : 0;
     push @{$self->{events}}, ['request', $st->{id}, $req, $end ? 1 : 0];
   }
   $self->_shut($st, 'rd') if $end;
   return;
-}
-
-# One field against nghttp2's rules (nghttp2_http_on_header): 'ok', 'ignore' (an invalid
-# regular field: dropped) or 'error' (malformed: a connection error)
-sub _check_field {
-  my ($self, $st, $f, $name, $value, $trailer) = @_;
-  my $pseudo = substr($name, 0, 1) eq ':';
-  if ($name !~ $NAME_OK || $name eq ':') {
-    return 'error' if $pseudo || $name =~ /[A-Z]/;
-    $f->{regular} = 1;
-    return 'ignore';
-  }
-  my $ok = $name eq ':method' ? $value =~ $METHOD_OK
-    : $name eq ':path' ? $value =~ $PATH_OK
-    : $name eq ':authority' || $name eq 'host' ? $value =~ $AUTHORITY_OK
-    : $name eq ':scheme' ? $value =~ $SCHEME_OK
-    : $value =~ $VALUE_OK && $value !~ /\A[ \t]|[ \t]\z/;
-  if (!$ok) {
-    return 'error' if $pseudo;
-    $f->{regular} = 1;
-    return 'ignore';
-  }
-  return 'error' if $pseudo && ($trailer || $f->{regular});
-  my $once = sub { return 0 if $f->{$name} || $value eq ''; $f->{$name} = 1; 1 };
-  if ($name eq ':authority' || $name eq ':path' || $name eq ':scheme' || $name eq ':method') {
-    return 'error' unless $once->();
-    if ($name eq ':method') {
-      $f->{head} = 1 if $value eq 'HEAD';
-      $f->{connect} = 1 if $value eq 'CONNECT';
-      $f->{options} = 1 if $value eq 'OPTIONS';
-    }
-    elsif ($name eq ':path') {
-      if (substr($value, 0, 1) eq '/') { $f->{path_regular} = 1 }
-      elsif ($value eq '*') { $f->{path_asterisk} = 1 }
-    }
-    elsif ($name eq ':scheme') { $f->{scheme_http} = 1 if lc($value) eq 'http' || lc($value) eq 'https' }
-  }
-  elsif ($name eq ':protocol') {
-    return 'error' unless $self->{s}{enable_connect_protocol} && $once->();
-  }
-  elsif ($name eq 'host') {
-    return 'error' if $f->{host} || $value eq '';
-    $f->{host} = 1;
-  }
-  elsif ($name eq 'content-length') {
-    return 'error' if $st->{cl} != -1 || $value !~ /\A[0-9]+\z/ || length($value) > 19
-      || (length($value) == 19 && $value gt '9223372036854775807');
-    $st->{cl} = 0 + $value;
-  }
-  elsif ($FORBIDDEN{$name}) { return 'error' }
-  elsif ($name eq 'te') { return 'error' if lc($value) ne 'trailers' }
-  elsif ($pseudo) { return 'error' }
-  $f->{regular} = 1 unless $pseudo;
-  return 'ok';
-}
-
-# Keeps a field within the limits (as src/h2.rs Block::add)
-sub _store {
-  my ($b, $name, $value, $s) = @_;
-  return if $b->{over};
-  $b->{size} += length($name) + length($value) + 32;
-  my $pseudo = substr($name, 0, 1) eq ':';
-  $b->{count}++ if !$pseudo && ($name ne 'cookie' || !defined $b->{cookie_at});
-  if ($b->{size} > $s->{max_header_list_size} || $b->{count} > $s->{max_headers}) {
-    $b->{over} = 1;
-    $b->{fields} = [];
-    return;
-  }
-  if ($pseudo) { $b->{$name} = $value if $name =~ /\A:(?:method|path|scheme|authority|protocol)\z/; return }
-  if ($name eq 'cookie') {
-    if (defined $b->{cookie_at}) { $b->{fields}[$b->{cookie_at}][1] .= "; $value"; return }
-    $b->{cookie_at} = @{$b->{fields}};
-  }
-  $b->{host_at} = @{$b->{fields}} if $name eq 'host';
-  push @{$b->{fields}}, [$name, $value];
-  return;
-}
-
-# The request hash, or its refusal (src/h2.rs Block::request, the same order)
-sub _request {
-  my ($b) = @_;
-  return _refusal('headers_too_large') if $b->{over};
-  return _refusal('connect_unsupported') if !defined $b->{':protocol'} && ($b->{':method'} // '') eq 'CONNECT';
-  my $target = $b->{':path'} // '';
-  my ($raw_path, $query) = ($target, '');
-  my $q = index($target, '?');
-  ($raw_path, $query) = (substr($target, 0, $q), substr($target, $q + 1)) if $q >= 0;
-  return _refusal('bad_path')
-    unless (substr($raw_path, 0, 1) eq '/' || $target eq '*') && ($target !~ /[\x80-\xff]/ || _utf8($target));
-  my $headers = $b->{fields};
-  if (defined(my $authority = $b->{':authority'})) {
-    if (defined $b->{host_at}) {
-      return _refusal('bad_host') if lc $headers->[$b->{host_at}][1] ne lc $authority;
-      $headers->[$b->{host_at}][1] = $authority;
-    }
-    else { unshift @$headers, ['host', $authority] }
-  }
-  my $path = $raw_path;
-  $path =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge if index($path, '%') >= 0;
-  if ($path =~ /[\x80-\xff]/) {
-    my $chars = _utf8($path);
-    $path = $$chars if $chars;
-  }
-  my %req = (method => $b->{':method'}, path => $path, raw_path => $raw_path, query_string => $query,
-    http_version => '2', headers => $headers, scheme => $b->{':scheme'} // '');
-  for my $h (@$headers) {
-    my ($n, $v) = @$h;
-    if    ($n eq 'content-length') { $req{content_length} = 0 + $v }
-    elsif ($n eq 'accept')         { $req{sse} = 1 if $v =~ m{text/event-stream}i }
-    elsif ($n eq 'expect')         { $req{expect_continue} = 1 if lc($v =~ s/\A[ \t]+|[ \t]+\z//gr) eq '100-continue' }
-  }
-  $req{protocol} = $b->{':protocol'} if defined $b->{':protocol'};
-  return \%req;
-}
-
-# Well-formed UTF-8 (RFC 3629), as the HTTP/1.1 codec judges it
-sub _utf8 {
-  my ($bytes) = @_;
-  my $chars = $bytes;
-  return utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/ ? \$chars : undef;
-}
-
-# ---- HPACK (RFC 7541) -----------------------------------------------------------------
-
-# An integer with an $n-bit prefix at $$pos; undef when malformed
-sub _int {
-  my ($buf, $pos, $n) = @_;
-  return undef if $$pos >= length $buf;
-  my $max = (1 << $n) - 1;
-  my $v = ord(substr $buf, $$pos++, 1) & $max;
-  return $v if $v < $max;
-  my $shift = 0;
-  while (1) {
-    return undef if $$pos >= length $buf || $shift > 28;
-    my $b = ord substr $buf, $$pos++, 1;
-    $v += ($b & 0x7f) << $shift;
-    $shift += 7;
-    return $v if $b < 0x80;
-  }
-}
-
-# A string literal at $$pos; undef when malformed (bad Huffman code, too long)
-sub _str {
-  my ($buf, $pos) = @_;
-  return undef if $$pos >= length $buf;
-  my $huff = ord(substr $buf, $$pos, 1) & 0x80;
-  my $len = _int($buf, $pos, 7);
-  return undef if !defined $len || $len > length($buf) - $$pos;
-  my $s = substr($buf, $$pos, $len);
-  $$pos += $len;
-  if ($huff) {
-    # A valid Huffman string is the only encoding of what it decodes to
-    my $d = huffman_decode($s);
-    return undef if huffman_encode($d) ne $s;
-    $s = $d;
-  }
-  return undef if length $s > MAX_FIELD;
-  return $s;
-}
-
-sub _index {
-  my ($self, $i) = @_;
-  return undef if $i == 0;
-  return $stable[$i - 1] if $i <= @stable;
-  return $self->{dtable}[$i - @stable - 1];
-}
-
-sub _add_entry {
-  my ($self, $name, $value) = @_;
-  my $size = length($name) + length($value) + 32;
-  while (@{$self->{dtable}} && $self->{dsize} + $size > $self->{dmax}) {
-    my $e = pop @{$self->{dtable}};
-    $self->{dsize} -= 32 + length($e->[0]) + length($e->[1]);
-  }
-  return if $size > $self->{dmax};
-  unshift @{$self->{dtable}}, [$name, $value];
-  $self->{dsize} += $size;
-  return;
-}
-
-# The fields of a header block, or undef (a compression error). The list is what the
-# block holds; the limits (max_header_list_size, max_headers) are applied by the caller
-# as it stores them, so a block that decompresses huge costs time, not memory: it is
-# bounded by the frame size and the CONTINUATION limit.
-sub _hpack_decode {
-  my ($self, $buf) = @_;
-  my ($pos, @out, $fields) = (0);
-  while ($pos < length $buf) {
-    my $c = ord substr $buf, $pos, 1;
-    if ($c & 0x80) {
-      my $e = $self->_index(_int($buf, \$pos, 7) // return undef) // return undef;
-      push @out, [@$e];
-    }
-    elsif (($c & 0xe0) == 0x20) {
-      return undef if $fields;
-      my $size = _int($buf, \$pos, 5) // return undef;
-      return undef if $size > 4096;
-      $self->{dmax} = $size;
-      while (@{$self->{dtable}} && $self->{dsize} > $self->{dmax}) {
-        my $e = pop @{$self->{dtable}};
-        $self->{dsize} -= 32 + length($e->[0]) + length($e->[1]);
-      }
-      next;
-    }
-    else {
-      my $bits = ($c & 0xc0) == 0x40 ? 6 : 4;
-      my $i = _int($buf, \$pos, $bits) // return undef;
-      my $name;
-      if ($i) { $name = ($self->_index($i) // return undef)->[0] }
-      else    { $name = _str($buf, \$pos) // return undef }
-      my $value = _str($buf, \$pos) // return undef;
-      $self->_add_entry($name, $value) if $bits == 6;
-      push @out, [$name, $value];
-    }
-    $fields = 1;
-  }
-  return \@out;
 }
 
 # ---- the other frames --------------------------------------------------------------------
@@ -745,7 +498,7 @@ sub _settings {
   return $self->_terminate($code) if defined $code;
   return if $self->{term};
   $self->{acks}++;
-  push @{$self->{urgent}}, [_frame(SETTINGS, F_ACK, 0, ''), ack => 1];
+  $self->{output}->urgent(frame(SETTINGS, F_ACK, 0, ''), ack => 1);
   return;
 }
 
@@ -753,23 +506,15 @@ sub _settings {
 # else undef
 sub _apply_settings {
   my ($self, $payload, $upgrade) = @_;
-  my $r = $self->{remote};
+  my ($r, $out) = @$self{qw(remote output)};
   my @pairs = unpack '(nN)*', $payload;
   while (my ($k, $v) = splice @pairs, 0, 2) {
-    if ($k == 1) { $r->{table} = $v; $self->{enc}{settings}{1} = $v }
+    if ($k == 1) { $out->table_size($v) }
     elsif ($k == 2) { return PROTOCOL_ERROR if $v > 1 }
-    elsif ($k == 4) {
-      return FLOW_CONTROL_ERROR if $v > MAX_WINDOW;
-      my $delta = $v - $r->{window};
-      for my $st (grep { !$_->{gone} } values %{$self->{streams}}) {
-        return FLOW_CONTROL_ERROR if $st->{remote} + $delta > MAX_WINDOW;
-        $st->{remote} += $delta;
-      }
-      $r->{window} = $v;
-    }
+    elsif ($k == 4) { return FLOW_CONTROL_ERROR if $v > MAX_WINDOW || !$out->initial_window($v) }
     elsif ($k == 5) {
       return PROTOCOL_ERROR if $v < 16384 || $v > 2**24 - 1;
-      $r->{frame} = $v;
+      $out->max_frame($v);
     }
     elsif ($k == 8) { return PROTOCOL_ERROR if $v > 1 }
     elsif ($k == 9) {
@@ -788,7 +533,7 @@ sub _ping {
   return if $flags & F_ACK;
   return $self->_die('flood') if $self->{acks} >= MAX_OUTBOUND_ACK;
   $self->{acks}++;
-  push @{$self->{urgent}}, [_frame(PING, F_ACK, 0, $payload), ack => 1];
+  $self->{output}->urgent(frame(PING, F_ACK, 0, $payload), ack => 1);
   return;
 }
 
@@ -821,8 +566,8 @@ sub _rst_stream {
   if ($r->{val} >= 1) { $r->{val}--; return }
   $self->{rapid_reset} = 1;
   $self->{goaway} = 1;
-  push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_recv}, INTERNAL_ERROR)), goaway => INTERNAL_ERROR,
-    last => $self->{last_recv}];
+  $self->{output}->queue(frame(GOAWAY, 0, 0, pack('NN', $self->{last_recv}, INTERNAL_ERROR)), goaway => INTERNAL_ERROR,
+    last => $self->{last_recv});
   return;
 }
 
@@ -832,15 +577,13 @@ sub _window_update {
   my $inc = unpack('N', $payload) & 0x7fffffff;
   if ($id == 0) {
     return $self->_terminate(PROTOCOL_ERROR) if $inc == 0;
-    return $self->_terminate(FLOW_CONTROL_ERROR) if MAX_WINDOW - $inc < $self->{conn}{remote};
-    $self->{conn}{remote} += $inc;
+    $self->{output}->window_update(0, $inc) or return $self->_terminate(FLOW_CONTROL_ERROR);
     return;
   }
   return $self->_terminate(PROTOCOL_ERROR) if $self->_idle($id);
-  my $st = $self->_live($id) or return;
+  $self->_live($id) or return;
   return $self->_terminate(PROTOCOL_ERROR) if $inc == 0;
-  return $self->_terminate(FLOW_CONTROL_ERROR) if MAX_WINDOW - $inc < $st->{remote};
-  $st->{remote} += $inc;
+  $self->{output}->window_update($id, $inc) or return $self->_terminate(FLOW_CONTROL_ERROR);
   return;
 }
 
@@ -873,7 +616,7 @@ sub _close {
   $st->{gone} = 1;
   $self->{incoming}--;
   delete $self->{streams}{$st->{id}};
-  @{$self->{ready}} = grep { $_ != $st } @{$self->{ready}};
+  $self->{output}->close_stream($st->{id});
   push @{$self->{events}}, $code ? ['reset', $st->{id}, $code] : ['closed', $st->{id}] if $st->{delivered};
   return;
 }
@@ -884,13 +627,13 @@ sub _close {
 # SETTINGS, acknowledgements), then the others, then (unless $control_only) DATA
 sub _pull {
   my ($self, $max, $control_only) = @_;
-  while (!$self->{dead} && !$self->{term_sent} && length($self->{out}) < $max) {
-    my $item = shift @{$self->{urgent}} // shift @{$self->{reg}};
-    if ($item) {
+  my $out = $self->{output};
+  while (!$self->{dead} && !$self->{term_sent} && $out->size < $max) {
+    if (my $item = $out->next_frame) {
       # a frame of a stream that was reset or closed meanwhile is not sent
       my %what = @$item[1 .. $#$item];
       # and a session ending on an error sends its GOAWAY only (and SETTINGS)
-      if (($what{st} && ($what{st}{gone} || $what{st}{closing}))
+      if ((defined $what{st} && !$self->_sending($what{st}))
         || ($self->{term} && !defined $what{goaway} && !$what{settings})) {
         $self->{acks}-- if $what{ack};
         $what{window}{queued} = 0 if $what{window};
@@ -899,16 +642,21 @@ sub _pull {
       $self->_sent(@$item);
       next;
     }
-    last if $control_only || $self->{conn}{remote} <= 0;
-    last unless $self->_data_frame;
+    last if $control_only;
+    my $ended = $out->data_frame;
+    last unless defined $ended;
+    if ($ended and my $st = $self->{streams}{$ended}) { $self->_shut($st, 'wr') }
   }
   return;
 }
 
+# A stream whose frames are sent: open, not being reset
+sub _sending { my $st = $_[0]{streams}{$_[1]}; return $st && !$st->{closing} }
+
 # A frame leaves: what its sending does
 sub _sent {
   my ($self, $bytes, %what) = @_;
-  $self->{out} .= $bytes;
+  $self->{output}->append($bytes);
   $self->{acks}-- if $what{ack};
   $what{window}{queued} = 0 if $what{window};
   if (defined $what{goaway}) {
@@ -922,12 +670,9 @@ sub _sent {
       : (grep { $PAGI::Server::Protocol::Errors::H2{$_}[0] == $code } _code_kinds())[0] // 'internal_error')
       if $code != NO_ERROR && !(defined $self->{own_goaway} && $self->{own_goaway} == $code);
   }
-  if (my $st = $what{rst}) { $self->_close($st, $what{code}) }
-  if (my $st = $what{head}) {
-    $st->{head_sent} = 1;
-    $self->_schedule($st) if !$st->{no_body} && ($st->{ended} || length $st->{out});
-  }
-  $self->_shut($what{end}, 'wr') if $what{end} && !$what{end}{gone};
+  if (defined $what{rst} and my $st = $self->{streams}{$what{rst}}) { $self->_close($st, $what{code}) }
+  $self->{output}->head_written($what{head}) if defined $what{head};
+  if (defined $what{end} and my $st = $self->{streams}{$what{end}}) { $self->_shut($st, 'wr') }
   return;
 }
 
@@ -938,103 +683,16 @@ sub _code_kinds {
     refused_stream cancel compression_error connect_error enhance_your_calm inadequate_security http_1_1_required);
 }
 
-# One DATA frame from the first stream ready, within the windows; false when none
-sub _data_frame {
-  my ($self) = @_;
-  while (my $st = $self->{ready}[0]) {
-    my $n = DATA_PAYLOAD;
-    $n = $st->{remote} if $st->{remote} < $n;
-    $n = $self->{conn}{remote} if $self->{conn}{remote} < $n;
-    $n = $self->{remote}{frame} if $self->{remote}{frame} < $n;
-    if ($n <= 0) {
-      # flow control: the stream waits for a WINDOW_UPDATE (and keeps its place)
-      shift @{$self->{ready}};
-      $st->{scheduled} = 0;
-      $st->{blocked} = 1;
-      next;
-    }
-    my $take = length $st->{out} < $n ? length $st->{out} : $n;
-    if (!$take && !$st->{ended}) {
-      shift @{$self->{ready}};
-      $st->{scheduled} = 0;
-      next;
-    }
-    my $chunk = substr($st->{out}, 0, $take, '');
-    my ($flags, $end) = (0, 0);
-    my $trailers;
-    if (!length $st->{out} && $st->{ended}) {
-      $trailers = delete $st->{trailers};
-      $end = 1;
-      $flags = F_END_STREAM unless $trailers;
-      shift @{$self->{ready}};
-    }
-    $st->{remote} -= $take;
-    $self->{conn}{remote} -= $take;
-    push @{$self->{reg}}, [$self->_headers_frames($st->{id}, $trailers, 1), end => $st, st => $st] if $trailers;
-    # (an empty DATA frame before trailers is not sent)
-    $self->_sent(_frame(DATA, $flags, $st->{id}, $chunk), $flags ? (end => $st) : ()) unless $trailers && !$take;
-    return 1;
-  }
-  return 0;
-}
-
-# HEADERS (and CONTINUATION) frames of a field list
-sub _headers_frames {
-  my ($self, $id, $fields, $end) = @_;
-  my $block = headers_encode($self->{enc}, [map { @$_ } @$fields]);
-  my $max = $self->{remote}{frame};
-  my $first = substr($block, 0, $max, '');
-  my $out = _frame(HEADERS, ($end ? F_END_STREAM : 0) | (length $block ? 0 : F_END_HEADERS), $id, $first);
-  while (length $block) {
-    my $part = substr($block, 0, $max, '');
-    $out .= _frame(CONTINUATION, length $block ? 0 : F_END_HEADERS, $id, $part);
-  }
-  return $out;
-}
-
 sub output {
   my ($self, $max) = @_;
   $max = ~0 >> 1 unless defined $max;
   $max = 0 if $max < 0;
-  # streams whose window opened are ready again
-  for my $st (grep { $_->{blocked} && $_->{remote} > 0 } values %{$self->{streams}}) {
-    $st->{blocked} = 0;
-    push @{$self->{ready}}, $st unless $st->{scheduled}++;
-  }
+  $self->{output}->unblock;
   $self->_pull($max, 0);
-  return substr($self->{out}, 0, $max, '');
+  return $self->{output}->take($max);
 }
 
 # ---- the application's side -------------------------------------------------------------
-
-my %CONNECTION_SPECIFIC = map { $_ => 1 } qw(connection keep-alive proxy-connection transfer-encoding upgrade);
-
-# The app's fields: validated (check_headers' rules and messages), lowercased,
-# connection-specific ones dropped; ($fields, $content_length) or (undef, $message)
-sub _app_fields {
-  my ($headers, $head) = @_;
-  require PAGI::Server::Protocol::HTTP1::PP;
-  my $err = $head ? PAGI::Server::Protocol::HTTP1::PP::check_headers($headers)
-    : PAGI::Server::Protocol::HTTP1::PP::_check_trailers($headers);
-  return (undef, $err) if defined $err;
-  my (@fields, $date, $server, $cl);
-  for my $h (@{$headers // []}) {
-    my $n = lc($h->[0] // '');
-    my $v = $h->[1] // '';
-    utf8::downgrade($n, 1);
-    utf8::downgrade($v, 1);
-    next if $CONNECTION_SPECIFIC{$n} || ($n eq 'te' && lc($v =~ s/\A[ \t]+|[ \t]+\z//gr) ne 'trailers');
-    $date = 1 if $n eq 'date';
-    $server = 1 if $n eq 'server';
-    $cl = 0 + $v if $n eq 'content-length';
-    push @fields, [$n, $v];
-  }
-  if ($head) {
-    push @fields, ['date', PAGI::Server::Protocol::HTTP1::PP::_date_value()] unless $date;
-    push @fields, ['server', 'PAGI-Server'] unless $server;
-  }
-  return (\@fields, $cl);
-}
 
 sub _open {
   my ($self, $id) = @_;
@@ -1047,59 +705,36 @@ sub respond {
   my ($self, $id, $status, $headers, $end_stream) = @_;
   return (undef, _misuse('bad_status'))
     unless defined $status && $status =~ /\A[1-9][0-9][0-9]\z/ && $status != 101;
-  my ($fields, $length) = _app_fields($headers, 1);
+  my ($fields, $length) = app_fields($headers, 1);
   return (undef, $length) unless $fields;
-  my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
-  return (undef, _misuse('response_started')) if $st->{started};
-  my $interim = $status < 200;
-  unshift @$fields, [':status', 0 + $status];
-  if ($interim) {
-    push @{$self->{reg}}, [$self->_headers_frames($id, $fields, 0), st => $st];
-    return (1, undef);
-  }
-  $st->{started} = 1;
-  $st->{no_body} = $st->{ended} = $end_stream ? 1 : 0;
-  push @{$self->{reg}}, [$self->_headers_frames($id, $fields, $end_stream), head => $st, st => $st, ($end_stream ? (end => $st) : ())];
-  return (1, $length);
+  $self->_open($id) or return (undef, _misuse('stream_closed'));
+  my $kind = $self->{output}->respond($id, $status, $fields, $end_stream);
+  return (undef, _misuse($kind)) if $kind;
+  return (1, $status < 200 ? undef : $length);
 }
 
 sub send_data {
   my ($self, $id, $data, $end) = @_;
   Carp::croak('PAGI::Server::Protocol::HTTP2::PP::Session::send_data: the body must be bytes')
     if defined $data && utf8::is_utf8($data) && !utf8::downgrade($data = "$data", 1);
-  my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
-  return (undef, _misuse('response_not_started')) unless $st->{started};
-  return (undef, _misuse('response_ended')) if $st->{ended};
-  $st->{out} .= $data // '';
-  $st->{ended} = $end ? 1 : 0;
-  $self->_schedule($st);
-  return 1;
+  $self->_open($id) or return (undef, _misuse('stream_closed'));
+  my $kind = $self->{output}->send_data($id, $data, $end);
+  return $kind ? (undef, _misuse($kind)) : 1;
 }
 
 sub send_trailers {
   my ($self, $id, $headers) = @_;
-  my ($fields, $err) = _app_fields($headers, 0);
+  my ($fields, $err) = app_fields($headers, 0);
   return (undef, $err) unless $fields;
-  my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
-  return (undef, _misuse('response_not_started')) unless $st->{started};
-  return (undef, _misuse('response_ended')) if $st->{ended};
-  $st->{ended} = 1;
-  $st->{trailers} = $fields if @$fields;
-  $self->_schedule($st);
-  return 1;
-}
-
-# A stream with something to send joins the DATA queue (once its head is written)
-sub _schedule {
-  my ($self, $st) = @_;
-  push @{$self->{ready}}, $st if $st->{head_sent} && !$st->{blocked} && !$st->{scheduled}++;
-  return;
+  $self->_open($id) or return (undef, _misuse('stream_closed'));
+  my $kind = $self->{output}->send_trailers($id, $fields);
+  return $kind ? (undef, _misuse($kind)) : 1;
 }
 
 sub buffered {
   my ($self, $id) = @_;
-  my $st = $self->_live($id // 0) or return 0;
-  return length $st->{out};
+  $self->_live($id // 0) or return 0;
+  return $self->{output}->buffered($id);
 }
 
 sub consumed {
@@ -1117,12 +752,8 @@ sub reset {
   my $st = $self->_live($id // 0) or return 0;
   return 0 if $st->{closing};
   $st->{closing} = 1;
-  $st->{out} = '';
-  $st->{ended} = 1;
-  $st->{trailers} = undef;
-  @{$self->{ready}} = grep { $_ != $st } @{$self->{ready}};
-  $st->{scheduled} = 0;
-  push @{$self->{reg}}, [_frame(RST_STREAM, 0, $id, pack 'N', $code), rst => $st, code => $code];
+  $self->{output}->cancel($id);
+  $self->{output}->queue(frame(RST_STREAM, 0, $id, pack 'N', $code), rst => $id, code => $code);
   return 0;
 }
 
@@ -1131,35 +762,36 @@ sub goaway {
   return 0 if $self->{dead};
   $code //= 0;
   $self->{own_goaway} = $code;
+  my $out = $self->{output};
   if ($graceful) {
     return 0 if $self->{notice}++ || $self->{goaway};
-    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', 2**31 - 1, 0))];
+    $out->queue(frame(GOAWAY, 0, 0, pack('NN', 2**31 - 1, 0)));
   }
   elsif ($code == NO_ERROR) {
     return 0 if $self->{goaway} || $self->{term};
     $self->{goaway} = 1;
-    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, 0)), goaway => 0, last => $self->{last_proc}];
+    $out->queue(frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, 0)), goaway => 0, last => $self->{last_proc});
   }
   else {
     return 0 if $self->{term};
     $self->{term} = 1;
     $self->{goaway} = 1;
-    push @{$self->{reg}}, [_frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1,
-      last => $self->{last_proc}];
+    $out->queue(frame(GOAWAY, 0, 0, pack('NN', $self->{last_proc}, $code)), goaway => $code, term => 1,
+      last => $self->{last_proc});
   }
   return 0;
 }
 
 sub want_write {
   my ($self) = @_;
-  return 1 if length $self->{out};
+  return 1 if $self->{output}->size;
   return 0 if $self->{dead} || $self->{term_sent};
-  return @{$self->{urgent}} || @{$self->{reg}} || (@{$self->{ready}} && $self->{conn}{remote} > 0) ? 1 : 0;
+  return $self->{output}->pending;
 }
 
 sub is_closed {
   my ($self) = @_;
-  return 0 if length $self->{out};
+  return 0 if $self->{output}->size;
   return 1 if $self->{dead};
   return $self->_want_read_closed && !$self->want_write ? 1 : 0;
 }
@@ -1176,9 +808,13 @@ PAGI::Server::Protocol::HTTP2::PP - the HTTP/2 session in pure Perl
 =head1 DESCRIPTION
 
 C<new_session> and the methods of C<PAGI::Server::Protocol::HTTP2::PP::Session>, with
-the contract of F<doc/codec.md> ("The codec interface (HTTP/2)"). Frames are read and
-written here; HPACK uses Protocol::HTTP2's static table, Huffman code and header
-encoder (Debian C<libprotocol-http2-perl>). The rules are those of nghttp2 1.68.1 as
+the contract of F<doc/codec.md> ("The codec interface (HTTP/2)"). Frames are read
+here, and the session's state kept; L<PAGI::Server::Protocol::HTTP2::PP::HPACK>
+decodes header blocks, L<PAGI::Server::Protocol::HTTP2::PP::Block> judges one and
+makes the request, L<PAGI::Server::Protocol::HTTP2::PP::Output> writes (queued
+frames, responses, DATA within the flow-control windows). HPACK uses
+Protocol::HTTP2's static table, Huffman code and header encoder (Debian
+C<libprotocol-http2-perl>). The rules are those of nghttp2 1.68.1 as
 the XS backend runs it; F<doc/codec.md> lists what differs
 (F<t/33-h2-differential.t> marks each as a TODO test).
 
