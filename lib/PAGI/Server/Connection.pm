@@ -40,7 +40,7 @@ BEGIN {
     for qw(parse_request decode_chunked serialize_response F_HEAD F_CLOSE F_HTTP10 CHUNK_SIZE CHUNK_DONE);
 }
 # The response path: its subs become this class's methods
-use PAGI::Server::Connection::Response qw(_send _write_whole _write_head _write_body _write_trailers
+use PAGI::Server::Connection::Response qw(_send _write_head _write_body _write_trailers
   _end_body _end_chunks _send_future _send_file _response_complete);
 
 # Phases of the connection

@@ -30,7 +30,7 @@ use constant FILE_CHUNK => 1 << 16;
 use constant LAST_CHUNK => (serialize_trailers([]))[0];
 
 use Exporter 'import';
-our @EXPORT_OK = qw(_send _write_whole _write_head _write_body _write_trailers _end_body _end_chunks
+our @EXPORT_OK = qw(_send _write_head _write_body _write_trailers _end_body _end_chunks
   _send_future _send_file _response_complete);
 
 # What a send that needs no waiting returns: one shared done Future
@@ -54,9 +54,27 @@ sub _send ($self, $ev) {
     my $more = $ev->{more} // $ev->{more_body};
     if (!$rq->[HEAD_SENT]) {
       if (!$more && !$rq->[TRAILERS]) {
-        # Fast path: head and body at once
-        my $err = $self->_write_whole($body);
-        return $err ? Future->fail($err) : _response_complete($self);
+        # Fast path: head and body at once (HTTP/1.1's inline: one buffer, one write;
+        # another protocol's through its writer)
+        if (my $whole = $self->[WHOLE]) {
+          my $err = $whole->($self, $body);
+          return $err ? Future->fail($err) : _response_complete($self);
+        }
+        my ($bytes, $mode, $close, $length) = serialize_response($rq->[STATUS],
+          $rq->[HEADERS], $rq->[FLAGS], $body);
+        return Future->fail("http.response.start: $mode\n") unless defined $bytes;
+        # The app's own Content-Length must match: a wrong one would desynchronise
+        # the connection for the next response
+        return Future->fail("http.response.body: " . length($body)
+          . " bytes of body for a Content-Length of $length\n")
+          if $mode == M_LENGTH && $length != length $body;
+        $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "response $rq->[STATUS]: fast path");
+        $rq->[HEAD_SENT] = 1;
+        $self->[KEEP] = 0 if $close;
+        $rq->[SENT_BYTES] += length $body if $mode;
+        # Inside a read (the usual case) the bytes only join the output buffer
+        if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
+        return _response_complete($self);
       }
       my $err = $self->_write_head;
       return Future->fail($err) if $err;
@@ -111,27 +129,10 @@ sub _after_complete ($self, $type) {
   return $DONE;
 }
 
-# The response of the HTTP/1.1 connection's protocol hooks (an HTTP/2 stream has its
-# own: PAGI::Server::Connection::HTTP2): a whole response, the head of a streamed one,
-# its trailers, the end of a chunked body.
-
-# Head and body in one buffer, one write (the fast path); returns an error message or ''
-sub _write_whole ($self, $body) {
-  my $rq = $self->[RQ];
-  my ($bytes, $mode, $close, $length) = serialize_response($rq->[STATUS], $rq->[HEADERS], $rq->[FLAGS], $body);
-  return "http.response.start: $mode\n" unless defined $bytes;
-  # The app's own Content-Length must match: a wrong one would desynchronise the
-  # connection for the next response
-  return "http.response.body: " . length($body) . " bytes of body for a Content-Length of $length\n"
-    if $mode == M_LENGTH && $length != length $body;
-  $self->[CFG][DEBUG] and $self->[SERVER]->log(debug => "response $rq->[STATUS]: fast path");
-  $rq->[HEAD_SENT] = 1;
-  $self->[KEEP] = 0 if $close;
-  $rq->[SENT_BYTES] += length $body if $mode;
-  # Inside a read (the usual case) the bytes only join the output buffer
-  if ($self->[CORKED]) { $self->[WBUF] .= $bytes } else { $self->_write($bytes) }
-  return '';
-}
+# The response path's protocol hooks, HTTP/1.1's (an HTTP/2 stream has its own:
+# PAGI::Server::Connection::HTTP2::Stream): the head of a streamed response, its
+# trailers, the end of a chunked body. (Its whole-response writer is inline in _send,
+# the hot path; another protocol puts its own in the connection's field WHOLE.)
 
 # The trailers (http.response.trailers) end a chunked body; a body framed otherwise
 # has no place for them on HTTP/1.1. Returns an error message or ''.

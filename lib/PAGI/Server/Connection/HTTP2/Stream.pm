@@ -43,8 +43,8 @@ my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, TLS, WRITE_HIGH, WRI
 sub new ($class, $conn, $id) {
   my $self = bless [], $class;
   @$self[@SHARED] = @$conn[@SHARED];
-  @$self[PARENT, SID, ENDED, PHASE, KEEP, RBUF, WBUF, READING, EOF]
-    = ($conn, $id, '', PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0);
+  @$self[PARENT, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF]
+    = ($conn, $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0);
   $self->[RECEIVE] = sub { $self->_receive };
   $self->[SEND]    = sub { $self->_send($_[0]) };
   $PAGI::Server::Connection::LIVE++;
