@@ -10,6 +10,7 @@ use PAGI::Server::Shared qw(NOW STOPPING);
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::Protocol::HTTP2;
 use PAGI::Server::Protocol::Errors;
+use Future;
 our @ISA = ('PAGI::Server::Connection');
 
 our $VERSION = '0.001';
@@ -149,6 +150,9 @@ sub _output ($self) {
     $self->_write($out);
   }
   $h2->[PULLING] = 0;
+  # More to write once the socket's buffer drains: the connection's drain Future calls
+  # _released (from its write-ready callback, or at the end of a read that wrote it all)
+  $self->[DRAIN] //= Future->new if $session->want_write && $self->[PHASE] != PAGI::Server::Connection::CLOSED;
   my $waiting = $h2->[WAITING];
   for my $id (keys %$waiting) {
     next if $session->buffered($id) >= $self->[WRITE_LOW];

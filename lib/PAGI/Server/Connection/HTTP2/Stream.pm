@@ -43,8 +43,8 @@ my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, TLS, WRITE_HIGH, WRI
 sub new ($class, $conn, $id) {
   my $self = bless [], $class;
   @$self[@SHARED] = @$conn[@SHARED];
-  @$self[PARENT, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF]
-    = ($conn, $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0);
+  @$self[PARENT, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF, DEADLINE_KIND]
+    = ($conn, $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0, '');
   $self->[RECEIVE] = sub { $self->_receive };
   $self->[SEND]    = sub { $self->_send($_[0]) };
   $PAGI::Server::Connection::LIVE++;
@@ -56,7 +56,7 @@ sub _session ($self) { $self->[PARENT][PROTO][0] }
 # After the stream gave the session something: its connection writes it, unless it is
 # inside a read (which writes once, at its end)
 sub _flush ($self) {
-  my $conn = $self->[PARENT];
+  my $conn = $self->[PARENT] or return;
   $conn->_output unless $conn->[IN_PROCESS];
 }
 
@@ -78,15 +78,16 @@ sub start ($self, $req, $end_stream) {
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
     bless([1, 0, 0], 'PAGI::Server::ConnectionState'), $req->{method} eq 'HEAD' ? F_HEAD : 0);
   $rq->[REQ_TIME] = Time::HiRes::time() if $live->[ACCESS_LOGGER];
+  if (defined $protocol) {
+    # (the stream's DATA are then the WebSocket's frames, not a body)
+    return $self->_wire_error('connect_unsupported') if $protocol ne 'websocket' || $cfg->[PLAIN_HTTP];
+    return "${H2}::WebSocket"->take_over($self, $scope);
+  }
   if (!$end_stream) {
     return $self->_wire_error('body_too_large')
       if $cfg->[MAX_BODY_SIZE] && ($facts->[FACT_CONTENT_LENGTH] // 0) > $cfg->[MAX_BODY_SIZE];
     @$rq[BODY_MODE, BODY_OPEN] = (1, 1);
     @$self[DEADLINE_KIND, DEADLINE] = ('body', $live->[NOW] + $cfg->[REQUEST_TIMEOUT_S]);
-  }
-  if (defined $protocol) {
-    return $self->_wire_error('connect_unsupported') if $protocol ne 'websocket' || $cfg->[PLAIN_HTTP];
-    return "${H2}::WebSocket"->take_over($self, $scope);
   }
   return "${H2}::SSE"->take_over($self, $scope) if $facts->[FACT_SSE] && !$cfg->[PLAIN_HTTP];
   $scope->{'pagi.connection'} = $rq->[CSTATE];
@@ -249,7 +250,12 @@ sub _wire_error ($self, $kind, $headers = []) {
 sub _next_request ($self) {
   return if $self->[PHASE] != PAGI::Server::Connection::REQUEST;
   $self->[SERVER]->retire if ++$self->[LIVE][SERVED] == $self->[CFG][MAX_REQUESTS];
+  # (the session may have closed the stream already, once our last frame went out)
+  return $self->_close if $self->[EOF];
   $self->_close_after_flush;
+  # The request is done: its record goes (a late call of a callback the app kept finds
+  # no request, and the stream's end is no disconnect)
+  $self->[RQ] = undef;
 }
 
 # A response that cannot be finished: the stream is reset (INTERNAL_ERROR), so that the
@@ -286,7 +292,17 @@ sub _close_after_flush ($self, $linger = 0) {
 
 # The session closed the stream (both sides ended; or reset, with $code)
 sub _ended ($self, $code) {
-  $self->[ENDED] = 'reset' if defined $code;
+  if (defined $code) {
+    $self->[ENDED] = 'reset';
+    return $self->_abort('client_closed');
+  }
+  # Closed normally while the app still runs (its response is complete): it goes when
+  # the app returns (_next_request)
+  my $rq = $self->[RQ];
+  if ($rq && $rq->[COMPLETE] && $rq->[APP_RUNNING] && $self->[PHASE] == PAGI::Server::Connection::REQUEST) {
+    $self->[EOF] = 1;
+    return;
+  }
   $self->_close;
 }
 
