@@ -191,6 +191,8 @@ struct Stream {
     trailers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     /// nghttp2 holds our data source deferred (resume it when bytes come).
     deferred: bool,
+    /// An extended CONNECT (RFC 8441): a tunnel whose two sides end apart.
+    tunnel: bool,
 }
 
 impl Stream {
@@ -513,6 +515,7 @@ unsafe extern "C" fn on_frame_recv(
                 }
                 let request = block.request();
                 s.delivered = true;
+                s.tunnel = matches!(&request, Ok(r) if r.protocol.is_some());
                 s.refused = request.is_err();
                 st.events.push(Event::Request { id, request, end_stream });
             }
@@ -612,11 +615,26 @@ unsafe extern "C" fn on_invalid_frame_recv(
 }
 
 unsafe extern "C" fn on_frame_send(
-    _session: *mut ng::nghttp2_session,
+    session: *mut ng::nghttp2_session,
     frame: *const ng::nghttp2_frame,
     user_data: *mut c_void,
 ) -> c_int {
     let body = |hd: &ng::nghttp2_frame_hd, st: &mut State| {
+        let kind = u32::from(hd.type_);
+        if (kind == ng::NGHTTP2_DATA || kind == ng::NGHTTP2_HEADERS)
+            && hd.flags & ng::NGHTTP2_FLAG_END_STREAM as u8 != 0
+            && st.streams.get(&hd.stream_id).is_some_and(|s| !s.tunnel)
+        {
+            // Our side ended while the client's is open (a response that did not wait
+            // for the whole request body): RST_STREAM NO_ERROR tells it to stop sending
+            // (RFC 9113 8.1); a tunnel's client ends its own side (RFC 8441 5).
+            // SAFETY: the session calling us; the stream was just written.
+            unsafe {
+                if ng::nghttp2_session_get_stream_remote_close(session, hd.stream_id) == 0 {
+                    ng::nghttp2_submit_rst_stream(session, 0, hd.stream_id, NO_ERROR);
+                }
+            }
+        }
         if u32::from(hd.type_) == ng::NGHTTP2_GOAWAY {
             // SAFETY: a GOAWAY frame: the union holds `goaway`.
             let code = unsafe { (*frame).goaway.error_code };

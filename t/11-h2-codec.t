@@ -181,6 +181,34 @@ subtest 'streaming a response, backpressure, trailers, resets' => sub {
   is($s->buffered(3), 0, '... its buffered body is gone');
 };
 
+subtest 'a response before the whole request body; a tunnel ends each side apart' => sub {
+  my $s = session();
+  my $c = PAGI::Test::H2->new;
+  my $reader = PAGI::Test::H2->new;
+  $reader->read($s->output);
+  $s->feed(hello() . $c->headers(1, [post('/upload')]) . frame(DATA, 0, 1, 'part'));
+  $s->respond(1, 413, [], 0);
+  $s->send_data(1, 'too large', 1);
+  my @frames = grep { $_->[0] ne 'SETTINGS' } $reader->read($s->output);
+  is_deeply([map { [$_->[0], $_->[1], $_->[2]] } @frames], [['HEADERS', 0, 1], ['DATA', 1, 1], ['RST_STREAM', 0, 1]],
+    'the response ends its side while the body is still coming: RST_STREAM follows END_STREAM (RFC 9113 8.1)');
+  is($frames[2][3], 0, '... with NO_ERROR');
+  is_deeply($s->events, [['closed', 1]], '... and the stream is closed, not reset');
+  my ($events, $error) = $s->feed(frame(DATA, END_STREAM, 1, 'late'));
+  is($error, undef, 'the body\'s late frames are no connection error');
+
+  $s->feed($c->headers(3, [':method' => 'CONNECT', ':protocol' => 'websocket', ':scheme' => 'http',
+    ':authority' => 'h', ':path' => '/ws', 'sec-websocket-version' => '13']));
+  $s->respond(3, 200, [], 0);
+  $s->send_data(3, "\x88\x02\x03\xe8", 1);
+  @frames = $reader->read($s->output);
+  is_deeply([map { [$_->[0], $_->[2]] } @frames], [['HEADERS', 3], ['DATA', 3]],
+    'a WebSocket (extended CONNECT): our END_STREAM, no RST_STREAM (RFC 8441 5: the client ends its side)');
+  is_deeply($s->events, [], '... the stream stays half-closed');
+  ($events) = $s->feed(frame(DATA, END_STREAM, 3, "\x88\x82abcd" . "\x62\xea"));
+  is_deeply([grep { $_->[0] ne 'data' } @$events, @{$s->events}], [['closed', 3]], 'the client\'s END_STREAM closes it');
+};
+
 subtest 'graceful shutdown' => sub {
   my $s = session();
   my $c = Protocol::HTTP2::Client->new;

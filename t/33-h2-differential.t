@@ -75,8 +75,13 @@ subtest 'split reads: the same in both backends, and the same as one read' => su
     for my $split (@splits) {
       $n++;
       my %got = map { $_ => canon(run_scenario($NEW{$_}, $sc, $split)) } qw(pp xs);
+      my $error = $whole{xs} =~ /"end", "[01]"[^\]]*\{error/;
+      # (nghttp2 decodes a header block as it comes, PP once its frame is whole: a bad
+      # block split across reads ends the connection a read earlier, without that
+      # read's acknowledgements: doc/codec.md)
+      s/\["(?:SETTINGS|PING)", "1", "0", (?:\[\]|"[^"]*")\], //g for $error ? values %got : ();
       push @fails, "$sc->{name} (split $split)\n  pp: $got{pp}\n  xs: $got{xs}" if $got{pp} ne $got{xs};
-      next if $whole{xs} =~ /"end", "[01]"[^\]]*\{error/;
+      next if $error;
       for my $b (qw(pp xs)) {
         push @fails, "$sc->{name} ($b, split $split)\n  whole: $whole{$b}\n  split: $got{$b}" if $got{$b} ne $whole{$b};
       }

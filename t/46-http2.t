@@ -278,7 +278,7 @@ subtest 'graceful stop: GOAWAY, the stream in flight finishes' => sub {
   # nghttp (Python's h2 closes its side at the first GOAWAY, the graceful notice included)
   my $out = "$dir/nghttp.out";
   my $pid = fork // die "fork: $!";
-  if (!$pid) { exec("nghttp -v '$url/delay?s=1&i=slow' > $out 2>&1") or POSIX::_exit(127) }
+  if (!$pid) { exec("nghttp -v '$url/delay?s=3&i=slow' > $out 2>&1") or POSIX::_exit(127) }
   wait_for(sub { -s $out && slurp($out) =~ /send HEADERS frame/ }, 5);
   select(undef, undef, undef, 0.2);
   kill 'TERM', $srv->pid;
@@ -290,6 +290,27 @@ subtest 'graceful stop: GOAWAY, the stream in flight finishes' => sub {
     'then the GOAWAY with the last stream') or diag $got;
   like($got, qr/i=slow/, 'the slow response completed');
   is($srv->wait_exit, 0, 'the server exits 0');
+};
+
+subtest 'limits: body size, concurrent streams, idle connection' => sub {
+  plan skip_all => "Python's h2 is not installed" unless $python;
+  my $lim = start_cli(args => [$APP, '--port', 0, '--http2', '--max-body-size', 1000,
+    '--h2-max-concurrent-streams', 2, '--timeout', 1]);
+  my $lport = $lim->port or return fail('the server did not start: ' . $lim->log);
+  my $r = $json->decode(`$python $FindBin::Bin/lib/h2_client.py limits $lport`);
+  my @c = @{$r->{concurrent}};
+  is_deeply([map { $_->{body} } @c[0, 1]], ['i=0', 'i=1'], 'two streams at once are served');
+  is($c[2]{reset}, 7, 'a third is refused: RST_STREAM REFUSED_STREAM (RFC 9113 5.1.2)');
+  is($r->{announced}{status}, 413, 'a body announced too big (content-length): 413');
+  is($r->{announced}{reset}, 0, '... then RST_STREAM NO_ERROR: stop sending (RFC 9113 8.1)');
+  is($r->{grown}{status}, 413, 'a body that grows too big while the app reads it: 413');
+  is($r->{grown}{reset}, 0, '... then RST_STREAM NO_ERROR');
+  is($r->{after}{body}, 'got small', 'the connection goes on');
+  is($r->{idle_goaway}{code}, 0, 'idle for the keep-alive timeout: GOAWAY NO_ERROR');
+  cmp_ok($r->{idle_seconds}, '<', 4, '... after about a second');
+  ok($r->{closed}, '... then the connection closes');
+  like($lim->log, qr/stream \d+: 413 request body too large/, 'the 413s are logged');
+  is($lim->stop, 0, 'exit 0');
 };
 
 subtest 'h2 over TLS by ALPN, with workers' => sub {

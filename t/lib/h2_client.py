@@ -257,20 +257,48 @@ def scenario_many(port, n="20"):
     return {"bodies": [response(seen, i)["body"] for i in ids], "order": order, "ids": ids}
 
 
-def scenario_shutdown(port, pidfile):
-    """A graceful stop during a slow response: GOAWAY comes, the slow response still
-    completes, then the connection closes"""
-    import os, signal
+def scenario_limits(port):
+    """A server started with --max-body-size 1000 --h2-max-concurrent-streams 2 --timeout 1:
+    a body announced too big, a body that grows too big, a stream over the limit, then
+    the connection left idle"""
     sock, conn = connect(port)
-    sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, req_headers("GET", "/delay?s=1&i=slow"), end_stream=True)
+    # (sent before the server's SETTINGS are read, so the client does not hold them back)
+    slow = []
+    for i in range(3):
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, req_headers("GET", "/delay?s=0.5&i=%d" % i), end_stream=True)
+        slow.append(sid)
     sock.sendall(conn.data_to_send())
-    pump(sock, conn, lambda s: False, 0.3)
-    os.kill(int(open(pidfile).read().strip()), signal.SIGTERM)
-    seen = pump(sock, conn, lambda s: ended(sid)(s) and any(isinstance(e, h2.events.ConnectionTerminated) for e in s), 10)
-    seen += pump(sock, conn, lambda s: any(isinstance(e, h2.events.ConnectionTerminated) for e in s), 3)
-    goaways = [{"code": e.error_code, "last": e.last_stream_id} for e in seen if isinstance(e, h2.events.ConnectionTerminated)]
-    return {"response": response(seen, sid), "goaway": goaways}
+    seen = pump(sock, conn, lambda s: all(ended(i)(s) for i in slow), 10)
+    r = {"concurrent": [response(seen, i) for i in slow]}
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, req_headers("POST", "/echo", [("content-length", "5000")]))
+    sock.sendall(conn.data_to_send())
+    seen = pump(sock, conn, ended(sid), 5)
+    r["announced"] = response(seen, sid)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, req_headers("POST", "/echo"))
+    conn.send_data(sid, b"y" * 600)
+    conn.send_data(sid, b"y" * 600)
+    sock.sendall(conn.data_to_send())
+    seen = pump(sock, conn, ended(sid), 5)
+    r["grown"] = response(seen, sid)
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, req_headers("POST", "/echo"))
+    conn.send_data(sid, b"small", end_stream=True)
+    sock.sendall(conn.data_to_send())
+    seen = pump(sock, conn, ended(sid), 5)
+    r["after"] = response(seen, sid)
+    start = time.time()
+    seen = pump(sock, conn, lambda s: any(isinstance(e, h2.events.ConnectionTerminated) for e in s), 5)
+    r["idle_goaway"] = terminated(seen)
+    r["idle_seconds"] = round(time.time() - start, 1)
+    sock.settimeout(3)
+    try:
+        r["closed"] = sock.recv(65536) == b""
+    except (socket.timeout, ConnectionResetError):
+        r["closed"] = False
+    return r
 
 
 def scenario_backpressure(port):

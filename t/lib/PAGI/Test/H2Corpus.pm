@@ -82,6 +82,14 @@ sub scenarios {
      ['feed', frame(DATA, 0, 1, "\x81\x85abcd" . "\x29\x07\x0f\x08\x0e")], ['send_data', 1, "\x81\x02hi", 0], ['output'],
      ['feed', frame(DATA, END_STREAM, 1, '')], ['send_data', 1, '', 1], ['output'])
   });
+  $add->('our side ends first: a response before the whole body (RST_STREAM NO_ERROR), a tunnel (none)', {}, sub ($c) {
+    (['feed', hello() . $ACKED . $c->headers(1, [post('/up')]) . frame(DATA, 0, 1, 'part')],
+     ['respond', 1, 413, [], 0], ['send_data', 1, 'no', 1], ['output'],
+     ['feed', frame(DATA, END_STREAM, 1, 'late') . $c->headers(3, [':method' => 'CONNECT', ':protocol' => 'websocket',
+      ':scheme' => 'http', ':authority' => 'h', ':path' => '/ws', 'sec-websocket-version' => '13'])],
+     ['respond', 3, 200, [], 0], ['send_data', 3, "\x88\x00", 1], ['output'],
+     ['feed', frame(DATA, END_STREAM, 3, "\x88\x80abcd")], ['output'])
+  });
   $add->('CONNECT refused, extended CONNECT not enabled', {enable_connect_protocol => 0}, sub ($c) {
     (['feed', hello() . $c->headers(1, [':method' => 'CONNECT', ':authority' => 'h:443'])],
      ['respond', 1, 501, [['content-type', 'text/plain']], 0], ['send_data', 1, 'no', 1], ['output'],

@@ -275,18 +275,22 @@ sub _reset ($self, $code) {
 
 # Our side is done: what was sent ends with END_STREAM (an accepted WebSocket, a
 # response started and not ended: the orderly end), a stream with nothing sent is
-# cancelled, and a request body still coming is refused without error (RFC 9113 8.1).
+# cancelled (a request body still coming is then refused by the session: RST_STREAM
+# NO_ERROR once the END_STREAM is written, RFC 9113 8.1).
 # The stream goes once the session says it has closed (_ended).
 sub _close_after_flush ($self, $linger = 0) {
   return if $self->[PHASE] >= PAGI::Server::Connection::CLOSING;
+  # (the session has closed the stream already)
+  return $self->_close if $self->[EOF];
   $self->[PHASE] = PAGI::Server::Connection::CLOSING;
   my $rq = $self->[RQ];
   if (!$self->[ENDED]) {
     if ($rq && $rq->[HEAD_SENT]) { $self->_session->send_data($self->[SID], '', 1); $self->[ENDED] = 'ended' }
     else { $self->_reset(PAGI::Server::Protocol::HTTP2::H2_CANCEL()) }
   }
-  $self->_reset(PAGI::Server::Protocol::HTTP2::H2_NO_ERROR()) if $rq && $rq->[BODY_OPEN] && $self->[ENDED] eq 'ended';
   $self->[RQ][REQ] = undef if $rq && !$rq->[APP_RUNNING];
+  # (a client that never ends its side: the stream is reset after request_timeout)
+  @$self[DEADLINE_KIND, DEADLINE] = ('closing', $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S]);
   $self->_flush;
 }
 
@@ -296,10 +300,11 @@ sub _ended ($self, $code) {
     $self->[ENDED] = 'reset';
     return $self->_abort('client_closed');
   }
-  # Closed normally while the app still runs (its response is complete): it goes when
-  # the app returns (_next_request)
+  # Closed normally (our END_STREAM is written) while the app runs, or before the
+  # response path has marked its response complete (the last write flushed at once): it
+  # goes in _next_request, which counts the request, or at _close_after_flush
   my $rq = $self->[RQ];
-  if ($rq && $rq->[COMPLETE] && $rq->[APP_RUNNING] && $self->[PHASE] == PAGI::Server::Connection::REQUEST) {
+  if ($rq && $self->[PHASE] == PAGI::Server::Connection::REQUEST && ($rq->[APP_RUNNING] || !$rq->[COMPLETE])) {
     $self->[EOF] = 1;
     return;
   }
@@ -332,6 +337,10 @@ sub _close ($self) {
 # (a stream has no socket: the connection's tick enforces its deadlines)
 sub _tick ($self, $now) {
   return if $self->[PHASE] == PAGI::Server::Connection::CLOSED;
+  if ($self->[DEADLINE_KIND] eq 'closing' && $now > $self->[DEADLINE]) {
+    $self->_reset(PAGI::Server::Protocol::HTTP2::H2_CANCEL());
+    return $self->_close;
+  }
   $self->SUPER::_tick($now);
 }
 

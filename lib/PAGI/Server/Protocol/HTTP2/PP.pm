@@ -471,6 +471,7 @@ sub _block_done {
     my $req = $m->request;
     $st->{delivered} = 1;
     $st->{refused} = exists $req->{error} ? 1 : 0;
+    $st->{tunnel} = defined $req->{protocol} ? 1 : 0;
     push @{$self->{events}}, ['request', $st->{id}, $req, $end ? 1 : 0];
   }
   $self->_shut($st, 'rd') if $end;
@@ -606,7 +607,14 @@ sub _goaway {
 sub _shut {
   my ($self, $st, $side) = @_;
   $st->{"shut_$side"} = 1;
-  $self->_close($st, NO_ERROR) if $st->{shut_rd} && $st->{shut_wr};
+  return $self->_close($st, NO_ERROR) if $st->{shut_rd} && $st->{shut_wr};
+  # Our side ended while the client's is open (a response that did not wait for the
+  # whole request body): RST_STREAM NO_ERROR tells it to stop sending (RFC 9113 8.1);
+  # a tunnel's client ends its own side (RFC 8441 5)
+  if ($side eq 'wr' && !$st->{closing} && !$st->{tunnel}) {
+    $st->{closing} = 1;
+    $self->{output}->queue(frame(RST_STREAM, 0, $st->{id}, pack 'N', NO_ERROR), rst => $st->{id}, code => NO_ERROR);
+  }
   return;
 }
 
