@@ -42,7 +42,8 @@ if (!$browser_pid) {
   open(STDERR, '>>', $browser_log->filename);
   exec($chromium, qw(--headless --no-sandbox --disable-gpu --no-first-run
     --disable-background-networking --disable-component-update --disable-sync
-    --disable-extensions --remote-debugging-address=127.0.0.1 --remote-debugging-port=0),
+    --disable-extensions --remote-debugging-address=127.0.0.1 --remote-debugging-port=0
+    --ignore-certificate-errors),
     "--user-data-dir=$profile", 'about:blank') or POSIX::_exit(127);
 }
 END {
@@ -156,6 +157,86 @@ subtest 'examples/feed in Chromium: EventSource' => sub {
   is(js('document.body.dataset.state'), 'open', 'the EventSource is open');
   navigate('about:blank');
   is($srv->stop, 0, 'feed server exits 0');
+};
+
+# ---- HTTP/2 over TLS: the page, an EventSource and a WebSocket -------------------------
+
+# A page served over h2 (ALPN) opens an EventSource and a WebSocket; the server tells
+# each scope's http_version and the client port it came from (one port: one TCP
+# connection). Chromium sends a WebSocket over HTTP/2 (RFC 8441) on a connection that
+# announced SETTINGS_ENABLE_CONNECT_PROTOCOL, which ours does.
+my $H2_APP = <<'APP';
+use strict;
+use warnings;
+use Future::AsyncAwait;
+
+my $PAGE = <<'HTML';
+<!doctype html><html><head><meta charset="utf-8"><title>h2</title></head><body data-state="loading">
+<ul id="events"></ul><p id="ws"></p>
+<script>
+const state = {events: [], ws: []};
+window.h2state = state;
+const es = new EventSource('/events');
+es.addEventListener('tick', (e) => { state.events.push(e.data); if (state.events.length >= 3) es.close(); });
+const ws = new WebSocket('wss://' + location.host + '/ws');
+ws.onopen = () => ws.send('hello over h2');
+ws.onmessage = (e) => { state.ws.push(e.data); ws.close(1000); };
+ws.onerror = () => { state.ws.push('error'); };
+document.body.dataset.state = 'ready';
+</script></body></html>
+HTML
+
+async sub {
+  my ($scope, $receive, $send) = @_;
+  return if $scope->{type} eq 'lifespan';
+  my $where = "$scope->{type} http/$scope->{http_version} port $scope->{client}[1]";
+  if ($scope->{type} eq 'websocket') {
+    await $receive->();
+    await $send->({type => 'websocket.accept'});
+    my $ev = await $receive->();
+    await $send->({type => 'websocket.send', text => "$where: $ev->{text}"}) if $ev->{type} eq 'websocket.receive';
+    while ($ev->{type} ne 'websocket.disconnect') { $ev = await $receive->() }
+    return;
+  }
+  if ($scope->{type} eq 'sse') {
+    await $send->({type => 'sse.start'});
+    for my $n (1 .. 3) { await $send->({type => 'sse.send', event => 'tick', data => "$where #$n"}) }
+    # (the page closes it after three)
+    while (1) { my $ev = await $receive->(); last if $ev->{type} eq 'sse.disconnect' }
+    return;
+  }
+  my $body = $scope->{path} eq '/' ? $PAGE =~ s/<title>h2</<title>$where</r : 'not here';
+  await $send->({type => 'http.response.start', status => $scope->{path} eq '/' ? 200 : 404,
+    headers => [['content-type', 'text/html; charset=utf-8']]});
+  await $send->({type => 'http.response.body', body => $body});
+};
+APP
+
+subtest 'HTTP/2 over TLS in Chromium: the page, an EventSource and a WebSocket' => sub {
+  plan skip_all => 'openssl is needed' unless `openssl version 2>/dev/null`;
+  my $dir = File::Temp->newdir;
+  system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $dir/k.pem "
+    . "-out $dir/c.pem -subj /CN=localhost -days 1 2>/dev/null") == 0 or return fail('a certificate');
+  open(my $fh, '>', "$dir/app.pl") or die $!;
+  print {$fh} $H2_APP;
+  close $fh;
+  my $srv = start_server(app => PAGI::Server->load_app("$dir/app.pl"), http2 => 1,
+    ssl => {cert_file => "$dir/c.pem", key_file => "$dir/k.pem"});
+  ok($srv->port, 'an h2 server on TLS') or return diag $srv->log;
+  ok(navigate('https://127.0.0.1:' . $srv->port . '/'), 'page loaded');
+  is(js(q{performance.getEntriesByType('navigation')[0].nextHopProtocol}), 'h2', 'the page came over h2 (ALPN)');
+  my ($page_port) = js('document.title') =~ /\Ahttp http\/2 port ([0-9]+)\z/;
+  ok($page_port, 'the http scope: http_version 2') or diag js('document.title');
+  my $events = js_wait(q{window.h2state.events.length >= 3 && window.h2state.events});
+  is_deeply($events, [map { "sse http/2 port $page_port #$_" } 1 .. 3],
+    'three events from an sse scope over HTTP/2, on the page\'s connection');
+  my $ws = js_wait(q{window.h2state.ws.length >= 1 && window.h2state.ws});
+  my ($version, $port) = ($ws->[0] // '') =~ /\Awebsocket http\/([0-9.]+) port ([0-9]+): hello over h2\z/;
+  ok($version, 'the WebSocket echoed its message') or diag explain $ws;
+  is($version, '2', 'a websocket scope over HTTP/2 (RFC 8441 extended CONNECT)');
+  is($port, $page_port, '... on the same connection as the page and the events');
+  navigate('about:blank');
+  is($srv->stop, 0, 'the server exits 0');
 };
 
 eval { cdp('Browser.close') };
