@@ -77,7 +77,8 @@ sub dist_of ($module) {
 # Files that are loaded only when a feature is asked for: their loads are optional (so
 # are the examples')
 my %ONLY_WHEN = ('lib/PAGI/Server/TLS.pm' => 'TLS is configured (PAGI::Server requires it then)',
-  'lib/PAGI/Server/Protocol/HTTP2/PP.pm' => 'HTTP/2 is served with the pure-Perl codec');
+  (map { ("lib/PAGI/Server/Protocol/HTTP2/$_" => 'HTTP/2 is served with the pure-Perl codec') }
+    qw(PP.pm PP/HPACK.pm PP/Block.pm PP/Output.pm)));
 
 my $checked = 0;
 my %loaded;
