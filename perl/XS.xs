@@ -881,9 +881,10 @@ MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::
 PROTOTYPES: DISABLE
 
 void
-parse_frame(buf, max_payload = &PL_sv_undef)
+parse_frame(buf, max_payload = &PL_sv_undef, rsv1_ok = &PL_sv_undef)
     SV *buf
     SV *max_payload
+    SV *rsv1_ok
   PREINIT:
     STRLEN len;
     const unsigned char *p;
@@ -894,11 +895,11 @@ parse_frame(buf, max_payload = &PL_sv_undef)
   PPCODE:
     p = (const unsigned char *)arg_bytes(aTHX_ buf, &len, &defined, WS_PKG, "parse_frame", "the buffer");
     max = ws_limit(aTHX_ max_payload);
-    rc = pagi_ws_parse_frame(p, len, max, &f);
+    rc = pagi_ws_parse_frame(p, len, max, SvTRUE(rsv1_ok) ? 1 : 0, &f);
     EXTEND(SP, 2);
     if (rc == PAGI_DONE) {
-        /* [$fin, $opcode, $payload]: the payload unmasked straight into its SV */
-        AV *frame = sized_av(aTHX_ 3);
+        /* [$fin, $opcode, $payload, $rsv1]: the payload unmasked straight into its SV */
+        AV *frame = sized_av(aTHX_ 4);
         SV *payload = newSV(f.payload_len + 1);
         SvPOK_on(payload);
         if (pagi_ws_mask(p + f.payload_offset, f.payload_len, f.key, 4,
@@ -912,7 +913,8 @@ parse_frame(buf, max_payload = &PL_sv_undef)
         AvARRAY(frame)[0] = newSViv(f.fin);
         AvARRAY(frame)[1] = newSViv(f.opcode);
         AvARRAY(frame)[2] = payload;
-        AvFILLp(frame) = 2;
+        AvARRAY(frame)[3] = newSViv(f.rsv1);
+        AvFILLp(frame) = 3;
         mPUSHs(newRV_noinc((SV *)frame));
         mPUSHi((IV)f.consumed);
     }
@@ -930,10 +932,11 @@ parse_frame(buf, max_payload = &PL_sv_undef)
     }
 
 SV *
-build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef)
+build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef, rsv1 = &PL_sv_undef)
     SV *opcode
     SV *payload
     SV *fin
+    SV *rsv1
   PREINIT:
     STRLEN len;
     const char *p;
@@ -945,9 +948,11 @@ build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef)
   CODE:
     p = arg_bytes(aTHX_ payload, &len, &defined, WS_PKG, "build_frame", "the payload");
     SvGETMAGIC(fin);
+    SvGETMAGIC(rsv1);
     SvGETMAGIC(opcode);
-    /* ($fin ? 0x80 : 0) | $opcode, packed with 'C' (which keeps the low byte) */
-    byte0 = (SvTRUE_nomg(fin) ? 0x80 : 0) | SvUV_nomg(opcode);
+    /* ($fin ? 0x80 : 0) | ($rsv1 ? 0x40 : 0) | $opcode, packed with 'C' (which keeps
+       the low byte) */
+    byte0 = (SvTRUE_nomg(fin) ? 0x80 : 0) | (SvTRUE_nomg(rsv1) ? 0x40 : 0) | SvUV_nomg(opcode);
     hlen = pagi_ws_frame_header((uint8_t)(byte0 & 0xff), (uint64_t)len, header);
     if (hlen == 0)
         croak_panic(aTHX_ WS_PKG, "build_frame");

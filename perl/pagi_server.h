@@ -108,6 +108,7 @@ typedef struct {
     size_t consumed;
     int32_t error;       /* WebSocket error code when PAGI_ERROR */
     uint8_t fin, opcode;
+    uint8_t rsv1;        /* a compressed message's first frame (only when rsv1_ok) */
     unsigned char key[4];
 } pagi_ws_frame;
 
@@ -183,7 +184,8 @@ typedef struct {
     PAGI_STRUCT(pagi_ws_frame), PAGI_FIELD(pagi_ws_frame, payload_offset), \
     PAGI_FIELD(pagi_ws_frame, payload_len), PAGI_FIELD(pagi_ws_frame, consumed), \
     PAGI_FIELD(pagi_ws_frame, error), PAGI_FIELD(pagi_ws_frame, fin), \
-    PAGI_FIELD(pagi_ws_frame, opcode), PAGI_FIELD(pagi_ws_frame, key), \
+    PAGI_FIELD(pagi_ws_frame, opcode), PAGI_FIELD(pagi_ws_frame, rsv1), \
+    PAGI_FIELD(pagi_ws_frame, key), \
     PAGI_STRUCT(pagi_h2_settings), PAGI_FIELD(pagi_h2_settings, rst_burst), \
     PAGI_FIELD(pagi_h2_settings, rst_rate), PAGI_FIELD(pagi_h2_settings, max_headers), \
     PAGI_FIELD(pagi_h2_settings, upgrade), PAGI_FIELD(pagi_h2_settings, max_concurrent_streams), \
@@ -231,7 +233,7 @@ const unsigned char *pagi_last_panic(size_t *len);
 int pagi_debug_panic(int code);
 
 int pagi_ws_parse_frame(const unsigned char *buf, size_t len, int64_t max_payload,
-                        pagi_ws_frame *out);
+                        int rsv1_ok, pagi_ws_frame *out);
 /* dst = src XOR key repeated (as mask_payload computes it, for any key length); src and
  * dst must not overlap. PAGI_DONE or PAGI_PANIC. */
 int pagi_ws_mask(const unsigned char *src, size_t len, const unsigned char *key,

@@ -185,6 +185,8 @@ abi_structs! {
         pub error: i32,
         pub fin: u8,
         pub opcode: u8,
+        /// RSV1: a compressed message's first frame (only when allowed).
+        pub rsv1: u8,
         pub key: [u8; 4],
     }
 
@@ -328,7 +330,7 @@ impl PagiEndpoint {
 
 impl PagiWsFrame {
     const EMPTY: PagiWsFrame =
-        PagiWsFrame { payload_offset: 0, payload_len: 0, consumed: 0, error: 0, fin: 0, opcode: 0, key: [0; 4] };
+        PagiWsFrame { payload_offset: 0, payload_len: 0, consumed: 0, error: 0, fin: 0, opcode: 0, rsv1: 0, key: [0; 4] };
 }
 
 /// The skeleton of every entry that fills a result struct: runs `f` under `guard` and
@@ -728,17 +730,24 @@ pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo)
     unsafe { fill(out, empty, work) }
 }
 
-/// Parses one client WebSocket frame. Returns `PAGI_PARTIAL`, `PAGI_DONE` (the glue
-/// unmasks `payload_len` bytes at `buf + payload_offset` with `pagi_ws_mask`),
-/// `PAGI_ERROR` (kind in `out.error`) or `PAGI_PANIC`.
+/// Parses one client WebSocket frame, RSV1 allowed on a data message's first frame when
+/// `rsv1_ok` is not 0. Returns `PAGI_PARTIAL`, `PAGI_DONE` (the glue unmasks
+/// `payload_len` bytes at `buf + payload_offset` with `pagi_ws_mask`), `PAGI_ERROR` (kind
+/// in `out.error`) or `PAGI_PANIC`.
 ///
 /// # Safety
 /// `buf` points to `len` readable bytes (or is NULL with `len == 0`); `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_payload: i64, out: *mut PagiWsFrame) -> c_int {
+pub unsafe extern "C" fn pagi_ws_parse_frame(
+    buf: *const u8,
+    len: usize,
+    max_payload: i64,
+    rsv1_ok: c_int,
+    out: *mut PagiWsFrame,
+) -> c_int {
     // SAFETY: the caller guarantees the buffer.
     let buf = unsafe { bytes(buf, len) };
-    let work = || match ws::parse_frame(buf, max_payload) {
+    let work = || match ws::parse_frame_with(buf, max_payload, rsv1_ok != 0) {
         Err(e) => (PAGI_ERROR, PagiWsFrame { error: e.code(), ..PagiWsFrame::EMPTY }),
         Ok(Status::Partial) => (PAGI_PARTIAL, PagiWsFrame::EMPTY),
         Ok(Status::Complete(f)) => (
@@ -750,6 +759,7 @@ pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_pay
                 error: 0,
                 fin: u8::from(f.fin),
                 opcode: f.opcode,
+                rsv1: u8::from(f.rsv1),
                 key: f.key,
             },
         ),

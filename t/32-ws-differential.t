@@ -56,7 +56,7 @@ subtest 'interface' => sub {
   my @rows = PAGI::Server::Protocol::HTTP1::XS::_error_table('ws');
   my %xs = map { $_->[0] => $_->[1] } @rows;
   my %pp = map { my ($e) = PAGI::Server::Protocol::WebSocket::PP::_error($_); ($_ => $e->{message}) } keys %xs;
-  is(scalar keys %xs, 6, 'six error kinds');
+  is(scalar keys %xs, 9, 'nine error kinds');
   is_deeply(\%xs, \%pp, 'the same kinds and messages');
   is_deeply({map { $_->[0] => [$_->[2], $_->[1]] } @rows}, \%PAGI::Server::Protocol::Errors::WS,
     'the Rust table is PAGI::Server::Protocol::Errors::WS: kinds, close codes, messages');
@@ -85,6 +85,14 @@ for my $op (0, 1, 2, 8, 9, 10) {
     }
   }
 }
+# RSV1 on a data message's first frame: rsv_bits unless compression was negotiated
+for my $op (1, 2) {
+  for my $fin (1, 0) {
+    push @valid, map { ["RSV1, op $op, fin $fin, $_ bytes", frame(rsv => 4, opcode => $op, fin => $fin, payload => 'c' x $_)] }
+      0, 7, 126, 300;
+  }
+}
+push @valid, ['compressed "Hello" (RFC 7692 7.2.3.1)', "\xc1\x87\x37\xfa\x21\x3d" . PAGI::Server::Protocol::WebSocket::PP::mask_payload("\xf2\x48\xcd\xc9\xc9\x07\x00", "\x37\xfa\x21\x3d")];
 push @valid, ['text "Hello" (RFC 6455 5.7)', "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"],
   ['fragmented "Hel" (RFC 6455 5.7)', "\x01\x83\x37\xfa\x21\x3d\x7f\x9f\x4d"],
   ['masked ping "Hello"', "\x89\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"],
@@ -94,6 +102,11 @@ push @valid, ['text "Hello" (RFC 6455 5.7)', "\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x
 # Protocol errors, each by several routes, and the order of the checks
 my @invalid = (
   (map { ["RSV bits $_", frame(rsv => $_, payload => 'x')] } 1 .. 7),
+  (map { ["RSV1 on opcode $_", frame(rsv => 4, opcode => $_, payload => 'x')] } 0, 8, 9, 10),
+  ['RSV1 on a continuation without FIN', frame(rsv => 4, opcode => 0, fin => 0, payload => 'x')],
+  ['RSV1 and a reserved opcode', frame(rsv => 4, opcode => 3, payload => 'x')],
+  ['RSV1 on a fragmented ping', frame(rsv => 4, opcode => 9, fin => 0)],
+  ['RSV1 on an unmasked text', frame(rsv => 4, masked => 0, payload => 'x')],
   (map { ["reserved opcode $_", frame(opcode => $_, payload => 'x')] } 3 .. 7, 11 .. 15),
   ['fragmented ping', frame(opcode => 9, fin => 0)],
   ['fragmented close', frame(opcode => 8, fin => 0, payload => "\x03\xe8")],
@@ -115,6 +128,9 @@ my @invalid = (
   ['bad length after RSV 0 and a good opcode', "\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff"],
 );
 
+# The kinds only a compression context reports (decompress_message)
+my %DEFLATE_KINDS = (bad_deflate => 1, inflated_too_large => 1);
+
 # Limits: the payload length against $max_payload (a Perl number, compared with >)
 my @MAXES = (1 << 20, 125, 126, 65535, 65536, 5, 0, -1, 4.5, 5.5, -0.5, '7', 1e30, 2**63, 9.3e18);
 
@@ -122,28 +138,44 @@ subtest 'parse_frame: valid frames and errors under every limit' => sub {
   my $n = 0;
   for my $e (@valid, @invalid) {
     my ($name, $bytes) = @$e;
+    # (allowing RSV1 changes nothing for a frame without it: checked on the small ones)
+    my @rsv1_ok = (ord($bytes) & 0x40 || length $bytes < 2000) ? (0, 1) : (0);
     for my $max (@MAXES) {
-      $n += 2;
-      same("$name, max $max", 'parse_frame', [$bytes, $max]);
-      same("$name + next frame, max $max", 'parse_frame', [$bytes . "\x81\x80", $max]);
+      for my $rsv1_ok (@rsv1_ok) {
+        $n += 2;
+        same("$name, max $max, rsv1_ok $rsv1_ok", 'parse_frame', [$bytes, $max, $rsv1_ok]);
+        same("$name + next frame, max $max, rsv1_ok $rsv1_ok", 'parse_frame', [$bytes . "\x81\x80", $max, $rsv1_ok]);
+      }
     }
+    for my $rsv1_ok (undef, '', 'yes', '0.0') {
+      $n++;
+      same("$name, rsv1_ok " . canon($rsv1_ok), 'parse_frame', [$bytes, 1 << 20, $rsv1_ok]);
+    }
+    $n++;
+    same("$name, two arguments", 'parse_frame', [$bytes, 1 << 20]);
   }
   tally_ok($n, 'frames');
-  # The valid ones parse under the default limit; the invalid ones reach every kind
+  # The valid ones parse under the default limit (the compressed ones only when RSV1 is
+  # allowed); the invalid ones reach every kind of parse_frame
   my (%kinds, $ok);
   for my $e (@valid) {
-    my ($r, $c) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($e->[1], 1 << 20);
-    $ok++ if ref $r eq 'ARRAY' && $c == length $e->[1];
+    my $compressed = (ord($e->[1]) & 0x40) ? 1 : 0;
+    my ($r, $c) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($e->[1], 1 << 20, 1);
+    $ok++ if ref $r eq 'ARRAY' && $c == length $e->[1] && $r->[3] == $compressed;
+    ($r) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($e->[1], 1 << 20);
+    $ok++ if $compressed ? $r->{error} eq 'rsv_bits' : ref $r eq 'ARRAY' && !$r->[3];
   }
-  is($ok, scalar @valid, 'every valid frame parses whole (' . @valid . ')');
+  is($ok, 2 * @valid, 'every valid frame parses whole (' . @valid . '), RSV1 when allowed');
   for my $e (@invalid) {
-    my ($r) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($e->[1], 1 << 20);
-    $kinds{$r->{error}}++ if ref $r eq 'HASH';
+    for my $rsv1_ok (0, 1) {
+      my ($r) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($e->[1], 1 << 20, $rsv1_ok);
+      $kinds{$r->{error}}++ if ref $r eq 'HASH';
+    }
   }
   my ($r) = PAGI::Server::Protocol::WebSocket::XS::parse_frame(frame(payload => 'x' x 10), 9);
   $kinds{$r->{error}}++;
-  is_deeply([sort keys %kinds], [sort keys %PAGI::Server::Protocol::WebSocket::ERROR_CLOSE],
-    'every error kind is covered');
+  is_deeply([sort keys %kinds], [sort grep { !$DEFLATE_KINDS{$_} } keys %PAGI::Server::Protocol::WebSocket::ERROR_CLOSE],
+    'every error kind of parse_frame is covered');
   # Odd arguments (a limit that is not a number warns in both, as Perl's ">" does, so
   # they are not counted; an upgraded buffer gives the same characters, the payload's
   # UTF-8 flag aside)
@@ -169,9 +201,13 @@ subtest 'parse_frame: every split point' => sub {
     next if length $bytes > 2000 && $name !~ /65536 bytes, 64-bit|70000 bytes, 64-bit/;
     my @cuts = length $bytes <= 2000 ? (0 .. length $bytes)
       : ((0 .. 20), map { length($bytes) - $_ } 0 .. 20);
+    my $rsv1 = ord($bytes) & 0x40;
     for my $cut (@cuts) {
       $n++;
       same("$name, first $cut bytes", 'parse_frame', [substr($bytes, 0, $cut), 1 << 20]);
+      next unless $rsv1;
+      $n++;
+      same("$name, first $cut bytes, RSV1 allowed", 'parse_frame', [substr($bytes, 0, $cut), 1 << 20, 1]);
     }
   }
   tally_ok($n, 'prefixes');
@@ -186,6 +222,10 @@ subtest 'parse_frame: every first two bytes' => sub {
       $n += 2;
       same("bytes $b0 $b1", 'parse_frame', [$head, 1000]);
       same("bytes $b0 $b1 and more", 'parse_frame', [$head . $tail, 100]);
+      # (allowing RSV1 only changes what a set RSV1 means)
+      next unless $b0 & 0x40;
+      $n++;
+      same("bytes $b0 $b1 and more, RSV1 allowed", 'parse_frame', [$head . $tail, 100, 1]);
     }
   }
   tally_ok($n, 'first two bytes');
@@ -211,14 +251,15 @@ subtest "parse_frame: random mutations (seed $SEED, $MUTATIONS cases)" => sub {
       $bytes = join('', map { chr int rand 256 } 1 .. 2 + int rand 12) . substr($bytes, 0, int rand 40);
     }
     my $max = (1 << 20, 1 << 20, 125, 126, 0, 10, 65535)[rand 7];
+    my $rsv1_ok = int rand 2;
     $n++;
-    same("case $i: mutated '$e->[0]' " . short($bytes) . " max $max", 'parse_frame', [$bytes, $max]);
-    my ($r) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($bytes, $max);
+    same("case $i: mutated '$e->[0]' " . short($bytes) . " max $max rsv1_ok $rsv1_ok", 'parse_frame', [$bytes, $max, $rsv1_ok]);
+    my ($r) = PAGI::Server::Protocol::WebSocket::XS::parse_frame($bytes, $max, $rsv1_ok);
     $kinds{!defined $r ? 'partial' : ref $r eq 'HASH' ? $r->{error} : 'frame'}++;
   }
   tally_ok($n, "seed $SEED");
   note(join ', ', map "$_: $kinds{$_}", sort keys %kinds);
-  is(scalar keys %kinds, 8, 'the mutations reach frames, partial frames and every error kind');
+  is(scalar keys %kinds, 9, 'the mutations reach frames, partial frames and every error kind of parse_frame');
 };
 
 subtest 'build_frame: every opcode, FIN, many lengths' => sub {
@@ -227,8 +268,10 @@ subtest 'build_frame: every opcode, FIN, many lengths' => sub {
     my $payload = 'p' x $len;
     for my $op ($len < 200 ? (0 .. 15) : (1, 2)) {
       for my $fin (1, 0) {
-        $n++;
+        $n += 3;
         same("opcode $op, fin $fin, $len bytes", 'build_frame', [$op, $payload, $fin]);
+        same("opcode $op, fin $fin, rsv1, $len bytes", 'build_frame', [$op, $payload, $fin, 1]);
+        same("opcode $op, fin $fin, rsv1 0, $len bytes", 'build_frame', [$op, $payload, $fin, 0]);
       }
     }
   }
@@ -236,7 +279,8 @@ subtest 'build_frame: every opcode, FIN, many lengths' => sub {
   utf8::upgrade($up);
   for my $args ([1, undef, 1], [1, '', undef], [2, 12345, 1], [1, $up, 1], [1, "\x{263a}", 1],
     [1, 'x', 'yes'], [1, 'x', ''], [1, 'x', '0'], [1, 'x', '0.0'], ['1', 'x', 1], [1.9, 'x', 1],
-    [16, 'x', 1], [255, 'x', 0], [0x8f, 'x', 1], [-1, 'x', 0]) {
+    [16, 'x', 1], [255, 'x', 0], [0x8f, 'x', 1], [-1, 'x', 0], [1, 'x', 1, 'yes'], [1, 'x', 1, ''],
+    [0x41, 'x', 1, 1], [1, 'x', 0, undef]) {
     $n++;
     same('odd arguments ' . canon($args), 'build_frame', $args);
   }
@@ -246,6 +290,8 @@ subtest 'build_frame: every opcode, FIN, many lengths' => sub {
   is(PAGI::Server::Protocol::WebSocket::XS::build_frame(1, 'Hel', 0), "\x01\x03Hel", 'a first fragment');
   is(substr(PAGI::Server::Protocol::WebSocket::XS::build_frame(2, 'x' x 256, 1), 0, 4), "\x82\x7e\x01\x00", '256 bytes: 16-bit length');
   is(substr(PAGI::Server::Protocol::WebSocket::XS::build_frame(2, 'x' x 65536, 1), 0, 10), "\x82\x7f\0\0\0\0\0\x01\0\0", '64 KiB: 64-bit length');
+  is(PAGI::Server::Protocol::WebSocket::XS::build_frame(1, "\xf2\x48\xcd\xc9\xc9\x07\x00", 1, 1), "\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00",
+    'compressed "Hello" (RFC 7692 7.2.3.1): RSV1 set');
 };
 
 subtest 'mask_payload and round trips' => sub {

@@ -1,7 +1,7 @@
 //! The C ABI, called as the XS glue calls it.
 
 use pagi_server::ffi::*;
-use std::ffi::CStr;
+use std::ffi::{c_int, CStr};
 use std::mem::MaybeUninit;
 
 unsafe fn span<'a>(s: PagiSpan) -> Option<&'a [u8]> {
@@ -163,7 +163,8 @@ fn tables_abi() {
     assert_eq!(info(PAGI_TABLE_HTTP, 13), None);
     assert_eq!(info(PAGI_TABLE_WS, 6), Some(("too_large", "frame too large", 1009)));
     assert_eq!(info(PAGI_TABLE_WS, 4), Some(("unmasked", "client frame not masked", 1002)));
-    assert_eq!(info(PAGI_TABLE_WS, 7), None);
+    assert_eq!(info(PAGI_TABLE_WS, 8), Some(("bad_deflate", "invalid compressed data", 1007)));
+    assert_eq!(info(PAGI_TABLE_WS, 10), None);
     assert_eq!(info(7, 1), None);
     // NULL outputs are allowed
     // SAFETY: NULL pointers are not written.
@@ -212,30 +213,39 @@ fn websocket_abi() {
     let buf = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x89";
     let mut out = MaybeUninit::<PagiWsFrame>::uninit();
     // SAFETY: valid buffer, writable result.
-    let rc = unsafe { pagi_ws_parse_frame(buf.as_ptr(), buf.len(), 125, out.as_mut_ptr()) };
+    let rc = unsafe { pagi_ws_parse_frame(buf.as_ptr(), buf.len(), 125, 0, out.as_mut_ptr()) };
     // SAFETY: every entry writes the whole result.
     let f = unsafe { out.assume_init() };
     assert_eq!(rc, PAGI_DONE);
-    assert_eq!((f.fin, f.opcode, f.payload_offset, f.payload_len, f.consumed, f.key), (1, 1, 6, 5, 11, [0x37, 0xfa, 0x21, 0x3d]));
+    assert_eq!((f.fin, f.opcode, f.rsv1, f.payload_offset, f.payload_len, f.consumed, f.key), (1, 1, 0, 6, 5, 11, [0x37, 0xfa, 0x21, 0x3d]));
     let mut payload = [0u8; 5];
     // SAFETY: 5 readable bytes at the payload, a 4-byte key, 5 writable bytes elsewhere.
     let rc = unsafe { pagi_ws_mask(buf[6..].as_ptr(), 5, f.key.as_ptr(), 4, payload.as_mut_ptr()) };
     assert_eq!((rc, &payload), (PAGI_DONE, b"Hello"));
 
-    let parse = |b: &[u8], max: i64| {
+    let parse = |b: &[u8], max: i64, rsv1_ok: c_int| {
         let mut out = MaybeUninit::<PagiWsFrame>::uninit();
         // SAFETY: valid buffer, writable result.
-        let rc = unsafe { pagi_ws_parse_frame(b.as_ptr(), b.len(), max, out.as_mut_ptr()) };
+        let rc = unsafe { pagi_ws_parse_frame(b.as_ptr(), b.len(), max, rsv1_ok, out.as_mut_ptr()) };
         // SAFETY: written whole.
-        (rc, unsafe { out.assume_init() }.error)
+        let f = unsafe { out.assume_init() };
+        (rc, f.error, f.rsv1)
     };
-    assert_eq!(parse(&buf[..10], 125), (PAGI_PARTIAL, 0));
-    assert_eq!(parse(buf, 4), (PAGI_ERROR, 6));
-    assert_eq!(parse(b"\x81\x05", 125), (PAGI_ERROR, 4));
+    assert_eq!(parse(&buf[..10], 125, 0), (PAGI_PARTIAL, 0, 0));
+    assert_eq!(parse(buf, 4, 0), (PAGI_ERROR, 6, 0));
+    assert_eq!(parse(b"\x81\x05", 125, 0), (PAGI_ERROR, 4, 0));
+    // RSV1: an error (rsv_bits) unless allowed; then it marks a data message's first
+    // frame, and on a continuation or control frame it is bad_rsv1
+    let mut compressed = buf.to_vec();
+    compressed[0] |= 0x40;
+    assert_eq!(parse(&compressed, 125, 0), (PAGI_ERROR, 1, 0));
+    assert_eq!(parse(&compressed, 125, 1), (PAGI_DONE, 0, 1));
+    assert_eq!(parse(b"\x40\x80", 125, 1), (PAGI_ERROR, 7, 0));
+    assert_eq!(parse(b"\xc9\x80", 125, 1), (PAGI_ERROR, 7, 0));
     // SAFETY: NULL with length 0 is the empty buffer; a NULL result is refused.
     unsafe {
-        assert_eq!(pagi_ws_parse_frame(std::ptr::null(), 0, 1, MaybeUninit::zeroed().as_mut_ptr()), PAGI_PARTIAL);
-        assert_eq!(pagi_ws_parse_frame(buf.as_ptr(), 2, 1, std::ptr::null_mut()), PAGI_PANIC);
+        assert_eq!(pagi_ws_parse_frame(std::ptr::null(), 0, 1, 0, MaybeUninit::zeroed().as_mut_ptr()), PAGI_PARTIAL);
+        assert_eq!(pagi_ws_parse_frame(buf.as_ptr(), 2, 1, 0, std::ptr::null_mut()), PAGI_PANIC);
     }
 
     let mut h = [0u8; 10];

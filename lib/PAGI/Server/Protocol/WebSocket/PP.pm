@@ -14,15 +14,19 @@ my %OPCODE = map { $_ => 1 } 0, 1, 2, 8, 9, 10;
 # {error => KIND, message => TEXT}, the message from the one table
 sub _error { return ({error => $_[0], message => $PAGI::Server::Protocol::Errors::WS{$_[0]}[1]}, 0) }
 
+# RSV1 is permessage-deflate's "compressed" bit (RFC 7692 6): allowed when $rsv1_ok,
+# on a data message's first frame only
 sub parse_frame {
-  my ($buf, $max_payload) = @_;
+  my ($buf, $max_payload, $rsv1_ok) = @_;
   my $have = length $buf;
   return (undef, 0) if $have < 2;
   my ($b0, $b1) = unpack 'CC', $buf;
   my $opcode = $b0 & 0x0f;
   my $len    = $b1 & 0x7f;
-  return _error('rsv_bits')    if $b0 & 0x70;
+  my $rsv1   = ($b0 & 0x40) ? 1 : 0;
+  return _error('rsv_bits')    if $b0 & 0x30 || $rsv1 && !$rsv1_ok;
   return _error('bad_opcode')  unless $OPCODE{$opcode};
+  return _error('bad_rsv1')    if $rsv1 && ($opcode == 0 || $opcode >= 8);
   return _error('bad_control') if $opcode >= 8 && (!($b0 & 0x80) || $len > 125);
   return _error('unmasked')    unless $b1 & 0x80;
   my $pos = 2;
@@ -43,16 +47,16 @@ sub parse_frame {
   my $key = substr($buf, $pos, 4);
   my $payload = substr($buf, $pos + 4, $len);
   $payload ^= substr($key x (($len >> 2) + 1), 0, $len) if $len;
-  return ([($b0 & 0x80) ? 1 : 0, $opcode, $payload], $pos + 4 + $len);
+  return ([($b0 & 0x80) ? 1 : 0, $opcode, $payload, $rsv1], $pos + 4 + $len);
 }
 
 sub build_frame {
-  my ($opcode, $payload, $fin) = @_;
+  my ($opcode, $payload, $fin, $rsv1) = @_;
   $payload = '' unless defined $payload;
   utf8::downgrade($payload, 1)
     or Carp::croak('build_frame: payload must be bytes, not characters');
   my $len = length $payload;
-  my $b0 = ($fin ? 0x80 : 0) | $opcode;
+  my $b0 = ($fin ? 0x80 : 0) | ($rsv1 ? 0x40 : 0) | $opcode;
   return pack('CC', $b0, $len) . $payload if $len < 126;
   return pack('CCn', $b0, 126, $len) . $payload if $len < 65536;
   return pack('CCNN', $b0, 127, int($len / 4294967296), $len % 4294967296) . $payload;
