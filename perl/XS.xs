@@ -20,6 +20,7 @@
 #define WS_PKG "PAGI::Server::Protocol::WebSocket::XS"
 #define H2_PKG "PAGI::Server::Protocol::HTTP2::XS"
 #define H2_SESSION "PAGI::Server::Protocol::HTTP2::XS::Session"
+#define WS_DEFLATE "PAGI::Server::Protocol::WebSocket::XS::Deflate"
 
 /* Header lists up to this size need no heap allocation */
 #define STACK_FIELDS 32
@@ -505,6 +506,29 @@ ws_limit(pTHX_ SV *sv)
     if (nv < -1.0)
         return -1;
     return (int64_t)Perl_floor(nv);
+}
+
+/* The compression context behind $self, croaking on misuse */
+static pagi_deflate *
+deflate_self(pTHX_ SV *self, const char *fn)
+{
+    pagi_deflate *h;
+    if (!SvROK(self) || !sv_derived_from(self, WS_DEFLATE))
+        croak("%s::%s: not a compression context", WS_DEFLATE, fn);
+    h = INT2PTR(pagi_deflate *, SvIV(SvRV(self)));
+    if (!h)
+        croak("%s::%s: the context was freed", WS_DEFLATE, fn);
+    return h;
+}
+
+/* A whole number from the parameters hash (present: the facade filled every key) */
+static IV
+deflate_param(pTHX_ HV *hv, const char *key)
+{
+    SV **v = hv_fetch(hv, key, (I32)strlen(key), 0);
+    if (!v || !SvOK(*v))
+        croak("%s::_new_deflate: parameter %s is missing", WS_PKG, key);
+    return SvIV(*v);
 }
 
 MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP1::XS
@@ -1007,6 +1031,94 @@ mask_payload(payload = &PL_sv_undef, key = &PL_sv_undef)
     }
     SvCUR_set(RETVAL, len);
     *SvEND(RETVAL) = '\0';
+  OUTPUT:
+    RETVAL
+
+SV *
+_new_deflate(params)
+    HV *params
+  PREINIT:
+    pagi_deflate_params p;
+    pagi_deflate *h = NULL;
+    int rc;
+  CODE:
+    /* The facade (new_deflate) checked and completed the hash */
+    p.level = (int32_t)deflate_param(aTHX_ params, "level");
+    p.mem_level = (int32_t)deflate_param(aTHX_ params, "mem_level");
+    p.server_max_window_bits = (uint8_t)deflate_param(aTHX_ params, "server_max_window_bits");
+    p.server_no_context_takeover = deflate_param(aTHX_ params, "server_no_context_takeover") ? 1 : 0;
+    p.client_no_context_takeover = deflate_param(aTHX_ params, "client_no_context_takeover") ? 1 : 0;
+    rc = pagi_deflate_new(&p, &h);
+    if (rc == PAGI_ERROR)
+        croak("%s::new_deflate: a parameter is out of range", WS_PKG);
+    if (rc != PAGI_DONE)
+        croak_panic(aTHX_ WS_PKG, "new_deflate");
+    RETVAL = newSV(0);
+    sv_setref_pv(RETVAL, WS_DEFLATE, (void *)h);
+  OUTPUT:
+    RETVAL
+
+MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::WebSocket::XS::Deflate
+
+PROTOTYPES: DISABLE
+
+void
+DESTROY(self)
+    SV *self
+  CODE:
+    if (SvROK(self)) {
+        pagi_deflate *h = INT2PTR(pagi_deflate *, SvIV(SvRV(self)));
+        sv_setiv(SvRV(self), 0);
+        pagi_deflate_free(h);
+    }
+
+SV *
+compress_message(self, message = &PL_sv_undef)
+    SV *self
+    SV *message
+  PREINIT:
+    pagi_deflate *h;
+    STRLEN len;
+    const char *p;
+    int defined;
+    pagi_span out;
+  CODE:
+    h = deflate_self(aTHX_ self, "compress_message");
+    p = arg_bytes(aTHX_ message, &len, &defined, WS_DEFLATE, "compress_message", "the message");
+    if (pagi_deflate_compress(h, (const unsigned char *)p, len, &out) != PAGI_DONE)
+        croak_panic(aTHX_ WS_DEFLATE, "compress_message");
+    RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+  OUTPUT:
+    RETVAL
+
+SV *
+decompress_message(self, payload = &PL_sv_undef, max_size = &PL_sv_undef, fin = &PL_sv_yes)
+    SV *self
+    SV *payload
+    SV *max_size
+    SV *fin
+  PREINIT:
+    pagi_deflate *h;
+    STRLEN len;
+    const char *p;
+    int defined, rc;
+    int64_t max;
+    pagi_span out;
+    int32_t error = 0;
+  CODE:
+    /* The inflated bytes, or {error => KIND, message => TEXT} */
+    h = deflate_self(aTHX_ self, "decompress_message");
+    p = arg_bytes(aTHX_ payload, &len, &defined, WS_DEFLATE, "decompress_message", "the payload");
+    max = ws_limit(aTHX_ max_size);
+    rc = pagi_deflate_decompress(h, (const unsigned char *)p, len, max, SvTRUE(fin) ? 1 : 0, &out, &error);
+    if (rc == PAGI_DONE)
+        RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+    else if (rc == PAGI_ERROR) {
+        dMY_CXT;
+        RETVAL = error_ref(aTHX_ &MY_CXT, PAGI_TABLE_WS, error);
+    }
+    else
+        croak_panic(aTHX_ WS_DEFLATE, "decompress_message");
   OUTPUT:
     RETVAL
 

@@ -152,6 +152,12 @@ typedef struct {
 #define PAGI_STRUCT(T) { #T, 0, sizeof(T) }
 #define PAGI_FIELD(T, f) { #T "." #f, offsetof(T, f), sizeof(((T *)0)->f) }
 
+/* permessage-deflate (src/deflate.rs): pagi_deflate_new's parameters */
+typedef struct {
+    int32_t level, mem_level;
+    uint8_t server_max_window_bits, server_no_context_takeover, client_no_context_takeover;
+} pagi_deflate_params;
+
 /* Every shared struct, then each of its fields, in declaration order (as ffi::LAYOUT) */
 #define PAGI_LAYOUT { \
     PAGI_STRUCT(pagi_span), PAGI_FIELD(pagi_span, ptr), PAGI_FIELD(pagi_span, len), \
@@ -201,6 +207,10 @@ typedef struct {
     PAGI_FIELD(pagi_h2_event, kind), PAGI_FIELD(pagi_h2_event, stream_id), PAGI_FIELD(pagi_h2_event, code), \
     PAGI_FIELD(pagi_h2_event, end_stream), PAGI_FIELD(pagi_h2_event, sse), \
     PAGI_FIELD(pagi_h2_event, expect_continue), PAGI_FIELD(pagi_h2_event, path_utf8), \
+    PAGI_STRUCT(pagi_deflate_params), PAGI_FIELD(pagi_deflate_params, level), \
+    PAGI_FIELD(pagi_deflate_params, mem_level), PAGI_FIELD(pagi_deflate_params, server_max_window_bits), \
+    PAGI_FIELD(pagi_deflate_params, server_no_context_takeover), \
+    PAGI_FIELD(pagi_deflate_params, client_no_context_takeover), \
     PAGI_STRUCT(pagi_layout), PAGI_FIELD(pagi_layout, name), PAGI_FIELD(pagi_layout, offset), \
     PAGI_FIELD(pagi_layout, size) }
 
@@ -266,5 +276,16 @@ int pagi_h2_send_data(pagi_h2 *h, int32_t id, const unsigned char *data, size_t 
 int pagi_h2_send_trailers(pagi_h2 *h, int32_t id, const pagi_field_in *headers, size_t n,
                           pagi_response *out);
 int pagi_h2_call(pagi_h2 *h, int op, int32_t id, uint64_t arg, int64_t *result);
+
+/* permessage-deflate contexts (opaque). A result points into the handle, valid until the
+ * next call on it. pagi_deflate_new: PAGI_DONE, PAGI_ERROR (a parameter out of range),
+ * PAGI_PANIC; pagi_deflate_compress: PAGI_DONE or PAGI_PANIC; pagi_deflate_decompress:
+ * PAGI_DONE, PAGI_ERROR (a WebSocket error code in *error), PAGI_PANIC. */
+typedef struct PagiDeflate pagi_deflate;
+int pagi_deflate_new(const pagi_deflate_params *p, pagi_deflate **out);
+void pagi_deflate_free(pagi_deflate *h);
+int pagi_deflate_compress(pagi_deflate *h, const unsigned char *buf, size_t len, pagi_span *out);
+int pagi_deflate_decompress(pagi_deflate *h, const unsigned char *buf, size_t len, int64_t max,
+                            int fin, pagi_span *out, int32_t *error);
 
 #endif

@@ -284,7 +284,7 @@ fn abi_check_compares_every_row() {
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_request.path_utf8"));
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_ws_frame.key" && r.2 == 4));
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_h2_event.path_utf8" && r.2 == 1));
-    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 13);
+    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 14);
     // Two fields of the same size swapped: the offsets differ
     let i = LAYOUT.iter().position(|r| r.0 == "pagi_request.http_minor").unwrap();
     let mut swapped = rows.clone();
@@ -355,4 +355,60 @@ fn h2_session_abi() {
         pagi_h2_free(h);
         pagi_h2_free(std::ptr::null_mut());
     }
+}
+
+#[test]
+fn deflate_abi() {
+    let params = PagiDeflateParams {
+        level: 6,
+        mem_level: 8,
+        server_max_window_bits: 15,
+        server_no_context_takeover: 0,
+        client_no_context_takeover: 0,
+    };
+    let mut h = std::ptr::null_mut();
+    // SAFETY: readable parameters, a writable handle.
+    assert_eq!(unsafe { pagi_deflate_new(&params, &mut h) }, PAGI_DONE);
+    assert!(!h.is_null());
+    let mut out = PagiSpan { ptr: std::ptr::null(), len: 0 };
+    // SAFETY: a live handle, 5 readable bytes, a writable span.
+    assert_eq!(unsafe { pagi_deflate_compress(h, b"Hello".as_ptr(), 5, &mut out) }, PAGI_DONE);
+    // SAFETY: the span points into the handle until the next call on it.
+    let compressed = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
+    assert_eq!(compressed, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let mut error = -1;
+    // SAFETY: as above.
+    let rc = unsafe { pagi_deflate_decompress(h, compressed.as_ptr(), compressed.len(), 100, 1, &mut out, &mut error) };
+    // SAFETY: as above.
+    assert_eq!((rc, error, unsafe { std::slice::from_raw_parts(out.ptr, out.len) }), (PAGI_DONE, 0, &b"Hello"[..]));
+    // Over the limit, then a broken context: inflated_too_large (9), again
+    for _ in 0..2 {
+        // SAFETY: as above.
+        let rc = unsafe { pagi_deflate_decompress(h, compressed.as_ptr(), compressed.len(), 4, 1, &mut out, &mut error) };
+        assert_eq!((rc, error, out.ptr.is_null()), (PAGI_ERROR, 9, true));
+    }
+    // NULL arguments are refused, not dereferenced
+    // SAFETY: NULL handles and results are checked first.
+    unsafe {
+        assert_eq!(pagi_deflate_compress(std::ptr::null_mut(), b"x".as_ptr(), 1, &mut out), PAGI_PANIC);
+        assert_eq!(pagi_deflate_compress(h, b"x".as_ptr(), 1, std::ptr::null_mut()), PAGI_PANIC);
+        assert_eq!(pagi_deflate_decompress(h, b"x".as_ptr(), 1, 9, 1, &mut out, std::ptr::null_mut()), PAGI_PANIC);
+        pagi_deflate_free(h);
+        pagi_deflate_free(std::ptr::null_mut());
+    }
+    // Out-of-range parameters: PAGI_ERROR and no handle
+    for bad in [
+        PagiDeflateParams { server_max_window_bits: 8, ..params },
+        PagiDeflateParams { server_max_window_bits: 16, ..params },
+        PagiDeflateParams { level: 10, ..params },
+        PagiDeflateParams { level: -1, ..params },
+        PagiDeflateParams { mem_level: 0, ..params },
+    ] {
+        let mut h = std::ptr::dangling_mut();
+        // SAFETY: readable parameters, a writable handle.
+        assert_eq!(unsafe { pagi_deflate_new(&bad, &mut h) }, PAGI_ERROR);
+        assert!(h.is_null());
+    }
+    // SAFETY: NULL is refused.
+    assert_eq!(unsafe { pagi_deflate_new(std::ptr::null(), &mut h) }, PAGI_PANIC);
 }

@@ -90,4 +90,133 @@ sub mask_payload {
   return $payload ^ substr($key x (($len >> 2) + 1), 0, $len);
 }
 
+# A permessage-deflate context (::Deflate below) for the agreed parameters
+sub new_deflate {
+  require PAGI::Server::Protocol::WebSocket;
+  return PAGI::Server::Protocol::WebSocket::PP::Deflate->_new(PAGI::Server::Protocol::WebSocket::deflate_params($_[0]));
+}
+
+# permessage-deflate (RFC 7692): one connection's DEFLATE streams, through
+# Compress::Raw::Zlib (zlib; in Perl's core). The reference semantics of doc/codec.md;
+# the XS backend's src/deflate.rs does the same with zlib-rs.
+package PAGI::Server::Protocol::WebSocket::PP::Deflate;
+use strict;
+use warnings;
+use Carp ();
+use Compress::Raw::Zlib ();
+
+# The context's fields: the parameters, the deflater and the inflater (each made on
+# first use), the bytes inflated so far of the message being received, whether its
+# DEFLATE stream ended (a block with BFINAL), the error kind that broke the inflater
+use constant { PARAMS => 0, DEFLATER => 1, INFLATER => 2, INFLATED => 3, ENDED => 4, FAILED => 5 };
+
+# The empty stored block a sync flush ends with (RFC 7692 7.2.1)
+use constant TAIL => "\x00\x00\xff\xff";
+# The inflater's window: always 15, whatever the client announced (src/deflate.rs,
+# INFLATE_WINDOW_BITS, says why)
+use constant INFLATE_WINDOW_BITS => 15;
+# How much output one inflate call may make before the limit is checked again
+use constant INFLATE_STEP => 16384;
+
+sub _new {
+  my ($class, $params) = @_;
+  return bless [$params, undef, undef, 0, 0, undef], $class;
+}
+
+sub _deflater {
+  my ($p) = @_;
+  my ($d, $status) = Compress::Raw::Zlib::Deflate->new(-Level => $p->{level}, -MemLevel => $p->{mem_level},
+    -WindowBits => -$p->{server_max_window_bits}, -AppendOutput => 0);
+  die "PAGI::Server::Protocol::WebSocket::PP::Deflate: deflateInit2 failed: $status\n" unless $d;
+  return $d;
+}
+
+sub _inflater {
+  my ($i, $status) = Compress::Raw::Zlib::Inflate->new(-WindowBits => -INFLATE_WINDOW_BITS, -LimitOutput => 1,
+    -ConsumeInput => 1, -AppendOutput => 1, -Bufsize => INFLATE_STEP);
+  die "PAGI::Server::Protocol::WebSocket::PP::Deflate: inflateInit2 failed: $status\n" unless $i;
+  return $i;
+}
+
+sub compress_message {
+  my ($self, $message) = @_;
+  $message //= '';
+  utf8::downgrade($message, 1)
+    or Carp::croak('compress_message: the message must be bytes, not characters');
+  my $d = $self->[DEFLATER] //= _deflater($self->[PARAMS]);
+  my $out = '';
+  my $status = $d->deflate($message, $out);
+  die "PAGI::Server::Protocol::WebSocket::PP::Deflate: deflate failed: $status\n" unless $status == Compress::Raw::Zlib::Z_OK();
+  # The flush's buffer has room to spare: a sync flush that fills its output exactly
+  # is followed by a second, empty one (zlib's "avail_out > 6" advice)
+  my $flushed = "\0" x (length($message) + (length($message) >> 8) + 64);
+  $status = $d->flush($flushed, Compress::Raw::Zlib::Z_SYNC_FLUSH());
+  die "PAGI::Server::Protocol::WebSocket::PP::Deflate: flush failed: $status\n" unless $status == Compress::Raw::Zlib::Z_OK();
+  $out .= $flushed;
+  substr($out, -4, 4, '') if substr($out, -4) eq TAIL;
+  $d->deflateReset if $self->[PARAMS]{server_no_context_takeover};
+  return $out;
+}
+
+# The inflated bytes of this frame of the message being received, or {error, message}
+sub decompress_message {
+  my ($self, $payload, $max, $fin) = @_;
+  $fin = 1 if @_ < 4;
+  return (PAGI::Server::Protocol::WebSocket::PP::_error($self->[FAILED]))[0] if $self->[FAILED];
+  $payload //= '';
+  utf8::downgrade($payload, 1)
+    or Carp::croak('decompress_message: the payload must be bytes, not characters');
+  my $out = '';
+  my $kind = $self->_inflate($payload, $max, \$out);
+  $kind //= $self->_inflate(TAIL, $max, \$out) if $fin && !$self->[ENDED];
+  if ($kind) {
+    $self->[FAILED] = $kind;
+    $self->[INFLATER] = undef;
+    return (PAGI::Server::Protocol::WebSocket::PP::_error($kind))[0];
+  }
+  if ($fin) {
+    # The next message starts a new stream after a BFINAL block; without context
+    # takeover it starts without the window
+    $self->[INFLATER]->inflateReset
+      if $self->[INFLATER] && ($self->[ENDED] || $self->[PARAMS]{client_no_context_takeover});
+    $self->[INFLATED] = 0;
+    $self->[ENDED] = 0;
+  }
+  return $out;
+}
+
+# Feeds $input to the inflater, appending to $$out within the message's limit: undef,
+# or the error kind
+sub _inflate {
+  my ($self, $input, $max, $out) = @_;
+  return 'inflated_too_large' if $self->[INFLATED] > $max;
+  my $i = $self->[INFLATER] //= _inflater();
+  my $full = 0;
+  while (length $input || $full) {
+    return 'bad_deflate' if $self->[ENDED];
+    my ($had, $before) = (length $input, length $$out);
+    my $status = $i->inflate($input, $$out);
+    my $made = length($$out) - $before;
+    $self->[INFLATED] += $made;
+    # The bytes before an error count: too many of them is the first finding
+    return 'inflated_too_large' if $self->[INFLATED] > $max;
+    if ($status == Compress::Raw::Zlib::Z_STREAM_END()) {
+      ($self->[ENDED], $full) = (1, 0);
+      next;
+    }
+    return 'bad_deflate'
+      unless $status == Compress::Raw::Zlib::Z_OK() || $status == Compress::Raw::Zlib::Z_BUF_ERROR();
+    if ($made == 0 && $had == length $input) {
+      # No progress with input left cannot happen with room to write; refuse rather
+      # than loop
+      return 'bad_deflate' if length $input;
+      $full = 0;
+      next;
+    }
+    # (with LimitOutput, Z_BUF_ERROR after output: the buffer is full, more may follow)
+    $full = $made && $status == Compress::Raw::Zlib::Z_BUF_ERROR();
+  }
+  return undef;
+}
+
 1;

@@ -5,11 +5,20 @@ use warnings;
 our $VERSION = '0.001';
 
 # The Rust WebSocket frame codec, through XS. Same functions, same results as ::PP.
-our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
+our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload new_deflate);
 
 # Its XSUBs are a second package of the HTTP/1.1 codec's object: loading that one
 # defines them (and checks the object's version and layout)
 require PAGI::Server::Protocol::HTTP1::XS;
+
+# A permessage-deflate context (src/deflate.rs) for the agreed parameters
+sub new_deflate {
+  require PAGI::Server::Protocol::WebSocket;
+  return _new_deflate(PAGI::Server::Protocol::WebSocket::deflate_params($_[0]));
+}
+
+# A new thread gets no copy of a context (the copy would share, then free, the Rust one)
+sub PAGI::Server::Protocol::WebSocket::XS::Deflate::CLONE_SKIP { 1 }
 
 1;
 
