@@ -1088,6 +1088,7 @@ compress_message(self, message = &PL_sv_undef)
     if (pagi_deflate_compress(h, (const unsigned char *)p, len, &out) != PAGI_DONE)
         croak_panic(aTHX_ WS_DEFLATE, "compress_message");
     RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+    pagi_deflate_taken(h);
   OUTPUT:
     RETVAL
 
@@ -1111,8 +1112,10 @@ decompress_message(self, payload = &PL_sv_undef, max_size = &PL_sv_undef, fin = 
     p = arg_bytes(aTHX_ payload, &len, &defined, WS_DEFLATE, "decompress_message", "the payload");
     max = ws_limit(aTHX_ max_size);
     rc = pagi_deflate_decompress(h, (const unsigned char *)p, len, max, SvTRUE(fin) ? 1 : 0, &out, &error);
-    if (rc == PAGI_DONE)
+    if (rc == PAGI_DONE) {
         RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+        pagi_deflate_taken(h);
+    }
     else if (rc == PAGI_ERROR) {
         dMY_CXT;
         RETVAL = error_ref(aTHX_ &MY_CXT, PAGI_TABLE_WS, error);

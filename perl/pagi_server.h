@@ -287,5 +287,7 @@ void pagi_deflate_free(pagi_deflate *h);
 int pagi_deflate_compress(pagi_deflate *h, const unsigned char *buf, size_t len, pagi_span *out);
 int pagi_deflate_decompress(pagi_deflate *h, const unsigned char *buf, size_t len, int64_t max,
                             int fin, pagi_span *out, int32_t *error);
+/* The result was copied: a large result buffer is let go */
+void pagi_deflate_taken(pagi_deflate *h);
 
 #endif

@@ -65,8 +65,6 @@ pub struct Context {
     inflate: Option<Inflate>,
     /// Bytes inflated so far of the message being received.
     inflated: u64,
-    /// The message's DEFLATE stream ended (a block with BFINAL set).
-    ended: bool,
     /// The error that broke the inflater: returned again by every later call.
     failed: Option<WsError>,
 }
@@ -78,7 +76,6 @@ impl std::fmt::Debug for Context {
             .field("deflating", &self.deflate.is_some())
             .field("inflating", &self.inflate.is_some())
             .field("inflated", &self.inflated)
-            .field("ended", &self.ended)
             .field("failed", &self.failed)
             .finish()
     }
@@ -87,7 +84,7 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context for `params`, or None when a value is out of range.
     pub fn new(params: Params) -> Option<Context> {
-        params.valid().then_some(Context { params, deflate: None, inflate: None, inflated: 0, ended: false, failed: None })
+        params.valid().then_some(Context { params, deflate: None, inflate: None, inflated: 0, failed: None })
     }
 
     /// The parameters.
@@ -112,20 +109,25 @@ impl Context {
         // Room for the whole result at once: a sync flush that fills the output exactly
         // would be followed by a second, empty one (zlib's "avail_out > 6" advice)
         out.resize(compress_bound(data.len()) + 16, 0);
-        let mut input = data;
         let mut len = 0;
-        loop {
-            let (in0, out0) = (deflate.total_in(), deflate.total_out());
-            let status = deflate.compress(input, &mut out[len..], DeflateFlush::SyncFlush);
-            let used = (deflate.total_in() - in0) as usize;
-            len += (deflate.total_out() - out0) as usize;
-            input = &input[used..];
-            // (a stream error is a broken state, not peer input)
-            let status = status.unwrap_or_else(|e| panic!("deflate: {}", e.as_str()));
-            if len < out.len() && input.is_empty() || status == Status::StreamEnd {
-                break;
+        // The message, then the flush as a call of its own, as zlib's users do
+        // (Compress::Raw::Zlib's flush): zlib skips a sync flush without input right
+        // after another one, so an empty message flushed in one call would come out
+        // empty instead of as its 0x00 octet
+        let mut input = data;
+        for flush in [DeflateFlush::NoFlush, DeflateFlush::SyncFlush] {
+            loop {
+                let (in0, out0) = (deflate.total_in(), deflate.total_out());
+                let status = deflate.compress(input, &mut out[len..], flush);
+                input = &input[(deflate.total_in() - in0) as usize..];
+                len += (deflate.total_out() - out0) as usize;
+                // (a stream error is a broken state, not peer input)
+                status.unwrap_or_else(|e| panic!("deflate: {}", e.as_str()));
+                if len < out.len() && input.is_empty() {
+                    break;
+                }
+                out.resize(out.len() * 2, 0);
             }
-            out.resize(out.len() * 2, 0);
         }
         out.truncate(len);
         if out.ends_with(&TAIL) {
@@ -142,9 +144,11 @@ impl Context {
     /// `client_no_context_takeover`). `max`: the most bytes the whole message may inflate
     /// to, this frame's and the message's earlier frames' together; inflating stops as
     /// soon as they exceed it ([`WsError::InflatedTooLarge`]), so `out` never holds more
-    /// than `max + 1` bytes. A payload that is not DEFLATE data, or data after the end
-    /// of a stream (a block with BFINAL set, which ends the message's stream), is
-    /// [`WsError::BadDeflate`]. After an error the context stays broken: every later call
+    /// than `max + 1` bytes. A payload that is not DEFLATE data is
+    /// [`WsError::BadDeflate`]. A block with BFINAL set ends zlib's stream but not the
+    /// message: what follows it starts a new stream, without the window (RFC 7692
+    /// 7.2.3.4: such a message ends with a 0x00 octet that, with the appended tail, is an
+    /// empty stored block). After an error the context stays broken: every later call
     /// returns the same error (the connection fails anyway).
     ///
     /// `max` is signed because it comes from a Perl number: a negative limit refuses
@@ -155,7 +159,7 @@ impl Context {
             return Err(e);
         }
         let mut done = self.inflate_part(payload, max, out);
-        if fin && done.is_ok() && !self.ended {
+        if fin && done.is_ok() {
             done = self.inflate_part(&TAIL, max, out);
         }
         if let Err(e) = done {
@@ -165,13 +169,11 @@ impl Context {
             return Err(e);
         }
         if fin {
-            // The next message starts a new stream after a BFINAL block; without context
-            // takeover it starts without the window
-            if let Some(inflate) = self.inflate.as_mut().filter(|_| self.ended || self.params.client_no_context_takeover) {
+            // Without context takeover the next message starts without the window
+            if let Some(inflate) = self.inflate.as_mut().filter(|_| self.params.client_no_context_takeover) {
                 inflate.reset(false);
             }
             self.inflated = 0;
-            self.ended = false;
         }
         Ok(())
     }
@@ -184,14 +186,17 @@ impl Context {
         let inflate = self.inflate.get_or_insert_with(|| Inflate::new(false, INFLATE_WINDOW_BITS));
         let mut full = false;
         while !input.is_empty() || full {
-            if self.ended {
-                return Err(WsError::BadDeflate);
-            }
             // At most one byte more than the limit allows: producing it is the error
             let allowed = i128::from(max) + 1 - i128::from(self.inflated);
             let want = input.len().saturating_mul(4).max(out.len()).clamp(256, 1 << 20);
             let room = usize::try_from(allowed).map_or(want, |a| a.min(want));
             let start = out.len();
+            // Grow by doubling, but never past what the limit lets this call produce
+            if out.capacity() < start + room {
+                let ceiling = usize::try_from(allowed).map_or(usize::MAX, |a| start.saturating_add(a));
+                let target = (start + room).max(out.capacity().saturating_mul(2)).min(ceiling);
+                out.reserve_exact(target - start);
+            }
             out.resize(start + room, 0);
             let (in0, out0) = (inflate.total_in(), inflate.total_out());
             let status = inflate.decompress(input, &mut out[start..], InflateFlush::SyncFlush);
@@ -207,7 +212,8 @@ impl Context {
             match status {
                 Err(_) => return Err(WsError::BadDeflate),
                 Ok(Status::StreamEnd) => {
-                    self.ended = true;
+                    // (zlib-rs's reset keeps raw 15-bit windows: INFLATE_WINDOW_BITS)
+                    inflate.reset(false);
                     full = false;
                 }
                 Ok(_) if used == 0 && made == 0 => {

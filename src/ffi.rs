@@ -1378,7 +1378,7 @@ pub unsafe extern "C" fn pagi_h2_call(h: *mut PagiH2, op: c_int, id: i32, arg: u
 // ---- permessage-deflate (src/deflate.rs) ---------------------------------------------------
 
 /// A compression context as C holds it (opaque to C): the context, and the last result
-/// (valid until the next call on the same handle).
+/// (valid until the next call on the same handle, or `pagi_deflate_taken`).
 #[derive(Debug)]
 pub struct PagiDeflate {
     context: deflate::Context,
@@ -1433,6 +1433,27 @@ pub unsafe extern "C" fn pagi_deflate_free(h: *mut PagiDeflate) {
         // SAFETY: a handle from Box::into_raw, freed once.
         let h = unsafe { Box::from_raw(h) };
         guard((), move || drop(h));
+    }
+}
+
+/// What a context keeps of its result buffer once the result was taken: a connection
+/// that once received a large message does not hold its size for the rest of its life.
+const DEFLATE_KEEP: usize = 64 * 1024;
+
+/// The glue took the last result: its buffer is dropped when larger than
+/// [`DEFLATE_KEEP`].
+///
+/// # Safety
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_deflate_taken(h: *mut PagiDeflate) {
+    // SAFETY: guaranteed by the caller.
+    if let Some(h) = unsafe { deflate_handle(h) } {
+        guard((), || {
+            if h.out.capacity() > DEFLATE_KEEP {
+                h.out = Vec::new();
+            }
+        });
     }
 }
 

@@ -106,9 +106,9 @@ use Carp ();
 use Compress::Raw::Zlib ();
 
 # The context's fields: the parameters, the deflater and the inflater (each made on
-# first use), the bytes inflated so far of the message being received, whether its
-# DEFLATE stream ended (a block with BFINAL), the error kind that broke the inflater
-use constant { PARAMS => 0, DEFLATER => 1, INFLATER => 2, INFLATED => 3, ENDED => 4, FAILED => 5 };
+# first use), the bytes inflated so far of the message being received, the error kind
+# that broke the inflater
+use constant { PARAMS => 0, DEFLATER => 1, INFLATER => 2, INFLATED => 3, FAILED => 4 };
 
 # The empty stored block a sync flush ends with (RFC 7692 7.2.1)
 use constant TAIL => "\x00\x00\xff\xff";
@@ -120,7 +120,7 @@ use constant INFLATE_STEP => 16384;
 
 sub _new {
   my ($class, $params) = @_;
-  return bless [$params, undef, undef, 0, 0, undef], $class;
+  return bless [$params, undef, undef, 0, undef], $class;
 }
 
 sub _deflater {
@@ -143,6 +143,11 @@ sub compress_message {
   $message //= '';
   utf8::downgrade($message, 1)
     or Carp::croak('compress_message: the message must be bytes, not characters');
+  # The empty message is the flush's empty stored block alone, 0x00 once its tail is
+  # removed: the stream is byte-aligned after each message. (Compress::Raw::Zlib's
+  # deflate does not call zlib without input, so zlib would take this flush for a
+  # repeat of the last one and write nothing.)
+  return "\x00" unless length $message;
   my $d = $self->[DEFLATER] //= _deflater($self->[PARAMS]);
   my $out = '';
   my $status = $d->deflate($message, $out);
@@ -168,19 +173,16 @@ sub decompress_message {
     or Carp::croak('decompress_message: the payload must be bytes, not characters');
   my $out = '';
   my $kind = $self->_inflate($payload, $max, \$out);
-  $kind //= $self->_inflate(TAIL, $max, \$out) if $fin && !$self->[ENDED];
+  $kind //= $self->_inflate(TAIL, $max, \$out) if $fin;
   if ($kind) {
     $self->[FAILED] = $kind;
     $self->[INFLATER] = undef;
     return (PAGI::Server::Protocol::WebSocket::PP::_error($kind))[0];
   }
   if ($fin) {
-    # The next message starts a new stream after a BFINAL block; without context
-    # takeover it starts without the window
-    $self->[INFLATER]->inflateReset
-      if $self->[INFLATER] && ($self->[ENDED] || $self->[PARAMS]{client_no_context_takeover});
+    # Without context takeover the next message starts without the window
+    $self->[INFLATER]->inflateReset if $self->[INFLATER] && $self->[PARAMS]{client_no_context_takeover};
     $self->[INFLATED] = 0;
-    $self->[ENDED] = 0;
   }
   return $out;
 }
@@ -193,7 +195,6 @@ sub _inflate {
   my $i = $self->[INFLATER] //= _inflater();
   my $full = 0;
   while (length $input || $full) {
-    return 'bad_deflate' if $self->[ENDED];
     my ($had, $before) = (length $input, length $$out);
     my $status = $i->inflate($input, $$out);
     my $made = length($$out) - $before;
@@ -201,7 +202,10 @@ sub _inflate {
     # The bytes before an error count: too many of them is the first finding
     return 'inflated_too_large' if $self->[INFLATED] > $max;
     if ($status == Compress::Raw::Zlib::Z_STREAM_END()) {
-      ($self->[ENDED], $full) = (1, 0);
+      # A block with BFINAL ends zlib's stream, not the message: what follows starts a
+      # new one, without the window (RFC 7692 7.2.3.4)
+      $i->inflateReset;
+      $full = 0;
       next;
     }
     return 'bad_deflate'
