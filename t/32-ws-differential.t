@@ -7,12 +7,17 @@ use lib "$FindBin::Bin/lib";
 use File::Temp qw(tempdir);
 use PAGI::Test::Differential qw(backends run_both same tally_ok @FAILS %WARNINGS);
 use PAGI::Test::CodecCorpus qw(canon mutate);
+use Digest::SHA ();
 
 # The two WebSocket codec backends must give identical results (doc/codec.md, WebSocket
-# part): valid frames of every opcode and length encoding, masked and not, every error
-# kind, every split point, every first two bytes, a seeded random mutation run,
-# build_frame over many lengths, mask_payload, and utf8_check over a UTF-8 corpus (also
-# fed fragment by fragment the way the connection feeds it).
+# part): valid frames of every opcode and length encoding, masked and not, RSV1 allowed
+# and not, every error kind, every split point, every first two bytes, a seeded random
+# mutation run, build_frame over many lengths, mask_payload, utf8_check over a UTF-8
+# corpus (also fed fragment by fragment the way the connection feeds it), and
+# permessage-deflate: the same inflated bytes or error kinds from the same compressed
+# frames (both compressors' output, split every way, under limits around their size,
+# and mutated), and each backend inflating the other's compressed messages. The
+# compressed bytes themselves differ (zlib-rs is not zlib) and are not compared.
 
 BEGIN {
   eval { require PAGI::Server::Protocol::WebSocket::XS; 1 }
@@ -45,8 +50,11 @@ sub frame (%o) {
 }
 
 subtest 'interface' => sub {
-  for my $fn (qw(parse_frame build_frame utf8_check mask_payload)) {
+  for my $fn (qw(parse_frame build_frame utf8_check mask_payload new_deflate)) {
     ok($IMPL{$_}->can($fn), "$IMPL{$_} can $fn") for qw(pp xs);
+  }
+  for my $m (@PAGI::Server::Protocol::WebSocket::DEFLATE_METHODS) {
+    ok("$IMPL{$_}::Deflate"->can($m), "$IMPL{$_}::Deflate can $m") for qw(pp xs);
   }
   is(PAGI::Server::Protocol::WebSocket::XS->VERSION, PAGI::Server::Protocol::WebSocket::PP->VERSION, 'same version');
   no warnings 'once';
@@ -473,6 +481,159 @@ subtest 'utf8_check fragment by fragment, as the connection calls it' => sub {
     }
   }
   tally_ok($n, 'fragmentations');
+};
+
+# ---- permessage-deflate ---------------------------------------------------------------
+
+sub deflate_ctx ($b, %p) { $IMPL{$b}->can('new_deflate')->({%p}) }
+
+# A result of decompress_message, short: the error, or the bytes' length and digest
+sub inflated ($r) {
+  return 'DIED' unless defined $r;
+  return "error $r->{error}: $r->{message}" if ref $r;
+  return 'bytes ' . length($r) . ' ' . substr(Digest::SHA::sha1_hex($r), 0, 16);
+}
+
+# Runs the same calls on a fresh context of each backend; a difference goes to @FAILS.
+# Returns the XS results.
+sub same_inflate ($name, $params, @calls) {
+  my %out;
+  for my $b (qw(pp xs)) {
+    my $c = deflate_ctx($b, %$params);
+    $out{$b} = [map { my $r = eval { $c->decompress_message(@$_) }; inflated($r) } @calls];
+  }
+  my ($pp, $xs) = map { join "\n    ", @{$out{$_}} } qw(pp xs);
+  push @FAILS, "$name\n  pp: $pp\n  xs: $xs" if $pp ne $xs;
+  return @{$out{xs}};
+}
+
+sub json_message ($i) {
+  my @w = qw(alpha beta gamma delta room user hello world status online typing chat);
+  return qq({"type":"message","id":$i,"room":"room@{[$i % 5]}","text":")
+    . join(' ', map { $w[($i * 7 + $_ * 3) % @w] } 1 .. 20 + $i % 100) . qq(","ts":@{[1700000000 + $i]}});
+}
+
+sub noise ($len) { join '', map { chr int rand 256 } 1 .. $len }
+
+my @DEFLATE_PARAMS = ({}, {server_max_window_bits => 15, mem_level => 8}, {level => 1}, {level => 9},
+  {level => 0}, {server_max_window_bits => 9, mem_level => 1},
+  {server_no_context_takeover => 1, client_no_context_takeover => 1});
+
+# Message sequences and what each backend's compressor makes of them
+srand $SEED + 2;
+my @DEFLATE_MESSAGES = ((map { json_message($_) } 1 .. 12), '', 'x', 'Hello', noise(3000), 'a' x 70_000,
+  json_message(5) x 50, noise(100) . ('b' x 5000));
+my %COMPRESSED;    # "$b $params_index" => [compressed messages]
+for my $i (0 .. $#DEFLATE_PARAMS) {
+  for my $b (qw(pp xs)) {
+    my $c = deflate_ctx($b, %{$DEFLATE_PARAMS[$i]});
+    $COMPRESSED{"$b $i"} = [map { $c->compress_message($_) } @DEFLATE_MESSAGES];
+  }
+}
+
+subtest 'permessage-deflate: the same compressed frames inflate the same' => sub {
+  my ($n, %seen) = (0);
+  for my $key (sort keys %COMPRESSED) {
+    my ($b, $i) = split ' ', $key;
+    my $p = $DEFLATE_PARAMS[$i];
+    my @z = @{$COMPRESSED{$key}};
+    # The whole sequence, one frame a message, under a generous limit
+    $n++;
+    my @r = same_inflate("$key: the sequence", $p, map { [$_, 1 << 30] } @z);
+    $seen{(split ' ', $_)[0] eq 'bytes' ? 'bytes' : $_}++ for @r;
+    # Each message in two frames at several cuts, and in 1-byte frames (short ones);
+    # under limits around its size
+    for my $k (0 .. $#z) {
+      my $z = $z[$k];
+      my $len = length $DEFLATE_MESSAGES[$k];
+      my @before = map { [$z[$_], 1 << 30] } 0 .. $k - 1;
+      my @before_one = $p->{client_no_context_takeover} ? () : @before;
+      for my $cut (0, 1, int(length($z) / 2), length($z) - 1, length $z) {
+        next if $cut < 0 || $cut > length $z;
+        $n++;
+        same_inflate("$key: message $k cut at $cut", $p, @before_one,
+          [substr($z, 0, $cut), 1 << 30, 0], [substr($z, $cut), 1 << 30, 1]);
+      }
+      if (length $z < 60) {
+        $n++;
+        my @bytes = split //, $z;
+        same_inflate("$key: message $k a byte a frame", $p, @before_one,
+          (map { [$bytes[$_], 1 << 30, $_ == $#bytes ? 1 : 0] } 0 .. $#bytes), @bytes ? () : (['', 1 << 30, 1]));
+      }
+      for my $max ($len - 1, $len, $len + 1, 0, -1, $len - 0.5, $len + 0.5, "$len", 1e30, 2**63, int($len / 2)) {
+        $n++;
+        my @r = same_inflate("$key: message $k, max $max", $p, @before_one, [$z, $max],
+          [$z[($k + 1) % @z], 1 << 30]);
+        $seen{$_}++ for grep { /^error/ } @r;
+      }
+    }
+  }
+  tally_ok($n, 'sequences');
+  note(join ', ', map "$_: $seen{$_}", sort keys %seen);
+};
+
+subtest "permessage-deflate: corrupt and mutated frames (seed $SEED)" => sub {
+  srand $SEED + 3;
+  my ($n, %kinds) = (0);
+  my @z = map { @$_ } @COMPRESSED{map { ("pp $_", "xs $_") } 0, 2};
+  my @fixed = (['07'], ['ff'], ['00 05 00 00 00'], ['01 00'], ['05 e0 ff ff ff ff'], ['f2 00 11 00 00'],
+    ['f3 48 cd c9 c9 07 00 00'], ['f3 48 cd c9 c9 07 00'], ['f3 48 cd c9 c9 07 00 07'], ['f2 48 05 00 00 00 ff ff', '07'],
+    ['00 05 00 fa ff 48 65 6c 6c 6f 00'], ['f2 48 05 00 00 00 ff ff ca c9 c9 07 00'], ['f2 48 cd c9 c9 07 00 00 00 ff ff', '']);
+  for my $f (@fixed) {
+    my @frames = map { pack 'H*', s/\s+//gr } @$f;
+    for my $max (100, 3, -1) {
+      $n++;
+      same_inflate("fixed @$f, max $max", {}, (map { [$frames[$_], $max, $_ == $#frames ? 1 : 0] } 0 .. $#frames),
+        [pack('H*', 'f248cdc9c90700'), $max]);
+    }
+  }
+  for my $i (1 .. $MUTATIONS / 4) {
+    my $z = $z[rand @z];
+    my $how = int rand 4;
+    if ($how == 0) { substr($z, int rand length $z, 1) ^= chr(1 << int rand 8) if length $z }
+    elsif ($how == 1) { $z = mutate($z) }
+    elsif ($how == 2) { $z = substr($z, 0, rand length $z) . noise(rand 8) }
+    else { $z = noise(rand 300) }
+    my $max = (1 << 20, 1 << 20, 100, 1000, 5000, 0)[rand 6];
+    my $cut = int rand(length($z) + 1);
+    $n++;
+    my ($r) = reverse same_inflate("case $i: " . canon(substr($z, 0, 40)) . ' (' . length($z) . " bytes) max $max cut $cut", {},
+      [substr($z, 0, $cut), $max, 0], [substr($z, $cut), $max, 1]);
+    $kinds{$r =~ /^error (\w+)/ ? $1 : 'bytes'}++;
+  }
+  tally_ok($n, 'corrupt and mutated');
+  note(join ', ', map "$_: $kinds{$_}", sort keys %kinds);
+  is_deeply([sort keys %kinds], [qw(bad_deflate bytes inflated_too_large)], 'every outcome is reached');
+};
+
+subtest 'permessage-deflate: each backend inflates the other\'s messages' => sub {
+  my ($n, $same_bytes, $total) = (0, 0, 0);
+  for my $i (0 .. $#DEFLATE_PARAMS) {
+    my $p = $DEFLATE_PARAMS[$i];
+    for my $pair (['pp', 'xs'], ['xs', 'pp'], ['pp', 'pp'], ['xs', 'xs']) {
+      my ($from, $to) = @$pair;
+      my $rx = deflate_ctx($to, %$p);
+      my $ok = 0;
+      for my $k (0 .. $#DEFLATE_MESSAGES) {
+        my $r = $rx->decompress_message($COMPRESSED{"$from $i"}[$k], 1 << 30);
+        $ok++ if !ref $r && $r eq $DEFLATE_MESSAGES[$k];
+      }
+      $n++;
+      is($ok, scalar @DEFLATE_MESSAGES, "$from to $to: " . join(', ', map { "$_ $p->{$_}" } sort keys %$p));
+    }
+    for my $k (0 .. $#DEFLATE_MESSAGES) {
+      $total++;
+      $same_bytes++ if $COMPRESSED{"pp $i"}[$k] eq $COMPRESSED{"xs $i"}[$k];
+    }
+  }
+  # Not a requirement: zlib-rs (zlib-ng's algorithms) and zlib choose different matches
+  note("compressed bytes identical in both backends for $same_bytes of $total messages");
+  is($COMPRESSED{"pp 0"}[12], "\x00", 'the empty message is 0x00 (PP)');
+  is($COMPRESSED{"xs 0"}[12], "\x00", 'the empty message is 0x00 (XS)');
+  for my $b (qw(pp xs)) {
+    is(unpack('H*', deflate_ctx($b, server_max_window_bits => 15)->compress_message('Hello')), 'f248cdc9c90700',
+      "\"Hello\" as RFC 7692 7.2.3.1 has it ($b)");
+  }
 };
 
 subtest 'the facade follows the one backend choice' => sub {
