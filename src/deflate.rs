@@ -58,7 +58,9 @@ impl Params {
 
 /// One connection's compression context: a deflater for what the server sends and an
 /// inflater for what the client sends, each made on first use (a connection that never
-/// sends, or never receives, a compressed message holds no zlib state for it).
+/// sends, or never receives, a compressed message holds no zlib state for it) and, in a
+/// direction without context takeover, dropped after each message (an idle connection
+/// holds none).
 pub struct Context {
     params: Params,
     deflate: Option<Deflate>,
@@ -94,7 +96,8 @@ impl Context {
 
     /// Compresses one whole message into `out` (cleared first): the payload of its frame
     /// (sent with RSV1), the trailing `00 00 ff ff` removed. The deflater keeps its
-    /// window for the next message unless `server_no_context_takeover`.
+    /// window for the next message unless `server_no_context_takeover` (then it is
+    /// dropped, and made again for the next message).
     pub fn compress_message(&mut self, data: &[u8], out: &mut Vec<u8>) {
         out.clear();
         let p = self.params;
@@ -134,13 +137,15 @@ impl Context {
             out.truncate(len - TAIL.len());
         }
         if p.server_no_context_takeover {
-            deflate.reset();
+            // Nothing carries over: let the state go (made again, as a reset would
+            // clear it, for the next message), so an idle connection holds none
+            self.deflate = None;
         }
     }
 
     /// Inflates the next frame's payload of the message being received into `out`
     /// (cleared first). `fin`: this is the message's last frame (the `00 00 ff ff` tail is
-    /// appended; the message ends: the inflater is reset when
+    /// appended; the message ends: the inflater is dropped when
     /// `client_no_context_takeover`). `max`: the most bytes the whole message may inflate
     /// to, this frame's and the message's earlier frames' together; inflating stops as
     /// soon as they exceed it ([`WsError::InflatedTooLarge`]), so `out` never holds more
@@ -169,9 +174,10 @@ impl Context {
             return Err(e);
         }
         if fin {
-            // Without context takeover the next message starts without the window
-            if let Some(inflate) = self.inflate.as_mut().filter(|_| self.params.client_no_context_takeover) {
-                inflate.reset(false);
+            // Without context takeover the next message starts without the window: the
+            // state goes, as the deflater's does
+            if self.params.client_no_context_takeover {
+                self.inflate = None;
             }
             self.inflated = 0;
         }

@@ -116,6 +116,9 @@ subtest 'negotiation: the server\'s settings' => sub {
   is(answer(['permessage-deflate'], server_no_context_takeover => 1), 'permessage-deflate; server_no_context_takeover',
     'server_no_context_takeover unasked');
   is(negotiate(['permessage-deflate'], server_no_context_takeover => 1)->[0]{server_no_context_takeover}, 1, '... agreed');
+  is(answer(['permessage-deflate'], client_no_context_takeover => 1), 'permessage-deflate; client_no_context_takeover',
+    'client_no_context_takeover unasked (the server imposes it)');
+  is(negotiate(['permessage-deflate'], client_no_context_takeover => 1)->[0]{client_no_context_takeover}, 1, '... agreed');
   for my $bad ([server_max_window_bits => 8], [server_max_window_bits => 16], [level => 10], [level => -1],
     [mem_level => 0], [mem_level => 10], [level => 'x'], [nonsense => 1]) {
     eval { PAGI::Server::Protocol::WebSocket::negotiate_deflate(['permessage-deflate'], {@$bad}) };

@@ -368,6 +368,21 @@ fn memory_per_connection() {
         assert_eq!(held() - start, 0, "freed with the context");
         rows.push((window, mem_level, empty, deflate, inflate, zlib_deflate));
     }
+    // Without context takeover a direction holds nothing between messages
+    let p = Params { server_no_context_takeover: true, client_no_context_takeover: true, ..DEFAULT };
+    let (mut out, mut back) = (Vec::with_capacity(1 << 16), Vec::with_capacity(1 << 16));
+    let start = held();
+    let mut c = context(p);
+    for _ in 0..3 {
+        c.compress_message(&json(1), &mut out);
+        assert_eq!(held() - start, 0, "no deflater kept");
+        c.decompress(&out, 1 << 20, true, &mut back).unwrap();
+        assert_eq!(held() - start, 0, "no inflater kept");
+    }
+    let mut out = Vec::with_capacity(1 << 16);
+    let start = held();
+    c.decompress(b"\xf2\x48", 1 << 20, false, &mut out).unwrap();
+    assert!(held() - start > 1 << 15, "the inflater lives while a message is being received");
     for &(window, mem_level, empty, deflate, inflate, zlib_deflate) in &rows {
         eprintln!(
             "window {window}, memLevel {mem_level}: context {empty} B, deflater {deflate} B \
@@ -385,3 +400,4 @@ fn memory_per_connection() {
         assert!((1 << 15..1 << 16).contains(&inflate), "{window}/{mem_level}: {inflate}");
     }
 }
+

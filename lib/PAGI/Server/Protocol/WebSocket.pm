@@ -74,10 +74,14 @@ sub parse_close {
 # options are meant to feed them). A 4 KiB window and memLevel 5, as Python's
 # websockets chose: for chat-sized JSON about the ratio of zlib's defaults (15, 8) at
 # half the time and less than half the memory (doc/codec.md, permessage-deflate)
+# server_no_context_takeover / client_no_context_takeover ask for no takeover even when
+# the client did not offer it (RFC 7692 7.1.1.1 and 7.1.1.2 allow both): a direction
+# without takeover holds no zlib state between messages, at some ratio and some CPU.
 our %DEFLATE_SETTINGS = (
   enabled                    => 1,
   server_max_window_bits     => 12,
   server_no_context_takeover => 0,
+  client_no_context_takeover => 0,
   level                      => 6,
   mem_level                  => 5,
 );
@@ -201,7 +205,7 @@ sub negotiate_deflate {
     $window = $s->{server_max_window_bits} if $s->{server_max_window_bits} < $window;
     my %agreed = (
       server_no_context_takeover => $p{server_no_context_takeover} || $s->{server_no_context_takeover} ? 1 : 0,
-      client_no_context_takeover => $p{client_no_context_takeover} ? 1 : 0,
+      client_no_context_takeover => $p{client_no_context_takeover} || $s->{client_no_context_takeover} ? 1 : 0,
       server_max_window_bits     => $window,
       # (the client's window is never answered: the inflater takes 15 bits anyway)
       client_max_window_bits     => $p{client_max_window_bits} // 15,

@@ -159,6 +159,9 @@ sub compress_message {
   die "PAGI::Server::Protocol::WebSocket::PP::Deflate: flush failed: $status\n" unless $status == Compress::Raw::Zlib::Z_OK();
   $out .= $flushed;
   substr($out, -4, 4, '') if substr($out, -4) eq TAIL;
+  # Without context takeover nothing carries over. (src/deflate.rs drops its state
+  # instead, so that an idle connection holds none; making Compress::Raw::Zlib objects
+  # again costs more than zlib's state weighs)
   $d->deflateReset if $self->[PARAMS]{server_no_context_takeover};
   return $out;
 }
