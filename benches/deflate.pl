@@ -4,8 +4,9 @@
 # 1 KiB of random bytes, with context takeover (the default) and without; and the bytes
 # a message puts on the wire, compressed or not. One iteration is a stream of 200
 # messages through a fresh context, so the times include making the context.
-# End to end (a server echoing through a socket) is for benches/ws_sse.pl once the
-# connection uses the codec.
+# Then the JSON stream through the XS deflater under other settings (window bits,
+# memLevel, level), and a 64 MiB bomb against a 1 MiB limit. End to end (a server
+# echoing through a socket) is for benches/ws_sse.pl once the connection uses the codec.
 #
 #   perl Makefile.PL && make && perl benches/deflate.pl [seconds per case, default 2]
 use v5.32;
@@ -86,4 +87,27 @@ for my $case (['JSON ~1 KiB', \@json], ['random 1 KiB', \@random]) {
     }
     say '';
   }
+}
+
+say '== the JSON stream, takeover, XS, other settings (window bits / memLevel / level)';
+for my $set ([12, 5, 6], [15, 8, 6], [12, 5, 1], [15, 8, 1], [12, 5, 9]) {
+  my %p = (server_max_window_bits => $set->[0], mem_level => $set->[1], level => $set->[2]);
+  my ($in, $out) = (0, 0);
+  my $c = $WS{xs}->can('new_deflate')->(\%p);
+  ($in, $out) = ($in + length $_, $out + length $c->compress_message($_)) for @json;
+  my $t = timethese($secs, {x => sub { my $c = $WS{xs}->can('new_deflate')->(\%p); my $z = $c->compress_message($_) for @json }},
+    'none')->{x};
+  printf "  %2d / %d / %d: %5.1f%% of the bytes, %5.1f us a message\n", @$set, 100 * $out / $in,
+    1e6 * ($t->[1] + $t->[2]) / $t->iters / $N;
+}
+say '';
+
+say '== a bomb: 64 MiB of zeros, compressed, against a 1 MiB limit';
+my $bomb = $WS{xs}->can('new_deflate')->({level => 9})->compress_message("\0" x (64 << 20));
+for my $b (sort keys %WS) {
+  my $t = timethese($secs, {x => sub { my $r = $WS{$b}->can('new_deflate')->({})->decompress_message($bomb, 1 << 20) }},
+    'none')->{x};
+  my $r = $WS{$b}->can('new_deflate')->({})->decompress_message($bomb, 1 << 20);
+  printf "  %s: %d bytes of payload -> %s in %.2f ms\n", uc $b, length $bomb, ref $r ? $r->{error} : 'no error?',
+    1e3 * ($t->[1] + $t->[2]) / $t->iters;
 }

@@ -231,11 +231,30 @@ PAGI::Server::Protocol::WebSocket - the WebSocket frame codec facade (pure Perl 
 
 =head1 DESCRIPTION
 
-C<parse_frame>, C<build_frame>, C<utf8_check> and C<mask_payload>, from
-L<PAGI::Server::Protocol::WebSocket::XS> (Rust) or C<::PP>, whichever backend
+C<parse_frame>, C<build_frame>, C<utf8_check>, C<mask_payload> and C<new_deflate>,
+from L<PAGI::Server::Protocol::WebSocket::XS> (Rust) or C<::PP>, whichever backend
 L<PAGI::Server::Protocol::Backend> selected; contract in F<doc/codec.md>. Also the
-handshake and Close-frame helpers (C<accept_key>, C<valid_key>, C<parse_close>), which
-run once per connection and are written once, in Perl.
+handshake and Close-frame helpers (C<accept_key>, C<valid_key>, C<parse_close>) and
+permessage-deflate's negotiation (C<negotiate_deflate>, C<deflate_params>), which run
+once per connection and are written once, in Perl.
+
+=head2 permessage-deflate (RFC 7692)
+
+  my ($params, $value) = PAGI::Server::Protocol::WebSocket::negotiate_deflate(
+    \@sec_websocket_extensions_values, {server_max_window_bits => 12});
+  # $value: the response's Sec-WebSocket-Extensions; undef: no compression
+  my $ctx = PAGI::Server::Protocol::WebSocket::new_deflate($params);
+  my $payload = $ctx->compress_message($bytes);     # send with RSV1 (build_frame's 4th)
+  my $bytes = $ctx->decompress_message($payload, $max_size, $fin);
+  # or {error => 'bad_deflate' | 'inflated_too_large', message => ...}
+
+C<negotiate_deflate> picks the first acceptable offer and answers it;
+C<%DEFLATE_SETTINGS> holds the server's settings' defaults. C<new_deflate> makes the
+per-connection context, an object of C<$DEFLATE_CLASS> with the methods of
+C<@DEFLATE_METHODS>: C<compress_message> (a whole message) and C<decompress_message>
+(frame by frame, stopping as soon as the message inflates past C<$max_size>). See
+F<doc/codec.md>, "permessage-deflate", for the rules, the memory it costs and how the
+connection is meant to use it.
 
 C<$IMPLEMENTATION> says which codec is in use: always the same as the HTTP/1.1
 codec's, since L<PAGI::Server::Protocol::Backend> chooses once for both (the XS
