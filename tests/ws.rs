@@ -136,29 +136,43 @@ fn every_prefix_is_partial() {
     }
 }
 
+/// What the checks of doc/codec.md say about a frame's first two bytes (limit 100),
+/// written out independently of the parser.
+fn first_two_bytes(b0: u8, b1: u8, rsv1_ok: bool) -> Option<WsError> {
+    let (fin, rsv1, op, len7) = (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 15, b1 & 0x7f);
+    if b0 & 0x30 != 0 || rsv1 && !rsv1_ok {
+        Some(WsError::RsvBits)
+    } else if !matches!(op, 0 | 1 | 2 | 8 | 9 | 10) {
+        Some(WsError::BadOpcode)
+    } else if rsv1 && !matches!(op, 1 | 2) {
+        Some(WsError::BadRsv1)
+    } else if op >= 8 && (!fin || len7 > 125) {
+        Some(WsError::BadControl)
+    } else if b1 & 0x80 == 0 {
+        Some(WsError::Unmasked)
+    } else if len7 < 126 && len7 > 100 {
+        Some(WsError::TooLarge)
+    } else {
+        None
+    }
+}
+
 #[test]
 fn every_first_two_bytes() {
-    // What each check says, written out independently of the parser
-    for b0 in 0..=255u8 {
-        for b1 in 0..=255u8 {
-            let (fin, op, len7) = (b0 & 0x80 != 0, b0 & 15, b1 & 0x7f);
-            let want = if b0 & 0x70 != 0 {
-                Some(WsError::RsvBits)
-            } else if !matches!(op, 0 | 1 | 2 | 8 | 9 | 10) {
-                Some(WsError::BadOpcode)
-            } else if op >= 8 && (!fin || len7 > 125) {
-                Some(WsError::BadControl)
-            } else if b1 & 0x80 == 0 {
-                Some(WsError::Unmasked)
-            } else if len7 < 126 && len7 > 100 {
-                Some(WsError::TooLarge)
-            } else {
-                None
-            };
-            match (parse_frame(&[b0, b1], 100), want) {
-                (Err(e), Some(w)) => assert_eq!(e, w, "{b0:#x} {b1:#x}"),
-                (Ok(Status::Partial), None) => {}
-                (got, want) => panic!("{b0:#x} {b1:#x}: {got:?}, want {want:?}"),
+    // With RSV1 allowed (permessage-deflate negotiated) and not; parse_frame is the latter
+    for rsv1_ok in [false, true] {
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                let want = first_two_bytes(b0, b1, rsv1_ok);
+                let got = parse_frame_with(&[b0, b1], 100, rsv1_ok);
+                if !rsv1_ok {
+                    assert_eq!(parse_frame(&[b0, b1], 100), got);
+                }
+                match (got, want) {
+                    (Err(e), Some(w)) => assert_eq!(e, w, "{b0:#x} {b1:#x} {rsv1_ok}"),
+                    (Ok(Status::Partial), None) => {}
+                    (got, want) => panic!("{b0:#x} {b1:#x} {rsv1_ok}: {got:?}, want {want:?}"),
+                }
             }
         }
     }
@@ -294,32 +308,7 @@ fn utf8_check_against_rfc3629() {
 
 #[test]
 fn rsv1_when_compression_is_negotiated() {
-    // Every first two bytes with RSV1 allowed, written out independently of the parser
-    for b0 in 0..=255u8 {
-        for b1 in 0..=255u8 {
-            let (fin, rsv1, op, len7) = (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 15, b1 & 0x7f);
-            let want = if b0 & 0x30 != 0 {
-                Some(WsError::RsvBits)
-            } else if !matches!(op, 0 | 1 | 2 | 8 | 9 | 10) {
-                Some(WsError::BadOpcode)
-            } else if rsv1 && !matches!(op, 1 | 2) {
-                Some(WsError::BadRsv1)
-            } else if op >= 8 && (!fin || len7 > 125) {
-                Some(WsError::BadControl)
-            } else if b1 & 0x80 == 0 {
-                Some(WsError::Unmasked)
-            } else if len7 < 126 && len7 > 100 {
-                Some(WsError::TooLarge)
-            } else {
-                None
-            };
-            match (parse_frame_with(&[b0, b1], 100, true), want) {
-                (Err(e), Some(w)) => assert_eq!(e, w, "{b0:#x} {b1:#x}"),
-                (Ok(Status::Partial), None) => {}
-                (got, want) => panic!("{b0:#x} {b1:#x}: {got:?}, want {want:?}"),
-            }
-        }
-    }
+    // (every first two bytes with RSV1 allowed: every_first_two_bytes)
     // RSV1 without the extension stays rsv_bits; with it, a text or binary first frame
     // (FIN set or not) is marked compressed
     let hello = frame(0xc1, b"Hello", 7, true, KEY);
