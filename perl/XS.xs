@@ -20,6 +20,7 @@
 #define WS_PKG "PAGI::Server::Protocol::WebSocket::XS"
 #define H2_PKG "PAGI::Server::Protocol::HTTP2::XS"
 #define H2_SESSION "PAGI::Server::Protocol::HTTP2::XS::Session"
+#define WS_DEFLATE "PAGI::Server::Protocol::WebSocket::XS::Deflate"
 
 /* Header lists up to this size need no heap allocation */
 #define STACK_FIELDS 32
@@ -507,6 +508,29 @@ ws_limit(pTHX_ SV *sv)
     return (int64_t)Perl_floor(nv);
 }
 
+/* The compression context behind $self, croaking on misuse */
+static pagi_deflate *
+deflate_self(pTHX_ SV *self, const char *fn)
+{
+    pagi_deflate *h;
+    if (!SvROK(self) || !sv_derived_from(self, WS_DEFLATE))
+        croak("%s::%s: not a compression context", WS_DEFLATE, fn);
+    h = INT2PTR(pagi_deflate *, SvIV(SvRV(self)));
+    if (!h)
+        croak("%s::%s: the context was freed", WS_DEFLATE, fn);
+    return h;
+}
+
+/* A whole number from the parameters hash (present: the facade filled every key) */
+static IV
+deflate_param(pTHX_ HV *hv, const char *key)
+{
+    SV **v = hv_fetch(hv, key, (I32)strlen(key), 0);
+    if (!v || !SvOK(*v))
+        croak("%s::_new_deflate: parameter %s is missing", WS_PKG, key);
+    return SvIV(*v);
+}
+
 MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::HTTP1::XS
 
 PROTOTYPES: DISABLE
@@ -881,9 +905,10 @@ MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::
 PROTOTYPES: DISABLE
 
 void
-parse_frame(buf, max_payload = &PL_sv_undef)
+parse_frame(buf, max_payload = &PL_sv_undef, rsv1_ok = &PL_sv_undef)
     SV *buf
     SV *max_payload
+    SV *rsv1_ok
   PREINIT:
     STRLEN len;
     const unsigned char *p;
@@ -894,11 +919,11 @@ parse_frame(buf, max_payload = &PL_sv_undef)
   PPCODE:
     p = (const unsigned char *)arg_bytes(aTHX_ buf, &len, &defined, WS_PKG, "parse_frame", "the buffer");
     max = ws_limit(aTHX_ max_payload);
-    rc = pagi_ws_parse_frame(p, len, max, &f);
+    rc = pagi_ws_parse_frame(p, len, max, SvTRUE(rsv1_ok) ? 1 : 0, &f);
     EXTEND(SP, 2);
     if (rc == PAGI_DONE) {
-        /* [$fin, $opcode, $payload]: the payload unmasked straight into its SV */
-        AV *frame = sized_av(aTHX_ 3);
+        /* [$fin, $opcode, $payload, $rsv1]: the payload unmasked straight into its SV */
+        AV *frame = sized_av(aTHX_ 4);
         SV *payload = newSV(f.payload_len + 1);
         SvPOK_on(payload);
         if (pagi_ws_mask(p + f.payload_offset, f.payload_len, f.key, 4,
@@ -912,7 +937,8 @@ parse_frame(buf, max_payload = &PL_sv_undef)
         AvARRAY(frame)[0] = newSViv(f.fin);
         AvARRAY(frame)[1] = newSViv(f.opcode);
         AvARRAY(frame)[2] = payload;
-        AvFILLp(frame) = 2;
+        AvARRAY(frame)[3] = newSViv(f.rsv1);
+        AvFILLp(frame) = 3;
         mPUSHs(newRV_noinc((SV *)frame));
         mPUSHi((IV)f.consumed);
     }
@@ -930,10 +956,11 @@ parse_frame(buf, max_payload = &PL_sv_undef)
     }
 
 SV *
-build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef)
+build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef, rsv1 = &PL_sv_undef)
     SV *opcode
     SV *payload
     SV *fin
+    SV *rsv1
   PREINIT:
     STRLEN len;
     const char *p;
@@ -945,9 +972,11 @@ build_frame(opcode, payload = &PL_sv_undef, fin = &PL_sv_undef)
   CODE:
     p = arg_bytes(aTHX_ payload, &len, &defined, WS_PKG, "build_frame", "the payload");
     SvGETMAGIC(fin);
+    SvGETMAGIC(rsv1);
     SvGETMAGIC(opcode);
-    /* ($fin ? 0x80 : 0) | $opcode, packed with 'C' (which keeps the low byte) */
-    byte0 = (SvTRUE_nomg(fin) ? 0x80 : 0) | SvUV_nomg(opcode);
+    /* ($fin ? 0x80 : 0) | ($rsv1 ? 0x40 : 0) | $opcode, packed with 'C' (which keeps
+       the low byte) */
+    byte0 = (SvTRUE_nomg(fin) ? 0x80 : 0) | (SvTRUE_nomg(rsv1) ? 0x40 : 0) | SvUV_nomg(opcode);
     hlen = pagi_ws_frame_header((uint8_t)(byte0 & 0xff), (uint64_t)len, header);
     if (hlen == 0)
         croak_panic(aTHX_ WS_PKG, "build_frame");
@@ -1002,6 +1031,97 @@ mask_payload(payload = &PL_sv_undef, key = &PL_sv_undef)
     }
     SvCUR_set(RETVAL, len);
     *SvEND(RETVAL) = '\0';
+  OUTPUT:
+    RETVAL
+
+SV *
+_new_deflate(params)
+    HV *params
+  PREINIT:
+    pagi_deflate_params p;
+    pagi_deflate *h = NULL;
+    int rc;
+  CODE:
+    /* The facade (new_deflate) checked and completed the hash */
+    p.level = (int32_t)deflate_param(aTHX_ params, "level");
+    p.mem_level = (int32_t)deflate_param(aTHX_ params, "mem_level");
+    p.server_max_window_bits = (uint8_t)deflate_param(aTHX_ params, "server_max_window_bits");
+    p.server_no_context_takeover = deflate_param(aTHX_ params, "server_no_context_takeover") ? 1 : 0;
+    p.client_no_context_takeover = deflate_param(aTHX_ params, "client_no_context_takeover") ? 1 : 0;
+    rc = pagi_deflate_new(&p, &h);
+    if (rc == PAGI_ERROR)
+        croak("%s::new_deflate: a parameter is out of range", WS_PKG);
+    if (rc != PAGI_DONE)
+        croak_panic(aTHX_ WS_PKG, "new_deflate");
+    RETVAL = newSV(0);
+    sv_setref_pv(RETVAL, WS_DEFLATE, (void *)h);
+  OUTPUT:
+    RETVAL
+
+MODULE = PAGI::Server::Protocol::HTTP1::XS    PACKAGE = PAGI::Server::Protocol::WebSocket::XS::Deflate
+
+PROTOTYPES: DISABLE
+
+void
+DESTROY(self)
+    SV *self
+  CODE:
+    if (SvROK(self)) {
+        pagi_deflate *h = INT2PTR(pagi_deflate *, SvIV(SvRV(self)));
+        sv_setiv(SvRV(self), 0);
+        pagi_deflate_free(h);
+    }
+
+SV *
+compress_message(self, message = &PL_sv_undef)
+    SV *self
+    SV *message
+  PREINIT:
+    pagi_deflate *h;
+    STRLEN len;
+    const char *p;
+    int defined;
+    pagi_span out;
+  CODE:
+    h = deflate_self(aTHX_ self, "compress_message");
+    p = arg_bytes(aTHX_ message, &len, &defined, WS_DEFLATE, "compress_message", "the message");
+    if (pagi_deflate_compress(h, (const unsigned char *)p, len, &out) != PAGI_DONE)
+        croak_panic(aTHX_ WS_DEFLATE, "compress_message");
+    RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+    pagi_deflate_taken(h);
+  OUTPUT:
+    RETVAL
+
+SV *
+decompress_message(self, payload = &PL_sv_undef, max_size = &PL_sv_undef, fin = &PL_sv_yes)
+    SV *self
+    SV *payload
+    SV *max_size
+    SV *fin
+  PREINIT:
+    pagi_deflate *h;
+    STRLEN len;
+    const char *p;
+    int defined, rc;
+    int64_t max;
+    pagi_span out;
+    int32_t error = 0;
+  CODE:
+    /* The inflated bytes, or {error => KIND, message => TEXT} */
+    h = deflate_self(aTHX_ self, "decompress_message");
+    p = arg_bytes(aTHX_ payload, &len, &defined, WS_DEFLATE, "decompress_message", "the payload");
+    max = ws_limit(aTHX_ max_size);
+    rc = pagi_deflate_decompress(h, (const unsigned char *)p, len, max, SvTRUE(fin) ? 1 : 0, &out, &error);
+    if (rc == PAGI_DONE) {
+        RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
+        pagi_deflate_taken(h);
+    }
+    else if (rc == PAGI_ERROR) {
+        dMY_CXT;
+        RETVAL = error_ref(aTHX_ &MY_CXT, PAGI_TABLE_WS, error);
+    }
+    else
+        croak_panic(aTHX_ WS_DEFLATE, "decompress_message");
   OUTPUT:
     RETVAL
 

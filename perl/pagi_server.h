@@ -108,6 +108,7 @@ typedef struct {
     size_t consumed;
     int32_t error;       /* WebSocket error code when PAGI_ERROR */
     uint8_t fin, opcode;
+    uint8_t rsv1;        /* a compressed message's first frame (only when rsv1_ok) */
     unsigned char key[4];
 } pagi_ws_frame;
 
@@ -151,6 +152,12 @@ typedef struct {
 #define PAGI_STRUCT(T) { #T, 0, sizeof(T) }
 #define PAGI_FIELD(T, f) { #T "." #f, offsetof(T, f), sizeof(((T *)0)->f) }
 
+/* permessage-deflate (src/deflate.rs): pagi_deflate_new's parameters */
+typedef struct {
+    int32_t level, mem_level;
+    uint8_t server_max_window_bits, server_no_context_takeover, client_no_context_takeover;
+} pagi_deflate_params;
+
 /* Every shared struct, then each of its fields, in declaration order (as ffi::LAYOUT) */
 #define PAGI_LAYOUT { \
     PAGI_STRUCT(pagi_span), PAGI_FIELD(pagi_span, ptr), PAGI_FIELD(pagi_span, len), \
@@ -183,7 +190,8 @@ typedef struct {
     PAGI_STRUCT(pagi_ws_frame), PAGI_FIELD(pagi_ws_frame, payload_offset), \
     PAGI_FIELD(pagi_ws_frame, payload_len), PAGI_FIELD(pagi_ws_frame, consumed), \
     PAGI_FIELD(pagi_ws_frame, error), PAGI_FIELD(pagi_ws_frame, fin), \
-    PAGI_FIELD(pagi_ws_frame, opcode), PAGI_FIELD(pagi_ws_frame, key), \
+    PAGI_FIELD(pagi_ws_frame, opcode), PAGI_FIELD(pagi_ws_frame, rsv1), \
+    PAGI_FIELD(pagi_ws_frame, key), \
     PAGI_STRUCT(pagi_h2_settings), PAGI_FIELD(pagi_h2_settings, rst_burst), \
     PAGI_FIELD(pagi_h2_settings, rst_rate), PAGI_FIELD(pagi_h2_settings, max_headers), \
     PAGI_FIELD(pagi_h2_settings, upgrade), PAGI_FIELD(pagi_h2_settings, max_concurrent_streams), \
@@ -199,6 +207,10 @@ typedef struct {
     PAGI_FIELD(pagi_h2_event, kind), PAGI_FIELD(pagi_h2_event, stream_id), PAGI_FIELD(pagi_h2_event, code), \
     PAGI_FIELD(pagi_h2_event, end_stream), PAGI_FIELD(pagi_h2_event, sse), \
     PAGI_FIELD(pagi_h2_event, expect_continue), PAGI_FIELD(pagi_h2_event, path_utf8), \
+    PAGI_STRUCT(pagi_deflate_params), PAGI_FIELD(pagi_deflate_params, level), \
+    PAGI_FIELD(pagi_deflate_params, mem_level), PAGI_FIELD(pagi_deflate_params, server_max_window_bits), \
+    PAGI_FIELD(pagi_deflate_params, server_no_context_takeover), \
+    PAGI_FIELD(pagi_deflate_params, client_no_context_takeover), \
     PAGI_STRUCT(pagi_layout), PAGI_FIELD(pagi_layout, name), PAGI_FIELD(pagi_layout, offset), \
     PAGI_FIELD(pagi_layout, size) }
 
@@ -231,7 +243,7 @@ const unsigned char *pagi_last_panic(size_t *len);
 int pagi_debug_panic(int code);
 
 int pagi_ws_parse_frame(const unsigned char *buf, size_t len, int64_t max_payload,
-                        pagi_ws_frame *out);
+                        int rsv1_ok, pagi_ws_frame *out);
 /* dst = src XOR key repeated (as mask_payload computes it, for any key length); src and
  * dst must not overlap. PAGI_DONE or PAGI_PANIC. */
 int pagi_ws_mask(const unsigned char *src, size_t len, const unsigned char *key,
@@ -264,5 +276,18 @@ int pagi_h2_send_data(pagi_h2 *h, int32_t id, const unsigned char *data, size_t 
 int pagi_h2_send_trailers(pagi_h2 *h, int32_t id, const pagi_field_in *headers, size_t n,
                           pagi_response *out);
 int pagi_h2_call(pagi_h2 *h, int op, int32_t id, uint64_t arg, int64_t *result);
+
+/* permessage-deflate contexts (opaque). A result points into the handle, valid until the
+ * next call on it. pagi_deflate_new: PAGI_DONE, PAGI_ERROR (a parameter out of range),
+ * PAGI_PANIC; pagi_deflate_compress: PAGI_DONE or PAGI_PANIC; pagi_deflate_decompress:
+ * PAGI_DONE, PAGI_ERROR (a WebSocket error code in *error), PAGI_PANIC. */
+typedef struct PagiDeflate pagi_deflate;
+int pagi_deflate_new(const pagi_deflate_params *p, pagi_deflate **out);
+void pagi_deflate_free(pagi_deflate *h);
+int pagi_deflate_compress(pagi_deflate *h, const unsigned char *buf, size_t len, pagi_span *out);
+int pagi_deflate_decompress(pagi_deflate *h, const unsigned char *buf, size_t len, int64_t max,
+                            int fin, pagi_span *out, int32_t *error);
+/* The result was copied: a large result buffer is let go */
+void pagi_deflate_taken(pagi_deflate *h);
 
 #endif

@@ -12,6 +12,7 @@
 use crate::chunked::decode_chunked;
 use crate::conninfo::{connection_info, Endpoint};
 use crate::date::http_date;
+use crate::deflate;
 use crate::error::ErrorKind;
 use crate::h2::{self, Event, H2Error, H2Refusal, SendError};
 use crate::request::{Limits, Parser, Span, Status};
@@ -185,6 +186,8 @@ abi_structs! {
         pub error: i32,
         pub fin: u8,
         pub opcode: u8,
+        /// RSV1: a compressed message's first frame (only when allowed).
+        pub rsv1: u8,
         pub key: [u8; 4],
     }
 
@@ -230,6 +233,16 @@ abi_structs! {
         pub sse: u8,
         pub expect_continue: u8,
         pub path_utf8: u8,
+    }
+
+    /// `pagi_deflate_new`'s parameters (doc/codec.md, permessage-deflate `new_deflate`).
+    #[derive(Debug, Clone, Copy)]
+    pub struct PagiDeflateParams as "pagi_deflate_params" {
+        pub level: i32,
+        pub mem_level: i32,
+        pub server_max_window_bits: u8,
+        pub server_no_context_takeover: u8,
+        pub client_no_context_takeover: u8,
     }
 
     /// One row of a layout list (see [`LAYOUT`]).
@@ -328,7 +341,7 @@ impl PagiEndpoint {
 
 impl PagiWsFrame {
     const EMPTY: PagiWsFrame =
-        PagiWsFrame { payload_offset: 0, payload_len: 0, consumed: 0, error: 0, fin: 0, opcode: 0, key: [0; 4] };
+        PagiWsFrame { payload_offset: 0, payload_len: 0, consumed: 0, error: 0, fin: 0, opcode: 0, rsv1: 0, key: [0; 4] };
 }
 
 /// The skeleton of every entry that fills a result struct: runs `f` under `guard` and
@@ -728,17 +741,24 @@ pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo)
     unsafe { fill(out, empty, work) }
 }
 
-/// Parses one client WebSocket frame. Returns `PAGI_PARTIAL`, `PAGI_DONE` (the glue
-/// unmasks `payload_len` bytes at `buf + payload_offset` with `pagi_ws_mask`),
-/// `PAGI_ERROR` (kind in `out.error`) or `PAGI_PANIC`.
+/// Parses one client WebSocket frame, RSV1 allowed on a data message's first frame when
+/// `rsv1_ok` is not 0. Returns `PAGI_PARTIAL`, `PAGI_DONE` (the glue unmasks
+/// `payload_len` bytes at `buf + payload_offset` with `pagi_ws_mask`), `PAGI_ERROR` (kind
+/// in `out.error`) or `PAGI_PANIC`.
 ///
 /// # Safety
 /// `buf` points to `len` readable bytes (or is NULL with `len == 0`); `out` is writable.
 #[no_mangle]
-pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_payload: i64, out: *mut PagiWsFrame) -> c_int {
+pub unsafe extern "C" fn pagi_ws_parse_frame(
+    buf: *const u8,
+    len: usize,
+    max_payload: i64,
+    rsv1_ok: c_int,
+    out: *mut PagiWsFrame,
+) -> c_int {
     // SAFETY: the caller guarantees the buffer.
     let buf = unsafe { bytes(buf, len) };
-    let work = || match ws::parse_frame(buf, max_payload) {
+    let work = || match ws::parse_frame_with(buf, max_payload, rsv1_ok != 0) {
         Err(e) => (PAGI_ERROR, PagiWsFrame { error: e.code(), ..PagiWsFrame::EMPTY }),
         Ok(Status::Partial) => (PAGI_PARTIAL, PagiWsFrame::EMPTY),
         Ok(Status::Complete(f)) => (
@@ -750,6 +770,7 @@ pub unsafe extern "C" fn pagi_ws_parse_frame(buf: *const u8, len: usize, max_pay
                 error: 0,
                 fin: u8::from(f.fin),
                 opcode: f.opcode,
+                rsv1: u8::from(f.rsv1),
                 key: f.key,
             },
         ),
@@ -1351,5 +1372,150 @@ pub unsafe extern "C" fn pagi_h2_call(h: *mut PagiH2, op: c_int, id: i32, arg: u
     };
     // SAFETY: not NULL; the caller guarantees it is writable.
     unsafe { *result = value };
+    rc
+}
+
+// ---- permessage-deflate (src/deflate.rs) ---------------------------------------------------
+
+/// A compression context as C holds it (opaque to C): the context, and the last result
+/// (valid until the next call on the same handle, or `pagi_deflate_taken`).
+#[derive(Debug)]
+pub struct PagiDeflate {
+    context: deflate::Context,
+    out: Vec<u8>,
+}
+
+/// The handle behind a pointer from `pagi_deflate_new`.
+///
+/// # Safety
+/// `h` is NULL or a live handle from `pagi_deflate_new` that no other call uses now.
+unsafe fn deflate_handle<'a>(h: *mut PagiDeflate) -> Option<&'a mut PagiDeflate> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { h.as_mut() }
+}
+
+/// A new context in `*out`: `PAGI_DONE`; `PAGI_ERROR` when a parameter is out of range
+/// (the facade checked them: misuse); `PAGI_PANIC`.
+///
+/// # Safety
+/// `p` is readable; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_deflate_new(p: *const PagiDeflateParams, out: *mut *mut PagiDeflate) -> c_int {
+    if p.is_null() || out.is_null() {
+        return PAGI_PANIC;
+    }
+    // SAFETY: not NULL; the caller guarantees it is readable.
+    let p = unsafe { *p };
+    let params = deflate::Params {
+        server_no_context_takeover: p.server_no_context_takeover != 0,
+        client_no_context_takeover: p.client_no_context_takeover != 0,
+        server_max_window_bits: p.server_max_window_bits,
+        level: p.level,
+        mem_level: p.mem_level,
+    };
+    let made = guard(Err(PAGI_PANIC), || deflate::Context::new(params).ok_or(PAGI_ERROR));
+    let (rc, handle) = match made {
+        Ok(context) => (PAGI_DONE, Box::into_raw(Box::new(PagiDeflate { context, out: Vec::new() }))),
+        Err(rc) => (rc, std::ptr::null_mut()),
+    };
+    // SAFETY: not NULL; the caller guarantees it is writable.
+    unsafe { *out = handle };
+    rc
+}
+
+/// Frees a context (NULL is ignored).
+///
+/// # Safety
+/// `h` is NULL or a handle from `pagi_deflate_new`, not used again.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_deflate_free(h: *mut PagiDeflate) {
+    if !h.is_null() {
+        // SAFETY: a handle from Box::into_raw, freed once.
+        let h = unsafe { Box::from_raw(h) };
+        guard((), move || drop(h));
+    }
+}
+
+/// What a context keeps of its result buffer once the result was taken: a connection
+/// that once received a large message does not hold its size for the rest of its life.
+const DEFLATE_KEEP: usize = 64 * 1024;
+
+/// The glue took the last result: its buffer is dropped when larger than
+/// [`DEFLATE_KEEP`].
+///
+/// # Safety
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_deflate_taken(h: *mut PagiDeflate) {
+    // SAFETY: guaranteed by the caller.
+    if let Some(h) = unsafe { deflate_handle(h) } {
+        guard((), || {
+            if h.out.capacity() > DEFLATE_KEEP {
+                h.out = Vec::new();
+            }
+        });
+    }
+}
+
+/// Compresses a whole message: its frame's payload in `*out` (valid until the next call
+/// on `h`). `PAGI_DONE` or `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `buf` points to `len` readable bytes (or is NULL with `len` 0);
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_deflate_compress(h: *mut PagiDeflate, buf: *const u8, len: usize, out: *mut PagiSpan) -> c_int {
+    // SAFETY: the caller guarantees the bytes and the handle.
+    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { deflate_handle(h) }) else { return PAGI_PANIC };
+    if out.is_null() {
+        return PAGI_PANIC;
+    }
+    let ok = guard(false, || {
+        h.context.compress_message(input, &mut h.out);
+        true
+    });
+    // SAFETY: not NULL; the caller guarantees it is writable.
+    unsafe { out.write(if ok { span_ptr(&h.out) } else { PagiSpan::UNDEF }) };
+    if ok {
+        PAGI_DONE
+    } else {
+        PAGI_PANIC
+    }
+}
+
+/// Inflates a frame's payload of the message being received (`fin`: its last frame;
+/// `max`: the whole message's limit): `PAGI_DONE` with the bytes in `*out` (valid until
+/// the next call on `h`), `PAGI_ERROR` with a WebSocket error code in `*error`
+/// (`bad_deflate`, `inflated_too_large`), or `PAGI_PANIC`.
+///
+/// # Safety
+/// `h` is a live handle; `buf` points to `len` readable bytes (or is NULL with `len` 0);
+/// `out` and `error` are writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_deflate_decompress(
+    h: *mut PagiDeflate,
+    buf: *const u8,
+    len: usize,
+    max: i64,
+    fin: c_int,
+    out: *mut PagiSpan,
+    error: *mut i32,
+) -> c_int {
+    // SAFETY: the caller guarantees the bytes and the handle.
+    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { deflate_handle(h) }) else { return PAGI_PANIC };
+    if out.is_null() || error.is_null() {
+        return PAGI_PANIC;
+    }
+    let done = guard(None, || Some(h.context.decompress(input, max, fin != 0, &mut h.out)));
+    let (rc, span, code) = match done {
+        None => (PAGI_PANIC, PagiSpan::UNDEF, 0),
+        Some(Err(e)) => (PAGI_ERROR, PagiSpan::UNDEF, e.code()),
+        Some(Ok(())) => (PAGI_DONE, span_ptr(&h.out), 0),
+    };
+    // SAFETY: not NULL; the caller guarantees they are writable.
+    unsafe {
+        out.write(span);
+        *error = code;
+    }
     rc
 }

@@ -13,6 +13,7 @@
 //! - [`error::ErrorKind`]: the closed set of peer-input errors;
 //! - [`ws`]: the WebSocket frame codec (`parse_frame`, `build_frame`, `utf8_check`,
 //!   `mask_payload`) and its error kinds, [`ws::WsError`];
+//! - [`deflate`]: permessage-deflate's per-connection compression context (RFC 7692);
 //! - [`h2`]: the HTTP/2 server session (nghttp2 driven sans-IO: bytes in, events and
 //!   bytes out) and its error kinds, [`h2::H2Error`], [`h2::H2Refusal`].
 //!
@@ -25,6 +26,7 @@ pub mod chars;
 pub mod chunked;
 pub mod conninfo;
 pub mod date;
+pub mod deflate;
 pub mod error;
 pub mod h2;
 pub mod known;

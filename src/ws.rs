@@ -20,7 +20,10 @@
 //! ```
 //!
 //! Pure functions over bytes, like the HTTP/1.1 codec: the connection keeps the state
-//! (fragments, the message so far).
+//! (fragments, the message so far). RSV1 is the "Per-Message Compressed" bit of
+//! permessage-deflate (RFC 7692 6): [`parse_frame_with`] accepts it on the first frame of
+//! a data message when the extension was negotiated, and [`crate::deflate`] holds the
+//! compression context.
 
 use crate::request::Status;
 
@@ -39,6 +42,8 @@ include!(concat!(env!("OUT_DIR"), "/errors_ws.rs"));
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1: the message is compressed (only ever set by [`parse_frame_with`] allowing it).
+    pub rsv1: bool,
     pub opcode: u8,
     /// The masking key.
     pub key: [u8; 4],
@@ -64,21 +69,36 @@ impl Frame {
 }
 
 /// Parses one client-to-server frame at the start of `buf`; every check is made as
-/// soon as the bytes it needs are there, in the order of doc/codec.md.
+/// soon as the bytes it needs are there, in the order of doc/codec.md. Any RSV bit is
+/// an error (`parse_frame_with(buf, max_payload, false)`).
 ///
 /// `max_payload` is signed because it comes from a Perl number: a negative limit
 /// refuses every frame, like the Perl `>`.
 pub fn parse_frame(buf: &[u8], max_payload: i64) -> Result<Status<Frame>, WsError> {
+    parse_frame_with(buf, max_payload, false)
+}
+
+/// [`parse_frame`], with RSV1 allowed when `rsv1_ok` (permessage-deflate negotiated):
+/// on the first frame of a data message (text, binary) it marks the message compressed
+/// ([`Frame::rsv1`]); on a control or continuation frame it is [`WsError::BadRsv1`]
+/// (RFC 7692 6: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
+/// frames and non-first fragments of a data message"). RSV2 and RSV3, and RSV1 without
+/// `rsv1_ok`, stay [`WsError::RsvBits`] (RFC 6455 5.2).
+pub fn parse_frame_with(buf: &[u8], max_payload: i64, rsv1_ok: bool) -> Result<Status<Frame>, WsError> {
     let [b0, b1, ..] = *buf else { return Ok(Status::Partial) };
     let fin = b0 & 0x80 != 0;
+    let rsv1 = b0 & 0x40 != 0;
     let opcode = b0 & 0x0f;
     let len7 = b1 & 0x7f;
     // 1. The first two bytes
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 || rsv1 && !rsv1_ok {
         return Err(WsError::RsvBits);
     }
     if !matches!(opcode, WS_CONTINUATION | WS_TEXT | WS_BINARY | WS_CLOSE | WS_PING | WS_PONG) {
         return Err(WsError::BadOpcode);
+    }
+    if rsv1 && !matches!(opcode, WS_TEXT | WS_BINARY) {
+        return Err(WsError::BadRsv1);
     }
     if opcode >= WS_CLOSE && (!fin || len7 > 125) {
         return Err(WsError::BadControl);
@@ -116,7 +136,7 @@ pub fn parse_frame(buf: &[u8], max_payload: i64) -> Result<Status<Frame>, WsErro
     let payload_len = len as usize; // <= buf.len()
     let mut key = [0u8; 4];
     key.copy_from_slice(&buf[pos..payload_offset]);
-    Ok(Status::Complete(Frame { fin, opcode, key, payload_offset, payload_len, consumed: payload_offset + payload_len }))
+    Ok(Status::Complete(Frame { fin, rsv1, opcode, key, payload_offset, payload_len, consumed: payload_offset + payload_len }))
 }
 
 /// The header of a server-to-client frame (unmasked): byte 0 as given (FIN, RSV,
@@ -140,8 +160,14 @@ pub fn frame_header(byte0: u8, len: u64, out: &mut [u8; 10]) -> usize {
 
 /// `build_frame`: a whole server-to-client frame.
 pub fn build_frame(opcode: u8, payload: &[u8], fin: bool) -> Vec<u8> {
+    build_frame_with(opcode, payload, fin, false)
+}
+
+/// [`build_frame`], with RSV1 set when `rsv1` (the first frame of a compressed message).
+pub fn build_frame_with(opcode: u8, payload: &[u8], fin: bool, rsv1: bool) -> Vec<u8> {
     let mut header = [0u8; 10];
-    let n = frame_header(if fin { 0x80 } else { 0 } | opcode, payload.len() as u64, &mut header);
+    let byte0 = if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode;
+    let n = frame_header(byte0, payload.len() as u64, &mut header);
     let mut out = Vec::with_capacity(n + payload.len());
     out.extend_from_slice(&header[..n]);
     out.extend_from_slice(payload);

@@ -236,6 +236,20 @@ subtest 'threads (the per-interpreter caches are remade for each)' => sub {
   like($_->[1], qr/\AHTTP\/1\.1 200 OK\r\nX: 1\r\n/, 'and serializes') for @got;
   my ($after) = xs('parse_request', $GET, @L);
   is_deeply($after, $want, 'the main interpreter still works');
+  # A compression context is not copied into a new thread (the copy would free the
+  # Rust one twice); the thread makes its own, the parent's goes on
+  require PAGI::Server::Protocol::WebSocket::XS;
+  my $ctx = PAGI::Server::Protocol::WebSocket::XS::new_deflate({});
+  my $first = $ctx->compress_message('Hello');
+  my ($in_thread) = threads->create(sub {
+    my $mine = PAGI::Server::Protocol::WebSocket::XS::new_deflate({});
+    # (CLONE_SKIP: the thread's copy is an unblessed reference to undef)
+    return [ref $ctx eq ref $mine ? 'copied' : 'not copied', $mine->decompress_message($mine->compress_message('hi'), 10)];
+  })->join;
+  is_deeply($in_thread, ['not copied', 'hi'], 'a thread gets no copy of a compression context, and makes its own');
+  is(PAGI::Server::Protocol::WebSocket::XS::new_deflate({})->decompress_message($first . '', 10), 'Hello',
+    'the parent\'s context still works');
+  ok(length $ctx->compress_message('Hello') < length $first, '... with its window');
 };
 
 subtest 'no leaks' => sub {
@@ -263,6 +277,11 @@ subtest 'no leaks' => sub {
       my $c = xs('serialize_chunk', 'chunk');
       my ($t) = xs('serialize_trailers', [['T', 1]]);
       eval { xs('_debug_panic', 1) };
+      my $z = $W->can('new_deflate')->({});
+      my $p = $z->compress_message('a compressible message, a compressible message');
+      my $m = $z->decompress_message($p, 1000);
+      my $e = $z->decompress_message("\x07", 1000);
+      eval { $z->compress_message("\x{100}") };
     }
   };
   $run->();

@@ -1,7 +1,7 @@
 //! The C ABI, called as the XS glue calls it.
 
 use pagi_server::ffi::*;
-use std::ffi::CStr;
+use std::ffi::{c_int, CStr};
 use std::mem::MaybeUninit;
 
 unsafe fn span<'a>(s: PagiSpan) -> Option<&'a [u8]> {
@@ -163,7 +163,8 @@ fn tables_abi() {
     assert_eq!(info(PAGI_TABLE_HTTP, 13), None);
     assert_eq!(info(PAGI_TABLE_WS, 6), Some(("too_large", "frame too large", 1009)));
     assert_eq!(info(PAGI_TABLE_WS, 4), Some(("unmasked", "client frame not masked", 1002)));
-    assert_eq!(info(PAGI_TABLE_WS, 7), None);
+    assert_eq!(info(PAGI_TABLE_WS, 8), Some(("bad_deflate", "invalid compressed data", 1007)));
+    assert_eq!(info(PAGI_TABLE_WS, 10), None);
     assert_eq!(info(7, 1), None);
     // NULL outputs are allowed
     // SAFETY: NULL pointers are not written.
@@ -212,30 +213,39 @@ fn websocket_abi() {
     let buf = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58\x89";
     let mut out = MaybeUninit::<PagiWsFrame>::uninit();
     // SAFETY: valid buffer, writable result.
-    let rc = unsafe { pagi_ws_parse_frame(buf.as_ptr(), buf.len(), 125, out.as_mut_ptr()) };
+    let rc = unsafe { pagi_ws_parse_frame(buf.as_ptr(), buf.len(), 125, 0, out.as_mut_ptr()) };
     // SAFETY: every entry writes the whole result.
     let f = unsafe { out.assume_init() };
     assert_eq!(rc, PAGI_DONE);
-    assert_eq!((f.fin, f.opcode, f.payload_offset, f.payload_len, f.consumed, f.key), (1, 1, 6, 5, 11, [0x37, 0xfa, 0x21, 0x3d]));
+    assert_eq!((f.fin, f.opcode, f.rsv1, f.payload_offset, f.payload_len, f.consumed, f.key), (1, 1, 0, 6, 5, 11, [0x37, 0xfa, 0x21, 0x3d]));
     let mut payload = [0u8; 5];
     // SAFETY: 5 readable bytes at the payload, a 4-byte key, 5 writable bytes elsewhere.
     let rc = unsafe { pagi_ws_mask(buf[6..].as_ptr(), 5, f.key.as_ptr(), 4, payload.as_mut_ptr()) };
     assert_eq!((rc, &payload), (PAGI_DONE, b"Hello"));
 
-    let parse = |b: &[u8], max: i64| {
+    let parse = |b: &[u8], max: i64, rsv1_ok: c_int| {
         let mut out = MaybeUninit::<PagiWsFrame>::uninit();
         // SAFETY: valid buffer, writable result.
-        let rc = unsafe { pagi_ws_parse_frame(b.as_ptr(), b.len(), max, out.as_mut_ptr()) };
+        let rc = unsafe { pagi_ws_parse_frame(b.as_ptr(), b.len(), max, rsv1_ok, out.as_mut_ptr()) };
         // SAFETY: written whole.
-        (rc, unsafe { out.assume_init() }.error)
+        let f = unsafe { out.assume_init() };
+        (rc, f.error, f.rsv1)
     };
-    assert_eq!(parse(&buf[..10], 125), (PAGI_PARTIAL, 0));
-    assert_eq!(parse(buf, 4), (PAGI_ERROR, 6));
-    assert_eq!(parse(b"\x81\x05", 125), (PAGI_ERROR, 4));
+    assert_eq!(parse(&buf[..10], 125, 0), (PAGI_PARTIAL, 0, 0));
+    assert_eq!(parse(buf, 4, 0), (PAGI_ERROR, 6, 0));
+    assert_eq!(parse(b"\x81\x05", 125, 0), (PAGI_ERROR, 4, 0));
+    // RSV1: an error (rsv_bits) unless allowed; then it marks a data message's first
+    // frame, and on a continuation or control frame it is bad_rsv1
+    let mut compressed = buf.to_vec();
+    compressed[0] |= 0x40;
+    assert_eq!(parse(&compressed, 125, 0), (PAGI_ERROR, 1, 0));
+    assert_eq!(parse(&compressed, 125, 1), (PAGI_DONE, 0, 1));
+    assert_eq!(parse(b"\x40\x80", 125, 1), (PAGI_ERROR, 7, 0));
+    assert_eq!(parse(b"\xc9\x80", 125, 1), (PAGI_ERROR, 7, 0));
     // SAFETY: NULL with length 0 is the empty buffer; a NULL result is refused.
     unsafe {
-        assert_eq!(pagi_ws_parse_frame(std::ptr::null(), 0, 1, MaybeUninit::zeroed().as_mut_ptr()), PAGI_PARTIAL);
-        assert_eq!(pagi_ws_parse_frame(buf.as_ptr(), 2, 1, std::ptr::null_mut()), PAGI_PANIC);
+        assert_eq!(pagi_ws_parse_frame(std::ptr::null(), 0, 1, 0, MaybeUninit::zeroed().as_mut_ptr()), PAGI_PARTIAL);
+        assert_eq!(pagi_ws_parse_frame(buf.as_ptr(), 2, 1, 0, std::ptr::null_mut()), PAGI_PANIC);
     }
 
     let mut h = [0u8; 10];
@@ -274,7 +284,7 @@ fn abi_check_compares_every_row() {
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_request.path_utf8"));
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_ws_frame.key" && r.2 == 4));
     assert!(LAYOUT.iter().any(|r| r.0 == "pagi_h2_event.path_utf8" && r.2 == 1));
-    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 13);
+    assert_eq!(LAYOUT.iter().filter(|r| !r.0.contains('.')).count(), 14);
     // Two fields of the same size swapped: the offsets differ
     let i = LAYOUT.iter().position(|r| r.0 == "pagi_request.http_minor").unwrap();
     let mut swapped = rows.clone();
@@ -345,4 +355,60 @@ fn h2_session_abi() {
         pagi_h2_free(h);
         pagi_h2_free(std::ptr::null_mut());
     }
+}
+
+#[test]
+fn deflate_abi() {
+    let params = PagiDeflateParams {
+        level: 6,
+        mem_level: 8,
+        server_max_window_bits: 15,
+        server_no_context_takeover: 0,
+        client_no_context_takeover: 0,
+    };
+    let mut h = std::ptr::null_mut();
+    // SAFETY: readable parameters, a writable handle.
+    assert_eq!(unsafe { pagi_deflate_new(&params, &mut h) }, PAGI_DONE);
+    assert!(!h.is_null());
+    let mut out = PagiSpan { ptr: std::ptr::null(), len: 0 };
+    // SAFETY: a live handle, 5 readable bytes, a writable span.
+    assert_eq!(unsafe { pagi_deflate_compress(h, b"Hello".as_ptr(), 5, &mut out) }, PAGI_DONE);
+    // SAFETY: the span points into the handle until the next call on it.
+    let compressed = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
+    assert_eq!(compressed, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let mut error = -1;
+    // SAFETY: as above.
+    let rc = unsafe { pagi_deflate_decompress(h, compressed.as_ptr(), compressed.len(), 100, 1, &mut out, &mut error) };
+    // SAFETY: as above.
+    assert_eq!((rc, error, unsafe { std::slice::from_raw_parts(out.ptr, out.len) }), (PAGI_DONE, 0, &b"Hello"[..]));
+    // Over the limit, then a broken context: inflated_too_large (9), again
+    for _ in 0..2 {
+        // SAFETY: as above.
+        let rc = unsafe { pagi_deflate_decompress(h, compressed.as_ptr(), compressed.len(), 4, 1, &mut out, &mut error) };
+        assert_eq!((rc, error, out.ptr.is_null()), (PAGI_ERROR, 9, true));
+    }
+    // NULL arguments are refused, not dereferenced
+    // SAFETY: NULL handles and results are checked first.
+    unsafe {
+        assert_eq!(pagi_deflate_compress(std::ptr::null_mut(), b"x".as_ptr(), 1, &mut out), PAGI_PANIC);
+        assert_eq!(pagi_deflate_compress(h, b"x".as_ptr(), 1, std::ptr::null_mut()), PAGI_PANIC);
+        assert_eq!(pagi_deflate_decompress(h, b"x".as_ptr(), 1, 9, 1, &mut out, std::ptr::null_mut()), PAGI_PANIC);
+        pagi_deflate_free(h);
+        pagi_deflate_free(std::ptr::null_mut());
+    }
+    // Out-of-range parameters: PAGI_ERROR and no handle
+    for bad in [
+        PagiDeflateParams { server_max_window_bits: 8, ..params },
+        PagiDeflateParams { server_max_window_bits: 16, ..params },
+        PagiDeflateParams { level: 10, ..params },
+        PagiDeflateParams { level: -1, ..params },
+        PagiDeflateParams { mem_level: 0, ..params },
+    ] {
+        let mut h = std::ptr::dangling_mut();
+        // SAFETY: readable parameters, a writable handle.
+        assert_eq!(unsafe { pagi_deflate_new(&bad, &mut h) }, PAGI_ERROR);
+        assert!(h.is_null());
+    }
+    // SAFETY: NULL is refused.
+    assert_eq!(unsafe { pagi_deflate_new(std::ptr::null(), &mut h) }, PAGI_PANIC);
 }

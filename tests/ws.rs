@@ -136,29 +136,43 @@ fn every_prefix_is_partial() {
     }
 }
 
+/// What the checks of doc/codec.md say about a frame's first two bytes (limit 100),
+/// written out independently of the parser.
+fn first_two_bytes(b0: u8, b1: u8, rsv1_ok: bool) -> Option<WsError> {
+    let (fin, rsv1, op, len7) = (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 15, b1 & 0x7f);
+    if b0 & 0x30 != 0 || rsv1 && !rsv1_ok {
+        Some(WsError::RsvBits)
+    } else if !matches!(op, 0 | 1 | 2 | 8 | 9 | 10) {
+        Some(WsError::BadOpcode)
+    } else if rsv1 && !matches!(op, 1 | 2) {
+        Some(WsError::BadRsv1)
+    } else if op >= 8 && (!fin || len7 > 125) {
+        Some(WsError::BadControl)
+    } else if b1 & 0x80 == 0 {
+        Some(WsError::Unmasked)
+    } else if len7 < 126 && len7 > 100 {
+        Some(WsError::TooLarge)
+    } else {
+        None
+    }
+}
+
 #[test]
 fn every_first_two_bytes() {
-    // What each check says, written out independently of the parser
-    for b0 in 0..=255u8 {
-        for b1 in 0..=255u8 {
-            let (fin, op, len7) = (b0 & 0x80 != 0, b0 & 15, b1 & 0x7f);
-            let want = if b0 & 0x70 != 0 {
-                Some(WsError::RsvBits)
-            } else if !matches!(op, 0 | 1 | 2 | 8 | 9 | 10) {
-                Some(WsError::BadOpcode)
-            } else if op >= 8 && (!fin || len7 > 125) {
-                Some(WsError::BadControl)
-            } else if b1 & 0x80 == 0 {
-                Some(WsError::Unmasked)
-            } else if len7 < 126 && len7 > 100 {
-                Some(WsError::TooLarge)
-            } else {
-                None
-            };
-            match (parse_frame(&[b0, b1], 100), want) {
-                (Err(e), Some(w)) => assert_eq!(e, w, "{b0:#x} {b1:#x}"),
-                (Ok(Status::Partial), None) => {}
-                (got, want) => panic!("{b0:#x} {b1:#x}: {got:?}, want {want:?}"),
+    // With RSV1 allowed (permessage-deflate negotiated) and not; parse_frame is the latter
+    for rsv1_ok in [false, true] {
+        for b0 in 0..=255u8 {
+            for b1 in 0..=255u8 {
+                let want = first_two_bytes(b0, b1, rsv1_ok);
+                let got = parse_frame_with(&[b0, b1], 100, rsv1_ok);
+                if !rsv1_ok {
+                    assert_eq!(parse_frame(&[b0, b1], 100), got);
+                }
+                match (got, want) {
+                    (Err(e), Some(w)) => assert_eq!(e, w, "{b0:#x} {b1:#x} {rsv1_ok}"),
+                    (Ok(Status::Partial), None) => {}
+                    (got, want) => panic!("{b0:#x} {b1:#x} {rsv1_ok}: {got:?}, want {want:?}"),
+                }
             }
         }
     }
@@ -290,4 +304,36 @@ fn utf8_check_against_rfc3629() {
     let mut bad = long.clone();
     bad[200_001] = b'a';
     assert_eq!(utf8_check(&bad), UTF8_INVALID);
+}
+
+#[test]
+fn rsv1_when_compression_is_negotiated() {
+    // (every first two bytes with RSV1 allowed: every_first_two_bytes)
+    // RSV1 without the extension stays rsv_bits; with it, a text or binary first frame
+    // (FIN set or not) is marked compressed
+    let hello = frame(0xc1, b"Hello", 7, true, KEY);
+    assert_eq!(parse_frame(&hello, 125), Err(WsError::RsvBits));
+    assert_eq!(parse_frame_with(&hello, 125, false), Err(WsError::RsvBits));
+    for b0 in [0xc1u8, 0xc2, 0x41, 0x42] {
+        let buf = frame(b0, b"Hello", 7, true, KEY);
+        let f = parse_frame_with(&buf, 125, true).unwrap().complete().unwrap();
+        assert_eq!((f.fin, f.rsv1, f.opcode, f.payload(&buf)), (b0 & 0x80 != 0, true, b0 & 15, b"Hello".to_vec()));
+        // the same frame without RSV1 is not compressed, allowed or not
+        let plain = frame(b0 & !0x40, b"Hello", 7, true, KEY);
+        for ok in [false, true] {
+            assert!(!parse_frame_with(&plain, 125, ok).unwrap().complete().unwrap().rsv1);
+        }
+    }
+    // on a continuation or control frame it is bad_rsv1 (RFC 7692 6)
+    for b0 in [0x40u8, 0xc0, 0xc8, 0xc9, 0xca] {
+        assert_eq!(parse_frame_with(&frame(b0, b"x", 7, true, KEY), 125, true), Err(WsError::BadRsv1), "{b0:#x}");
+    }
+    // RSV2 and RSV3 stay errors
+    for b0 in [0xe1u8, 0xd1, 0xa1, 0x91] {
+        assert_eq!(parse_frame_with(&frame(b0, b"x", 7, true, KEY), 125, true), Err(WsError::RsvBits), "{b0:#x}");
+    }
+    // build_frame_with sets RSV1
+    assert_eq!(build_frame_with(WS_TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00", true, true), b"\xc1\x07\xf2\x48\xcd\xc9\xc9\x07\x00");
+    assert_eq!(build_frame_with(WS_BINARY, b"ab", false, true), b"\x42\x02ab");
+    assert_eq!(build_frame_with(WS_BINARY, b"ab", true, false), build_frame(WS_BINARY, b"ab", true));
 }

@@ -5,11 +5,20 @@ use warnings;
 our $VERSION = '0.001';
 
 # The Rust WebSocket frame codec, through XS. Same functions, same results as ::PP.
-our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload);
+our @FUNCTIONS = qw(parse_frame build_frame utf8_check mask_payload new_deflate);
 
 # Its XSUBs are a second package of the HTTP/1.1 codec's object: loading that one
 # defines them (and checks the object's version and layout)
 require PAGI::Server::Protocol::HTTP1::XS;
+
+# A permessage-deflate context (src/deflate.rs) for the agreed parameters
+sub new_deflate {
+  require PAGI::Server::Protocol::WebSocket;
+  return _new_deflate(PAGI::Server::Protocol::WebSocket::deflate_params($_[0]));
+}
+
+# A new thread gets no copy of a context (the copy would share, then free, the Rust one)
+sub PAGI::Server::Protocol::WebSocket::XS::Deflate::CLONE_SKIP { 1 }
 
 1;
 
@@ -30,7 +39,12 @@ PAGI::Server::Protocol::WebSocket::XS - the WebSocket frame codec in Rust, throu
 =head1 DESCRIPTION
 
 The native implementation of the functions described in the WebSocket part of
-F<doc/codec.md>: C<parse_frame>, C<build_frame>, C<utf8_check> and C<mask_payload>.
+F<doc/codec.md>: C<parse_frame>, C<build_frame>, C<utf8_check>, C<mask_payload> and
+C<new_deflate>, whose permessage-deflate contexts
+(C<PAGI::Server::Protocol::WebSocket::XS::Deflate>: C<compress_message>,
+C<decompress_message>) run F<src/deflate.rs> over the C<zlib-rs> crate. They inflate
+exactly as the PP contexts (Compress::Raw::Zlib) do; their compressed bytes differ
+(zlib-rs is not zlib), which F<t/32-ws-differential.t> allows for.
 Their results are identical to those of L<PAGI::Server::Protocol::WebSocket::PP>
 (F<t/32-ws-differential.t> checks it on valid frames of every kind, every error, every
 split point, a seeded random mutation run and a UTF-8 corpus); only the speed differs:
