@@ -8,6 +8,13 @@
 # ws rtt:   one connection, one text message of --size bytes at a time, wait for the echo
 # ws burst: one connection, 1000 messages written at once, then read the 1000 echoes
 # sse:      one GET of --events events of --event-size bytes, read to the end
+# compression (permessage-deflate, RFC 7692): one connection, a message at a time
+#           echoed, for a JSON text of about 1 KiB (a list of records, as an API or
+#           a chat sends) and 1 KiB of random bytes, with the extension declined and
+#           negotiated (this client deflates as browsers do: a 15-bit window, context
+#           kept): round trips a second, the server's CPU per message (from
+#           /proc/PID/stat, steadier than the rate on a shared machine), and the bytes
+#           each way on the wire per message (frame headers included)
 # The XS run is skipped (with a note) when the XS module is not built. Never run by CI.
 use strict;
 use warnings;
@@ -20,6 +27,7 @@ use MIME::Base64 ();
 use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
+use Compress::Raw::Zlib ();
 
 my $ROOT = Cwd::realpath("$FindBin::RealBin/..");
 my %o = (seconds => 3, size => 32, events => 100000, 'event-size' => 64, burst => 1000, rounds => 3);
@@ -77,23 +85,27 @@ sub read_more {
 }
 
 sub ws_open {
-  my ($port) = @_;
+  my ($port, $offer) = @_;
   my $s = connect_to($port);
   my $key = MIME::Base64::encode_base64(join('', map { chr rand 256 } 1 .. 16), '');
   syswrite $s, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    . "Sec-WebSocket-Key: $key\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    . "Sec-WebSocket-Key: $key\r\nSec-WebSocket-Version: 13\r\n"
+    . ($offer ? "Sec-WebSocket-Extensions: $offer\r\n" : '') . "\r\n";
   my $buf = '';
   read_more($s, \$buf) until $buf =~ /\r\n\r\n/;
   die "handshake: $buf\n" unless $buf =~ m{\AHTTP/1\.1 101 };
+  my ($ext) = $buf =~ /^Sec-WebSocket-Extensions: *([^\r]*)\r$/mi;
   $buf =~ s/\A.*?\r\n\r\n//s;
-  return ($s, $buf);
+  return ($s, $buf, $ext);
 }
 
+# A client frame: text unless $op says otherwise, RSV1 when $rsv1
 sub ws_frame {
-  my ($payload) = @_;
+  my ($payload, $op, $rsv1) = @_;
   my $len = length $payload;
   my $key = pack 'N', int rand 4294967296;
-  my $head = $len < 126 ? pack('CC', 0x81, 0x80 | $len) : pack('CCn', 0x81, 0xfe, $len);
+  my $b0 = 0x80 | ($rsv1 ? 0x40 : 0) | ($op // 1);
+  my $head = $len < 126 ? pack('CC', $b0, 0x80 | $len) : pack('CCn', $b0, 0xfe, $len);
   return $head . $key . ($payload ^ substr($key x (int($len / 4) + 1), 0, $len));
 }
 
@@ -193,6 +205,84 @@ sub bench_sse {
   return $o{events} / $took;
 }
 
+# The server's CPU seconds so far (utime + stime of /proc/PID/stat)
+my $TICK = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
+sub cpu_of {
+  my ($pid) = @_;
+  open(my $fh, '<', "/proc/$pid/stat") or return 0;
+  my @f = split ' ', (<$fh> =~ s/\A.*\)\s//r);
+  return ($f[11] + $f[12]) / $TICK;
+}
+
+# The messages of the compression bench, 64 different ones of each kind in turn (one
+# message sent again and again would compress to a back-reference): about 1 KiB of
+# JSON, 1 KiB of random bytes
+my @WORDS = qw(alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november);
+my @JSON_MSGS = map {
+  my $m = $_;
+  '{"messages":[' . join(',', map {
+    my $id = $m * 100 + $_;
+    my $text = join ' ', map { $WORDS[($id * 7 + $_ * 3) % @WORDS] } 1 .. 3 + $id % 5;
+    qq({"id":$id,"user":"user@{[$id % 37]}","room":"general","text":"$text","ts":1765000@{[$id * 13 % 10000]}});
+  } 1 .. 10) . ']}'
+} 1 .. 64;
+my @RANDOM_MSGS = map { join '', map { chr int rand 256 } 1 .. 1024 } 1 .. 64;
+
+# Echo round trips of one message kind, with or without permessage-deflate:
+# [rate, server CPU us/msg, client->server bytes/msg, server->client bytes/msg]
+sub bench_ws_deflate {
+  my ($pid, $port, $kind, $deflate) = @_;
+  my ($s, $buf, $ext) = ws_open($port, $deflate ? 'permessage-deflate; client_max_window_bits' : undef);
+  die "permessage-deflate was not negotiated\n" if $deflate && !$ext;
+  my ($msgs, $op) = $kind eq 'json' ? (\@JSON_MSGS, 1) : (\@RANDOM_MSGS, 2);
+  my ($d, $i);
+  if ($deflate) {
+    ($d) = Compress::Raw::Zlib::Deflate->new(-WindowBits => -15, -AppendOutput => 1);
+    ($i) = Compress::Raw::Zlib::Inflate->new(-WindowBits => -15, -AppendOutput => 1, -ConsumeInput => 1);
+  }
+  my ($n, $up, $down, $t0, $c0) = (0, 0, 0, time, cpu_of($pid));
+  my $end = $t0 + $o{seconds};
+  while (time < $end) {
+    for (1 .. 50) {
+      my $msg = $msgs->[$n % @$msgs];
+      my $payload = $msg;
+      if ($d) {
+        my $out = '';
+        $d->deflate($payload, $out);
+        $d->flush($out, Compress::Raw::Zlib::Z_SYNC_FLUSH());
+        $payload = substr($out, 0, -4);
+      }
+      my $frame = ws_frame($payload, $op, $d);
+      syswrite $s, $frame;
+      $up += length $frame;
+      # One echo: its frame (the whole message, one frame)
+      my ($len, $p);
+      while (1) {
+        if (length $buf >= 2) {
+          ($len, $p) = ((unpack('CC', $buf))[1], 2);
+          if ($len == 126) { ($len, $p) = length $buf >= 4 ? (unpack('n', substr($buf, 2, 2)), 4) : (-1, 4) }
+          last if $len >= 0 && length $buf >= $p + $len;
+        }
+        read_more($s, \$buf);
+      }
+      my $reply = substr($buf, $p, $len);
+      substr($buf, 0, $p + $len, '');
+      $down += $p + $len;
+      # (every echo is inflated, as a client must to keep its context, and checked)
+      if ($i) {
+        my ($in, $out) = ($reply . "\x00\x00\xff\xff", '');
+        $i->inflate($in, $out);
+        $reply = $out;
+      }
+      die "the echo is not the message\n" unless $reply eq $msg;
+      $n++;
+    }
+  }
+  my ($took, $cpu) = (time - $t0, cpu_of($pid) - $c0);
+  close $s;
+  return [$n / $took, $cpu / $n * 1e6, $up / $n, $down / $n];
+}
+
 # Rounds interleave the backends; the table shows each figure's median
 my (@backends, %codecs, %res);
 for my $backend (qw(xs pp)) {
@@ -212,6 +302,9 @@ for my $round (1 .. $o{rounds}) {
       push @{$res{$backend}{rtt}},   bench_ws_rtt($port);
       push @{$res{$backend}{burst}}, bench_ws_burst($port);
       push @{$res{$backend}{sse}},   bench_sse($port);
+      for my $kind (qw(json random)) {
+        for my $deflate (0, 1) { push @{$res{$backend}{"z-$kind-$deflate"}}, bench_ws_deflate($pid, $port, $kind, $deflate) }
+      }
       1;
     } or print "$backend round $round: error: $@";
     stop_server($pid);
@@ -228,4 +321,18 @@ printf "%-8s %-26s %16s %16s %16s\n", 'backend', 'codecs', 'ws rtt/s', 'ws burst
 for my $b (@backends) {
   printf "%-8s %-26s %16.0f %16.0f %16.0f\n", $b, $codecs{$b},
     map { median(@{$res{$b}{$_} || []}) } qw(rtt burst sse);
+}
+printf "\nWebSocket echo, one JSON text of %.0f bytes (64 different ones in turn) or 1024 random bytes at a time;"
+  . " permessage-deflate declined or negotiated (server: window 12 bits, level 6; client: 15 bits, context kept)\n",
+  eval { my $t = 0; $t += length for @JSON_MSGS; $t / @JSON_MSGS };
+printf "%-8s %-7s %-12s %10s %12s %14s %14s\n", 'backend', 'message', 'compression', 'echo/s', 'server us/msg',
+  'bytes to srv', 'bytes from srv';
+for my $b (@backends) {
+  for my $kind (qw(json random)) {
+    for my $deflate (0, 1) {
+      my @r = @{$res{$b}{"z-$kind-$deflate"} || []};
+      printf "%-8s %-7s %-12s %10.0f %12.1f %14.0f %14.0f\n", $b, $kind, $deflate ? 'deflate' : 'none',
+        map { my $k = $_; median(map { $_->[$k] } @r) } 0 .. 3;
+    }
+  }
 }

@@ -11,7 +11,8 @@ use PAGI::Test::Server qw(:all);
 # Interoperability with a WebSocket client that is not ours: Python's `websockets`
 # (sync client) against the server on loopback, over ws:// and wss:// (TLS). Echo of
 # text and binary, fragmented sends, a large message, ping/pong, subprotocol
-# negotiation and the close code and reason round trip. Skips only when python3 or the module is not installed
+# negotiation and the close code and reason round trip, with permessage-deflate (the
+# client's default: it offers it, we accept) and without. Skips only when python3 or the module is not installed
 # (script/install-deps installs it).
 
 my $python = $ENV{PAGI_TEST_PYTHON} // 'python3';
@@ -21,10 +22,11 @@ plan skip_all => "needs python3 with the websockets module (pip install websocke
 diag "python websockets $probe" =~ s/\s+\z//r;
 
 my $client = <<'PY';
-import json, ssl, sys
+import json, random, ssl, sys
 from websockets.sync.client import connect
 port = int(sys.argv[1])
 tls = len(sys.argv) > 2 and sys.argv[2] == "wss"
+compression = None if len(sys.argv) > 3 and sys.argv[3] == "plain" else "deflate"
 ctx = None
 if tls:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -32,8 +34,15 @@ if tls:
     ctx.verify_mode = ssl.CERT_NONE
 out = {}
 with connect(f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/echo", subprotocols=["chat", "superchat"],
-             open_timeout=5, close_timeout=5, max_size=2**22, ssl=ctx) as ws:
+             open_timeout=5, close_timeout=5, max_size=2**22, ssl=ctx, compression=compression) as ws:
     out["subprotocol"] = ws.subprotocol
+    out["extensions"] = [e.name for e in ws.protocol.extensions]
+    doc = json.dumps({"items": [{"id": i, "name": "item %d" % i} for i in range(40)]})
+    ws.send(doc)
+    out["json_ok"] = ws.recv(timeout=5) == "echo: " + doc
+    rnd = bytes(random.getrandbits(8) for _ in range(1024))
+    ws.send(rnd)
+    out["random_ok"] = ws.recv(timeout=5) == b"echo: " + rnd
     ws.send("h\u00e9llo \u2603")
     out["text"] = ws.recv(timeout=5)
     ws.send(b"\x00\xff\x80")
@@ -78,6 +87,10 @@ sub run_client ($srv, $name, @args) {
   my ($json) = $out =~ /^(\{.*\})$/m;
   my $r = eval { JSON::PP->new->decode($json // '') } || {};
   is($r->{subprotocol}, 'superchat', "$name: subprotocol negotiated");
+  is_deeply($r->{extensions}, ($args[1] // '') eq 'plain' ? [] : ['permessage-deflate'],
+    "$name: permessage-deflate " . (($args[1] // '') eq 'plain' ? 'not offered, not used' : 'negotiated (the client offers it)'));
+  ok($r->{json_ok}, "$name: a compressible JSON message echoed");
+  ok($r->{random_ok}, "$name: 1 KiB of random bytes echoed");
   is($r->{text}, "echo: h\x{e9}llo \x{2603}", "$name: text echo (UTF-8 both ways)");
   is_deeply($r->{bytes}, [map { ord } split //, "echo: \x00\xff\x80"], "$name: binary echo");
   is($r->{fragmented}, "echo: fragmented \x{2603}", "$name: a fragmented text message is reassembled");
@@ -97,6 +110,7 @@ subtest 'ws://' => sub {
   ok($srv->port, 'server started') or return diag $srv->log;
   my ($scheme) = run_client($srv, 'ws');
   is($scheme, 'ws', 'scheme ws');
+  run_client($srv, 'ws, no compression', 'ws', 'plain');
   is($srv->stop, 0, 'server exits 0');
 };
 

@@ -179,8 +179,23 @@ window.h2state = state;
 const es = new EventSource('/events');
 es.addEventListener('tick', (e) => { state.events.push(e.data); if (state.events.length >= 3) es.close(); });
 const ws = new WebSocket('wss://' + location.host + '/ws');
-ws.onopen = () => ws.send('hello over h2');
-ws.onmessage = (e) => { state.ws.push(e.data); ws.close(1000); };
+ws.binaryType = 'arraybuffer';
+const json = JSON.stringify({items: Array.from({length: 50}, (_, i) => ({id: i, name: 'item ' + i}))});
+const rnd = new Uint8Array(1024);
+crypto.getRandomValues(rnd);
+const sent = ['hello over h2', json, rnd, 'y'.repeat(100000)];
+let n = 0;
+ws.onopen = () => sent.forEach((m) => ws.send(m));
+ws.onmessage = (e) => {
+  const m = sent[n++];
+  if (typeof m === 'string') {
+    state.ws.push(e.data.endsWith(': ' + m) ? e.data.slice(0, e.data.length - m.length) : 'MISMATCH ' + e.data.slice(0, 60));
+  } else {
+    const got = new Uint8Array(e.data);
+    state.ws.push(got.length === m.length + 6 && m.every((b, i) => b === got[i + 6]) ? 'bytes echoed' : 'bytes MISMATCH');
+  }
+  if (n === sent.length) ws.close(1000);
+};
 ws.onerror = () => { state.ws.push('error'); };
 document.body.dataset.state = 'ready';
 </script></body></html>
@@ -193,9 +208,13 @@ async sub {
   if ($scope->{type} eq 'websocket') {
     await $receive->();
     await $send->({type => 'websocket.accept'});
-    my $ev = await $receive->();
-    await $send->({type => 'websocket.send', text => "$where: $ev->{text}"}) if $ev->{type} eq 'websocket.receive';
-    while ($ev->{type} ne 'websocket.disconnect') { $ev = await $receive->() }
+    my $deflate = $scope->{extensions}{'permessage-deflate'} ? 1 : 0;
+    while (1) {
+      my $ev = await $receive->();
+      last if $ev->{type} eq 'websocket.disconnect';
+      if (defined $ev->{text}) { await $send->({type => 'websocket.send', text => "$where deflate=$deflate: $ev->{text}"}) }
+      else { await $send->({type => 'websocket.send', bytes => "echo: $ev->{bytes}"}) }
+    }
     return;
   }
   if ($scope->{type} eq 'sse') {
@@ -230,11 +249,14 @@ subtest 'HTTP/2 over TLS in Chromium: the page, an EventSource and a WebSocket' 
   my $events = js_wait(q{window.h2state.events.length >= 3 && window.h2state.events});
   is_deeply($events, [map { "sse http/2 port $page_port #$_" } 1 .. 3],
     'three events from an sse scope over HTTP/2, on the page\'s connection');
-  my $ws = js_wait(q{window.h2state.ws.length >= 1 && window.h2state.ws});
-  my ($version, $port) = ($ws->[0] // '') =~ /\Awebsocket http\/([0-9.]+) port ([0-9]+): hello over h2\z/;
+  my $ws = js_wait(q{window.h2state.ws.length >= 4 && window.h2state.ws});
+  my ($version, $port, $deflate) = ($ws->[0] // '') =~ /\Awebsocket http\/([0-9.]+) port ([0-9]+) deflate=([01]): \z/;
   ok($version, 'the WebSocket echoed its message') or diag explain $ws;
   is($version, '2', 'a websocket scope over HTTP/2 (RFC 8441 extended CONNECT)');
   is($port, $page_port, '... on the same connection as the page and the events');
+  is($deflate, 1, '... with permessage-deflate (Chromium offers it, the scope shows it)');
+  is_deeply([@$ws[1 .. 3]], [$ws->[0], 'bytes echoed', $ws->[0]],
+    'JSON, 1 KiB of random bytes and a 100 kB message echoed whole, with the extension on');
   navigate('about:blank');
   is($srv->stop, 0, 'the server exits 0');
 };

@@ -47,6 +47,7 @@ our @GROUPS = (
   proc => 'Processes:',
   life => 'Lifespan:',
   http2 => 'HTTP/2 (--http2; the h2 options also apply with it only):',
+  ws => 'WebSocket compression (permessage-deflate, RFC 7692; on unless --no-ws-compression):',
   limits => 'Limits and timeouts (seconds; 0 = none for the timeouts):',
   refused => 'Upstream options not supported here (refused, saying why):',
   help => '',
@@ -247,6 +248,21 @@ BEGIN {
       help => 'RST_STREAM a client may send: BURST at once, RATE a second after (CVE-2023-44487 rapid reset)',
       check => sub ($v, $c) { _burst_rate($v) ? undef : 'must be {burst => N, rate => N}, [N, N] or "N,N"' }},
 
+    # ---- WebSocket compression
+    {name => 'ws_compression', type => 'bool', default => 1, cli => 'ws-compression!', flag => '--no-ws-compression',
+      group => 'ws', help => 'decline permessage-deflate: WebSocket messages go uncompressed (--ws-compression: '
+        . 'the default)'},
+    {name => 'ws_compression_level', type => 'whole', default => 6, cli => 'ws-compression-level=i', arg => 'N',
+      group => 'ws', help => "zlib's level for the server's messages: 1 fastest, 9 smallest, 0 stored",
+      check => sub ($v, $c) { $v <= 9 ? undef : 'must be from 0 to 9' }},
+    {name => 'ws_compression_window_bits', type => 'whole', default => 12, cli => 'ws-compression-window-bits=i',
+      arg => 'N', group => 'ws', help => "the server's window, 2**N bytes (9 to 15; server_max_window_bits)",
+      check => sub ($v, $c) { $v >= 9 && $v <= 15 ? undef : 'must be from 9 to 15' }},
+    {name => 'ws_compression_no_context_takeover', type => 'bool', default => 0,
+      cli => 'ws-compression-no-context-takeover', group => 'ws',
+      help => 'each message compressed on its own, both ways (server_ and client_no_context_takeover): '
+        . 'less compression, no zlib state kept between messages'},
+
     # ---- upstream options without a mechanism here: refused, saying why, never ignored
     {name => 'sync_file_threshold', cli => 'sync-file-threshold=i', arg => 'N', group => 'refused',
       refused => 'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune',
@@ -278,7 +294,7 @@ our @DERIVED;
 BEGIN {
   @DERIVED = qw(
     level debug strict_sends warn_encoded is_tls scheme plain_http
-    parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs h2_settings
+    parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs h2_settings ws_deflate
   );
 }
 use PAGI::Server::Record ((map { $_->{field} // $_->{name} } grep { defined $_->{name} && !$_->{refused} } @TABLE),
@@ -490,6 +506,12 @@ sub _derive ($self, $given, $old) {
     enable_push => $self->[H2_ENABLE_PUSH] ? 1 : 0, enable_connect_protocol => $self->[H2_ENABLE_CONNECT_PROTOCOL] ? 1 : 0,
     rst_rate_limit => _burst_rate($self->[H2_RST_RATE_LIMIT]), max_headers => $self->[MAX_HEADERS],
   } : undef;
+  # permessage-deflate's settings (PAGI::Server::Protocol::WebSocket::negotiate_deflate), or
+  # undef: declined
+  my $no_takeover = $self->[WS_COMPRESSION_NO_CONTEXT_TAKEOVER] ? 1 : 0;
+  $self->[WS_DEFLATE] = $self->[WS_COMPRESSION] ? {enabled => 1, level => $self->[WS_COMPRESSION_LEVEL],
+    server_max_window_bits => $self->[WS_COMPRESSION_WINDOW_BITS], server_no_context_takeover => $no_takeover,
+    client_no_context_takeover => $no_takeover} : undef;
   $self->[REQUEST_TIMEOUT_S]   = $self->[REQUEST_TIMEOUT] || NEVER;
   $self->[KEEPALIVE_TIMEOUT_S] = $self->[KEEPALIVE_TIMEOUT] || NEVER;
   # host and port are listened on when given, or when nothing else is

@@ -9,7 +9,7 @@ use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::WebSocket;
 use PAGI::Server::Config qw(IS_TLS MAX_RECEIVE_QUEUE WARN_ENCODED WS_IDLE_TIMEOUT WS_CLOSE_TIMEOUT
-  MAX_WS_MESSAGE_SIZE WS_FRAME_LIMIT);
+  MAX_WS_MESSAGE_SIZE WS_FRAME_LIMIT WS_DEFLATE);
 use PAGI::Server::Shared qw(NOW ACCESS_LOGGER);
 our @ISA = ('PAGI::Server::Connection');
 
@@ -22,15 +22,18 @@ our $VERSION = '0.001';
 use PAGI::Server::Record qw(
   state         ws_connected  inbox         connect_sent
   answered      deny          denied        closed_with
-  msg_op        msg           msg_valid
+  msg_op        msg           msg_valid     msg_z
   ping_interval ping_timeout
+  deflate       deflate_offer extensions
 );
 # state: handshake (the app has not answered), open, closing (our Close sent), closed.
 # ws_connected: the app may still receive; inbox: messages it has not received yet;
 # answered: accepted or refused; deny: a denial response being built, denied: sent;
 # closed_with: {code, reason} for websocket.disconnect; msg_op, msg: the message being
-# reassembled (msg_valid: how much of a text message is checked UTF-8);
-# ping_interval, ping_timeout: websocket.keepalive.
+# reassembled (msg_valid: how much of a text message is checked UTF-8; msg_z: it is
+# compressed); ping_interval, ping_timeout: websocket.keepalive; deflate: the
+# permessage-deflate context once accepted, deflate_offer: [params, response value]
+# until then; extensions: the scope's (the agreed parameters are shown there).
 
 BEGIN {
   *parse_frame = \&PAGI::Server::Protocol::WebSocket::parse_frame;
@@ -66,7 +69,21 @@ sub take_over ($class, $conn, $req) {
     push @{$scope->{subprotocols}}, grep { length } map { s/\A\s+|\s+\z//gr } split /,/, $h->[1];
   }
   $scope->{extensions}{'websocket.http.response'} = {};    # keeps tls, if any
+  $self->_offer_deflate($scope, $req) if $conn->[CFG][WS_DEFLATE];
   $self->_call_app($scope);
+}
+
+# permessage-deflate (RFC 7692): the first offer we can honour is chosen now, so the
+# scope can show it; it is agreed when the app accepts
+sub _offer_deflate ($self, $scope, $req) {
+  my @offers = map { $_->[1] } grep { $_->[0] eq 'sec-websocket-extensions' } @{$req->{headers}};
+  return unless @offers;
+  my ($params, $value) = PAGI::Server::Protocol::WebSocket::negotiate_deflate(\@offers, $self->[CFG][WS_DEFLATE]);
+  return unless $params;
+  $self->[PROTO][DEFLATE_OFFER] = [$params, $value];
+  $scope->{extensions}{'permessage-deflate'} = {map { $_ => $params->{$_} }
+    qw(server_no_context_takeover client_no_context_takeover server_max_window_bits client_max_window_bits)};
+  $self->[PROTO][EXTENSIONS] = $scope->{extensions};
 }
 
 # ---- events from the app -----------------------------------------------------------
@@ -116,7 +133,8 @@ sub _send ($self, $ev) {
       $op = WS_TEXT;
     }
     else { return Future->fail("websocket.send needs bytes or text\n") }
-    $self->_write(build_frame($op, $data, 1));
+    my $z = $self->[PROTO][DEFLATE];
+    $self->_write($z ? build_frame($op, $z->compress_message($data), 1, 1) : build_frame($op, $data, 1));
     $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][WS_IDLE_TIMEOUT]
       if $self->[DEADLINE_KIND] eq 'ws_idle';
     return $self->_send_future;
@@ -181,7 +199,15 @@ sub _accept ($self, $ev) {
   if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($extra))) {
     return Future->fail("websocket.accept: $err\n");
   }
+  my $offer = $self->[PROTO][DEFLATE_OFFER];
+  # (an app that answers Sec-WebSocket-Extensions itself keeps us out of it)
+  $offer = undef if $offer && grep { lc $_->[0] eq 'sec-websocket-extensions' } @$extra;
+  push @headers, ['Sec-WebSocket-Extensions', $offer->[1]] if $offer;
   if (my $err = $self->_write_accept([@headers, @$extra])) { return Future->fail("websocket.accept: $err\n") }
+  if (my $o = delete $self->[PROTO][DEFLATE_OFFER]) {
+    if ($offer) { $self->[PROTO][DEFLATE] = PAGI::Server::Protocol::WebSocket::new_deflate($o->[0]) }
+    else        { delete $self->[PROTO][EXTENSIONS]{'permessage-deflate'} }
+  }
   $self->[PROTO][ANSWERED] = 1;
   $self->[PROTO][STATE] = 'open';
   if (my $idle = $self->[CFG][WS_IDLE_TIMEOUT]) {
@@ -272,12 +298,13 @@ sub _process_input ($self) {
   while (length $self->[RBUF]) {
     my $state = $self->[PROTO][STATE];
     return if $state eq 'handshake' || $state eq 'closed';
-    my ($frame, $consumed) = parse_frame($self->[RBUF], $frame_max);
+    my $z = $self->[PROTO][DEFLATE];
+    my ($frame, $consumed) = parse_frame($self->[RBUF], $frame_max, $z ? 1 : 0);
     return unless defined $frame;
     return $self->_fail_connection($frame->{error}) if ref $frame eq 'HASH';
     substr($self->[RBUF], 0, $consumed, '');
     $self->[DEADLINE] = $self->[LIVE][NOW] + $cfg->[WS_IDLE_TIMEOUT] if $self->[DEADLINE_KIND] eq 'ws_idle';
-    my ($fin, $op, $payload) = @$frame;
+    my ($fin, $op, $payload, $rsv1) = @$frame;
     if ($op >= WS_CLOSE) {
       if ($op == WS_PING) { $self->_write(build_frame(WS_PONG, $payload, 1)) if $state eq 'open'; next }
       if ($op == WS_PONG) { $self->_timer('pong'); next }
@@ -286,14 +313,17 @@ sub _process_input ($self) {
     next if $state ne 'open';    # data after our Close is dropped
     if ($op == WS_CONTINUATION) {
       return $self->_fail_connection('continuation') unless defined $self->[PROTO][MSG_OP];
-      $self->[PROTO][MSG] .= $payload;
     }
     else {
       return $self->_fail_connection('interleaved') if defined $self->[PROTO][MSG_OP];
-      $self->[PROTO][MSG_OP]    = $op;
-      $self->[PROTO][MSG]       = $payload;
-      $self->[PROTO][MSG_VALID] = 0;
+      @{$self->[PROTO]}[MSG_OP, MSG, MSG_VALID, MSG_Z] = ($op, '', 0, $rsv1);
     }
+    if ($self->[PROTO][MSG_Z]) {
+      # (inflating stops once the message passes the limit: 1009, never a bomb in memory)
+      $payload = $z->decompress_message($payload, $max, $fin);
+      return $self->_fail_connection($payload->{error}) if ref $payload;
+    }
+    $self->[PROTO][MSG] .= $payload;
     return $self->_fail_connection('message_too_large') if length $self->[PROTO][MSG] > $max;
     if ($self->[PROTO][MSG_OP] == WS_TEXT) {
       # Invalid UTF-8 fails as early as it shows, even across fragments. Only the
@@ -459,5 +489,9 @@ sends that HTTP response instead, after which C<$receive> fails rather than givi
 C<websocket.disconnect>; a wrong C<Sec-WebSocket-Version> gives 426), then
 reassembles fragmented messages, answers pings, echoes the close handshake, and
 closes with 1002 (framing), 1007 (invalid UTF-8) or 1009 (too large) on bad input.
+permessage-deflate (RFC 7692) is negotiated when the client offers it (the scope's
+C<extensions> then hold C<permessage-deflate>): compressed messages are inflated frame
+by frame within the message limit (1007 for a corrupt stream), and the server's
+messages are compressed.
 
 =cut
