@@ -131,7 +131,13 @@ sub _remove_from_loop ($self, $loop) {
   $self->{live}[IO_LOOP] = undef;
 }
 
-sub port ($self) { ($self->{listeners} && $self->{listeners}->port) // $self->{cfg}[PORT] }
+# The port bound (the first TCP listener's) while listening, else the one asked for;
+# undef without a TCP listener (a Unix socket only)
+sub port ($self) {
+  return $self->{listeners}->port if $self->{listeners} && $self->{listeners}->is_open;
+  my ($tcp) = grep { !defined $_->{path} } @{$self->_specs};
+  return $tcp ? $tcp->{port} : undef;
+}
 
 # Upstream's accessors: the first Unix socket's path; every listener as
 # {type => 'tcp', host, port} or {type => 'unix', path, socket_mode} (the bound port
@@ -428,8 +434,9 @@ sub shutdown ($self, %opt) {
   $live->[STOPPING] = 1;
   $live->[SOFT_STOP] = $opt{soft} ? 1 : 0;
   $self->{stopped} = $loop->new_future;
-  # (a worker closes only its copies: the master keeps the sockets for the others)
-  $self->{listeners}->close;
+  # (a worker closes only its copies: the master keeps the sockets for the others;
+  # the socket files this process made go now, unless a new server took them over)
+  $self->close_listeners;
   $_->{abort}->() for values %{$self->{handshakes}};
   $self->log(info => 'shutting down: waiting for ' . $self->connection_count . ' connection(s)')
     if $self->connection_count;
@@ -697,14 +704,16 @@ C<run>.
 
 =head2 shutdown
 
-The graceful stop, as a L<Future> of the server: no new connections, in-flight
-requests get C<shutdown_timeout>, then lifespan shutdown. C<< $loop->remove($server) >>
+The graceful stop, as a L<Future> of the server: no new connections (the listening
+sockets are closed and the Unix socket files removed), in-flight requests get
+C<shutdown_timeout>, then lifespan shutdown. C<< $loop->remove($server) >>
 afterwards; removing a server that still serves closes everything at once (without
 lifespan shutdown).
 
 =head2 port
 
-The port actually bound (the first TCP listener's), or the C<port> option before.
+The port actually bound (the first TCP listener's) while listening, else the one
+asked for; undef when there is no TCP listener (a Unix socket only).
 
 =head2 socket_path, listeners, is_running, connection_count, effective_max_connections
 

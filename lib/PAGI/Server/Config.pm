@@ -720,10 +720,11 @@ The scope's C<root_path> (the mount point of the app). Default empty.
 More places to listen: a list (or one string) of C<HOST:PORT>, C<[IPv6]:PORT>,
 C<PORT>, C<unix:PATH>, a path (starting with C</> or C<.>) or a bare name (a Unix
 socket), or upstream's hashes C<{host =E<gt> H, port =E<gt> P}> and C<{socket =E<gt>
-PATH, socket_mode =E<gt> 0660}>. C<host>/C<port> are listened on as well when given,
-or when nothing else is. On a Unix socket the scope has C<server =E<gt> [PATH,
-undef]> and C<client =E<gt> undef>. A socket file left behind by a dead server is
-replaced (a live one is an error); the file is removed at exit.
+PATH, socket_mode =E<gt> 0660}>; an empty list is an error. C<host>/C<port> are
+listened on as well when given, or when nothing else is. On a Unix socket the scope
+has C<server =E<gt> [PATH, undef]> and no C<client> key. A socket file left behind by
+a dead server is replaced (a live one is an error); the file is removed by
+C<shutdown> (and at exit).
 
 =item socket
 

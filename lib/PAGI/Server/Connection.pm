@@ -107,6 +107,8 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
   $LIVE++;
   # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks
   PAGI::Server::TLS::setup_connection($self, $tls) if $tls;
+  # Its scopes are not plain TCP's (the one check on the request path; _scope_extra)
+  $self->[SCOPE_EXTRA] = $tls || !$self->[CLIENT] ? 1 : 0;
 
   $self->[DEADLINE]      = $live->[NOW] + $cfg->[KEEPALIVE_TIMEOUT_S];
   $self->[DEADLINE_KIND] = 'idle';
@@ -251,8 +253,9 @@ sub _start_request ($self, $req) {
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
-    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, $self->[TLS] ? {tls => PAGI::Server::TLS::extension_of($self)} : {},
+    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
+  $self->[SCOPE_EXTRA] and _scope_extra($self, $scope);
   # The request's record; cstate is its pagi.connection object (ConnectionState->new,
   # without the call); rflags the response framing known now (an app may edit its scope)
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
@@ -289,6 +292,13 @@ sub _start_request ($self, $req) {
   }
   $scope->{'pagi.connection'} = $rq->[CSTATE];
   _call_app($self, $scope);
+}
+
+# The scope of a connection that is not plain TCP: a TLS connection's has the tls
+# extension; a Unix socket's has no client key at all (it has no peer address)
+sub _scope_extra ($self, $scope) {
+  $scope->{extensions}{tls} = PAGI::Server::TLS::extension_of($self) if $self->[TLS];
+  delete $scope->{client} unless $self->[CLIENT];
 }
 
 # For the WebSocket and SSE classes: a $send that calls their _send method
