@@ -465,7 +465,7 @@ subtest 'upstream option shapes and refusals (new)' => sub {
   ok(!eval { PAGI::Server->new(app => $app, h2_max_concurrent_streams => 5); 1 }, 'h2_* croaks');
   ok(!eval { PAGI::Server->new(app => $app, ssl => {cert_file => '/nonexistent.pem', key_file => '/nonexistent.key'}); 1 },
     'ssl => {cert_file, key_file} is read');
-  like($@, qr/cannot read ssl_cert '\/nonexistent\.pem'/, '... and checked');
+  like($@, qr/SSL certificate file not found: \/nonexistent\.pem/, '... and checked');
   ok(eval { PAGI::Server->new(app => $app, ssl => {cert_file => '/nonexistent.pem', key_file => '/x'}, disable_tls => 1); 1 },
     'disable_tls: ssl is not used');
   ok(!eval { PAGI::Server->new(app => $app, ssl => {cert => 'x'}); 1 }, 'an unknown ssl key croaks');

@@ -73,4 +73,27 @@ subtest 'listen specs: refused as upstream words it' => sub {
   }
 };
 
+subtest 'new checks loop_type and the TLS files at once' => sub {
+  my $app = sub { Future->done };
+  ok(!eval { PAGI::Server->new(app => $app, loop_type => 'Select"; rm -rf x') ; 1 }, 'a loop_type that is no loop name');
+  like($@, qr/\APAGI::Server->new: Invalid loop_type 'Select"; rm -rf x'/, '... dies in new, in upstream\'s words');
+  ok(!eval { PAGI::Server->new(app => $app, loop_type => 'NoSuchLoopHere'); 1 }, 'a loop that is not installed');
+  like($@, qr/IO::Async::Loop::NoSuchLoopHere, which is not installed; installed loops: .*Select/,
+    '... dies in new, naming the installed loops');
+  ok(eval { PAGI::Server->new(app => $app, loop_type => 'Select'); 1 }, 'an installed loop is taken') or diag $@;
+
+  my $pem = "$dir/some.pem";
+  open(my $fh, '>', $pem) or die $!;
+  close $fh;
+  for my $case ([{cert_file => "$dir/gone.pem"}, qr/SSL certificate file not found: \Q$dir\E\/gone\.pem/],
+    [{cert_file => $pem, key_file => "$dir/gone.key"}, qr/SSL key file not found: \Q$dir\E\/gone\.key/],
+    [{ca_file => "$dir/gone-ca.pem"}, qr/SSL CA file not found: \Q$dir\E\/gone-ca\.pem/],
+    [{cert_file => $pem}, qr/ssl_cert and ssl_key go together/]) {
+    my ($ssl, $re) = @$case;
+    my $what = join ', ', map { "$_ => " . ($ssl->{$_} eq $pem ? 'a file' : 'a missing file') } sort keys %$ssl;
+    ok(!eval { PAGI::Server->new(app => $app, ssl => $ssl); 1 }, "ssl => {$what}: new dies");
+    like($@, $re, '... saying what is wrong');
+  }
+};
+
 done_testing;

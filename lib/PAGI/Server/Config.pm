@@ -5,6 +5,7 @@ use experimental 'signatures';
 use Carp ();
 use PAGI::Server::AccessLog ();
 use PAGI::Server::Listeners ();
+use PAGI::Server::Loop ();
 
 our $VERSION = '0.001';
 our @CARP_NOT = qw(PAGI::Server PAGI::Server::Runner Plack::Handler::PAGI::Server);
@@ -125,7 +126,7 @@ BEGIN {
       fixed => 1, help => 'an OpenSSL cipher list'},
     {name => 'loop', type => 'any', fixed => 1},
     {name => 'loop_type', type => 'string', cli => 'l|loop=s', arg => 'CLASS', group => 'where', fixed => 1,
-      shown => '', help => 'IO::Async loop: Epoll, Poll, Select, Mojo, Glib, EV, ... or a full class name '
+      shown => '', check => sub ($v, $c) { PAGI::Server::Loop::type_error($v) }, help => 'IO::Async loop: Epoll, Poll, Select, Mojo, Glib, EV, ... or a full class name '
         . '(default: Epoll when installed)'},
     {name => 'backend', type => 'string', cli => 'backend=s', runner => 'backend',
       arg => 'NAME', group => 'where', fixed => 1, shown => '',
@@ -377,7 +378,8 @@ sub distance ($a, $b) {
   return $prev[-1];
 }
 
-sub _fail ($name, $why) { Carp::croak("PAGI::Server->new: $name $why") }
+# (a message that names its option already is given as it is)
+sub _fail ($name, $why) { Carp::croak('PAGI::Server->new: ' . ($why =~ /\b\Q$name\E\b/ ? $why : "$name $why")) }
 
 # Each option by its type and its own check, then the rules between options
 sub _check ($self, $given, $new) {
@@ -414,13 +416,16 @@ sub _check ($self, $given, $new) {
     if $self->[WRITE_LOW_WATERMARK] > $self->[WRITE_HIGH_WATERMARK];
   Carp::croak('PAGI::Server->new: a loop object cannot be shared by worker processes; use loop_type')
     if $self->[WORKERS] && $self->[LOOP];
-  if (defined $self->[SSL_CERT] || defined $self->[SSL_KEY]) {
-    _fail('ssl_cert and ssl_key', 'go together') unless defined $self->[SSL_CERT] && defined $self->[SSL_KEY];
-    for my $name (qw(ssl_cert ssl_key ssl_ca)) {
-      my $f = $self->[$INDEX{$name}];
-      Carp::croak("PAGI::Server->new: cannot read $name '$f'") if defined $f && !-r $f;
-    }
+  # Each file given is there and readable (upstream's ssl => {cert_file, key_file,
+  # ca_file} in its words), before whether they go together
+  for ([ssl_cert => 'certificate'], [ssl_key => 'key'], [ssl_ca => 'CA']) {
+    my ($name, $what) = @$_;
+    my $f = $self->[$INDEX{$name}] // next;
+    _fail($name, "SSL $what file not found: $f ($name)") unless -e $f;
+    _fail($name, "SSL $what file not readable: $f ($name)") unless -r _;
   }
+  _fail('ssl_cert and ssl_key', 'go together')
+    if (defined $self->[SSL_CERT] || defined $self->[SSL_KEY]) && !(defined $self->[SSL_CERT] && defined $self->[SSL_KEY]);
 }
 
 # What the request path reads, computed once: the log level, the mode's strictness,
@@ -565,7 +570,8 @@ use C<loop_type>).
 
 The name of a loop class (C<Epoll>, C<Poll>, C<Select>, C<Mojo>, C<Glib> or a full
 class name). Default: Epoll when installed. Every signal the server handles works on
-each of them (see L<PAGI::Server/SIGNALS>).
+each of them (see L<PAGI::Server/SIGNALS>). C<new> refuses a name that is not a loop
+name (upstream's words: C<Invalid loop_type>) or a loop that is not installed.
 
 =item backend
 
@@ -812,8 +818,10 @@ C<client_cert_error>, C<tls_version>, C<cipher_suite>), which plain connections
 never have. The handshake runs inside the loop without blocking and is bounded by
 C<header_timeout>. Upstream's C<ssl =E<gt> {cert_file, key_file, ca_file,
 verify_client, min_version, cipher_list}> sets these options (a true
-C<verify_client> is C<require>); C<disable_tls =E<gt> 1> ignores C<ssl>. See
-L<PAGI::Server::TLS>.
+C<verify_client> is C<require>); C<disable_tls =E<gt> 1> ignores C<ssl>. C<new>
+checks each file given (C<ssl_cert>, C<ssl_key>, C<ssl_ca>), in upstream's words
+(C<SSL certificate file not found: PATH>, C<... not readable>), before it asks for
+the pair. See L<PAGI::Server::TLS>.
 
 =item ssl_key
 

@@ -34,7 +34,7 @@ sub make ($type, $fresh = 0) {
 # The IO::Async::Loop class a loop name stands for, loaded; dies with one line naming
 # the module and the installed loops when it is not installed
 sub class_of ($type) {
-  Carp::croak("PAGI::Server: loop_type '$type' is not a loop name")
+  Carp::croak("PAGI::Server: Invalid loop_type '$type': must contain only letters, digits and ::")
     unless $type =~ /\A[A-Za-z][A-Za-z0-9_]*(?:::[A-Za-z][A-Za-z0-9_]*)*\z/;
   my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
   if ($type !~ /::/) {
@@ -52,6 +52,14 @@ sub class_of ($type) {
       . join(', ', installed()) . "\n";
   }
   return $class;
+}
+
+# What is wrong with a loop_type (not a loop name, not installed), or undef (the
+# option table's check: PAGI::Server->new refuses it at once)
+sub type_error ($type) {
+  return undef if eval { class_of($type); 1 };
+  my $err = $@ =~ s/\APAGI::Server: //r =~ s/ at \S+ line \d+\.?\n?\z//r =~ s/\s+\z//r;
+  return $err =~ /loop_type/ ? $err : "$err (loop_type)";
 }
 
 # The IO::Async::Loop::* classes found in @INC (short names)
@@ -96,7 +104,8 @@ PAGI::Server::Loop - which IO::Async loop a PAGI::Server runs on
 =head1 DESCRIPTION
 
 Internal. C<make($loop_type, $fresh)>, C<class_of($name)> (dies naming the module and
-the installed loops when a loop is not installed), C<installed()>,
+the installed loops when a loop is not installed), C<type_error($name)> (the same as a
+message, or undef), C<installed()>,
 C<waits_in_ev($loop)>, C<preload($loop_type)>. C<PAGI::Server::loop_class> is
 C<class_of>.
 
