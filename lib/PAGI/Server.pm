@@ -330,7 +330,15 @@ sub _connection ($self, $fh, $l) {
   my $conn = PAGI::Server::Connection->new($self, @$self{qw(cfg live)}, $fh);
   $self->{conns}{refaddr $conn} = $conn;
   my $max = $self->{cfg}[MAX_CONNECTIONS];
-  $conn->_wire_error('at_capacity') if $max && keys %{$self->{conns}} > $max;
+  _refuse($conn, keys(%{$self->{conns}}) - 1, $max) if $max && keys %{$self->{conns}} > $max;
+}
+
+# A connection over max_connections: 503 with a Retry-After (a client that honours
+# it comes back once others have finished), logged as upstream words it
+use constant RETRY_AFTER => 5;
+
+sub _refuse ($conn, $open, $max) {
+  $conn->_wire_error('at_capacity', [['Retry-After', RETRY_AFTER]], "$open/$max");
 }
 
 # TLS: the handshake runs in the loop (bounded by header_timeout); the connection
@@ -355,7 +363,7 @@ sub _tls_accept ($self, $fh, $l) {
       return close $ssl unless $weak && !$weak->{live}[STOPPING];
       my $conn = PAGI::Server::Connection->new($weak, @$weak{qw(cfg live)}, $ssl, $info);
       $weak->{conns}{refaddr $conn} = $conn;
-      return $conn->_wire_error('at_capacity') if $over;
+      return _refuse($conn, keys(%{$weak->{conns}}) - 1, $weak->{cfg}[MAX_CONNECTIONS]) if $over;
       # Bytes OpenSSL already decrypted do not make the socket readable again
       $conn->_read_pending if $ssl->pending;
     });

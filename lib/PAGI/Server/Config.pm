@@ -806,8 +806,9 @@ user remove it).
 =item max_connections
 
 The most connections a process (each worker) holds; a connection beyond it is
-answered C<503 Service Unavailable> (text/plain, C<Connection: close>) and closed,
-while the open ones carry on. Default 0 (no limit).
+answered C<503 Service Unavailable> (text/plain, C<Connection: close>, C<Retry-After:
+5>) and closed, while the open ones carry on; the log says C<Connection rejected: at
+capacity (OPEN/MAX)>, as upstream's does. Default 0 (no limit).
 
 =item ssl_cert
 
