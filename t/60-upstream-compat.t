@@ -326,7 +326,7 @@ subtest '--lifespan on/off, --lifespan-startup-timeout' => sub {
   $r = run_cli(args => [$APP, '-p', 0, '--lifespan-startup-timeout', 1],
     env => {PERL5LIB => $TLIB, COMPAT_LIFESPAN => 'hang'});
   is($r->{exit}, 1, 'a startup that never finishes: exit 1');
-  like($r->{stderr}, qr/did not finish within 1 seconds/, '... after --lifespan-startup-timeout');
+  like($r->{stderr}, qr/Lifespan startup timed out after 1 s/, '... after --lifespan-startup-timeout');
   cmp_ok(Time::HiRes::time() - $t0, '<', 8, '... soon');
 };
 

@@ -73,6 +73,67 @@ subtest 'listen specs: refused as upstream words it' => sub {
   }
 };
 
+subtest 'log lines go through warn, in our format, with upstream\'s words for these events' => sub {
+  my @warned;
+  local $SIG{__WARN__} = sub { push @warned, $_[0] };
+  my $said = sub ($re) { grep { /$re/ } @warned };
+  $ENV{T62_LIFESPAN} = 'crash-later';
+  my $app = sub ($scope, $receive, $send) {
+    if ($scope->{type} eq 'lifespan') {
+      my $how = $ENV{T62_LIFESPAN};
+      return $receive->()->then(sub { die "the cache is unreachable\n" }) if $how eq 'raise';
+      return $loop->new_future if $how eq 'hang';
+      return $receive->()->then(sub { $send->({type => 'lifespan.startup.complete'}) })
+        ->then(sub { $loop->delay_future(after => 0.05) })->then(sub { die "the poller crashed\n" });
+    }
+    return read_body($receive)->then(sub {
+      return Future->done if $scope->{path} eq '/nothing';
+      return $loop->delay_future(after => 0.5)->then(sub { respond($send, 200, 'slow') }) if $scope->{path} eq '/slow';
+      respond($send, 200, 'ok');
+    });
+  };
+  my $server = PAGI::Server->new(app => $app, host => '127.0.0.1', port => 0, access_log => undef, max_connections => 1);
+  $loop->add($server);
+  $server->listen->get;
+  my $port = $server->port;
+  $loop->delay_future(after => 0.2)->get;
+  ok($said->(qr/\A\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[info\] PAGI::Server .* listening on http:\/\/127\.0\.0\.1:$port\/\n\z/),
+    'the startup line is a warning, in our format ([time] [level] message)') or diag explain \@warned;
+  ok($said->(qr/\[error\] Lifespan app failed after startup: the poller crashed/),
+    'a lifespan that fails after startup: "Lifespan app failed after startup: ..."');
+  like(curl("http://127.0.0.1:$port/nothing"), qr{\AHTTP/1\.1 500 }, 'an app that returns without a response: 500');
+  ok($said->(qr/\[error\] PAGI application returned without starting a response/),
+    '... logged as "PAGI application returned without starting a response"');
+  # Two connections with max_connections 1: the second is refused
+  my $first = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port) or die $@;
+  print {$first} "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n";
+  $loop->delay_future(after => 0.1)->get;
+  like(curl("http://127.0.0.1:$port/"), qr{\AHTTP/1\.1 503 .*\r\nRetry-After: 5\r\n}s, 'over max_connections: 503, Retry-After');
+  ok($said->(qr/\[warn\] 127\.0\.0\.1:\d+: 503 Connection rejected: at capacity \(1\/1\)/),
+    '... logged as "Connection rejected: at capacity (1/1)"') or diag explain \@warned;
+  close $first;
+  $server->shutdown->get;
+  $loop->remove($server);
+
+  # Lifespan startup that raises (the server goes on without it), or never finishes
+  @warned = ();
+  $ENV{T62_LIFESPAN} = 'raise';
+  $server = PAGI::Server->new(app => $app, port => 0, access_log => undef);
+  $loop->add($server);
+  $server->listen->get;
+  ok($said->(qr/\[info\] application does not support lifespan, continuing without it \(it raised: the cache is unreachable\)/),
+    'a lifespan startup that raises: its message is in the log');
+  $server->shutdown->get;
+  $loop->remove($server);
+  $ENV{T62_LIFESPAN} = 'hang';
+  $server = PAGI::Server->new(app => $app, port => 0, access_log => undef, lifespan_startup_timeout => 0.2);
+  $loop->add($server);
+  ok(!eval { $server->listen->get; 1 }, 'a lifespan startup that never finishes: listen fails');
+  like($@, qr/Lifespan startup timed out after 0\.2 s/, '... "Lifespan startup timed out after N s"');
+  $loop->remove($server);
+  delete $ENV{T62_LIFESPAN};
+};
+
 subtest 'new checks loop_type and the TLS files at once' => sub {
   my $app = sub { Future->done };
   ok(!eval { PAGI::Server->new(app => $app, loop_type => 'Select"; rm -rf x') ; 1 }, 'a loop_type that is no loop name');

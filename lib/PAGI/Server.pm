@@ -175,10 +175,12 @@ sub is_worker ($self) { $self->{worker} ? 1 : 0 }
 
 # ---- logging -------------------------------------------------------------------
 
+# A log line goes out through warn (to stderr), as upstream's do: an embedding program
+# catches them with $SIG{__WARN__}
 sub log ($self, $level, $msg) {
   return if $PAGI::Server::Config::LEVEL{$level} > $self->{cfg}[LEVEL];
   my @t = localtime;
-  printf STDERR "[%04d-%02d-%02d %02d:%02d:%02d] [%s] %s\n",
+  warn sprintf "[%04d-%02d-%02d %02d:%02d:%02d] [%s] %s\n",
     $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0], $level, ($self->{log_prefix} // '') . $msg;
 }
 

@@ -600,7 +600,13 @@ L<PAGI::Server::AccessLog>.
 
 =item log_level
 
-C<error>, C<warn>, C<info> (default) or C<debug>.
+C<error>, C<warn>, C<info> (default) or C<debug>. Log lines (C<[2026-12-02 20:58:02]
+[info] ...>) are written with C<warn>, so they go to stderr and an embedding program
+catches them with C<$SIG{__WARN__}>, as upstream's; events upstream names are worded
+as it words them (C<PAGI application returned without starting a response>,
+C<Lifespan app failed after startup: ...>, C<Lifespan startup timed out after N s>,
+C<Connection rejected: at capacity (n/m)>). There is no log file option: redirect
+stderr (the access log has its own file, C<access_log>).
 
 =item quiet
 

@@ -439,7 +439,7 @@ sub _app_done ($self, $f) {
     # Nothing of the response is on the wire yet (not even after http.response.start,
     # whose head waits for the first body): the client still gets a proper 500
     $server->log(error => $rq->[STARTED] ? 'application finished without completing its response'
-      : 'application returned without sending a response') unless defined $error;
+      : 'PAGI application returned without starting a response') unless defined $error;
     $cstate->[CS_STARTED] = 1;
     $self->_disconnect('server_error', 1);
     return $self->_wire_error('app_error');
