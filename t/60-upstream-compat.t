@@ -182,11 +182,12 @@ MOD
 
   my $r = run_cli(args => ['No::Such::AppModule'], env => {PERL5LIB => $TLIB});
   is($r->{exit}, 2, 'a module that is not installed: exit 2');
-  like($r->{stderr}, qr/\Apagi-server: cannot load the application module No::Such::AppModule: it is not installed/,
-    '... saying so in one line');
+  like($r->{stderr}, qr/\Apagi-server: Cannot find module 'No::Such::AppModule' \(the application\): it is not installed[^\n]*\n\z/,
+    '... saying so in one line (upstream\'s words)');
   $r = run_cli(args => ['-e', '42'], env => {PERL5LIB => $TLIB});
   is($r->{exit}, 2, '-e code that returns no code reference: exit 2');
-  like($r->{stderr}, qr/-e: the code must return the application/, '... saying so');
+  like($r->{stderr}, qr/\Apagi-server: -e code must return a coderef \(the application\), got non-reference\n\z/,
+    '... saying so (upstream\'s words)');
 };
 
 subtest 'development wraps the app in PAGI::Middleware::Lint when installed (a stand-in here)' => sub {

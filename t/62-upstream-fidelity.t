@@ -134,6 +134,33 @@ subtest 'log lines go through warn, in our format, with upstream\'s words for th
   delete $ENV{T62_LIFESPAN};
 };
 
+subtest 'the runner\'s steps die with a message; run returns the exit status' => sub {
+  require PAGI::Server::Runner;
+  my $runner = PAGI::Server::Runner->new;
+  ok(!eval { $runner->parse_options('--zzzzqqqq'); 1 }, 'parse_options: an unknown option dies');
+  ok(!ref $@, '... with a message, not a structure');
+  like($@, qr/\Aunknown option --zzzzqqqq\b[^\n]*; pagi-server --help lists every option\n\z/, '... naming it');
+  $runner = PAGI::Server::Runner->new->parse_options('No::Such::Module::Here');
+  ok(!eval { $runner->load_app; 1 }, 'load_app: a module that is not installed dies');
+  like($@, qr/\ACannot find module 'No::Such::Module::Here' \(the application\): it is not installed/, '... in upstream\'s words');
+  $runner = PAGI::Server::Runner->new->parse_options('-e', '[42]');
+  ok(!eval { $runner->load_app; 1 }, 'load_app: -e code that returns no code reference dies');
+  like($@, qr/\A-e code must return a coderef \(the application\), got ARRAY\n\z/, '... in upstream\'s words');
+  # run: the message on one line, exit 2; --help and --version exit 0
+  open(my $saved, '>&', \*STDERR) or die $!;
+  my $err = "$dir/runner.err";
+  open(STDERR, '>', $err) or die $!;
+  my $status = PAGI::Server::Runner->run('--zzzzqqqq');
+  open(STDERR, '>&', $saved) or die $!;
+  is($status, 2, 'run: exit status 2');
+  like(slurp($err), qr/\Apagi-server: unknown option --zzzzqqqq\b[^\n]*\n\z/, '... the message on stderr, one line');
+  open(my $out, '>', \my $help) or die $!;
+  my $old = select $out;
+  $status = PAGI::Server::Runner->run('--help');
+  select $old;
+  is($status, 0, 'run --help: 0');
+};
+
 subtest 'new checks loop_type and the TLS files at once' => sub {
   my $app = sub { Future->done };
   ok(!eval { PAGI::Server->new(app => $app, loop_type => 'Select"; rm -rf x') ; 1 }, 'a loop_type that is no loop name');
