@@ -773,6 +773,23 @@ check_headers(headers = &PL_sv_undef)
     RETVAL
 
 void
+set_server_header(value = &PL_sv_undef)
+    SV *value
+  PREINIT:
+    STRLEN len = 0;
+    const char *p;
+    int defined;
+    int rc;
+  CODE:
+    /* undef or "": no Server field */
+    p = arg_bytes(aTHX_ value, &len, &defined, PKG, "set_server_header", "the value");
+    rc = pagi_set_server((const unsigned char *)(defined ? p : NULL), defined ? len : 0);
+    if (rc == PAGI_ERROR)
+        croak("%s::set_server_header: not a valid field value (CR, LF or NUL)", PKG);
+    if (rc != PAGI_DONE)
+        croak_panic(aTHX_ PKG, "set_server_header");
+
+void
 serialize_trailers(headers = &PL_sv_undef)
     SV *headers
   PREINIT:

@@ -315,6 +315,8 @@ sub _start_accepting ($self) {
   my $listeners = $self->{listeners};
   $listeners->own_sockets if $self->{worker} && $self->{cfg}[REUSEPORT];
   my $batch = $self->{worker} ? WORKER_ACCEPT_BATCH : ACCEPT_BATCH;
+  # (the codec writes it: one value per process)
+  PAGI::Server::Protocol::HTTP1::set_server_header($self->{cfg}[SERVER_HEADER]);
   weaken(my $weak = $self);
   my $on_socket = sub ($fh, $l) { $weak->_connection($fh, $l) if $weak };
   $listeners->watch($self->_loop, sub ($l) {

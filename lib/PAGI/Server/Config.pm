@@ -91,6 +91,15 @@ BEGIN {
     {cli => 's|server=s', runner => 'server', arg => 'CLASS', group => 'app',
       help => 'run APP on another PAGI server class (PAGI runner contract; default PAGI::Server)'},
     {name => 'on_listen', type => 'code'},
+    {name => 'server_header', type => 'string', cli => 'server-header=s', arg => 'VALUE', group => 'app',
+      fixed => 1, shown => 'PAGI::Server/VERSION',
+      help => "the Server field of responses whose application gave none ('' for none)",
+      # (the codec's own rule for a field value)
+      check => sub ($v, $c) {
+        require PAGI::Server::Protocol::HTTP1;
+        my $err = PAGI::Server::Protocol::HTTP1::check_headers([['Server', $v]]);
+        defined $err ? "is not a valid field value ($err)" : undef;
+      }},
 
     # ---- where
     {name => 'host', type => 'string', default => '127.0.0.1', cli => 'o|H|host=s', arg => 'ADDR', group => 'where',
@@ -447,6 +456,10 @@ sub _derive ($self, $given, $old) {
   $self->[STRICT_SENDS] = defined $strict ? ($strict ? 1 : 0) : ($dev ? 1 : 0);
   $self->[WARN_ENCODED] = $dev ? 1 : 0;
   $self->[SSL_VERIFY_CLIENT] //= 'none' if defined $self->[SSL_CERT];
+  # The Server field: upstream's, this server's name and version, unless one was given
+  # (undef or '': none)
+  $self->[SERVER_HEADER] = 'PAGI::Server/' . ($PAGI::Server::VERSION // '0')
+    unless $old || exists $given->{server_header};
   $self->[IS_TLS] = defined $self->[SSL_CERT] ? 1 : 0;
   $self->[SCHEME] = $self->[IS_TLS] ? 'https' : 'http';
   $self->[PLAIN_HTTP] = $self->[PSGI] ? 1 : 0;
@@ -722,6 +735,13 @@ which read it (the lifespan scope included). Off by default: the key costs about
 0.5% more instructions on the smallest request (the application is then called
 through a wrapper that adds it, so that a server without it pays nothing), and a
 scope that holds the loop can no longer be serialised as data.
+
+=item server_header
+
+The C<Server> field of every response whose application did not send one, as
+upstream sends it: default C<PAGI::Server/VERSION> (this server's version); undef or
+an empty string: none. It is the codec's, one value per process (set when a server
+starts serving: with several servers in one process, the last one to listen decides).
 
 =item root_path
 

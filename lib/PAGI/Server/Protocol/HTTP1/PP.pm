@@ -334,6 +334,22 @@ sub check_headers {
   return defined $out ? undef : $err;
 }
 
+# The Server field's value of every response serialized from now on (set_server_header;
+# '': none); HTTP/2 sessions (::HTTP2::PP) take it when they are made
+my $SERVER = '';
+
+sub set_server_header {
+  my ($value) = @_;
+  $value = '' unless defined $value;
+  Carp::croak('set_server_header: the value must be bytes, not a string with characters over 0xFF')
+    if utf8::is_utf8($value) && !utf8::downgrade($value, 1);
+  Carp::croak('set_server_header: not a valid field value (CR, LF or NUL)') if $value =~ /[\r\n\0]/;
+  $SERVER = $value;
+  return;
+}
+
+sub _server_value { $SERVER }
+
 sub serialize_response {
   my ($status, $headers, $flags, $body) = @_;
   Carp::croak('serialize_response: body must be bytes, not characters')
@@ -364,7 +380,7 @@ sub serialize_response {
   my $reason = $REASON{$status} // '';
   my $bytes = "HTTP/1.1 $status $reason\r\n$out"
     . ($date   ? '' : _date_line())
-    . ($server ? '' : "Server: PAGI-Server\r\n")
+    . ($server || !length $SERVER ? '' : "Server: $SERVER\r\n")
     . $frame
     . ($upgrade ? "Connection: Upgrade\r\n" : $close ? "Connection: close\r\n"
       : $flags & F_HTTP10 ? "Connection: keep-alive\r\n" : '')

@@ -58,8 +58,11 @@ my %FORBIDDEN    = map { $_ => 1 } qw(connection keep-alive proxy-connection tra
 
 sub _new {
   my ($class, $s) = @_;
+  require PAGI::Server::Protocol::HTTP1::PP;
   my $self = bless {
     s => $s,
+    # The Server field of the response heads (the codec's, when the session is made)
+    server => PAGI::Server::Protocol::HTTP1::PP::_server_value(),
     in => '', state => 'preface',
     events => [], urgent => [], reg => [], ready => [], out => '',
     streams => {}, last_recv => 0, last_proc => 0, incoming => 0,
@@ -1010,9 +1013,12 @@ sub output {
 my %CONNECTION_SPECIFIC = map { $_ => 1 } qw(connection keep-alive proxy-connection transfer-encoding upgrade);
 
 # The app's fields: validated (check_headers' rules and messages), lowercased,
-# connection-specific ones dropped; ($fields, $content_length) or (undef, $message)
+# connection-specific ones dropped; ($fields, $content_length) or (undef, $message).
+# A head ($server defined, the Server field's value: '' for none) gets date and server
+# unless given.
 sub _app_fields {
-  my ($headers, $head) = @_;
+  my ($headers, $server_value) = @_;
+  my $head = defined $server_value;
   require PAGI::Server::Protocol::HTTP1::PP;
   my $err = $head ? PAGI::Server::Protocol::HTTP1::PP::check_headers($headers)
     : PAGI::Server::Protocol::HTTP1::PP::_check_trailers($headers);
@@ -1031,7 +1037,7 @@ sub _app_fields {
   }
   if ($head) {
     push @fields, ['date', PAGI::Server::Protocol::HTTP1::PP::_date_value()] unless $date;
-    push @fields, ['server', 'PAGI-Server'] unless $server;
+    push @fields, ['server', $server_value] if !$server && length $server_value;
   }
   return (\@fields, $cl);
 }
@@ -1047,7 +1053,7 @@ sub respond {
   my ($self, $id, $status, $headers, $end_stream) = @_;
   return (undef, _misuse('bad_status'))
     unless defined $status && $status =~ /\A[1-9][0-9][0-9]\z/ && $status != 101;
-  my ($fields, $length) = _app_fields($headers, 1);
+  my ($fields, $length) = _app_fields($headers, $self->{server});
   return (undef, $length) unless $fields;
   my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
   return (undef, _misuse('response_started')) if $st->{started};
@@ -1078,7 +1084,7 @@ sub send_data {
 
 sub send_trailers {
   my ($self, $id, $headers) = @_;
-  my ($fields, $err) = _app_fields($headers, 0);
+  my ($fields, $err) = _app_fields($headers, undef);
   return (undef, $err) unless $fields;
   my $st = $self->_open($id) or return (undef, _misuse('stream_closed'));
   return (undef, _misuse('response_not_started')) unless $st->{started};
