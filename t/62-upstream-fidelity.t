@@ -161,6 +161,97 @@ subtest 'the runner\'s steps die with a message; run returns the exit status' =>
   is($status, 0, 'run --help: 0');
 };
 
+subtest 'the Server field: PAGI::Server/VERSION as upstream sends it, or ours, or none' => sub {
+  for my $case ([[], "PAGI::Server/$PAGI::Server::VERSION"], [[server_header => 'Example/2'], 'Example/2'],
+    [[server_header => ''], undef], [[server_header => undef], undef]) {
+    my ($opt, $want) = @$case;
+    my $server = PAGI::Server->new(app => $scope_app, host => '127.0.0.1', port => 0, quiet => 1, access_log => undef, @$opt);
+    $loop->add($server);
+    $server->listen->get;
+    my $head = curl('http://127.0.0.1:' . $server->port . '/h');
+    my ($got) = $head =~ /^Server: ([^\r]*)\r$/m;
+    is($got, $want, (@$opt ? "server_header => " . ($opt->[1] // 'undef') : 'by default') . ': ' . ($want // 'no Server field'));
+    $server->shutdown->get;
+    $loop->remove($server);
+  }
+  ok(!eval { PAGI::Server->new(app => $scope_app, server_header => "x\r\nSet-Cookie: a=b"); 1 }, 'a value with CR LF is refused');
+  like($@, qr/server_header is not a valid field value/, '... by new');
+};
+
+subtest 'extensions => {fullflush => {}}: advertised, and http.fullflush writes at once' => sub {
+  my $flag = "$dir/go-on";
+  # /stream: a first part, flushed, then the app holds the server (a blocking wait)
+  # until the client, which has the first part only if it was flushed, says go on
+  my $app = sub ($scope, $receive, $send) {
+    return Future->done if $scope->{type} eq 'lifespan';
+    if ($scope->{type} eq 'websocket') {
+      report(case => 'ws', ext => [sort keys %{$scope->{extensions}}]);
+      return $send->({type => 'websocket.close'});
+    }
+    my $ext = [sort keys %{$scope->{extensions}}];
+    if ($scope->{type} eq 'sse') {
+      return $send->({type => 'sse.start'})->then(sub { attempt($send, {type => 'http.fullflush'}) })->then(sub ($r) {
+        report(case => 'sse', ext => $ext, flush => $r);
+        $send->({type => 'sse.send', data => 'one'});
+      });
+    }
+    return read_body($receive)->then(sub {
+      return $send->({type => 'http.response.start', status => 200, headers => []})
+        ->then(sub { $send->({type => 'http.response.body', body => 'first ', more => 1}) })
+        ->then(sub { attempt($send, {type => 'http.fullflush'}) })
+        ->then(sub ($r) {
+          report(case => 'http', ext => $ext, flush => $r);
+          if ($scope->{path} eq '/stream' && $r eq 'ok') {
+            my $until = time + 5;
+            select(undef, undef, undef, 0.01) until -e $flag || time > $until;
+          }
+          $send->({type => 'http.response.body', body => 'second'});
+        });
+    });
+  };
+  for my $on (0, 1) {
+    my $srv = start_server(app => $app, $on ? (extensions => {fullflush => {}}) : ());
+    ok($srv->port, ($on ? 'with' : 'without') . ' fullflush: listening') or return diag $srv->log;
+    my ($r) = http_exchange($srv->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    my ($http) = $srv->reports_of('http');
+    if ($on) {
+      is_deeply($http->{ext}, ['fullflush'], 'the http scope advertises fullflush');
+      is($http->{flush}, 'ok', 'http.fullflush: done');
+      is($r->[0]{body}, 'first second', '... and the response is whole');
+      unlink $flag;
+      my $c = http_connect($srv->port, timeout => 5);
+      $c->send("GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+      ok(wait_for(sub { $c->pause(0.02); $c->buffer =~ /first / }, 4),
+        'the part before http.fullflush reached the client while the app held the server');
+      open(my $fh, '>', $flag) or die $!;
+      close $fh;
+      my ($whole) = $c->read_responses(timeout => 5);
+      is($whole && $whole->{body}, 'first second', '... then the rest');
+      $c->send("GET / HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n");
+      my ($sse) = $srv->reports_of('sse');
+      is_deeply($sse->{ext}, ['fullflush'], 'an sse scope advertises it too');
+      is($sse->{flush}, 'ok', '... and takes http.fullflush');
+      require PAGI::Test::WebSocket;
+      my ($ws) = PAGI::Test::WebSocket::ws_connect($srv->port, path => '/ws');
+      my ($rep) = $srv->reports_of('ws');
+      is_deeply($rep->{ext}, ['websocket.http.response'], 'a websocket scope does not (its events are not HTTP\'s)');
+    }
+    else {
+      is_deeply($http->{ext}, [], 'no extension advertised');
+      like($http->{flush}, qr/\Aerror: unsupported event type 'http\.fullflush' \(the extension is not advertised\)/,
+        'http.fullflush fails, as the specification says');
+      is($r->[0]{body}, 'first second', '... and the response goes on');
+    }
+    is($srv->stop, 0, 'exit 0');
+  }
+  for my $bad ([{tls => {}}, qr/extensions tls is advertised by the server itself/],
+    [{gzip => {}}, qr/extensions gzip is not an extension this server implements \(it implements fullflush\)/],
+    [[], qr/extensions must be a hash reference/]) {
+    ok(!eval { PAGI::Server->new(app => sub { }, extensions => $bad->[0]); 1 }, 'extensions => ' . (ref $bad->[0] eq 'HASH' ? join(',', keys %{$bad->[0]}) : '[]') . ': refused');
+    like($@, $bad->[1], '... saying why');
+  }
+};
+
 subtest 'new checks loop_type and the TLS files at once' => sub {
   my $app = sub { Future->done };
   ok(!eval { PAGI::Server->new(app => $app, loop_type => 'Select"; rm -rf x') ; 1 }, 'a loop_type that is no loop name');

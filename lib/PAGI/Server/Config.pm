@@ -91,6 +91,18 @@ BEGIN {
     {cli => 's|server=s', runner => 'server', arg => 'CLASS', group => 'app',
       help => 'run APP on another PAGI server class (PAGI runner contract; default PAGI::Server)'},
     {name => 'on_listen', type => 'code'},
+    # Upstream's extensions => {name => {}, ...}: the ones the server implements on
+    # request (the others it advertises itself where they apply)
+    {name => 'extensions', type => 'any', default => {}, check => sub ($v, $c) {
+      return 'must be a hash reference, such as {fullflush => {}}' unless ref $v eq 'HASH';
+      for my $name (sort keys %$v) {
+        next if $name eq 'fullflush';
+        return "$name is advertised by the server itself, where it applies (tls on TLS connections, "
+          . 'websocket.http.response in WebSocket scopes)' if $name eq 'tls' || $name eq 'websocket.http.response';
+        return "$name is not an extension this server implements (it implements fullflush)";
+      }
+      undef;
+    }},
     {name => 'server_header', type => 'string', cli => 'server-header=s', arg => 'VALUE', group => 'app',
       fixed => 1, shown => 'PAGI::Server/VERSION',
       help => "the Server field of responses whose application gave none ('' for none)",
@@ -234,8 +246,6 @@ BEGIN {
     {name => 'sync_file_threshold', cli => 'sync-file-threshold=i', arg => 'N', group => 'refused',
       refused => 'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune',
       help => 'a thread pool for reading files'},
-    {name => 'extensions', refused => 'extensions are advertised by the server itself (tls on TLS connections, '
-      . 'websocket.http.response)'},
     {cli => 'future-xs', group => 'refused',
       refused => 'Future::XS is not packaged here, and this server is not tested with it', help => 'Future::XS'},
 
@@ -260,7 +270,7 @@ BEGIN {
 our @DERIVED;
 BEGIN {
   @DERIVED = qw(
-    level debug strict_sends warn_encoded is_tls scheme plain_http
+    level debug strict_sends warn_encoded is_tls scheme plain_http fullflush
     parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs
   );
 }
@@ -463,6 +473,7 @@ sub _derive ($self, $given, $old) {
   $self->[IS_TLS] = defined $self->[SSL_CERT] ? 1 : 0;
   $self->[SCHEME] = $self->[IS_TLS] ? 'https' : 'http';
   $self->[PLAIN_HTTP] = $self->[PSGI] ? 1 : 0;
+  $self->[FULLFLUSH] = $self->[EXTENSIONS]{fullflush} ? 1 : 0;
   $self->[PARSE_LIMITS] = [@$self[MAX_HEADER_SIZE, MAX_HEADERS, MAX_LINE]];
   my $frame = $self->[MAX_WS_FRAME_SIZE] || $self->[MAX_WS_MESSAGE_SIZE];
   $frame = $self->[MAX_WS_MESSAGE_SIZE] if $frame > $self->[MAX_WS_MESSAGE_SIZE];
@@ -530,7 +541,7 @@ Given to C<< PAGI::Server->new >> or C<configure>; unknown options are an error
 C<timeout> (our C<keepalive_timeout>), C<max_header_count> (C<max_headers>),
 C<lifespan> (C<lifespan_mode>), C<ssl> and C<disable_tls> (below). Upstream options
 whose mechanism this server does not have are refused by name, saying why:
-C<http2>, the C<h2_*> options, C<sync_file_threshold>, C<extensions>. The command
+C<http2>, the C<h2_*> options, C<sync_file_threshold>. The command
 line's spelling of each is in C<pagi-server --help>.
 
 =over
@@ -742,6 +753,18 @@ The C<Server> field of every response whose application did not send one, as
 upstream sends it: default C<PAGI::Server/VERSION> (this server's version); undef or
 an empty string: none. It is the codec's, one value per process (set when a server
 starts serving: with several servers in one process, the last one to listen decides).
+
+=item extensions
+
+Upstream's C<{name =E<gt> {}, ...}>: the extensions to advertise that the server
+implements only when asked. C<fullflush =E<gt> {}>: HTTP and SSE scopes have
+C<< $scope->{extensions}{fullflush} >>, and an C<http.fullflush> send writes what the
+connection holds for the client at once (responses made while a read is processed
+otherwise go out together at its end, in one write); its Future is a body send's
+(it waits while the socket is backed up). Without it, C<http.fullflush> fails, as
+the specification says. C<tls> and C<websocket.http.response> are advertised by the
+server itself where they apply, and are refused here, as are names it does not
+implement. Default: none.
 
 =item root_path
 

@@ -14,7 +14,7 @@ use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::Transport;
 use PAGI::Server::Config qw(PARSE_LIMITS HEADER_TIMEOUT KEEPALIVE_TIMEOUT_S REQUEST_TIMEOUT_S MAX_BODY_SIZE
-  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK);
+  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK FULLFLUSH);
 use PAGI::Server::Shared qw(:fields);
 
 our $VERSION = '0.001';
@@ -108,7 +108,7 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
   # A TLS handle (IO::Socket::SSL): its session record and TLS-aware callbacks
   PAGI::Server::TLS::setup_connection($self, $tls) if $tls;
   # Its scopes are not plain TCP's (the one check on the request path; _scope_extra)
-  $self->[SCOPE_EXTRA] = $tls || !$self->[CLIENT] ? 1 : 0;
+  $self->[SCOPE_EXTRA] = $tls || !$self->[CLIENT] || $cfg->[FULLFLUSH] ? 1 : 0;
 
   $self->[DEADLINE]      = $live->[NOW] + $cfg->[KEEPALIVE_TIMEOUT_S];
   $self->[DEADLINE_KIND] = 'idle';
@@ -294,11 +294,23 @@ sub _start_request ($self, $req) {
   _call_app($self, $scope);
 }
 
-# The scope of a connection that is not plain TCP: a TLS connection's has the tls
-# extension; a Unix socket's has no client key at all (it has no peer address)
+# The scope of a connection that is not plain TCP's: a TLS connection's has the tls
+# extension; a Unix socket's has no client key at all (it has no peer address); the
+# extensions the server was asked for are advertised (fullflush)
 sub _scope_extra ($self, $scope) {
   $scope->{extensions}{tls} = PAGI::Server::TLS::extension_of($self) if $self->[TLS];
+  $scope->{extensions}{fullflush} = {} if $self->[CFG][FULLFLUSH];
   delete $scope->{client} unless $self->[CLIENT];
+}
+
+# http.fullflush: what the connection holds for the client goes to the socket now
+# (inside a read, responses otherwise wait for its end, to go out in one write)
+sub _flush ($self) {
+  return if !length $self->[WBUF] || $self->[WWATCH] || $self->[PHASE] == CLOSED;
+  my ($corked, $bytes) = ($self->[CORKED], $self->[WBUF]);
+  @$self[CORKED, WBUF] = (0, '');
+  $self->_write($bytes);
+  $self->[CORKED] = $corked;
 }
 
 # For the WebSocket and SSE classes: a $send that calls their _send method

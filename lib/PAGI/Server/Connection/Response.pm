@@ -8,7 +8,7 @@ use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields);
-use PAGI::Server::Config qw(DEBUG STRICT_SENDS);
+use PAGI::Server::Config qw(DEBUG STRICT_SENDS FULLFLUSH);
 use PAGI::Server::Shared qw(ACCESS_LOGGER);
 
 our $VERSION = '0.001';
@@ -116,8 +116,13 @@ sub _send ($self, $ev) {
     }
     return $self->_response_complete;
   }
-  return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
-    if $type eq 'http.fullflush';
+  if ($type eq 'http.fullflush') {
+    # (an extension: an error unless the server advertises it)
+    return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
+      unless $self->[CFG][FULLFLUSH];
+    $self->_flush;
+    return $self->_send_future;
+  }
   return Future->fail("unknown event type '$type' for an http scope\n");
 }
 

@@ -117,6 +117,8 @@ sub _send ($self, $ev) {
     $self->[PROTO][CLOSED] = 1;
     return $self->_end_stream;
   }
+  # (the fullflush extension's event: HTTP's, for this stream's bytes too)
+  return $self->SUPER::_send($ev) if $type eq 'http.fullflush';
   if ($type eq 'sse.http.response.start' || $type eq 'sse.http.response.body') {
     return Future->fail("$type after sse.start\n") if $mode eq 'stream';
     return Future->done if !_connected($self);

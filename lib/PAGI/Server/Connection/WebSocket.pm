@@ -72,7 +72,9 @@ sub take_over ($class, $conn, $req) {
     next unless $h->[0] eq 'sec-websocket-protocol';
     push @{$scope->{subprotocols}}, grep { length } map { s/\A\s+|\s+\z//gr } split /,/, $h->[1];
   }
-  $scope->{extensions}{'websocket.http.response'} = {};    # keeps tls, if any
+  # Its own extensions: tls, if any, and the denial (not HTTP's fullflush)
+  $scope->{extensions} = {($scope->{extensions}{tls} ? (tls => $scope->{extensions}{tls}) : ()),
+    'websocket.http.response' => {}};
   $self->_call_app($scope);
 }
 
