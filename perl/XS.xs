@@ -741,8 +741,9 @@ serialize_chunk(data = &PL_sv_undef)
     RETVAL
 
 SV *
-check_headers(headers = &PL_sv_undef)
+check_headers(headers = &PL_sv_undef, status = NULL)
     SV *headers
+    SV *status
   PREINIT:
     pagi_field_in stack[STACK_FIELDS];
     SV *stack_names[2 * STACK_FIELDS];
@@ -753,6 +754,21 @@ check_headers(headers = &PL_sv_undef)
     pagi_response r;
     int rc;
   CODE:
+    /* A status given (a second argument, even undef) first: a response head's */
+    if (status) {
+        STRLEN slen = 0;
+        const char *s = NULL;
+        SvGETMAGIC(status);
+        if (SvOK(status))
+            s = SvPV_nomg_const(status, slen);
+        rc = pagi_check_status((const unsigned char *)s, slen);
+        if (rc == PAGI_ERROR) {
+            ST(0) = sv_2mortal(app_message(aTHX_ PAGI_BAD_STATUS, NULL));
+            XSRETURN(1);
+        }
+        if (rc != PAGI_DONE)
+            croak_panic(aTHX_ PKG, "check_headers");
+    }
     /* The shape first: the connection's http.response.start relies on this to
        fail the send (serialize_response treats a bad shape as misuse) */
     if (!headers_shape_ok(aTHX_ headers)) {

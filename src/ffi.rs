@@ -16,7 +16,7 @@ use crate::error::ErrorKind;
 use crate::h2::{self, Event, H2Error, H2Refusal, SendError};
 use crate::request::{Limits, Parser, Span, Status};
 use crate::response::{
-    check_headers, check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, AppErrorKind, Framing, HeaderIn,
+    check_headers, check_headers_iter, chunk_prefix, parse_status, serialize_response, serialize_trailers, AppError, AppErrorKind, Framing, HeaderIn,
 };
 use crate::status::reason_phrase;
 use crate::ws::{self, WsError};
@@ -660,6 +660,18 @@ pub unsafe extern "C" fn pagi_set_server(value: *const u8, len: usize) -> c_int 
         SERVER.with(|v| *v.borrow_mut() = value.to_vec());
         PAGI_DONE
     })
+}
+
+/// Validates a response status as `pagi_serialize_response` does (three digits,
+/// 100-999): `PAGI_DONE`, `PAGI_ERROR` (the `bad_status` kind) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `status` points to `len` readable bytes (or is NULL: none, which is invalid).
+#[no_mangle]
+pub unsafe extern "C" fn pagi_check_status(status: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller guarantees the bytes.
+    let status = unsafe { bytes(status, len) };
+    guard(PAGI_PANIC, || if parse_status(status).is_some() { PAGI_DONE } else { PAGI_ERROR })
 }
 
 /// Validates application headers as `pagi_serialize_response` does, building nothing.

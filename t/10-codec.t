@@ -406,6 +406,16 @@ subtest "serialize_response and check_headers: the app's Content-Length" => sub 
   is(($sr->(200, [], 0, $up))[3], 4, 'an upgraded string with characters <= 0xFF counts its bytes');
 };
 
+subtest 'check_headers given a status: a response head\'s, the status first' => sub {
+  my $ch = \&PAGI::Server::Protocol::HTTP1::check_headers;
+  is($ch->([['X', 'y']], 200), undef, 'a good status and headers');
+  is($ch->(undef, '204'), undef, 'a status as a string, no headers');
+  is($ch->([], $_), 'invalid status', 'status ' . ($_ // 'undef') . ': invalid status') for undef, 99, 1000, 'OK', '2xx', '';
+  is($ch->('not headers', 'x'), 'invalid status', 'the status before the shape');
+  is($ch->('not headers', 200), 'headers must be an array of [name, value] pairs', '... then the shape');
+  is($ch->([['X', "a\r\n"]]), 'invalid header value for X', 'no status given: the headers only');
+};
+
 subtest 'set_server_header: the Server field of every response serialized' => sub {
   my $set = \&PAGI::Server::Protocol::HTTP1::set_server_header;
   my $server_of = sub { my ($b) = @{sr(204, $_[0] // [], 0, undef)}; $b =~ /^Server: ([^\r]*)\r$/m ? $1 : undef };

@@ -246,6 +246,13 @@ subtest 'serialize_response, serialize_chunk, serialize_trailers' => sub {
     ok(same($name, 'serialize_response', \@args, flags => 0, post => \&strip_date), "serialize_response: $name")
       or diag(pop @FAILS);
   }
+  # check_headers given a status (a response head's): the status first, serialize_response's rule
+  for my $status (200, '200', 100, 999, 99, 1000, '20', '2000', ' 200', '200 ', "200\n", 'abc', undef, '', 0, 1e3, '০২০') {
+    for my $headers ([], [['X', "a\nb"]], 'x') {
+      ok(same('status ' . canon([$status]), 'check_headers', [$headers, $status], flags => 0),
+        'check_headers(' . canon([$headers, $status]) . ')') or diag(pop @FAILS);
+    }
+  }
   # The Server field the codec adds, set the same in both (each backend keeps its own)
   for my $value ('PAGI::Server/0.001', '', undef, "x\x{e9}") {
     my ($pp, $xs) = run_both('set_server_header', [$value]);

@@ -252,6 +252,74 @@ subtest 'extensions => {fullflush => {}}: advertised, and http.fullflush writes 
   }
 };
 
+subtest 'PAGI::Server::EventValidator: upstream\'s functions, the server\'s own checks' => sub {
+  require PAGI::Server::EventValidator;
+  my $v = 'PAGI::Server::EventValidator';
+  ok($v->can('validate_http_send')->({type => 'http.response.start', status => 200, headers => [['a', 'b']]}),
+    'validate_http_send: a good start returns true');
+  ok(!eval { $v->can('validate_http_send')->({type => 'http.response.start', status => 'OK'}); 1 }, 'a bad status croaks');
+  like($@, qr/\Ahttp\.response\.start: invalid status at /, '... with the message a failed send carries');
+  ok(!eval { $v->can('validate_websocket_send')->({type => 'websocket.send', text => 'a', bytes => 'b'}); 1 },
+    'validate_websocket_send: text and bytes croaks');
+  like($@, qr/\Awebsocket\.send: only one of bytes and text/, '... saying so');
+  ok($v->can('validate_sse_send')->({type => 'sse.send', data => "two\nlines", event => 'e'}), 'validate_sse_send: a good send');
+  ok(!eval { $v->can('validate_sse_send')->({type => 'sse.send', data => 'x', id => "a\nb"}); 1 }, 'an id with a newline croaks');
+  ok(!eval { $v->can('validate_http_send')->({type => 'websocket.send', text => 'x'}); 1 },
+    'an event type the scope does not have croaks (the server fails it too)');
+  like($@, qr/\Aunknown event type 'websocket\.send' for an http scope/, '... naming it');
+
+  # The server fails exactly these sends, with exactly these messages: each scope's
+  # events are sent by an app, and each result is compared with send_error's
+  my $wide = "\x{263a}";
+  my %events = (
+    http => [{type => 'http.response.start'}, {type => 'http.response.start', status => 'abc'},
+      {type => 'http.response.start', status => 99}, {type => 'http.response.start', status => 200, headers => 'x'},
+      {type => 'http.response.start', status => 200, headers => [['Bad Name', 'v']]},
+      {type => 'http.response.start', status => 200, headers => [['X', "a\r\nb"]]},
+      {type => 'http.response.start', status => 200, trailers => 1},
+      {type => 'http.response.body', body => $wide}, {type => 'http.response.body', body => 'a', file => '/etc/passwd'},
+      {type => 'http.response.body', fh => 'not a handle'}, {type => 'http.response.body', file => '/etc/passwd', offset => -1},
+      {type => 'http.response.body', body => 'ok', more => 1},
+      {type => 'http.response.trailers', headers => [['X', "a\nb"]]}, {type => 'http.response.trailers', headers => 'x'},
+      {type => 'http.nope'}, {type => 'http.response.trailers', headers => [['X-Done', '1']]}],
+    websocket => [{type => 'websocket.accept', headers => [['X', "a\rb"]]}, {type => 'websocket.accept', subprotocol => "a\nb"},
+      {type => 'websocket.accept'}, {type => 'websocket.send'}, {type => 'websocket.send', bytes => $wide},
+      {type => 'websocket.send', bytes => 'b', text => 't'}, {type => 'websocket.send', bytes => 'b'},
+      {type => 'websocket.keepalive', interval => 'often'}, {type => 'websocket.keepalive', interval => 5, timeout => -1},
+      {type => 'websocket.close', code => 1005}, {type => 'websocket.close', code => 'x'},
+      {type => 'websocket.close', reason => 'r' x 124}, {type => 'websocket.frob'}, {type => 'websocket.close', code => 4000}],
+    sse => [{type => 'sse.start', status => 'x'}, {type => 'sse.start', headers => [['X', "a\0"]]}, {type => 'sse.start'},
+      {type => 'sse.send'}, {type => 'sse.send', data => []}, {type => 'sse.send', data => 'x', event => "a\nb"},
+      {type => 'sse.send', data => 'x', retry => 'soon'}, {type => 'sse.comment'}, {type => 'sse.keepalive', interval => -1},
+      {type => 'http.response.body', body => 'x'}, {type => 'sse.send', data => 'fine'}],
+  );
+  my $app = sub ($scope, $receive, $send) {
+    return Future->done if $scope->{type} eq 'lifespan';
+    my @events = @{$events{$scope->{type}}};
+    my @results;
+    my $next;
+    $next = sub {
+      return Future->done(report(case => $scope->{type}, results => \@results)) unless @events;
+      attempt($send, shift @events)->then(sub ($r) { push @results, $r; $next->() });
+    };
+    return ($scope->{type} eq 'websocket' ? $receive->() : Future->done)->then($next);
+  };
+  my $srv = start_server(app => $app);
+  ok($srv->port, 'a server for the events') or return diag $srv->log;
+  http_exchange($srv->port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  http_exchange($srv->port, "GET / HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n", timeout => 1);
+  require PAGI::Test::WebSocket;
+  my ($ws) = PAGI::Test::WebSocket::ws_connect($srv->port, path => '/ws');
+  for my $scope (qw(http websocket sse)) {
+    my ($r) = $srv->reports_of($scope);
+    my @want = map { my $e = PAGI::Server::EventValidator::send_error($scope, $_); defined $e ? "error: $e" : 'ok' }
+      @{$events{$scope}};
+    is_deeply($r && $r->{results}, \@want, "$scope: every send fails as send_error says, with its message, and the others succeed")
+      or diag explain $r;
+  }
+  is($srv->stop, 0, 'exit 0');
+};
+
 subtest 'new checks loop_type and the TLS files at once' => sub {
   my $app = sub { Future->done };
   ok(!eval { PAGI::Server->new(app => $app, loop_type => 'Select"; rm -rf x') ; 1 }, 'a loop_type that is no loop name');

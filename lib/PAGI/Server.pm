@@ -819,7 +819,8 @@ USR2.
 
 L<pagi-server>, L<PAGI::Server::Config> (the options), L<PAGI::Server::Runner>,
 L<PAGI::Server::Prefork>, L<PAGI::Server::Listeners>, L<PAGI::Server::Process>,
-L<PAGI::Server::Lifespan>, L<PAGI::Server::TLS>, L<PAGI::Server::Protocol::HTTP1>, the
-PAGI specification.
+L<PAGI::Server::Lifespan>, L<PAGI::Server::TLS>, L<PAGI::Server::Protocol::HTTP1>,
+L<PAGI::Server::EventValidator> (the checks of an application's events), the PAGI
+specification.
 
 =cut

@@ -324,8 +324,13 @@ sub _app_headers {
   return ($out, $date, $server, $cl, $close);
 }
 
+# A response status: three digits, 100-999
+use constant STATUS => qr/\A[1-9][0-9][0-9]\z/;
+
 sub check_headers {
   my ($headers) = @_;
+  # A status given (a second argument, even undef) first: a response head's
+  return _misuse('bad_status') if @_ > 1 && !(defined $_[1] && $_[1] =~ STATUS);
   # The shape first (serialize_response treats a bad shape as misuse)
   return _misuse('bad_shape')
     if defined $headers
@@ -333,6 +338,7 @@ sub check_headers {
   my ($out, $err) = _app_headers($headers // []);
   return defined $out ? undef : $err;
 }
+
 
 # The Server field's value of every response serialized from now on (set_server_header;
 # '': none); HTTP/2 sessions (::HTTP2::PP) take it when they are made
@@ -354,8 +360,7 @@ sub serialize_response {
   my ($status, $headers, $flags, $body) = @_;
   Carp::croak('serialize_response: body must be bytes, not characters')
     if defined $body && utf8::is_utf8($body) && !utf8::downgrade(my $copy = $body, 1);
-  return (undef, _misuse('bad_status'))
-    unless defined $status && $status =~ /\A[0-9]{3}\z/ && $status >= 100;
+  return (undef, _misuse('bad_status')) unless defined $status && $status =~ STATUS;
   my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
   return (undef, $date) unless defined $out;
   $flags //= 0;
