@@ -6,6 +6,7 @@ use Carp ();
 use PAGI::Server::AccessLog ();
 use PAGI::Server::Listeners ();
 use PAGI::Server::Loop ();
+use PAGI::Server::Spelling ();
 
 our $VERSION = '0.001';
 our @CARP_NOT = qw(PAGI::Server PAGI::Server::Runner Plack::Handler::PAGI::Server);
@@ -372,30 +373,7 @@ sub suggest ($name) {
 }
 
 # The candidate nearest to $name (Levenshtein distance under 4), or undef
-sub nearest ($name, @candidates) {
-  my ($best, $dist) = (undef, 4);
-  for my $k (sort @candidates) {
-    my $d = distance($name, $k);
-    ($best, $dist) = ($k, $d) if $d < $dist;
-  }
-  return $best;
-}
-
-sub distance ($a, $b) {
-  my @prev = (0 .. length $b);
-  for my $i (1 .. length $a) {
-    my @cur = ($i);
-    for my $j (1 .. length $b) {
-      my $cost = substr($a, $i - 1, 1) eq substr($b, $j - 1, 1) ? 0 : 1;
-      my $best = $prev[$j] + 1;
-      $best = $cur[$j - 1] + 1 if $cur[$j - 1] + 1 < $best;
-      $best = $prev[$j - 1] + $cost if $prev[$j - 1] + $cost < $best;
-      push @cur, $best;
-    }
-    @prev = @cur;
-  }
-  return $prev[-1];
-}
+sub nearest ($name, @candidates) { PAGI::Server::Spelling::nearest($name, 4, @candidates) }
 
 # (a message that names its option already is given as it is)
 sub _fail ($name, $why) { Carp::croak('PAGI::Server->new: ' . ($why =~ /\b\Q$name\E\b/ ? $why : "$name $why")) }
@@ -433,8 +411,6 @@ sub _check ($self, $given, $new) {
   }
   _fail('write_low_watermark', 'must not be above write_high_watermark')
     if $self->[WRITE_LOW_WATERMARK] > $self->[WRITE_HIGH_WATERMARK];
-  Carp::croak('PAGI::Server->new: a loop object cannot be shared by worker processes; use loop_type')
-    if $self->[WORKERS] && $self->[LOOP];
   # Each file given is there and readable (upstream's ssl => {cert_file, key_file,
   # ca_file} in its words), before whether they go together
   for ([ssl_cert => 'certificate'], [ssl_key => 'key'], [ssl_ca => 'CA']) {
@@ -587,8 +563,8 @@ L<PAGI::Server/port>).
 
 =item loop
 
-An L<IO::Async::Loop> to use. Refused with C<workers> (each worker makes its own:
-use C<loop_type>).
+An L<IO::Async::Loop> to use (as C<< $loop->add($server) >> does). With C<workers>
+the master runs on it, and each worker makes a fresh loop of its own (C<loop_type>).
 
 =item loop_type
 
@@ -794,22 +770,26 @@ created owner-only, then given that mode.
 
 Pre-fork this many worker processes (default 0: a single process). The master binds
 every listening socket once, before forking, and the workers share them (the kernel
-gives each new connection to one of the workers that accept). Each worker creates its
-own L<IO::Async> loop (C<loop_type>; a C<loop> object cannot be shared and is refused)
-and TLS context after the fork, and runs lifespan with C<is_worker =E<gt> 1> and
+gives each new connection to one of the workers that accept). Each worker creates a
+fresh L<IO::Async> loop of its own (C<loop_type>; never its parent's) and TLS context
+after the fork, and runs lifespan with C<is_worker =E<gt> 1> and
 C<worker_num> 1..N; the master never runs the application. With C<workers> 0 lifespan
 gets C<is_worker =E<gt> 0> and C<worker_num =E<gt> undef>. A worker that dies is started
 again, with a delay that grows (0.1 s doubling to 5 s) while workers keep dying young.
-See L<PAGI::Server::Prefork> for the master and its signals. (On the command line,
-C<--workers 1> is one process, as upstream reads it.)
+Embedded (C<< $loop->add($server); $server->listen >>), C<listen> forks the workers
+and returns, and the master runs on that loop (C<< $loop->run >>): its signals,
+respawns, and C<shutdown>, whose Future is done once the workers are gone; C<run>
+does the same on a loop of its own. See L<PAGI::Server::Prefork> for the master and
+its signals. (On the command line, C<--workers 1> is one process, as upstream reads
+it.)
 
 =item max_requests
 
 A worker that has served this many requests stops accepting, tells the master (which
 starts its replacement at once), finishes its in-flight requests, answers one more
 request on each open keep-alive connection with C<Connection: close>, and exits.
-Without C<workers>, C<run> serves from one worker under a master for it (C<listen>
-in your own loop refuses it). Default 0 (never).
+Without C<workers>, the server serves from one worker under a master for it (in
+C<run>, or C<listen> in your own loop). Default 0 (never).
 
 =item listener_backlog
 

@@ -107,7 +107,7 @@ sub parse_options ($self, @args) {
       my ($best, $dist) = (undef, 1e9);
       for my $known (PAGI::Server::Config::cli_names()) {
         next if length $known == 1 && length $name > 2;
-        my $d = PAGI::Server::Config::distance($name, $known);
+        my $d = PAGI::Server::Spelling::distance($name, $known);
         ($best, $dist) = ($known, $d) if $d < $dist;
       }
       my $flag = length $name == 1 ? "-$name" : "--$name";
