@@ -3,6 +3,7 @@ use warnings;
 use experimental 'signatures';
 use Test::More;
 use File::Temp ();
+use IO::Socket::IP;
 use lib 't/lib';
 use PAGI::Test::Server qw(:all);
 use PAGI::Test::Load qw(children_of);
@@ -55,6 +56,19 @@ my $stop = $ENV{T63_STOP};
 my $poll;
 $poll = sub {
   return $loop->watch_time(after => 0.05, code => $poll) unless -e $stop;
+  if ($ENV{T63_REMOVE}) {
+    # Removed while serving: the workers are told to stop at once, nothing waits
+    $loop->remove($server);
+    my $until = time + 5;
+    my $check;
+    $check = sub {
+      my @left = children_of($$);
+      return $loop->watch_time(after => 0.05, code => $check) if @left && time < $until;
+      report(case => 'removed', children => \@left, running => $server->is_running);
+      $loop->stop;
+    };
+    return $check->();
+  }
   my $f = $server->shutdown;
   $f->on_done(sub {
     report(case => 'stopped', children => [children_of($$)], running => $server->is_running);
@@ -134,6 +148,21 @@ for my $loop_class (@LOOPS) {
     is($srv->wait_exit(10), 0, '... and exited 0');
   };
 }
+
+subtest '$loop->remove($server) while the master serves: the workers stop at once' => sub {
+  unlink "$dir/stop";
+  my ($srv, $l) = embed(T63_REMOVE => 1);
+  ok($l && $l->{port}, 'listening') or return diag $srv->log;
+  is(scalar(worker_pids($srv, 2)), 2, 'two workers');
+  open(my $fh, '>', "$dir/stop") or die $!;
+  close $fh;
+  my ($r) = $srv->reports_of('removed', 1, 10);
+  ok($r, 'removed') or return diag $srv->log;
+  is_deeply($r->{children}, [], 'no worker is left running');
+  ok(!$r->{running}, 'the server does not run');
+  ok(!IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $l->{port}), 'the port is closed');
+  is($srv->wait_exit(10), 0, 'the program exits 0');
+};
 
 subtest 'TERM to the program: the workers stop gracefully, then the loop' => sub {
   unlink "$dir/stop";
