@@ -74,6 +74,6 @@ fn main() {
     let mut out = Vec::new();
     let date = *b"Sun, 06 Nov 1994 08:49:37 GMT";
     bench("serialize_response 3 headers + body", 0, || {
-        black_box(serialize_response(&mut out, b"200", black_box(&headers), 0, Some(13), &date).unwrap());
+        black_box(serialize_response(&mut out, b"200", black_box(&headers), 0, Some(13), &date, b"PAGI-Server").unwrap());
     });
 }

@@ -765,8 +765,9 @@ serialize_chunk(data = &PL_sv_undef)
     RETVAL
 
 SV *
-check_headers(headers = &PL_sv_undef)
+check_headers(headers = &PL_sv_undef, status = NULL)
     SV *headers
+    SV *status
   PREINIT:
     pagi_field_in stack[STACK_FIELDS];
     SV *stack_names[2 * STACK_FIELDS];
@@ -777,6 +778,21 @@ check_headers(headers = &PL_sv_undef)
     pagi_response r;
     int rc;
   CODE:
+    /* A status given (a second argument, even undef) first: a response head's */
+    if (status) {
+        STRLEN slen = 0;
+        const char *s = NULL;
+        SvGETMAGIC(status);
+        if (SvOK(status))
+            s = SvPV_nomg_const(status, slen);
+        rc = pagi_check_status((const unsigned char *)s, slen);
+        if (rc == PAGI_ERROR) {
+            ST(0) = sv_2mortal(app_message(aTHX_ PAGI_BAD_STATUS, NULL));
+            XSRETURN(1);
+        }
+        if (rc != PAGI_DONE)
+            croak_panic(aTHX_ PKG, "check_headers");
+    }
     /* The shape first: the connection's http.response.start relies on this to
        fail the send (serialize_response treats a bad shape as misuse) */
     if (!headers_shape_ok(aTHX_ headers)) {
@@ -795,6 +811,23 @@ check_headers(headers = &PL_sv_undef)
     RETVAL = app_error_message(aTHX_ &r, names);
   OUTPUT:
     RETVAL
+
+void
+set_server_header(value = &PL_sv_undef)
+    SV *value
+  PREINIT:
+    STRLEN len = 0;
+    const char *p;
+    int defined;
+    int rc;
+  CODE:
+    /* undef or "": no Server field */
+    p = arg_bytes(aTHX_ value, &len, &defined, PKG, "set_server_header", "the value");
+    rc = pagi_set_server((const unsigned char *)(defined ? p : NULL), defined ? len : 0);
+    if (rc == PAGI_ERROR)
+        croak("%s::set_server_header: not a valid field value (CR, LF or NUL)", PKG);
+    if (rc != PAGI_DONE)
+        croak_panic(aTHX_ PKG, "set_server_header");
 
 void
 serialize_trailers(headers = &PL_sv_undef)

@@ -226,6 +226,8 @@ int pagi_serialize_response(const unsigned char *status, size_t status_len,
                             const pagi_field_in *headers, size_t n, uint32_t flags,
                             int has_body, size_t body_len, pagi_response *out);
 int pagi_check_headers(const pagi_field_in *headers, size_t n, pagi_response *out);
+int pagi_check_status(const unsigned char *status, size_t len);
+int pagi_set_server(const unsigned char *value, size_t len);
 int pagi_serialize_trailers(const pagi_field_in *headers, size_t n, pagi_response *out);
 size_t pagi_chunk_prefix(size_t len, unsigned char *out /* >= 18 bytes */);
 int pagi_connection_info(int fd, pagi_conninfo *out);

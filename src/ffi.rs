@@ -17,7 +17,7 @@ use crate::error::ErrorKind;
 use crate::h2::{self, Event, H2Error, H2Refusal, SendError};
 use crate::request::{Limits, Parser, Span, Status};
 use crate::response::{
-    check_headers_iter, chunk_prefix, serialize_response, serialize_trailers, AppError, AppErrorKind, Framing, HeaderIn,
+    check_headers, check_headers_iter, chunk_prefix, parse_status, serialize_response, serialize_trailers, AppError, AppErrorKind, Framing, HeaderIn,
 };
 use crate::status::reason_phrase;
 use crate::ws::{self, WsError};
@@ -373,6 +373,9 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// The `Server` field's value of every response this process serializes
+    /// (`pagi_set_server`; empty: none).
+    static SERVER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
@@ -628,9 +631,9 @@ pub unsafe extern "C" fn pagi_serialize_response(
     let work = || {
         // SAFETY: the caller guarantees the header entries.
         let fields: Vec<HeaderIn> = unsafe { fields_in(headers, n) }.collect();
-        with_scratch(|s| {
+        with_scratch(|s| SERVER.with(|server| {
             let body = (has_body != 0).then_some(body_len);
-            match serialize_response(&mut s.out, status, &fields, flags, body, &http_date()) {
+            match serialize_response(&mut s.out, status, &fields, flags, body, &http_date(), &server.borrow()) {
                 Err(e) => app_error(e),
                 Ok(Framing { mode, close, append_body, length }) => {
                     let r = PagiResponse {
@@ -647,10 +650,41 @@ pub unsafe extern "C" fn pagi_serialize_response(
                     (PAGI_DONE, r)
                 }
             }
-        })
+        }))
     };
     // SAFETY: the caller guarantees `out` (see above).
     unsafe { fill(out, PagiResponse::EMPTY, work) }
+}
+
+/// Sets the `Server` field's value of the responses this process serializes from now
+/// on, HTTP/1.1 ones and HTTP/2 sessions made afterwards (empty: none). Returns
+/// `PAGI_DONE`, `PAGI_ERROR` (not a valid field value: nothing changes) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `value` points to `len` readable bytes (or is NULL: none).
+#[no_mangle]
+pub unsafe extern "C" fn pagi_set_server(value: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller guarantees the bytes.
+    let value = unsafe { bytes(value, len) };
+    guard(PAGI_PANIC, || {
+        if check_headers(&[HeaderIn::new(b"server", value)]).is_err() {
+            return PAGI_ERROR;
+        }
+        SERVER.with(|v| *v.borrow_mut() = value.to_vec());
+        PAGI_DONE
+    })
+}
+
+/// Validates a response status as `pagi_serialize_response` does (three digits,
+/// 100-999): `PAGI_DONE`, `PAGI_ERROR` (the `bad_status` kind) or `PAGI_PANIC`.
+///
+/// # Safety
+/// `status` points to `len` readable bytes (or is NULL: none, which is invalid).
+#[no_mangle]
+pub unsafe extern "C" fn pagi_check_status(status: *const u8, len: usize) -> c_int {
+    // SAFETY: the caller guarantees the bytes.
+    let status = unsafe { bytes(status, len) };
+    guard(PAGI_PANIC, || if parse_status(status).is_some() { PAGI_DONE } else { PAGI_ERROR })
 }
 
 /// Validates application headers as `pagi_serialize_response` does, building nothing.
@@ -1104,6 +1138,7 @@ pub unsafe extern "C" fn pagi_h2_new(s: *const PagiH2Settings, out: *mut *mut Pa
         max_headers: s.max_headers,
         upgrade: upgrade.map(<[u8]>::to_vec),
         upgrade_head: s.upgrade_head != 0,
+        server: SERVER.with(|v| v.borrow().clone()),
     };
     let made = guard(None, || Some(h2::Session::new(&settings)));
     let (rc, handle, code) = match made {

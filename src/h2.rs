@@ -73,6 +73,9 @@ pub struct Settings {
     pub upgrade: Option<Vec<u8>>,
     /// The upgraded request was HEAD.
     pub upgrade_head: bool,
+    /// The `server` field of each response head, unless the app gives one (empty: none;
+    /// a valid field value).
+    pub server: Vec<u8>,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             max_headers: 100,
             upgrade: None,
             upgrade_head: false,
+            server: Vec::new(),
         }
     }
 }
@@ -728,6 +732,8 @@ pub struct Session {
     raw: *mut ng::nghttp2_session,
     /// The boxed [`State`] (nghttp2's `user_data`); freed after `raw` in `drop`.
     state: *mut State,
+    /// [`Settings::server`].
+    server: Vec<u8>,
 }
 
 /// RFC 4648 base64url without padding (the HTTP2-Settings header, RFC 7540 3.2.1);
@@ -791,7 +797,7 @@ impl Session {
             panicked: false,
             dead: false,
         }));
-        let mut session = Session { raw: std::ptr::null_mut(), state };
+        let mut session = Session { raw: std::ptr::null_mut(), state, server: settings.server.clone() };
         // SAFETY: nghttp2's constructors and setters on objects made here and freed here;
         // `state` outlives the session (see Drop).
         unsafe {
@@ -1018,7 +1024,7 @@ impl Session {
         end_stream: bool,
     ) -> Result<Option<u64>, SendError> {
         let code = parse_status(status).filter(|&c| c != 101).ok_or(SendError::App(AppError::Status))?;
-        let (fields, length) = app_fields(headers, true)?;
+        let (fields, length) = app_fields(headers, Some(&self.server))?;
         let s = self.open_stream(id)?;
         if s.started {
             return Err(SendError::AlreadyStarted);
@@ -1070,7 +1076,7 @@ impl Session {
 
     /// Ends the response body with trailer fields (validated as response headers).
     pub fn send_trailers(&mut self, id: i32, headers: &[HeaderIn<'_>]) -> Result<(), SendError> {
-        let (fields, _) = app_fields(headers, false)?;
+        let (fields, _) = app_fields(headers, None)?;
         let s = self.open_stream(id)?;
         if !s.started {
             return Err(SendError::NotStarted);
@@ -1176,10 +1182,15 @@ fn connection_specific(name: &[u8], value: &[u8]) -> bool {
         || (name == b"te" && !trim_ows(value).eq_ignore_ascii_case(b"trailers"))
 }
 
-/// The application's headers validated as `check_headers` does (head: also the
-/// Content-Length rules), lowercased, without connection-specific fields; for a head
-/// `date` and `server` are added unless given. Returns them and the Content-Length.
-fn app_fields(headers: &[HeaderIn<'_>], head: bool) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<u64>), SendError> {
+/// The application's headers validated as `check_headers` does (a head, `Some(server)`:
+/// also the Content-Length rules), lowercased, without connection-specific fields; for a
+/// head `date` and `server` (when not empty) are added unless given. Returns them and
+/// the Content-Length.
+fn app_fields(
+    headers: &[HeaderIn<'_>],
+    server: Option<&[u8]>,
+) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<u64>), SendError> {
+    let head = server.is_some();
     let seen = if head {
         crate::response::check_headers(headers).map_err(SendError::App)?
     } else {
@@ -1193,12 +1204,12 @@ fn app_fields(headers: &[HeaderIn<'_>], head: bool) -> Result<(Vec<(Vec<u8>, Vec
             fields.push((name, h.value.to_vec()));
         }
     }
-    if head {
+    if let Some(server) = server {
         if !seen.date {
             fields.push((b"date".to_vec(), crate::date::http_date().to_vec()));
         }
-        if !seen.server {
-            fields.push((b"server".to_vec(), b"PAGI-Server".to_vec()));
+        if !seen.server && !server.is_empty() {
+            fields.push((b"server".to_vec(), server.to_vec()));
         }
     }
     Ok((fields, seen.content_length))

@@ -220,7 +220,9 @@ pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 /// Writes the response head into `out` (cleared first). `body_len` is the length of the
 /// body the app gave (None: streaming). The caller appends the body when
-/// `append_body`. `date` is the IMF-fixdate to send unless the app sent its own.
+/// `append_body`. `date` is the IMF-fixdate to send unless the app sent its own;
+/// `server` the `Server` field's value to send unless the app sent its own (empty:
+/// none; a valid field value, as [`check_headers`] checks one).
 pub fn serialize_response(
     out: &mut Vec<u8>,
     status: &[u8],
@@ -228,6 +230,7 @@ pub fn serialize_response(
     flags: u32,
     body_len: Option<usize>,
     date: &[u8; IMF_FIXDATE_LEN],
+    server: &[u8],
 ) -> Result<Framing, AppError> {
     out.clear();
     let code = parse_status(status).ok_or(AppError::Status)?;
@@ -242,8 +245,8 @@ pub fn serialize_response(
     if !seen.date {
         push_field(out, b"Date", date);
     }
-    if !seen.server {
-        out.extend_from_slice(b"Server: PAGI-Server\r\n");
+    if !seen.server && !server.is_empty() {
+        push_field(out, b"Server", server);
     }
 
     // Framing (RFC 9112 6.3 from the server's side)

@@ -406,7 +406,35 @@ subtest "serialize_response and check_headers: the app's Content-Length" => sub 
   is(($sr->(200, [], 0, $up))[3], 4, 'an upgraded string with characters <= 0xFF counts its bytes');
 };
 
+subtest 'check_headers given a status: a response head\'s, the status first' => sub {
+  my $ch = \&PAGI::Server::Protocol::HTTP1::check_headers;
+  is($ch->([['X', 'y']], 200), undef, 'a good status and headers');
+  is($ch->(undef, '204'), undef, 'a status as a string, no headers');
+  is($ch->([], $_), 'invalid status', 'status ' . ($_ // 'undef') . ': invalid status') for undef, 99, 1000, 'OK', '2xx', '';
+  is($ch->('not headers', 'x'), 'invalid status', 'the status before the shape');
+  is($ch->('not headers', 200), 'headers must be an array of [name, value] pairs', '... then the shape');
+  is($ch->([['X', "a\r\n"]]), 'invalid header value for X', 'no status given: the headers only');
+};
+
+subtest 'set_server_header: the Server field of every response serialized' => sub {
+  my $set = \&PAGI::Server::Protocol::HTTP1::set_server_header;
+  my $server_of = sub { my ($b) = @{sr(204, $_[0] // [], 0, undef)}; $b =~ /^Server: ([^\r]*)\r$/m ? $1 : undef };
+  is($server_of->(), undef, 'none until one is set');
+  $set->('PAGI::Server/9.9');
+  is($server_of->(), 'PAGI::Server/9.9', 'the value set');
+  is($server_of->([['server', 'mine']]), undef, "not when the app gives its own");
+  like(${sr(204, [['server', 'mine']], 0, undef)}[0], qr/^server: mine\r$/m, "... which goes as given");
+  ok(!eval { $set->("a\r\nb"); 1 }, 'a value with CR LF croaks');
+  is($server_of->(), 'PAGI::Server/9.9', '... and changes nothing');
+  $set->('');
+  is($server_of->(), undef, "'': none");
+  $set->('x');
+  $set->(undef);
+  is($server_of->(), undef, 'undef: none');
+};
+
 subtest 'serialize_response: head, framing, Connection' => sub {
+  PAGI::Server::Protocol::HTTP1::set_server_header('PAGI-Server');
   my ($b, $mode, $close) = @{sr(200, [['Content-Type', 'text/plain'], ['X-CamelCase', 'v']], 0, 'hello')};
   is(undate($b), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-CamelCase: v\r\nDate: X\r\n"
     . "Server: PAGI-Server\r\nContent-Length: 5\r\n\r\nhello", 'complete response: order, names as given');

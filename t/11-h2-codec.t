@@ -63,6 +63,8 @@ subtest 'the facade' => sub {
 };
 
 subtest 'a GET from Protocol::HTTP2::Client' => sub {
+  # (a session takes the codec's Server field when it is made)
+  PAGI::Server::Protocol::HTTP1::set_server_header('PAGI-Server');
   my $s = session();
   my $c = Protocol::HTTP2::Client->new;
   my $got;

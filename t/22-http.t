@@ -343,7 +343,7 @@ subtest 'Date and Server headers' => sub {
   my ($r) = get('/resource');
   like($r->{h}{date}, qr/\A(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT\z/,
     'Date in IMF-fixdate');
-  is($r->{h}{server}, 'PAGI-Server', 'Server: PAGI-Server');
+  is($r->{h}{server}, "PAGI::Server/$PAGI::Server::VERSION", 'Server: PAGI::Server/VERSION, as upstream sends');
 };
 
 subtest 'Connection: close from either side' => sub {

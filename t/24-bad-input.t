@@ -283,7 +283,7 @@ subtest 'chunked body growing over max_body_size while the app reads: 413' => su
 
 subtest 'app errors before the response: 500 and an error log line' => sub {
   for my $case (['/die-before', qr/\[error\] application error: boom before start/, 'app dies'],
-    ['/return-before', qr/\[error\] application returned without sending a response/, 'app returns without responding'],
+    ['/return-before', qr/\[error\] PAGI application returned without starting a response/, 'app returns without responding'],
     ['/not-a-future', qr/\[error\] application error: application returned a non-Future value/, 'app returns a non-Future'],
     ['/die-sync', qr/\[error\] application error: sync boom/, 'app dies before returning a Future']) {
     my ($path, $log_re, $name) = @$case;

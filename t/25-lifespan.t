@@ -117,7 +117,7 @@ subtest 'an app that dies or returns on lifespan: the server starts without it' 
 subtest 'an app that crashes after startup.complete: logged, serving goes on' => sub {
   my $srv = start_server(app => app_for('crash'));
   ok($srv->port, 'listening');
-  ok($srv->wait_log(qr/\[error\] lifespan application error: crashed after startup/), 'the crash is logged as an error');
+  ok($srv->wait_log(qr/\[error\] Lifespan app failed after startup: crashed after startup/), 'the crash is logged as an error');
   get_ok($srv, 'requests are still served');
   my $t0 = Time::HiRes::time();
   is($srv->stop, 0, 'SIGTERM: exit 0');

@@ -31,7 +31,7 @@ my $MUTATIONS = $ENV{PAGI_TEST_MUTATIONS} // 12_000;
 
 subtest 'interface' => sub {
   for my $fn (qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
-    serialize_trailers connection_info)) {
+    serialize_trailers connection_info set_server_header)) {
     ok($IMPL{$_}->can($fn), "$IMPL{$_} can $fn") for qw(pp xs);
   }
   is(PAGI::Server::Protocol::HTTP1::XS->VERSION, PAGI::Server::Protocol::HTTP1::PP->VERSION,
@@ -245,6 +245,25 @@ subtest 'serialize_response, serialize_chunk, serialize_trailers' => sub {
     my ($name, @args) = @$e;
     ok(same($name, 'serialize_response', \@args, flags => 0, post => \&strip_date), "serialize_response: $name")
       or diag(pop @FAILS);
+  }
+  # check_headers given a status (a response head's): the status first, serialize_response's rule
+  for my $status (200, '200', 100, 999, 99, 1000, '20', '2000', ' 200', '200 ', "200\n", 'abc', undef, '', 0, 1e3, '০২০') {
+    for my $headers ([], [['X', "a\nb"]], 'x') {
+      ok(same('status ' . canon([$status]), 'check_headers', [$headers, $status], flags => 0),
+        'check_headers(' . canon([$headers, $status]) . ')') or diag(pop @FAILS);
+    }
+  }
+  # The Server field the codec adds, set the same in both (each backend keeps its own)
+  for my $value ('PAGI::Server/0.001', '', undef, "x\x{e9}") {
+    my ($pp, $xs) = run_both('set_server_header', [$value]);
+    is($xs, $pp, 'set_server_header(' . canon([$value]) . ')');
+    ok(same("Server $_", 'serialize_response', [200, $_ ? [['Server', 'app']] : [], 0, 'b'], flags => 0,
+      post => \&strip_date), 'serialize_response after set_server_header(' . canon([$value]) . ')' . ($_ ? ', the app\'s own' : ''))
+      or diag(pop @FAILS) for 0, 1;
+  }
+  for my $bad ("a\nb", "a\0", "\x{263a}") {
+    my ($pp, $xs) = run_both('set_server_header', [$bad]);
+    is_deeply([$pp, $xs], ['DIED', 'DIED'], 'set_server_header(' . canon([$bad]) . '): both croak');
   }
   # check_headers gives exactly the message serialize_response gives for the same headers
   for my $e (responses(), map { [$_->[0], 200, $_->[1]] } trailer_sets()) {

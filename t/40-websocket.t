@@ -312,12 +312,13 @@ subtest 'an unfinished denial: 500' => sub {
 
 subtest 'a denial header with CR/LF: the send fails' => sub {
   my ($ws, $res) = ws_connect($port, path => '/deny-bad-header');
-  is($res->{status}, 500, 'nothing of the denial is sent; the app returned without finishing it: 500');
+  is($res->{status}, 403, 'no denial started; the app returned without accepting: 403');
   unlike($res->{raw} . $ws->read_all(2), qr/Injected/, 'the bad bytes never reach the wire');
   my ($r) = $srv->reports_of('deny-bad-header');
-  is($r->{results}[0], 'ok', 'the start is buffered');
-  like($r->{results}[1], qr/error: websocket.http.response.start: invalid header value for X-Evil/,
-    'the final body send fails, naming the header');
+  like($r->{results}[0], qr/error: websocket.http.response.start: invalid header value for X-Evil/,
+    'the start fails at once, naming the header (as http.response.start does)');
+  like($r->{results}[1], qr/error: websocket.http.response.body before websocket.http.response.start/,
+    '... so the body has no start');
 };
 
 subtest 'handshake validation: 426 and 400' => sub {

@@ -10,7 +10,7 @@ use PAGI::Test::Server qw(start_server start_cli http_exchange parse_response wa
 use PAGI::Test::Load qw(run_load worker_app);
 
 # Listening on a unix socket (socket => PATH, listen => ['unix:PATH']) and on several
-# addresses at once; scope server => [PATH, undef] and client undef on unix sockets.
+# addresses at once; scope server => [PATH, undef] and no client key on unix sockets.
 
 my $dir = File::Temp->newdir;
 
@@ -39,7 +39,7 @@ subtest 'socket => PATH, next to TCP' => sub {
   is(ref $r && $r->{body}, "ok /u\n", 'served over the unix socket') or diag explain $r;
   my ($s) = $srv->wait_reports(1, 5);
   is_deeply($s->{server}, [$path, undef], 'scope server is [PATH, undef]');
-  is($s->{client}, undef, 'client is undef');
+  is($s->{has_client}, 0, 'no client key (a Unix socket has no peer address)');
   my ($res) = http_exchange($srv->port, "GET /t HTTP/1.1\r\nHost: x\r\n\r\n");
   is($res->[0]{body}, "ok /t\n", 'TCP (host/port) still served');
   my @r = $srv->wait_reports(2, 5);

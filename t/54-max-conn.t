@@ -7,7 +7,7 @@ use PAGI::Test::Server qw(start_server http_connect wait_for);
 use PAGI::Test::Load qw(worker_app);
 
 # max_connections: connections beyond the limit get a clean 503 (the wire-error
-# response: text/plain, Content-Length, Connection: close) and are closed; the
+# response: text/plain, Content-Length, Connection: close, Retry-After) and are closed; the
 # connections already open keep working.
 
 sub get ($c, $path) {
@@ -34,6 +34,7 @@ for my $workers (0, 1) {
     is($r && lc $r->{h}{connection}, 'close', 'Connection: close');
     like($r && $r->{h}{'content-type'}, qr{\Atext/plain}, 'text/plain');
     is($r && $r->{framing}, 'length', 'with a Content-Length');
+    is($r && $r->{h}{'retry-after'}, 5, 'Retry-After: 5 (come back soon)');
     ok($extra->wait_closed(5), 'and the server closes it');
     $i = 0;
     for my $c (@c) {
@@ -50,7 +51,8 @@ for my $workers (0, 1) {
       $ok = $r3 && $r3->{status} == 200;
     }, 5);
     ok($ok, 'after one closes, a new connection is served');
-    like($srv->log, qr/\[warn\].*503 too many connections/, 'the 503 is logged as a warning');
+    like($srv->log, qr/\[warn\] (?:\[worker \d+ pid \d+\] )?127\.0\.0\.1:\d+: 503 Connection rejected: at capacity \(3\/3\)/,
+      'the 503 is logged as a warning, in upstream\'s words (open/max_connections)');
     is($srv->stop, 0, 'exits 0');
   };
 }

@@ -78,6 +78,11 @@ fn serialize_abi() {
         PagiFieldIn { name: b"X".as_ptr(), name_len: 1, value: b"1".as_ptr(), value_len: 1, wide: 0 },
         PagiFieldIn { name: b"Y".as_ptr(), name_len: 1, value: b"2".as_ptr(), value_len: 1, wide: 2 },
     ];
+    // The Server field is the one set (none until then); an invalid value changes nothing
+    // SAFETY: readable bytes.
+    assert_eq!(unsafe { pagi_set_server(b"PAGI-Server".as_ptr(), 11) }, PAGI_DONE);
+    // SAFETY: readable bytes.
+    assert_eq!(unsafe { pagi_set_server(b"a\r\nb".as_ptr(), 4) }, PAGI_ERROR);
     let mut out = MaybeUninit::<PagiResponse>::zeroed();
     // SAFETY: valid status bytes, 1 readable field, writable result.
     let rc = unsafe { pagi_serialize_response(b"200".as_ptr(), 3, fields.as_ptr(), 1, 4, 1, 3, out.as_mut_ptr()) };

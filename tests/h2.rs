@@ -189,7 +189,7 @@ fn preface_and_settings() {
 
 #[test]
 fn a_request_and_its_response() {
-    let mut s = open(&Settings::default());
+    let mut s = open(&Settings { server: b"PAGI-Server".to_vec(), ..Settings::default() });
     let mut c = Client::new();
     let mut fields = get("/caf%C3%A9/a%2Fb?x=1&y");
     fields.extend([("cookie", "a=1"), ("accept", "text/event-stream"), ("cookie", "b=2"), ("user-agent", "t")]);

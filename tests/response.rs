@@ -3,11 +3,12 @@
 use pagi_server::response::*;
 
 const DATE: &[u8; 29] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+const SERVER: &[u8] = b"PAGI-Server";
 
 fn ser(status: &str, headers: &[(&str, &str)], flags: u32, body: Option<usize>) -> Result<(String, u8, bool, bool), AppError> {
     let h: Vec<HeaderIn> = headers.iter().map(|(n, v)| HeaderIn::new(n.as_bytes(), v.as_bytes())).collect();
     let mut out = Vec::new();
-    let f = serialize_response(&mut out, status.as_bytes(), &h, flags, body, DATE)?;
+    let f = serialize_response(&mut out, status.as_bytes(), &h, flags, body, DATE, SERVER)?;
     Ok((String::from_utf8(out).unwrap(), f.mode, f.close, f.append_body))
 }
 
@@ -51,7 +52,7 @@ fn http10() {
 /// The framing's announced length: `Framing::length`.
 fn length(status: &str, headers: &[(&str, &str)], flags: u32, body: Option<usize>) -> Result<(u8, Option<u64>), AppError> {
     let h: Vec<HeaderIn> = headers.iter().map(|(n, v)| HeaderIn::new(n.as_bytes(), v.as_bytes())).collect();
-    let f = serialize_response(&mut Vec::new(), status.as_bytes(), &h, flags, body, DATE)?;
+    let f = serialize_response(&mut Vec::new(), status.as_bytes(), &h, flags, body, DATE, SERVER)?;
     Ok((f.mode, f.length))
 }
 
@@ -111,7 +112,7 @@ fn check_headers_is_the_serializers_verdict() {
     ];
     for set in sets {
         let h: Vec<HeaderIn> = set.iter().map(|(n, v)| HeaderIn::new(n.as_bytes(), v.as_bytes())).collect();
-        let serialized = serialize_response(&mut Vec::new(), b"200", &h, 0, None, DATE).map(|_| ());
+        let serialized = serialize_response(&mut Vec::new(), b"200", &h, 0, None, DATE, SERVER).map(|_| ());
         assert_eq!(check_headers(&h).map(|_| ()), serialized, "{set:?}");
         assert_eq!(check_headers_iter(h.iter().copied()), serialized, "{set:?}");
     }
@@ -172,9 +173,9 @@ fn invalid_headers() {
     assert_eq!(ser("bad", &[("x y", "")], 0, None), Err(AppError::Status));
     let mut out = Vec::new();
     let wide = [HeaderIn { name: b"x", value: b"v", name_wide: false, value_wide: true }];
-    assert_eq!(serialize_response(&mut out, b"200", &wide, 0, None, DATE), Err(AppError::Value(0)));
+    assert_eq!(serialize_response(&mut out, b"200", &wide, 0, None, DATE, SERVER), Err(AppError::Value(0)));
     let wide = [HeaderIn { name: b"x", value: b"v\n", name_wide: true, value_wide: false }];
-    assert_eq!(serialize_response(&mut out, b"200", &wide, 0, None, DATE), Err(AppError::Name(0)));
+    assert_eq!(serialize_response(&mut out, b"200", &wide, 0, None, DATE, SERVER), Err(AppError::Name(0)));
 }
 
 #[test]
@@ -218,4 +219,13 @@ fn upgrade() {
     let (h, _, close, _) = ser("101", &[("Connection", "close")], FLAG_UPGRADE | FLAG_CLOSE | FLAG_HTTP10, None).unwrap();
     assert!(h.ends_with("Connection: Upgrade\r\n\r\n") && !h.contains("close"), "{h}");
     assert!(!close);
+}
+
+#[test]
+fn the_server_field() {
+    let mut out = Vec::new();
+    serialize_response(&mut out, b"204", &[], 0, None, DATE, b"").unwrap();
+    assert_eq!(String::from_utf8(out.clone()).unwrap(), "HTTP/1.1 204 No Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n", "empty: none");
+    serialize_response(&mut out, b"204", &[HeaderIn::new(b"server", b"mine")], 0, None, DATE, b"PAGI::Server/1").unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "HTTP/1.1 204 No Content\r\nserver: mine\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n", "the app's own wins");
 }

@@ -25,7 +25,7 @@ fuzz_target!(|input: &[u8]| {
     let date = *b"Sun, 06 Nov 1994 08:49:37 GMT";
     let body = (flags & 8 != 0).then_some(usize::from(flags));
     let checked = check_headers(&headers);
-    let result = serialize_response(&mut out, status, &headers, u32::from(flags & 7), body, &date);
+    let result = serialize_response(&mut out, status, &headers, u32::from(flags & 7), body, &date, b"PAGI-Server");
     match (&result, &checked) {
         (Err(AppError::Status), _) => {}
         (Err(e), c) => assert_eq!(c.map(|_| ()), Err(*e)),

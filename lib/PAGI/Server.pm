@@ -28,6 +28,7 @@ use PAGI::Server::Lifespan;
 use PAGI::Server::Listeners;
 use PAGI::Server::Loop;
 use PAGI::Server::Process;
+use PAGI::Server::Tick;
 use PAGI::Server::Handoff;    # (at compile time: it reads how this process was started)
 
 # A server is an IO::Async::Notifier. Its options are a checked, read-only record
@@ -116,23 +117,32 @@ sub _loop ($self) {
 }
 
 sub _add_to_loop ($self, $loop) {
+  # (a worker leaves its master's loop for a fresh one of its own)
   Carp::croak('PAGI::Server: added to a loop, but it was given another one (the loop option)')
-    if $self->{cfg}[LOOP] && $self->{cfg}[LOOP] != $loop;
-  Carp::croak('PAGI::Server: a server with workers runs its own processes: call run, not $loop->add')
-    if $self->{cfg}[WORKERS] && !$self->{worker};
+    if $self->{cfg}[LOOP] && $self->{cfg}[LOOP] != $loop && !$self->{worker};
   $self->{live}[IO_LOOP] = $loop;
   $self->{in_loop} = 1;
 }
 
-# $loop->remove($server): whatever still runs on that loop stops now
+# $loop->remove($server): whatever still runs on that loop stops now (a worker that
+# leaves its master's loop, as_worker, touches nothing on it)
 sub _remove_from_loop ($self, $loop) {
-  $self->_stop_now if $self->{listeners} && $self->{listeners}->is_open || %{$self->{conns}};
-  $self->{process}->forget_signals;
+  if (!$self->{leaving}) {
+    if (my $master = $self->{master}) { $master->stop_now }
+    elsif ($self->{listeners} && $self->{listeners}->is_open || %{$self->{conns}}) { $self->_stop_now }
+    $self->{process}->forget_signals;
+  }
   $self->{in_loop} = 0;
   $self->{live}[IO_LOOP] = undef;
 }
 
-sub port ($self) { ($self->{listeners} && $self->{listeners}->port) // $self->{cfg}[PORT] }
+# The port bound (the first TCP listener's) while listening, else the one asked for;
+# undef without a TCP listener (a Unix socket only)
+sub port ($self) {
+  return $self->{listeners}->port if $self->{listeners} && $self->{listeners}->is_open;
+  my ($tcp) = grep { !defined $_->{path} } @{$self->_specs};
+  return $tcp ? $tcp->{port} : undef;
+}
 
 # Upstream's accessors: the first Unix socket's path; every listener as
 # {type => 'tcp', host, port} or {type => 'unix', path, socket_mode} (the bound port
@@ -174,10 +184,12 @@ sub is_worker ($self) { $self->{worker} ? 1 : 0 }
 
 # ---- logging -------------------------------------------------------------------
 
+# A log line goes out through warn (to stderr), as upstream's do: an embedding program
+# catches them with $SIG{__WARN__}
 sub log ($self, $level, $msg) {
   return if $PAGI::Server::Config::LEVEL{$level} > $self->{cfg}[LEVEL];
   my @t = localtime;
-  printf STDERR "[%04d-%02d-%02d %02d:%02d:%02d] [%s] %s\n",
+  warn sprintf "[%04d-%02d-%02d %02d:%02d:%02d] [%s] %s\n",
     $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0], $level, ($self->{log_prefix} // '') . $msg;
 }
 
@@ -201,14 +213,14 @@ use constant {ACCEPT_BATCH => 64, WORKER_ACCEPT_BATCH => 4};
 
 # Starts serving (upstream's embedding API: $loop->add($server); $server->listen->get):
 # bind, lifespan startup, accept. Returns a Future of the server. INT and TERM then
-# stop it gracefully and stop the loop. (A worker of PAGI::Server::Prefork serves
-# through it too, on the sockets its master bound.)
+# stop it gracefully and stop the loop. With workers (or max_requests), this process
+# becomes their master on the loop instead (PAGI::Server::Prefork): the Future is done
+# once they are forked. (A worker of PAGI::Server::Prefork serves through it too, on
+# the sockets its master bound.)
 sub listen ($self) {
   return Future->done($self) if $self->{running};
-  return Future->fail("PAGI::Server->listen: a server with workers (or max_requests, which "
-    . "recycles a worker process) runs its own processes: call run\n")
-    if !$self->{worker} && ($self->{cfg}[WORKERS] || $self->{cfg}[MAX_REQUESTS]);
   my $loop = $self->_loop;
+  return $self->_listen_master($loop) if !$self->{worker} && ($self->{cfg}[WORKERS] || $self->{cfg}[MAX_REQUESTS]);
   # Bound first, so that a taken address fails before the application starts
   eval { $self->_start; 1 } or return Future->fail($@);
   $self->{lifespan} = PAGI::Server::Lifespan->new(app => $self->{live}[RUN_APP], state => $self->{live}[APP_STATE],
@@ -231,12 +243,28 @@ sub listen ($self) {
   });
 }
 
-# Binds every listening socket (once: in a pre-forked server the master does it and
-# the workers share them), reports where, and calls on_listen (PAGI::Server::Prefork's
-# master calls it)
-sub open_listeners ($self) {
-  $self->_start;
+# The master of pre-forked workers: the sockets bound (pid file, user/group) and
+# announced here, then PAGI::Server::Prefork forks the workers on them and supervises
+# them from this loop; its signals (INT, TERM, HUP, TTIN, TTOU, USR1, USR2) are the
+# master's
+sub _listen_master ($self, $loop) {
+  my $cfg = $self->{cfg};
+  # Recycling needs a process to replace the one that retires: without workers, one
+  # worker, under a master that starts its successor
+  $self->log(info => "max_requests without workers: serving from one worker process, "
+    . "replaced after every $cfg->[MAX_REQUESTS] request(s)") if !$cfg->[WORKERS];
+  $self->{pool} = $cfg->[WORKERS] || 1;
+  require PAGI::Server::Prefork;
+  if (!eval { $self->_start; 1 }) {
+    my $err = $@;
+    $self->close_listeners;
+    return Future->fail($err);
+  }
   $self->_announce;
+  my $master = $self->{master} = PAGI::Server::Prefork->new(server => $self, workers => $self->{pool}, loop => $loop);
+  $master->start;
+  $master->finished->on_ready(sub { $self->{running} = 0 });
+  return Future->done($self);
 }
 
 # Everything before serving, in this order: the listening sockets (bound, or
@@ -312,6 +340,8 @@ sub _start_accepting ($self) {
   my $listeners = $self->{listeners};
   $listeners->own_sockets if $self->{worker} && $self->{cfg}[REUSEPORT];
   my $batch = $self->{worker} ? WORKER_ACCEPT_BATCH : ACCEPT_BATCH;
+  # (the codec writes it: one value per process)
+  PAGI::Server::Protocol::HTTP1::set_server_header($self->{cfg}[SERVER_HEADER]);
   weaken(my $weak = $self);
   my $on_socket = sub ($fh, $l) { $weak->_connection($fh, $l) if $weak };
   $listeners->watch($self->_loop, sub ($l) {
@@ -329,7 +359,15 @@ sub _connection ($self, $fh, $l) {
   my $conn = PAGI::Server::Connection->new($self, @$self{qw(cfg live)}, $fh);
   $self->{conns}{refaddr $conn} = $conn;
   my $max = $self->{cfg}[MAX_CONNECTIONS];
-  $conn->_wire_error('at_capacity') if $max && keys %{$self->{conns}} > $max;
+  _refuse($conn, keys(%{$self->{conns}}) - 1, $max) if $max && keys %{$self->{conns}} > $max;
+}
+
+# A connection over max_connections: 503 with a Retry-After (a client that honours
+# it comes back once others have finished), logged as upstream words it
+use constant RETRY_AFTER => 5;
+
+sub _refuse ($conn, $open, $max) {
+  $conn->_wire_error('at_capacity', [['Retry-After', RETRY_AFTER]], "$open/$max");
 }
 
 # TLS: the handshake runs in the loop (bounded by header_timeout); the connection
@@ -354,7 +392,7 @@ sub _tls_accept ($self, $fh, $l) {
       return close $ssl unless $weak && !$weak->{live}[STOPPING];
       my $conn = PAGI::Server::Connection->new($weak, @$weak{qw(cfg live)}, $ssl, $info);
       $weak->{conns}{refaddr $conn} = $conn;
-      return $conn->_wire_error('at_capacity') if $over;
+      return _refuse($conn, keys(%{$weak->{conns}}) - 1, $weak->{cfg}[MAX_CONNECTIONS]) if $over;
       # ALPN chose HTTP/2
       return 'PAGI::Server::Connection::HTTP2'->take_over($conn)
         if $weak->{cfg}[HTTP2] && ($ssl->alpn_selected // '') eq 'h2';
@@ -369,47 +407,21 @@ sub connection_closed ($self, $conn) {
   $self->_maybe_stopped if $self->{live}[STOPPING];
 }
 
+# Once a second (PAGI::Server::Tick): the coarse clock, the connections' deadlines,
+# TLS handshakes' header_timeout, a worker's heartbeat, the access log's flush
 sub _tick_timer ($self) {
   weaken(my $weak = $self);
-  my $tick = sub {
+  $self->{tick} = PAGI::Server::Tick->new($self->_loop, sub {
     return unless $weak;
     my $now = $weak->{live}[NOW] = time;
     for my $c (values %{$weak->{conns}}) { $c->_tick($now) }
-    # TLS handshakes get header_timeout
     $_->{deadline} < $now and $_->{abort}->() for values %{$weak->{handshakes}};
     $weak->{worker}{tick}->() if $weak->{worker};
     $weak->{live}[ACCESS_LOGGER]->tick if $weak->{live}[ACCESS_LOGGER];
-  };
-  my $loop = $self->_loop;
-  if (my $fd = _timer_fd()) {
-    # A timerfd costs the loop nothing between ticks; an IO::Async timer makes every
-    # turn of the loop look at the clock and the timer queue
-    $self->{tick_fd} = $fd;
-    $loop->watch_io(handle => $fd, on_read_ready => sub { eval { $fd->receive }; $tick->() });
-    return;
-  }
-  my $again;
-  $again = sub { $tick->(); $weak->{tick_id} = $loop->watch_time(after => 1, code => $again) if $weak };
-  $self->{tick_id} = $loop->watch_time(after => 1, code => $again);
+  });
 }
 
-# A non-blocking timerfd firing every second (Linux::FD, when installed), or undef
-sub _timer_fd {
-  return undef unless eval { require Linux::FD::Timer; 1 };
-  my $fd = eval {
-    my $t = Linux::FD::Timer->new('monotonic');
-    $t->blocking(0);
-    $t->set_timeout(1, 1);
-    $t;
-  };
-  return $fd;
-}
-
-sub _stop_tick ($self) {
-  my $loop = $self->_loop;
-  if (my $fd = delete $self->{tick_fd}) { $loop->unwatch_io(handle => $fd, on_read_ready => 1) }
-  $loop->unwatch_time(delete $self->{tick_id}) if $self->{tick_id};
-}
+sub _stop_tick ($self) { my $tick = delete $self->{tick}; $tick->stop if $tick }
 
 # ---- stopping ------------------------------------------------------------------
 
@@ -418,6 +430,12 @@ sub _stop_tick ($self) {
 # are not cut; each is closed after its next response or when its idle time runs out,
 # so a client that has just sent a request on one is answered, not reset.
 sub shutdown ($self, %opt) {
+  # A master: its workers stop (asked again: at once); done once they are all gone
+  # (the Future is the server's to hold, as a single process's is)
+  if (my $master = $self->{master}) {
+    my $f = $master->stop;
+    return $self->{stopped} //= $f->then(sub { Future->done($self) });
+  }
   my $live = $self->{live};
   if ($self->{stopped}) {
     # Asked again: a soft stop becomes a normal one; a normal one closes everything now
@@ -436,8 +454,9 @@ sub shutdown ($self, %opt) {
   $live->[STOPPING] = 1;
   $live->[SOFT_STOP] = $opt{soft} ? 1 : 0;
   $self->{stopped} = $loop->new_future;
-  # (a worker closes only its copies: the master keeps the sockets for the others)
-  $self->{listeners}->close;
+  # (a worker closes only its copies: the master keeps the sockets for the others;
+  # the socket files this process made go now, unless a new server took them over)
+  $self->close_listeners;
   $_->{abort}->() for values %{$self->{handshakes}};
   $self->log(info => 'shutting down: waiting for ' . $self->connection_count . ' connection(s)')
     if $self->connection_count;
@@ -492,31 +511,24 @@ sub retire ($self) {
 }
 
 # Blocks: serve until SIGINT/SIGTERM, then stop gracefully. Returns the exit status.
-# With workers, this process becomes the master of a pre-forked pool instead.
+# Built on listen: the loop, listen, $loop->run. With workers, this process becomes
+# their master (listen), on a plain loop of its own unless it was given one: the
+# workers make theirs after the fork (loop_type) and inherit no event library's state.
 sub run ($self) {
   my $cfg = $self->{cfg};
-  $self->{pool} = $cfg->[WORKERS];
-  if (!$self->{pool} && $cfg->[MAX_REQUESTS]) {
-    # Recycling needs a process to replace the one that retires: one worker, under a
-    # master that starts its successor
-    $self->log(info => "max_requests without workers: serving from one worker process, "
-      . "replaced after every $cfg->[MAX_REQUESTS] request(s)");
-    $self->{pool} = 1;
-  }
   $self->{process}->raise_nofile;
-  if ($self->{pool}) {
-    require PAGI::Server::Prefork;
-    my $status = PAGI::Server::Prefork->new($self, $self->{pool})->run;
-    $self->{process}->remove_pid_file;
-    return $status;
-  }
+  PAGI::Server::Loop::for_master($cfg->[LOOP_TYPE])->add($self)
+    if !$self->{in_loop} && !$cfg->[LOOP] && ($cfg->[WORKERS] || $cfg->[MAX_REQUESTS]);
   my $loop = $self->_loop;
   local $SIG{PIPE} = 'IGNORE';
   # A stop signal during startup is kept and acted on once serving (USR2 then has
-  # nothing to upgrade: it is ignored rather than stopping the process)
-  my $early;
-  local @SIG{qw(INT TERM)} = map { my $s = $_; sub { $early //= $s } } qw(INT TERM);
-  local $SIG{USR2} = 'IGNORE';
+  # nothing to upgrade: it is ignored rather than stopping the process); a master's
+  # signals are all kept, in order (its pid file is written before it takes them)
+  my @early;
+  my $master = $cfg->[WORKERS] || $cfg->[MAX_REQUESTS];
+  my @keep = $master ? qw(INT TERM QUIT HUP TTIN TTOU USR1 USR2) : qw(INT TERM);
+  local @SIG{@keep} = map { my $s = $_; sub { push @early, $s } } @keep;
+  local $SIG{USR2} = 'IGNORE' unless $master;
   my $ok = eval { $self->listen->get; 1 };
   if (!$ok) {
     my $err = $@ =~ s/\s+\z//r;
@@ -525,23 +537,30 @@ sub run ($self) {
     $self->{process}->remove_pid_file;
     return 1;
   }
-  # (listen handles INT and TERM from here on)
+  # (listen handles INT and TERM from here on; a master, every signal it takes)
   my $process = $self->{process};
-  $process->on_signals($loop, ['USR1'], sub ($sig) { $self->reopen_logs });
-  $process->on_signals($loop, ['USR2'], sub ($sig) {
-    return $self->log(warn => 'SIGUSR2 ignored: the server is stopping') if $self->{live}[STOPPING];
-    $process->upgrade($loop, $self->listening_handles, sub {
-      $self->shutdown(soft => 1)->on_done(sub { $loop->stop });
+  if (!$self->{master}) {
+    $process->on_signals($loop, ['USR1'], sub ($sig) { $self->reopen_logs });
+    $process->on_signals($loop, ['USR2'], sub ($sig) {
+      return $self->log(warn => 'SIGUSR2 ignored: the server is stopping') if $self->{live}[STOPPING];
+      $process->upgrade($loop, $self->listening_handles, sub {
+        $self->shutdown(soft => 1)->on_done(sub { $loop->stop });
+      });
     });
-  });
-  $process->queue(sub ($sig) {
-    $self->log(info => "SIG$sig received");
-    $self->shutdown->on_done(sub { $loop->stop });
-  }, $early) if $early;    # (acted on inside run, so that stop works)
+  }
+  # (acted on inside run, so that stop works)
+  if ($self->{master}) { $self->{master}->signal($_) for @early }
+  elsif (@early) {
+    $process->queue(sub ($sig) {
+      $self->log(info => "SIG$sig received");
+      $self->shutdown->on_done(sub { $loop->stop });
+    }, $early[0]);
+  }
   $loop->run;
+  $process->remove_pid_file;
+  return $self->{master}->status if $self->{master};
   # (after an upgrade the socket files are the new server's)
   $self->{listeners}->unlink_files unless $process->handed_over;
-  $process->remove_pid_file;
   $self->log(info => "stopped after $self->{live}[SERVED] request(s)");
   return 0;
 }
@@ -554,6 +573,12 @@ sub run ($self) {
 # its own; $notify->(WORD) tells the master, $tick runs once a second. Then listen
 # (lifespan startup, accept) and shutdown work as in a single process.
 sub as_worker ($self, $num, $notify, $tick) {
+  # The master's loop is left behind (nothing on it is touched: it is the parent's)
+  if (my $old = $self->loop) {
+    local $self->{leaving} = 1;
+    $old->remove($self);
+  }
+  delete $self->{master};
   $self->{worker} = {num => $num, notify => $notify, tick => $tick};
   $self->{log_prefix} = "[worker $num pid $$] ";
   # (the master announced the sockets; this process serves once it has listened)
@@ -620,6 +645,12 @@ PAGI::Server - a fast, correct PAGI server on IO::Async, with a Rust hot path
   printf "listening on port %d\n", $server->port;
   $loop->run;                    # SIGINT/SIGTERM: graceful shutdown, then the loop stops
 
+  # With workers, the same: listen forks them and returns; the loop runs their master
+  my $pool = PAGI::Server->new(app => $app, port => 5000, workers => 4);
+  $loop->add($pool);
+  $pool->listen->get;
+  $loop->run;                    # until a signal, or $pool->shutdown from your code
+
 =head1 DESCRIPTION
 
 PAGI::Server serves a PAGI application (PAGI specification 0.3: C<http> scopes with
@@ -656,8 +687,9 @@ until SIGINT or SIGTERM, then stops
 gracefully: no new connections, idle ones are closed, in-flight requests get
 C<shutdown_timeout> seconds, then lifespan shutdown runs; a second signal closes the
 remaining connections at once. Returns the exit status (0, or 1 when startup
-failed). With C<workers>, the process becomes the master of the pool and returns
-when every worker has stopped.
+failed). It is C<listen> and C<< $loop->run >>: with C<workers>, the process becomes
+the master of the pool (on a plain loop of its own: Epoll or Poll, whatever
+C<loop_type> the workers run on) and returns when every worker has stopped.
 
 =head1 SIGNALS
 
@@ -700,19 +732,26 @@ For use inside your own loop (after C<< $loop->add($server) >>; without that, th
 server adds itself to IO::Async's loop): binds, runs lifespan startup, accepts. A
 L<Future> of the server; it fails when the address cannot be bound or startup
 fails. From then on SIGINT and SIGTERM stop the server gracefully and then stop the
-loop. Refused (a failed Future) with C<workers> or C<max_requests>: those need
-C<run>.
+loop. With C<workers> (or C<max_requests>), it binds, forks the workers and returns
+(the Future is done once they are forked; each makes a fresh loop and runs lifespan
+there), and the process is their master on your loop: C<< $loop->run >> runs it,
+with its signals (INT, TERM, QUIT, HUP, TTIN, TTOU, USR1, USR2: see L</SIGNALS>),
+respawns and heartbeats; C<shutdown> stops the workers gracefully, and its Future is
+done once they are gone. A signal, or workers that cannot start, stop the workers and
+then the loop.
 
 =head2 shutdown
 
-The graceful stop, as a L<Future> of the server: no new connections, in-flight
-requests get C<shutdown_timeout>, then lifespan shutdown. C<< $loop->remove($server) >>
+The graceful stop, as a L<Future> of the server: no new connections (the listening
+sockets are closed and the Unix socket files removed), in-flight requests get
+C<shutdown_timeout>, then lifespan shutdown. C<< $loop->remove($server) >>
 afterwards; removing a server that still serves closes everything at once (without
 lifespan shutdown).
 
 =head2 port
 
-The port actually bound (the first TCP listener's), or the C<port> option before.
+The port actually bound (the first TCP listener's) while listening, else the one
+asked for; undef when there is no TCP listener (a Unix socket only).
 
 =head2 socket_path, listeners, is_running, connection_count, effective_max_connections
 
@@ -751,8 +790,7 @@ Requests served by this process.
 =head1 INTERNAL METHODS
 
 For L<PAGI::Server::Prefork> and the connections (L<PAGI::Server::Connection>), not
-for applications: C<open_listeners> (bind, pid file, user/group, announce),
-C<serving> (tell systemd, and the previous server of an upgrade), C<listening_handles>,
+for applications: C<serving> (tell systemd, and the previous server of an upgrade), C<listening_handles>,
 C<close_listeners>, C<as_worker($num, $notify, $tick)> (serve as a pre-forked worker,
 on a fresh loop of its own), C<retire> (stop accepting, finish, exit: C<max_requests>),
 C<reopen_logs> (SIGUSR1), C<connection_closed($conn)>.
@@ -806,7 +844,8 @@ USR2.
 
 L<pagi-server>, L<PAGI::Server::Config> (the options), L<PAGI::Server::Runner>,
 L<PAGI::Server::Prefork>, L<PAGI::Server::Listeners>, L<PAGI::Server::Process>,
-L<PAGI::Server::Lifespan>, L<PAGI::Server::TLS>, L<PAGI::Server::Protocol::HTTP1>, the
-PAGI specification.
+L<PAGI::Server::Lifespan>, L<PAGI::Server::TLS>, L<PAGI::Server::Protocol::HTTP1>,
+L<PAGI::Server::EventValidator> (the checks of an application's events), the PAGI
+specification.
 
 =cut

@@ -5,6 +5,8 @@ use experimental 'signatures';
 use Carp ();
 use PAGI::Server::AccessLog ();
 use PAGI::Server::Listeners ();
+use PAGI::Server::Loop ();
+use PAGI::Server::Spelling ();
 
 our $VERSION = '0.001';
 our @CARP_NOT = qw(PAGI::Server PAGI::Server::Runner Plack::Handler::PAGI::Server);
@@ -91,6 +93,27 @@ BEGIN {
     {cli => 's|server=s', runner => 'server', arg => 'CLASS', group => 'app',
       help => 'run APP on another PAGI server class (PAGI runner contract; default PAGI::Server)'},
     {name => 'on_listen', type => 'code'},
+    # Upstream's extensions => {name => {}, ...}: the ones the server implements on
+    # request (the others it advertises itself where they apply)
+    {name => 'extensions', type => 'any', default => {}, check => sub ($v, $c) {
+      return 'must be a hash reference, such as {fullflush => {}}' unless ref $v eq 'HASH';
+      for my $name (sort keys %$v) {
+        next if $name eq 'fullflush';
+        return "$name is advertised by the server itself, where it applies (tls on TLS connections, "
+          . 'websocket.http.response in WebSocket scopes)' if $name eq 'tls' || $name eq 'websocket.http.response';
+        return "$name is not an extension this server implements (it implements fullflush)";
+      }
+      undef;
+    }},
+    {name => 'server_header', type => 'string', cli => 'server-header=s', arg => 'VALUE', group => 'app',
+      fixed => 1, shown => 'PAGI::Server/VERSION',
+      help => "the Server field of responses whose application gave none ('' for none)",
+      # (the codec's own rule for a field value)
+      check => sub ($v, $c) {
+        require PAGI::Server::Protocol::HTTP1;
+        my $err = PAGI::Server::Protocol::HTTP1::check_headers([['Server', $v]]);
+        defined $err ? "is not a valid field value ($err)" : undef;
+      }},
 
     # ---- where
     {name => 'host', type => 'string', default => '127.0.0.1', cli => 'o|H|host=s', arg => 'ADDR', group => 'where',
@@ -126,7 +149,7 @@ BEGIN {
       fixed => 1, help => 'an OpenSSL cipher list'},
     {name => 'loop', type => 'any', fixed => 1},
     {name => 'loop_type', type => 'string', cli => 'l|loop=s', arg => 'CLASS', group => 'where', fixed => 1,
-      shown => '', help => 'IO::Async loop: Epoll, Poll, Select, Mojo, Glib, EV, ... or a full class name '
+      shown => '', check => sub ($v, $c) { PAGI::Server::Loop::type_error($v) }, help => 'IO::Async loop: Epoll, Poll, Select, Mojo, Glib, EV, ... or a full class name '
         . '(default: Epoll when installed)'},
     {name => 'backend', type => 'string', cli => 'backend=s', runner => 'backend',
       arg => 'NAME', group => 'where', fixed => 1, shown => '',
@@ -267,8 +290,6 @@ BEGIN {
     {name => 'sync_file_threshold', cli => 'sync-file-threshold=i', arg => 'N', group => 'refused',
       refused => 'file bodies are always read in 64 KiB pieces between writes; there is no thread pool to tune',
       help => 'a thread pool for reading files'},
-    {name => 'extensions', refused => 'extensions are advertised by the server itself (tls on TLS connections, '
-      . 'websocket.http.response)'},
     {cli => 'future-xs', group => 'refused',
       refused => 'Future::XS is not packaged here, and this server is not tested with it', help => 'Future::XS'},
 
@@ -293,7 +314,7 @@ BEGIN {
 our @DERIVED;
 BEGIN {
   @DERIVED = qw(
-    level debug strict_sends warn_encoded is_tls scheme plain_http
+    level debug strict_sends warn_encoded is_tls scheme plain_http fullflush
     parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs h2_settings ws_deflate
   );
 }
@@ -395,32 +416,10 @@ sub suggest ($name) {
 }
 
 # The candidate nearest to $name (Levenshtein distance under 4), or undef
-sub nearest ($name, @candidates) {
-  my ($best, $dist) = (undef, 4);
-  for my $k (sort @candidates) {
-    my $d = distance($name, $k);
-    ($best, $dist) = ($k, $d) if $d < $dist;
-  }
-  return $best;
-}
+sub nearest ($name, @candidates) { PAGI::Server::Spelling::nearest($name, 4, @candidates) }
 
-sub distance ($a, $b) {
-  my @prev = (0 .. length $b);
-  for my $i (1 .. length $a) {
-    my @cur = ($i);
-    for my $j (1 .. length $b) {
-      my $cost = substr($a, $i - 1, 1) eq substr($b, $j - 1, 1) ? 0 : 1;
-      my $best = $prev[$j] + 1;
-      $best = $cur[$j - 1] + 1 if $cur[$j - 1] + 1 < $best;
-      $best = $prev[$j - 1] + $cost if $prev[$j - 1] + $cost < $best;
-      push @cur, $best;
-    }
-    @prev = @cur;
-  }
-  return $prev[-1];
-}
-
-sub _fail ($name, $why) { Carp::croak("PAGI::Server->new: $name $why") }
+# (a message that names its option already is given as it is)
+sub _fail ($name, $why) { Carp::croak('PAGI::Server->new: ' . ($why =~ /\b\Q$name\E\b/ ? $why : "$name $why")) }
 
 # h2_rst_rate_limit as [burst, rate]: upstream's {burst, rate}, a pair, or "burst,rate"
 sub _burst_rate ($v) {
@@ -462,15 +461,16 @@ sub _check ($self, $given, $new) {
   }
   _fail('write_low_watermark', 'must not be above write_high_watermark')
     if $self->[WRITE_LOW_WATERMARK] > $self->[WRITE_HIGH_WATERMARK];
-  Carp::croak('PAGI::Server->new: a loop object cannot be shared by worker processes; use loop_type')
-    if $self->[WORKERS] && $self->[LOOP];
-  if (defined $self->[SSL_CERT] || defined $self->[SSL_KEY]) {
-    _fail('ssl_cert and ssl_key', 'go together') unless defined $self->[SSL_CERT] && defined $self->[SSL_KEY];
-    for my $name (qw(ssl_cert ssl_key ssl_ca)) {
-      my $f = $self->[$INDEX{$name}];
-      Carp::croak("PAGI::Server->new: cannot read $name '$f'") if defined $f && !-r $f;
-    }
+  # Each file given is there and readable (upstream's ssl => {cert_file, key_file,
+  # ca_file} in its words), before whether they go together
+  for ([ssl_cert => 'certificate'], [ssl_key => 'key'], [ssl_ca => 'CA']) {
+    my ($name, $what) = @$_;
+    my $f = $self->[$INDEX{$name}] // next;
+    _fail($name, "SSL $what file not found: $f ($name)") unless -e $f;
+    _fail($name, "SSL $what file not readable: $f ($name)") unless -r _;
   }
+  _fail('ssl_cert and ssl_key', 'go together')
+    if (defined $self->[SSL_CERT] || defined $self->[SSL_KEY]) && !(defined $self->[SSL_CERT] && defined $self->[SSL_KEY]);
 }
 
 # What the request path reads, computed once: the log level, the mode's strictness,
@@ -492,9 +492,14 @@ sub _derive ($self, $given, $old) {
   $self->[STRICT_SENDS] = defined $strict ? ($strict ? 1 : 0) : ($dev ? 1 : 0);
   $self->[WARN_ENCODED] = $dev ? 1 : 0;
   $self->[SSL_VERIFY_CLIENT] //= 'none' if defined $self->[SSL_CERT];
+  # The Server field: upstream's, this server's name and version, unless one was given
+  # (undef or '': none)
+  $self->[SERVER_HEADER] = 'PAGI::Server/' . ($PAGI::Server::VERSION // '0')
+    unless $old || exists $given->{server_header};
   $self->[IS_TLS] = defined $self->[SSL_CERT] ? 1 : 0;
   $self->[SCHEME] = $self->[IS_TLS] ? 'https' : 'http';
   $self->[PLAIN_HTTP] = $self->[PSGI] ? 1 : 0;
+  $self->[FULLFLUSH] = $self->[EXTENSIONS]{fullflush} ? 1 : 0;
   $self->[PARSE_LIMITS] = [@$self[MAX_HEADER_SIZE, MAX_HEADERS, MAX_LINE]];
   my $frame = $self->[MAX_WS_FRAME_SIZE] || $self->[MAX_WS_MESSAGE_SIZE];
   $frame = $self->[MAX_WS_MESSAGE_SIZE] if $frame > $self->[MAX_WS_MESSAGE_SIZE];

@@ -14,7 +14,8 @@ use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::Transport;
 use PAGI::Server::Config qw(PARSE_LIMITS HEADER_TIMEOUT KEEPALIVE_TIMEOUT_S REQUEST_TIMEOUT_S MAX_BODY_SIZE
-  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK HTTP2);
+  MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK HTTP2
+  FULLFLUSH);
 use PAGI::Server::Shared qw(:fields);
 
 our $VERSION = '0.001';
@@ -110,6 +111,8 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
   # HTTP/2 preface (h2c with prior knowledge)
   if ($tls) { PAGI::Server::TLS::setup_connection($self, $tls) }
   elsif ($cfg->[HTTP2]) { $self->[H2C] = 1 }
+  # Its scopes are not plain TCP's (the one check on the request path; _scope_extra)
+  $self->[SCOPE_EXTRA] = $tls || !$self->[CLIENT] || $cfg->[FULLFLUSH] ? 1 : 0;
 
   $self->[DEADLINE]      = $live->[NOW] + $cfg->[KEEPALIVE_TIMEOUT_S];
   $self->[DEADLINE_KIND] = 'idle';
@@ -264,8 +267,9 @@ sub _start_request ($self, $req) {
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
-    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, $self->[TLS] ? {tls => PAGI::Server::TLS::extension_of($self)} : {},
+    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
+  $self->[SCOPE_EXTRA] and _scope_extra($self, $scope);
   # The request's record; cstate is its pagi.connection object (ConnectionState->new,
   # without the call); rflags the response framing known now (an app may edit its scope)
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
@@ -302,6 +306,25 @@ sub _start_request ($self, $req) {
   }
   $scope->{'pagi.connection'} = $rq->[CSTATE];
   _call_app($self, $scope);
+}
+
+# The scope of a connection that is not plain TCP's: a TLS connection's has the tls
+# extension; a Unix socket's has no client key at all (it has no peer address); the
+# extensions the server was asked for are advertised (fullflush)
+sub _scope_extra ($self, $scope) {
+  $scope->{extensions}{tls} = PAGI::Server::TLS::extension_of($self) if $self->[TLS];
+  $scope->{extensions}{fullflush} = {} if $self->[CFG][FULLFLUSH];
+  delete $scope->{client} unless $self->[CLIENT];
+}
+
+# http.fullflush: what the connection holds for the client goes to the socket now
+# (inside a read, responses otherwise wait for its end, to go out in one write)
+sub _flush ($self) {
+  return if !length $self->[WBUF] || $self->[WWATCH] || $self->[PHASE] == CLOSED;
+  my ($corked, $bytes) = ($self->[CORKED], $self->[WBUF]);
+  @$self[CORKED, WBUF] = (0, '');
+  $self->_write($bytes);
+  $self->[CORKED] = $corked;
 }
 
 # For the WebSocket and SSE classes: a $send that calls their _send method
@@ -447,7 +470,7 @@ sub _app_done ($self, $f) {
     # Nothing of the response is on the wire yet (not even after http.response.start,
     # whose head waits for the first body): the client still gets a proper 500
     $server->log(error => $rq->[STARTED] ? 'application finished without completing its response'
-      : 'application returned without sending a response') unless defined $error;
+      : 'PAGI application returned without starting a response') unless defined $error;
     $cstate->[CS_STARTED] = 1;
     $self->_disconnect('server_error', 1);
     return $self->_wire_error('app_error');
@@ -566,9 +589,10 @@ sub _on_write ($self) {
 
 # The one wire-error builder: a close-delimited text/plain response for an error kind
 # of the one table (errors.tsv: the HTTP codec's rows, or the server's own), its
-# status and message
-sub _wire_error ($self, $kind, $headers = []) {
+# status and message (with $detail in place of a %s), and $headers of the caller's
+sub _wire_error ($self, $kind, $headers = [], $detail = undef) {
   my ($status, $message) = @{$PAGI::Server::Protocol::Errors::HTTP{$kind} // $PAGI::Server::Protocol::Errors::SERVER{$kind}};
+  $message =~ s/%s/$detail \/\/ ''/e if defined $detail;
   my $peer = $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket';
   $self->[SERVER]->log(warn => "$peer: $status $message");
   my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);

@@ -65,17 +65,20 @@ sub startup ($self) {
       $self->{supported} = 0;
       return $startup->fail('lifespan_mode is on, but the application does not support lifespan'
         . ($why || ' (it returned without signalling startup)')) if $self->{mode} eq 'on';
-      $self->{log}->(info => "application does not support lifespan$why");
+      # (an exception's message is logged: a startup that failed is not hidden)
+      $self->{log}->(info => 'application does not support lifespan, continuing without it'
+        . ($why ? " (it raised$why)" : ''));
       $startup->done;
     }
     elsif ($f->is_failed) {
-      $self->{log}->(error => 'lifespan application error: ' . (($f->failure)[0] =~ s/\s+\z//r));
+      # (upstream's words: an operator's tooling may look for them)
+      $self->{log}->(error => 'Lifespan app failed after startup: ' . (($f->failure)[0] =~ s/\s+\z//r));
     }
     $self->{shutdown}->done if $self->{shutdown} && !$self->{shutdown}->is_ready;
   });
   my $limit = $self->{timeout} or return $startup;
   my $timeout = $loop->delay_future(after => $limit)->then(sub {
-    Future->fail("lifespan startup did not finish within $limit seconds (lifespan_startup_timeout)\n");
+    Future->fail("Lifespan startup timed out after $limit s (lifespan_startup_timeout)\n");
   });
   return Future->wait_any($startup, $timeout);
 }

@@ -35,21 +35,29 @@ our $VERSION = '0.001';
 sub parse_specs (%o) {
   my @specs;
   my $given = $o{listen};
+  Carp::croak("PAGI::Server->new: 'listen' must be a non-empty arrayref (or one address)")
+    if ref $given eq 'ARRAY' && !@$given;
   my @listen = ref $given eq 'ARRAY' ? @$given : grep { defined } $given;
   my $mode = _socket_mode($o{socket_mode});
   my $host = $o{host};
   for my $l (@listen) {
+    Carp::croak('PAGI::Server->new: Each listen spec must be a hashref ({host, port} or {socket}) or a string')
+      if ref $l && ref $l ne 'HASH' || !defined $l;
     if (ref $l eq 'HASH') {
       my @bad = sort grep { !/\A(?:host|port|socket|socket_mode)\z/ } keys %$l;
       Carp::croak("PAGI::Server->new: unknown key(s) in a listen spec: @bad") if @bad;
       if (defined $l->{socket}) {
-        Carp::croak('PAGI::Server->new: a listen spec has either socket or host/port')
-          if defined $l->{host} || defined $l->{port};
+        for my $tcp (qw(host port)) {
+          Carp::croak("PAGI::Server->new: Cannot specify both 'socket' and '$tcp' in a listen spec")
+            if defined $l->{$tcp};
+        }
         push @specs, {path => $l->{socket}, mode => _socket_mode($l->{socket_mode}) // $mode};
         next;
       }
-      Carp::croak('PAGI::Server->new: a TCP listen spec needs host and port')
-        unless defined $l->{host} && defined $l->{port} && $l->{port} =~ /\A[0-9]+\z/;
+      Carp::croak("PAGI::Server->new: TCP listen spec requires both 'host' and 'port'")
+        unless defined $l->{host} && defined $l->{port};
+      Carp::croak("PAGI::Server->new: a listen spec's port must be a number, not '$l->{port}'")
+        unless $l->{port} =~ /\A[0-9]+\z/;
       push @specs, {host => $l->{host}, port => $l->{port}};
       next;
     }

@@ -31,10 +31,21 @@ sub make ($type, $fresh = 0) {
   return $loop;
 }
 
+# The loop PAGI::Server->run makes for the master of pre-forked workers: loop_type's
+# when it is one of IO::Async's own (Epoll, Poll, Select: no state of an event library
+# that the forked workers would carry), else Epoll (when installed) or Poll; never
+# IO::Async's shared loop, so that neither the workers (which make theirs,
+# loop_type's, after the fork) nor the application find it
+sub for_master ($type) {
+  my $class = defined $type && length $type ? class_of($type) : '';
+  $class = eval { class_of('Epoll') } // class_of('Poll') unless $class =~ /\AIO::Async::Loop::(?:Epoll|Poll|Select)\z/;
+  return $class->new;
+}
+
 # The IO::Async::Loop class a loop name stands for, loaded; dies with one line naming
 # the module and the installed loops when it is not installed
 sub class_of ($type) {
-  Carp::croak("PAGI::Server: loop_type '$type' is not a loop name")
+  Carp::croak("PAGI::Server: Invalid loop_type '$type': must contain only letters, digits and ::")
     unless $type =~ /\A[A-Za-z][A-Za-z0-9_]*(?:::[A-Za-z][A-Za-z0-9_]*)*\z/;
   my $class = $type =~ /::/ ? $type : "IO::Async::Loop::$type";
   if ($type !~ /::/) {
@@ -52,6 +63,14 @@ sub class_of ($type) {
       . join(', ', installed()) . "\n";
   }
   return $class;
+}
+
+# What is wrong with a loop_type (not a loop name, not installed), or undef (the
+# option table's check: PAGI::Server->new refuses it at once)
+sub type_error ($type) {
+  return undef if eval { class_of($type); 1 };
+  my $err = $@ =~ s/\APAGI::Server: //r =~ s/ at \S+ line \d+\.?\n?\z//r =~ s/\s+\z//r;
+  return $err =~ /loop_type/ ? $err : "$err (loop_type)";
 }
 
 # The IO::Async::Loop::* classes found in @INC (short names)
@@ -74,8 +93,8 @@ sub waits_in_ev ($loop) {
 
 # What a loop of this type loads on first use, loaded now (before privileges drop,
 # while every directory of @INC can be read): a loop is made and thrown away (its
-# class, IO::Async's choice or loop_type's; Metrics::Any's adapter), and the timer
-# queue a loop loads with its first timer. Loops that wrap another event system
+# class, IO::Async's choice or loop_type's; Metrics::Any's adapter), the timer queue
+# a loop loads with its first timer, and the signal table. Loops that wrap another event system
 # (Mojo, Glib, EV) are only loaded: their underlying loop is shared.
 sub preload ($type) {
   my $class = defined $type && length $type ? class_of($type) : undef;
@@ -85,6 +104,10 @@ sub preload ($type) {
   }
   require IO::Async::Internals::TimeQueue;
   require File::Spec;
+  # The signal numbers IO::Async looks up when a master watches its workers' exits
+  # (%Config's sig_name, read from Config_heavy.pl on first use)
+  require Config;
+  my $names = $Config::Config{sig_name};
 }
 
 1;
@@ -95,8 +118,9 @@ PAGI::Server::Loop - which IO::Async loop a PAGI::Server runs on
 
 =head1 DESCRIPTION
 
-Internal. C<make($loop_type, $fresh)>, C<class_of($name)> (dies naming the module and
-the installed loops when a loop is not installed), C<installed()>,
+Internal. C<make($loop_type, $fresh)>, C<for_master($loop_type)>, C<class_of($name)> (dies naming the module and
+the installed loops when a loop is not installed), C<type_error($name)> (the same as a
+message, or undef), C<installed()>,
 C<waits_in_ev($loop)>, C<preload($loop_type)>. C<PAGI::Server::loop_class> is
 C<class_of>.
 

@@ -22,13 +22,14 @@ our $VERSION = '0.001';
 # refused one (an upstream option this server does not have) is refused with the
 # reason, never ignored. --help documents all of them (t/26).
 
-# PAGI::Server::Runner->run(@ARGV): upstream's entry point; returns the exit status
+# PAGI::Server::Runner->run(@ARGV): upstream's entry point; returns the exit status.
+# Its steps (the methods below) die with a message, as upstream's do; run prints it
+# and exits 2.
 sub run ($class, @args) {
   my $self = ref $class ? $class : $class->new;
   my $status = eval { $self->_run(@args) };
   return $status if defined $status;
   my $err = $@;
-  return $err->{exit} if ref $err eq 'HASH';
   $err =~ s/\s+\z//;
   $err =~ s/\A(?:PAGI::Server(?:->new)?: )//;
   print STDERR "pagi-server: $err\n";
@@ -37,18 +38,13 @@ sub run ($class, @args) {
 
 sub new ($class, %args) { bless {libs => [], modules => [], server_options => {}, %args}, $class }
 
-# Our own exits (help, version, usage errors) leave run through die with {exit => N}
-sub _exit ($status) { die {exit => $status} }
-
-sub _usage_error ($msg) {
-  print STDERR "pagi-server: $msg\n";
-  _exit(2);
-}
+# A command line that cannot be run: a message (run prints it, exit 2)
+sub _usage_error ($msg) { die "$msg\n" }
 
 sub _run ($self, @args) {
   $self->parse_options(@args);
-  if ($self->{help}) { print usage(); _exit(0) }
-  if ($self->{version}) { $self->_version; _exit(0) }
+  if ($self->{help}) { print usage(); return 0 }
+  if ($self->{version}) { $self->_version; return 0 }
 
   # The mode is known to the application as PAGI_ENV (like Plack's PLACK_ENV)
   $ENV{PAGI_ENV} = $self->mode;
@@ -61,8 +57,12 @@ sub _run ($self, @args) {
   }
   $self->_configure_future_io;
   my $server = $self->load_server;
-  # (the new server of a USR2 upgrade is already a daemon: its parent is the old one)
-  $self->_daemonize if $self->{daemonize} && !$ENV{PAGI_SERVER_UPGRADE};
+  # (the new server of a USR2 upgrade is already a daemon: its parent is the old one;
+  # the command started returns the daemon's startup status)
+  if ($self->{daemonize} && !$ENV{PAGI_SERVER_UPGRADE}) {
+    my $started = $self->_daemonize;
+    return $started if defined $started;
+  }
   # PAGI::Server writes and removes the pid file itself (it follows a USR2 upgrade)
   $self->_write_pid_file if defined $self->{pid_file} && !$server->isa('PAGI::Server');
   my $status = $server->run;
@@ -107,7 +107,7 @@ sub parse_options ($self, @args) {
       my ($best, $dist) = (undef, 1e9);
       for my $known (PAGI::Server::Config::cli_names()) {
         next if length $known == 1 && length $name > 2;
-        my $d = PAGI::Server::Config::distance($name, $known);
+        my $d = PAGI::Server::Spelling::distance($name, $known);
         ($best, $dist) = ($known, $d) if $d < $dist;
       }
       my $flag = length $name == 1 ? "-$name" : "--$name";
@@ -165,14 +165,14 @@ sub load_app ($self) {
   for my $m (@{$self->{modules}}) {
     my ($module, $imports) = split /=/, $m, 2;
     (my $file = "$module.pm") =~ s{::}{/}g;
-    eval { require $file; 1 } or die "cannot load -M$module: " . ($@ =~ s/\s+\z//r) . "\n";
+    eval { require $file; 1 } or die "Cannot load module $module (-M): " . ($@ =~ s/\s+\z//r) . "\n";
     $module->import(defined $imports ? split(/,/, $imports) : ());
   }
   if ($plan->{eval}) {
     my $app = eval "package main; no strict; $self->{eval}";
-    die "-e: $@" if $@;
-    die "-e: the code must return the application (a code reference), not "
-      . (ref $app || 'a plain value') . "\n" unless ref $app eq 'CODE';
+    die "Error evaluating -e code: $@" if $@;
+    die '-e code must return a coderef (the application), got ' . (ref $app || 'non-reference') . "\n"
+      unless ref $app eq 'CODE';
     return $self->{app} = $app;
   }
   return $self->{app} = _load_module($plan->{module}, %{$plan->{args}}) if $plan->{module};
@@ -236,9 +236,9 @@ sub _load_module ($module, %args) {
   (my $file = "$module.pm") =~ s{::}{/}g;
   if (!eval { require $file; 1 }) {
     my $err = $@;
-    die "cannot load the application module $module: it is not installed (\@INC: @INC)\n"
+    die "Cannot find module '$module' (the application): it is not installed (\@INC: @INC)\n"
       if $err =~ /\ACan't locate \Q$file\E in \@INC/;
-    die "cannot load the application module $module: $err";
+    die "Cannot load module '$module' (the application): $err";
   }
   die "the application module $module has no new and to_app methods\n"
     unless $module->can('new') && $module->can('to_app');
@@ -291,9 +291,7 @@ sub load_server ($self) {
   }
   elsif ($later) {
     $o{app_loader} = sub {
-      my $loaded = eval { $self->prepare_app };
-      # (a usage error has printed its line already)
-      die(ref $@ ? "cannot load the application\n" : $@) unless $loaded;
+      my $loaded = $self->prepare_app;
       $self->_log_mode($self->{made});
       return $loaded;
     };
@@ -360,7 +358,7 @@ sub _daemonize ($self) {
     close $w;
     my $got = <$r> // '';
     waitpid($pid, 0);
-    _exit($got eq "ready\n" ? 0 : 1);
+    return $got eq "ready\n" ? 0 : 1;
   }
   close $r;
   POSIX::setsid() or die "setsid: $!\n";
@@ -372,6 +370,7 @@ sub _daemonize ($self) {
   open(STDIN, '<', File::Spec->devnull) or die "stdin: $!\n";
   open(STDOUT, '>', File::Spec->devnull) or die "stdout: $!\n";
   # stderr stays until the server listens, so that startup errors reach the terminal
+  return undef;
 }
 
 sub _ready ($self) {
@@ -511,8 +510,11 @@ C<< Module->new(key => value, ...)->to_app >>, or C<-e> code.
 
 =head1 METHODS
 
-C<run(@args)> (class or object method) returns the exit status. C<new>,
-C<parse_options(@args)>, C<mode>, C<load_app>, C<prepare_app> and C<load_server>
-are its steps, named as upstream's runner names them.
+C<run(@args)> (class or object method) returns the exit status (0; 2 for a command
+line that cannot run, printed as one C<pagi-server: ...> line; the server's own,
+C<< PAGI::Server->run >>'s, once it runs). C<new>, C<parse_options(@args)>, C<mode>,
+C<load_app>, C<prepare_app> and C<load_server> are its steps, named as upstream's
+runner names them; each dies with a message when it cannot go on (C<Cannot find
+module 'Name'>, C<-e code must return a coderef>, as upstream words them).
 
 =cut

@@ -8,8 +8,9 @@ use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields);
-use PAGI::Server::Config qw(DEBUG STRICT_SENDS);
+use PAGI::Server::Config qw(DEBUG STRICT_SENDS FULLFLUSH);
 use PAGI::Server::Shared qw(ACCESS_LOGGER);
+use PAGI::Server::EventValidator qw(body_error trailers_error send_error);
 
 our $VERSION = '0.001';
 
@@ -45,11 +46,17 @@ sub _send ($self, $ev) {
   if ($type eq 'http.response.body') {
     return Future->fail("http.response.body before http.response.start\n") unless $rq->[STARTED];
     return _after_complete($self, $type) if $rq->[COMPLETE];
-    if (defined $ev->{file} || defined $ev->{fh}) { return $self->_send_file($ev) }
+    # The event's fields (PAGI::Server::EventValidator): a body of bytes alone passes,
+    # so only the others are checked
+    if (defined $ev->{file} || defined $ev->{fh}) {
+      my $err = body_error($ev);
+      return defined $err ? Future->fail("$err\n") : $self->_send_file($ev);
+    }
     my $body = $ev->{body} // '';
     if (utf8::is_utf8($body)) {
       # Only the representation may be upgraded; characters above 0xFF are not bytes
-      utf8::downgrade($body, 1) or return Future->fail("http.response.body: body must be bytes, not characters\n");
+      if (defined(my $err = body_error($ev))) { return Future->fail("$err\n") }
+      utf8::downgrade($body, 1);
     }
     my $more = $ev->{more} // $ev->{more_body};
     if (!$rq->[HEAD_SENT]) {
@@ -90,20 +97,19 @@ sub _send ($self, $ev) {
       return _after_complete($self, $type) if $rq->[COMPLETE];
       return Future->fail("http.response.start sent twice\n");
     }
-    my $status = $ev->{status};
-    return Future->fail("http.response.start: status must be an integer\n")
-      unless defined $status && !ref $status && $status =~ /\A[0-9]+\z/;
-    my $headers = $ev->{headers} // [];
-    # A bad shape or bad header bytes fail this send, though the head is written later
-    if (defined(my $err = check_headers($headers))) {
+    # Its fields: a bad status, a bad shape or bad header bytes fail this send, though
+    # the head is written later. (EventValidator's start_error is this check, the
+    # codec's: called here without a sub of ours around it, on the busiest path)
+    if (defined(my $err = check_headers($ev->{headers}, $ev->{status}))) {
       return Future->fail("http.response.start: $err\n");
     }
+    my $headers = $ev->{headers} // [];
     # A body that will be neither read nor drained (too big, or its client still waits
     # for "100 Continue") leaves this connection unusable: say so in this response
     $self->[KEEP] = 0 if $rq->[BODY_OPEN] && !$self->_can_drain;
     my $flags = $rq->[RFLAGS];
     $flags |= F_CLOSE if !$self->[KEEP];
-    @$rq[STATUS, HEADERS, FLAGS, TRAILERS, STARTED] = (0 + $status, $headers, $flags,
+    @$rq[STATUS, HEADERS, FLAGS, TRAILERS, STARTED] = (0 + $ev->{status}, $headers, $flags,
       $ev->{trailers} ? 1 : 0, 1);
     $rq->[CSTATE][CS_STARTED] = 1;
     return $DONE;
@@ -112,13 +118,20 @@ sub _send ($self, $ev) {
     return Future->fail("http.response.trailers without trailers => 1 in http.response.start\n")
       unless $rq->[STARTED] && $rq->[TRAILERS];
     return _after_complete($self, $type) if $rq->[COMPLETE];
+    # (its fields, whatever the framing: fields that are dropped must be valid too)
+    if (defined(my $err = trailers_error($ev))) { return Future->fail("$err\n") }
     my $err = (!$rq->[HEAD_SENT] && $self->_write_head) || $self->_write_trailers($ev->{headers} // []);
     return Future->fail($err) if $err;
     return $self->_response_complete;
   }
-  return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
-    if $type eq 'http.fullflush';
-  return Future->fail("unknown event type '$type' for an http scope\n");
+  if ($type eq 'http.fullflush') {
+    # (an extension: an error unless the server advertises it)
+    return Future->fail("unsupported event type '$type' (the extension is not advertised)\n")
+      unless $self->[CFG][FULLFLUSH];
+    $self->_flush;
+    return $self->_send_future;
+  }
+  return Future->fail(send_error(http => $ev) . "\n");
 }
 
 # A send after the response completed: an error when sends are checked strictly
@@ -204,6 +217,7 @@ sub _send_future ($self) {
   return $self->[DRAIN] //= Future->new;
 }
 
+# A file or filehandle body (its fields checked: body_error)
 sub _send_file ($self, $ev) {
   my $rq = $self->[RQ];
   my ($fh, $close_fh);
@@ -212,15 +226,9 @@ sub _send_file ($self, $ev) {
       or return Future->fail("http.response.body: cannot open $ev->{file}: $!\n");
     $close_fh = 1;
   }
-  else {
-    $fh = $ev->{fh};
-    return Future->fail("http.response.body: fh is not an open filehandle\n")
-      unless ref $fh && defined fileno($fh);
-  }
+  else { $fh = $ev->{fh} }
   my $offset = $ev->{offset} // 0;
   my $length = $ev->{length};
-  return Future->fail("http.response.body: offset and length must be non-negative integers\n")
-    if $offset !~ /\A[0-9]+\z/ || defined $length && $length !~ /\A[0-9]+\z/;
   if ($offset) {
     seek($fh, $offset, 0) or return Future->fail("http.response.body: cannot seek: $!\n");
   }
@@ -304,8 +312,8 @@ PAGI::Server::Connection::Response - the response path of PAGI::Server's HTTP co
 
 Internal. The C<http.response.start>, C<http.response.body> (bytes, C<file> or
 C<fh>, with C<more>) and C<http.response.trailers> events of an C<http> scope:
-checked, serialized by L<PAGI::Server::Protocol::HTTP1> and written to the
-connection. A response whose start is followed by one final body is serialized into
+checked (their fields by L<PAGI::Server::EventValidator>'s checks), serialized by
+L<PAGI::Server::Protocol::HTTP1> and written to the connection. A response whose start is followed by one final body is serialized into
 one buffer and written with one write (the fast path); at log level C<debug> each
 response says which path it took. An app's own C<Content-Length> is held to: more
 bytes fail the send and never reach the wire, fewer close the connection. Its subs

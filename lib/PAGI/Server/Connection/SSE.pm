@@ -9,6 +9,7 @@ use PAGI::Server::Connection::Request qw(:fields);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::SSE;
 use PAGI::Server::Config qw(WARN_ENCODED SSE_IDLE_TIMEOUT);
+use PAGI::Server::EventValidator qw(keepalive_error comment_error sse_start_error send_error);
 use PAGI::Server::Shared qw(NOW);
 our @ISA = ('PAGI::Server::Connection');
 
@@ -62,10 +63,8 @@ sub _send ($self, $ev) {
     return Future->fail("$type after a declined (sse.http.response) start\n") if $mode eq 'decline';
     return Future->done if !_connected($self);
     if ($type eq 'sse.keepalive') {
-      my $interval = $ev->{interval} // 0;
-      return Future->fail("sse.keepalive: interval must be a number >= 0\n")
-        unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-      $self->[PROTO][KA_INTERVAL] = $interval;
+      if (defined(my $err = keepalive_error($ev, $type))) { return Future->fail("$err\n") }
+      $self->[PROTO][KA_INTERVAL] = $ev->{interval} // 0;
       $self->[PROTO][KA_COMMENT]  = $ev->{comment} // '';
       $self->_keepalive;
       return Future->done;
@@ -75,10 +74,11 @@ sub _send ($self, $ev) {
     if ($type eq 'sse.send') {
       $self->_check_text('sse.send data', $ev->{data})
         if $self->[CFG][WARN_ENCODED] && defined $ev->{data} && !ref $ev->{data};
+      # (the formatter's errors are sse.send's field checks: EventValidator asks it too)
       ($bytes, $err) = PAGI::Server::Protocol::SSE::format_event($ev);
     }
     else {
-      return Future->fail("sse.comment: comment is required\n") unless defined $ev->{comment};
+      if (defined($err = comment_error($ev))) { return Future->fail("$err\n") }
       $bytes = PAGI::Server::Protocol::SSE::format_comment($ev->{comment});
     }
     return Future->fail("$err\n") unless defined $bytes;
@@ -90,11 +90,10 @@ sub _send ($self, $ev) {
   if ($type eq 'sse.start') {
     return Future->fail("sse.start after the response started\n") if $mode;
     return Future->done if !_connected($self);
+    # Its fields (the codec's check of the headers, the shape first), before the
+    # defaults below look at them
+    if (defined(my $err = sse_start_error($ev))) { return Future->fail("$err\n") }
     my $headers = $ev->{headers} // [];
-    # The codec's check (the shape first), before the defaults below look at them
-    if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($headers))) {
-      return Future->fail("sse.start: $err\n");
-    }
     my %have = map { lc($_->[0] // '') => 1 } @$headers;
     $headers = [@$headers];
     push @$headers, ['Content-Type', 'text/event-stream'] unless $have{'content-type'};
@@ -117,15 +116,19 @@ sub _send ($self, $ev) {
     $self->[PROTO][CLOSED] = 1;
     return $self->_end_stream;
   }
+  # (the fullflush extension's event: HTTP's, for this stream's bytes too)
+  return $self->SUPER::_send($ev) if $type eq 'http.fullflush';
   if ($type eq 'sse.http.response.start' || $type eq 'sse.http.response.body') {
     return Future->fail("$type after sse.start\n") if $mode eq 'stream';
     return Future->done if !_connected($self);
+    # (its fields, under its own name; HTTP's send checks them again, as HTTP's)
+    if (defined(my $err = send_error(sse => $ev))) { return Future->fail("$err\n") }
     $self->[PROTO][MODE]  = 'decline';
     $self->[KEEP] = 0;
     (my $http = $type) =~ s/\Asse\.//;
     return $self->SUPER::_send({%$ev, type => $http});
   }
-  return Future->fail("unknown event type '$type' for an sse scope\n");
+  return Future->fail(send_error(sse => $ev) . "\n");
 }
 
 sub _end_stream ($self) {

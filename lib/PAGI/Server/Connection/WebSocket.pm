@@ -8,6 +8,7 @@ use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::WebSocket;
+use PAGI::Server::EventValidator qw(start_error accept_error ws_send_error close_error keepalive_error send_error);
 use PAGI::Server::Config qw(IS_TLS MAX_RECEIVE_QUEUE WARN_ENCODED WS_IDLE_TIMEOUT WS_CLOSE_TIMEOUT
   MAX_WS_MESSAGE_SIZE WS_FRAME_LIMIT WS_DEFLATE);
 use PAGI::Server::Shared qw(NOW ACCESS_LOGGER);
@@ -68,7 +69,9 @@ sub take_over ($class, $conn, $req) {
     next unless $h->[0] eq 'sec-websocket-protocol';
     push @{$scope->{subprotocols}}, grep { length } map { s/\A\s+|\s+\z//gr } split /,/, $h->[1];
   }
-  $scope->{extensions}{'websocket.http.response'} = {};    # keeps tls, if any
+  # Its own extensions: tls, if any, and the denial (not HTTP's fullflush)
+  $scope->{extensions} = {($scope->{extensions}{tls} ? (tls => $scope->{extensions}{tls}) : ()),
+    'websocket.http.response' => {}};
   $self->_offer_deflate($scope, $req) if $conn->[CFG][WS_DEFLATE];
   $self->_call_app($scope);
 }
@@ -119,20 +122,20 @@ sub _send ($self, $ev) {
     return Future->fail("websocket.send before websocket.accept\n") if $state eq 'handshake';
     return Future->fail("websocket.send after websocket.close\n") if $state ne 'open';
     my ($op, $data);
-    if (defined $ev->{bytes}) {
-      return Future->fail("websocket.send: only one of bytes and text\n") if defined $ev->{text};
-      $data = $ev->{bytes};
-      utf8::downgrade($data, 1)
-        or return Future->fail("websocket.send: bytes must be bytes, not characters\n");
-      $op = WS_BINARY;
-    }
-    elsif (defined $ev->{text}) {
+    if (defined $ev->{text} && !defined $ev->{bytes}) {
+      # (text alone passes every check of its fields: the usual case skips them)
       $data = $ev->{text};
       $self->_check_text('websocket.send text', $data) if $self->[CFG][WARN_ENCODED];
       utf8::encode($data);
       $op = WS_TEXT;
     }
-    else { return Future->fail("websocket.send needs bytes or text\n") }
+    else {
+      # Its fields (EventValidator's ws_send_error): then it is bytes alone, as bytes
+      if (defined(my $err = ws_send_error($ev))) { return Future->fail("$err\n") }
+      $data = $ev->{bytes};
+      utf8::downgrade($data, 1);
+      $op = WS_BINARY;
+    }
     my $z = $self->[PROTO][DEFLATE];
     $self->_write($z ? build_frame($op, $z->compress_message($data), 1, 1) : build_frame($op, $data, 1));
     $self->[DEADLINE] = $self->[LIVE][NOW] + $self->[CFG][WS_IDLE_TIMEOUT]
@@ -160,25 +163,17 @@ sub _send ($self, $ev) {
     }
     return $DONE unless $self->[PROTO][WS_CONNECTED];
     return Future->fail("websocket.close sent twice\n") if $state ne 'open';
-    my $code = $ev->{code} // WS_CLOSE_NORMAL;
-    return Future->fail("websocket.close: invalid code $code\n")
-      unless $code =~ /\A[0-9]+\z/ && PAGI::Server::Protocol::WebSocket::valid_close_code($code);
+    if (defined(my $err = close_error($ev))) { return Future->fail("$err\n") }
     my $reason = $ev->{reason} // '';
     utf8::encode($reason);
-    return Future->fail("websocket.close: reason longer than 123 bytes\n") if length $reason > 123;
-    $self->_send_close($code, $reason);
+    $self->_send_close($ev->{code} // WS_CLOSE_NORMAL, $reason);
     return $DONE;
   }
   if ($type eq 'websocket.keepalive') {
     return $DONE unless $self->[PROTO][WS_CONNECTED];
-    my $interval = $ev->{interval} // 0;
-    my $timeout  = $ev->{timeout};
-    return Future->fail("websocket.keepalive: interval must be a number >= 0\n")
-      unless $interval =~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-    return Future->fail("websocket.keepalive: timeout must be a number >= 0\n")
-      if defined $timeout && $timeout !~ /\A[0-9]+(?:\.[0-9]+)?\z/;
-    $self->[PROTO][PING_INTERVAL] = $interval;
-    $self->[PROTO][PING_TIMEOUT]  = $timeout;
+    if (defined(my $err = keepalive_error($ev, $type))) { return Future->fail("$err\n") }
+    $self->[PROTO][PING_INTERVAL] = $ev->{interval} // 0;
+    $self->[PROTO][PING_TIMEOUT]  = $ev->{timeout};
     $self->_keepalive;
     return $DONE;
   }
@@ -187,7 +182,7 @@ sub _send ($self, $ev) {
     return $DONE if $state ne 'handshake' || !$self->[PROTO][WS_CONNECTED];
     return $self->_deny($type, $ev);
   }
-  return Future->fail("unknown event type '$type' for a websocket scope\n");
+  return Future->fail(send_error(websocket => $ev) . "\n");
 }
 
 sub _accept ($self, $ev) {
@@ -195,10 +190,8 @@ sub _accept ($self, $ev) {
   if (defined(my $proto = $ev->{subprotocol})) {
     push @headers, ['Sec-WebSocket-Protocol', $proto];
   }
+  if (defined(my $err = accept_error($ev))) { return Future->fail("$err\n") }
   my $extra = $ev->{headers} // [];
-  if (defined(my $err = PAGI::Server::Protocol::HTTP1::check_headers($extra))) {
-    return Future->fail("websocket.accept: $err\n");
-  }
   my $offer = $self->[PROTO][DEFLATE_OFFER];
   # (an app that answers Sec-WebSocket-Extensions itself keeps us out of it)
   $offer = undef if $offer && grep { lc $_->[0] eq 'sec-websocket-extensions' } @$extra;
@@ -257,15 +250,14 @@ sub _write_denial ($self, $status, $headers, $body) {
 sub _deny ($self, $type, $ev) {
   if ($type eq 'websocket.http.response.start') {
     return Future->fail("$type sent twice\n") if $self->[PROTO][DENY];
-    my $status = $ev->{status};
-    return Future->fail("$type: status must be an integer\n")
-      unless defined $status && $status =~ /\A[0-9]+\z/;
-    $self->[PROTO][DENY] = {status => $status, headers => $ev->{headers} // [], body => ''};
+    if (defined(my $err = start_error($ev, $type))) { return Future->fail("$err\n") }
+    $self->[PROTO][DENY] = {status => $ev->{status}, headers => $ev->{headers} // [], body => ''};
     return $DONE;
   }
   my $deny = $self->[PROTO][DENY] or return Future->fail("$type before websocket.http.response.start\n");
+  if (defined(my $err = send_error(websocket => $ev))) { return Future->fail("$err\n") }
   my $body = $ev->{body} // '';
-  utf8::downgrade($body, 1) or return Future->fail("$type: body must be bytes\n");
+  utf8::downgrade($body, 1);
   $deny->{body} .= $body;
   return $DONE if $ev->{more} // $ev->{more_body};
   my $err = $self->_write_denial($deny->{status}, $deny->{headers}, $deny->{body});

@@ -8,7 +8,7 @@ our $VERSION = '0.001';
 # PAGI::Server::Protocol::Backend chose (PAGI_SERVER_BACKEND=pp|xs forces one; unset
 # means XS when it is built, else PP).
 our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
-  serialize_trailers connection_info);
+  serialize_trailers connection_info set_server_header);
 
 # The codec's named numbers, defined here once; ::PP and the connection use them by name
 # (::XS has them in Rust: src/response.rs, src/chunked.rs)
@@ -51,8 +51,9 @@ PAGI::Server::Protocol::HTTP1 - the HTTP/1.1 codec facade (pure Perl or Rust)
 
 Every byte of HTTP/1.1 that PAGI::Server reads or writes goes through the functions
 of this module: C<parse_request>, C<decode_chunked>, C<serialize_response>,
-C<serialize_chunk>, C<serialize_trailers> and C<connection_info>. They are pure
-functions (no state but the cached Date line) with one contract, written down in
+C<check_headers>, C<serialize_chunk>, C<serialize_trailers>, C<connection_info> and
+C<set_server_header>. They are pure functions (no state but the cached Date line and
+the Server field's value, one per process) with one contract, written down in
 F<doc/codec.md>, and two implementations:
 L<PAGI::Server::Protocol::HTTP1::XS> (Rust, through XS) and
 L<PAGI::Server::Protocol::HTTP1::PP> (pure Perl).

@@ -324,8 +324,13 @@ sub _app_headers {
   return ($out, $date, $server, $cl, $close);
 }
 
+# A response status: three digits, 100-999
+use constant STATUS => qr/\A[1-9][0-9][0-9]\z/;
+
 sub check_headers {
   my ($headers) = @_;
+  # A status given (a second argument, even undef) first: a response head's
+  return _misuse('bad_status') if @_ > 1 && !(defined $_[1] && $_[1] =~ STATUS);
   # The shape first (serialize_response treats a bad shape as misuse)
   return _misuse('bad_shape')
     if defined $headers
@@ -334,12 +339,28 @@ sub check_headers {
   return defined $out ? undef : $err;
 }
 
+
+# The Server field's value of every response serialized from now on (set_server_header;
+# '': none); HTTP/2 sessions (::HTTP2::PP) take it when they are made
+my $SERVER = '';
+
+sub set_server_header {
+  my ($value) = @_;
+  $value = '' unless defined $value;
+  Carp::croak('set_server_header: the value must be bytes, not a string with characters over 0xFF')
+    if utf8::is_utf8($value) && !utf8::downgrade($value, 1);
+  Carp::croak('set_server_header: not a valid field value (CR, LF or NUL)') if $value =~ /[\r\n\0]/;
+  $SERVER = $value;
+  return;
+}
+
+sub _server_value { $SERVER }
+
 sub serialize_response {
   my ($status, $headers, $flags, $body) = @_;
   Carp::croak('serialize_response: body must be bytes, not characters')
     if defined $body && utf8::is_utf8($body) && !utf8::downgrade(my $copy = $body, 1);
-  return (undef, _misuse('bad_status'))
-    unless defined $status && $status =~ /\A[0-9]{3}\z/ && $status >= 100;
+  return (undef, _misuse('bad_status')) unless defined $status && $status =~ STATUS;
   my ($out, $date, $server, $cl, $close) = _app_headers($headers // []);
   return (undef, $date) unless defined $out;
   $flags //= 0;
@@ -364,7 +385,7 @@ sub serialize_response {
   my $reason = $REASON{$status} // '';
   my $bytes = "HTTP/1.1 $status $reason\r\n$out"
     . ($date   ? '' : _date_line())
-    . ($server ? '' : "Server: PAGI-Server\r\n")
+    . ($server || !length $SERVER ? '' : "Server: $SERVER\r\n")
     . $frame
     . ($upgrade ? "Connection: Upgrade\r\n" : $close ? "Connection: close\r\n"
       : $flags & F_HTTP10 ? "Connection: keep-alive\r\n" : '')

@@ -6,7 +6,7 @@ our $VERSION = '0.001';
 
 # The Rust HTTP/1.1 codec, through XS. Same functions, same results as ::PP.
 our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
-  serialize_trailers connection_info);
+  serialize_trailers connection_info set_server_header);
 
 # Loaded at require time, after $VERSION is set (the XS bootcheck compares it)
 _load();
@@ -61,7 +61,8 @@ PAGI::Server::Protocol::HTTP1::XS - the HTTP/1.1 codec in Rust, through XS
 
 The native implementation of the functions described in F<doc/codec.md>:
 C<parse_request>, C<decode_chunked>, C<serialize_response>, C<check_headers>,
-C<serialize_chunk>, C<serialize_trailers> and C<connection_info>. Their results are identical to those
+C<serialize_chunk>, C<serialize_trailers>, C<connection_info> and
+C<set_server_header>. Their results are identical to those
 of L<PAGI::Server::Protocol::HTTP1::PP> (F<t/30-codec-differential.t> checks it on a
 corpus, every split point and a seeded random mutation run); only the speed differs.
 Nothing is exported.

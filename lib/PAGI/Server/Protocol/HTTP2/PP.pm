@@ -48,8 +48,11 @@ my $PREFACE = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 sub _new {
   my ($class, $s) = @_;
+  require PAGI::Server::Protocol::HTTP1::PP;
   my $self = bless {
     s => $s,
+    # The Server field of the response heads (the codec's, when the session is made)
+    server => PAGI::Server::Protocol::HTTP1::PP::_server_value(),
     in => '', state => 'preface',
     events => [], output => PAGI::Server::Protocol::HTTP2::PP::Output->new,
     streams => {}, last_recv => 0, last_proc => 0, incoming => 0,
@@ -713,7 +716,7 @@ sub respond {
   my ($self, $id, $status, $headers, $end_stream) = @_;
   return (undef, _misuse('bad_status'))
     unless defined $status && $status =~ /\A[1-9][0-9][0-9]\z/ && $status != 101;
-  my ($fields, $length) = app_fields($headers, 1);
+  my ($fields, $length) = app_fields($headers, $self->{server});
   return (undef, $length) unless $fields;
   $self->_open($id) or return (undef, _misuse('stream_closed'));
   my $kind = $self->{output}->respond($id, $status, $fields, $end_stream);
@@ -732,7 +735,7 @@ sub send_data {
 
 sub send_trailers {
   my ($self, $id, $headers) = @_;
-  my ($fields, $err) = app_fields($headers, 0);
+  my ($fields, $err) = app_fields($headers, undef);
   return (undef, $err) unless $fields;
   $self->_open($id) or return (undef, _misuse('stream_closed'));
   my $kind = $self->{output}->send_trailers($id, $fields);

@@ -132,11 +132,13 @@ sub close_stream {
   return;
 }
 
-# The app's fields of a response head ($head true) or of trailers: validated
-# (check_headers' rules and messages), lowercased, connection-specific ones dropped,
-# the date and server added to a head; ($fields, $content_length) or (undef, $message)
+# The app's fields of a response head ($server_value defined: the Server field's value,
+# '' for none) or of trailers (undef): validated (check_headers' rules and messages),
+# lowercased, connection-specific ones dropped, the date and server added to a head
+# unless given; ($fields, $content_length) or (undef, $message)
 sub app_fields {
-  my ($headers, $head) = @_;
+  my ($headers, $server_value) = @_;
+  my $head = defined $server_value;
   require PAGI::Server::Protocol::HTTP1::PP;
   my $err = $head ? PAGI::Server::Protocol::HTTP1::PP::check_headers($headers)
     : PAGI::Server::Protocol::HTTP1::PP::_check_trailers($headers);
@@ -155,7 +157,7 @@ sub app_fields {
   }
   if ($head) {
     push @fields, ['date', PAGI::Server::Protocol::HTTP1::PP::_date_value()] unless $date;
-    push @fields, ['server', 'PAGI-Server'] unless $server;
+    push @fields, ['server', $server_value] if !$server && length $server_value;
   }
   return (\@fields, $cl);
 }
