@@ -313,6 +313,16 @@ subtest 'limits: body size, concurrent streams, idle connection' => sub {
   is($lim->stop, 0, 'exit 0');
 };
 
+subtest 'h2c on a Unix socket: no client in the scope' => sub {
+  my $sock = "$dir/h2.sock";
+  my $u = start_cli(args => [$APP, '--socket', $sock, '--http2']);
+  wait_for(sub { -S $sock }, 10) or return fail('the socket: ' . $u->log);
+  my $s = scope_of(curl('--unix-socket', $sock, '--http2-prior-knowledge', 'http://localhost/unix'));
+  is($s->{http_version}, '2', 'HTTP/2 over the Unix socket');
+  is($s->{client}, '', 'no client key (as on HTTP/1.1 there)');
+  is($u->stop, 0, 'exit 0');
+};
+
 subtest 'h2 over TLS by ALPN, with workers' => sub {
   plan skip_all => 'openssl is needed' unless `openssl version 2>/dev/null`;
   system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $dir/k.pem "

@@ -59,6 +59,7 @@ use constant DRAIN_BODY_MAX => 1 << 16;     # unread request body we read and dr
 use constant LINGER_SECONDS => 2;
 
 # The facts of a request with none beyond the scope keys (read-only: shared)
+use constant H2_STREAM => 'PAGI::Server::Connection::HTTP2::Stream';
 my $NO_FACTS = [];
 Internals::SvREADONLY(@$NO_FACTS, 1);
 
@@ -341,11 +342,12 @@ sub _call_app ($self, $scope) {
     $f = Future->fail("application returned a non-Future value\n");
   }
   my $rq = $self->[RQ];
-  # Plain HTTP's usual case: the app is done and its response complete (what
-  # _app_done would find first), so straight to the next request
-  if ($rq->[COMPLETE] && ref $self eq __PACKAGE__ && $f->is_done && $rq->[CSTATE][CS_CONNECTED]) {
+  # Plain HTTP's usual case (and an HTTP/2 stream's): the app is done and its response
+  # complete (what _app_done would find first), so straight to the next request
+  if ($rq->[COMPLETE] && (ref $self eq __PACKAGE__ || ref $self eq H2_STREAM) && $f->is_done
+    && $rq->[CSTATE][CS_CONNECTED]) {
     $rq->[APP_RUNNING] = 0;
-    return _next_request($self);
+    return ref $self eq __PACKAGE__ ? _next_request($self) : $self->_next_request;
   }
   if ($f->is_ready) { return $self->_app_done($f) }
   # (the callback holds the connection until the app finishes, closed or not)

@@ -17,7 +17,7 @@ use PAGI::Server::Record qw(
   deadline deadline_kind wdeadline
   in_process corked wwatch drain above write_high write_low
   tls transport rq proto timers text_warned
-  h2c parent sid ended whole
+  h2c parent sid ended whole h2session
 );
 
 1;
@@ -42,7 +42,8 @@ L<PAGI::Server::Connection::Request>), C<proto> (a WebSocket session's or an SSE
 stream's record) and C<timers> (the app's keepalive timers). C<h2c>: a plain
 connection of a server with C<http2> may still turn out to be HTTP/2 (1: its first
 bytes are looked at for the preface; 2: a request may ask for C<Upgrade: h2c>); an HTTP/2 stream (L<PAGI::Server::Connection::HTTP2>) has its
-connection in C<parent>, its stream id in C<sid>, and in C<ended> whether this side
+connection in C<parent> (and that connection's codec session in C<h2session>), its
+stream id in C<sid>, and in C<ended> whether this side
 of it has ended (C<ended>: END_STREAM sent; C<reset>: RST_STREAM). C<whole>: the
 protocol's writer of a whole response (head and body at once) when it is not
 HTTP/1.1's, which is inline in the response path. C<use

@@ -38,20 +38,19 @@ my $H2 = 'PAGI::Server::Connection::HTTP2';
 
 # The fields of the connection the stream shares (its server, options, loop, peer,
 # TLS session, output marks)
-my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, TLS, WRITE_HIGH, WRITE_LOW);
+my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, SCOPE_EXTRA, TLS, WRITE_HIGH, WRITE_LOW);
 
 sub new ($class, $conn, $id) {
   my $self = bless [], $class;
   @$self[@SHARED] = @$conn[@SHARED];
-  @$self[PARENT, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF, DEADLINE_KIND]
-    = ($conn, $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0, '');
+  @$self[PARENT, H2SESSION, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF, DEADLINE_KIND]
+    = ($conn, $conn->[PROTO][0], $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0, '');
   $self->[RECEIVE] = sub { $self->_receive };
   $self->[SEND]    = sub { $self->_send($_[0]) };
   $PAGI::Server::Connection::LIVE++;
   return $self;
 }
 
-sub _session ($self) { $self->[PARENT][PROTO][0] }
 
 # After the stream gave the session something: its connection writes it, unless it is
 # inside a read (which writes once, at its end)
@@ -62,6 +61,9 @@ sub _flush ($self) {
 
 # ---- the request -----------------------------------------------------------------------
 
+my $NO_FACTS = [];
+Internals::SvREADONLY(@$NO_FACTS, 1);
+
 # A request head: its scope (made from the codec's request hash as an HTTP/1.1
 # connection makes it from the parser's), then the app; an extended CONNECT for
 # websocket is a WebSocket (RFC 8441), Accept: text/event-stream an event stream
@@ -69,12 +71,14 @@ sub start ($self, $req, $end_stream) {
   my ($cfg, $live) = @$self[CFG, LIVE];
   my $protocol = delete $req->{protocol};
   delete $req->{scheme};    # (:scheme; the scope's scheme is the connection's)
-  my $facts = [delete @$req{@PAGI::Server::Connection::Request::FACT_KEYS}];
+  # (the codec's facts only when there are any: a plain GET has the six keys alone)
+  my $facts = keys %$req == 6 ? $NO_FACTS : [delete @$req{@PAGI::Server::Connection::Request::FACT_KEYS}];
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
-    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, $self->[TLS] ? {tls => PAGI::Server::TLS::extension_of($self)} : {},
+    $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
     $self->[TRANSPORT] = PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
+  $self->[SCOPE_EXTRA] and $self->_scope_extra($scope);
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
     bless([1, 0, 0], 'PAGI::Server::ConnectionState'), $req->{method} eq 'HEAD' ? F_HEAD : 0);
   $rq->[REQ_TIME] = Time::HiRes::time() if $live->[ACCESS_LOGGER];
@@ -127,7 +131,7 @@ sub _body_event ($self) {
 
 sub _consumed ($self, $n) {
   return unless $n && $self->[PHASE] != PAGI::Server::Connection::CLOSED;
-  $self->_session->consumed($self->[SID], $n);
+  $self->[H2SESSION]->consumed($self->[SID], $n);
   $self->_flush;
 }
 
@@ -139,7 +143,7 @@ sub _resume_read ($self) { $self->[READING] = 1 }
 
 # Expect: 100-continue: an interim response (RFC 9113 8.1)
 sub _continue ($self) {
-  $self->_session->respond($self->[SID], 100, [], 0);
+  $self->[H2SESSION]->respond($self->[SID], 100, [], 0);
   $self->_flush;
 }
 
@@ -151,7 +155,7 @@ sub _bodiless ($self) {
 
 sub _respond ($self, $end) {
   my $rq = $self->[RQ];
-  my ($ok, $length) = $self->_session->respond($self->[SID], $rq->[STATUS], $rq->[HEADERS], $end ? 1 : 0);
+  my ($ok, $length) = $self->[H2SESSION]->respond($self->[SID], $rq->[STATUS], $rq->[HEADERS], $end ? 1 : 0);
   return (undef, "http.response.start: $length\n") unless $ok;
   $rq->[HEAD_SENT] = 1;
   $self->[ENDED] = 'ended' if $end;
@@ -169,7 +173,7 @@ sub _write_whole ($self, $body) {
   my ($ok, $err) = $self->_respond(!$data);
   return $err unless $ok;
   if ($data) {
-    $self->_session->send_data($self->[SID], $body, 1);
+    $self->[H2SESSION]->send_data($self->[SID], $body, 1);
     $rq->[SENT_BYTES] += length $body;
     $self->[ENDED] = 'ended';
   }
@@ -190,7 +194,7 @@ sub _write_head ($self) {
 
 sub _write_trailers ($self, $headers) {
   return '' if $self->[ENDED];
-  my ($ok, $err) = $self->_session->send_trailers($self->[SID], $headers);
+  my ($ok, $err) = $self->[H2SESSION]->send_trailers($self->[SID], $headers);
   return "http.response.trailers: $err\n" unless $ok;
   $self->[ENDED] = 'ended';
   $self->_flush;
@@ -200,7 +204,7 @@ sub _write_trailers ($self, $headers) {
 # The body ends: END_STREAM
 sub _end_chunks ($self) {
   return if $self->[ENDED];
-  $self->_session->send_data($self->[SID], '', 1);
+  $self->[H2SESSION]->send_data($self->[SID], '', 1);
   $self->[ENDED] = 'ended';
   $self->_flush;
 }
@@ -208,13 +212,13 @@ sub _end_chunks ($self) {
 # Body bytes, event-stream events, WebSocket frames: DATA
 sub _write ($self, $data) {
   return if $self->[PHASE] == PAGI::Server::Connection::CLOSED || $self->[ENDED];
-  $self->_session->send_data($self->[SID], $data, 0);
+  $self->[H2SESSION]->send_data($self->[SID], $data, 0);
   $self->_high if !$self->[ABOVE] && $self->write_buffered >= $self->[WRITE_HIGH];
   $self->_flush;
 }
 
 sub write_buffered ($self) {
-  return $self->[PHASE] == PAGI::Server::Connection::CLOSED ? 0 : $self->_session->buffered($self->[SID]);
+  return $self->[PHASE] == PAGI::Server::Connection::CLOSED ? 0 : $self->[H2SESSION]->buffered($self->[SID]);
 }
 
 # A send's Future: done now, unless this stream's own buffer is backed up (the
@@ -234,7 +238,7 @@ sub _wire_error ($self, $kind, $headers = []) {
   my $rq = $self->[RQ];
   if ($rq && !$rq->[HEAD_SENT] && $self->[PHASE] == PAGI::Server::Connection::REQUEST) {
     my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);
-    my $session = $self->_session;
+    my $session = $self->[H2SESSION];
     $session->respond($self->[SID], $status, [['content-type', 'text/plain; charset=utf-8'], @$headers], 0);
     $session->send_data($self->[SID], "$reason\n", 1);
     @$rq[HEAD_SENT, STATUS, SENT_BYTES] = (1, $status, length($reason) + 1);
@@ -268,7 +272,7 @@ sub _cut_short ($self) {
 
 sub _reset ($self, $code) {
   return if $self->[ENDED] eq 'reset' || $self->[PHASE] == PAGI::Server::Connection::CLOSED;
-  $self->_session->reset($self->[SID], $code);
+  $self->[H2SESSION]->reset($self->[SID], $code);
   $self->[ENDED] = 'reset';
   $self->_flush;
 }
@@ -285,13 +289,15 @@ sub _close_after_flush ($self, $linger = 0) {
   $self->[PHASE] = PAGI::Server::Connection::CLOSING;
   my $rq = $self->[RQ];
   if (!$self->[ENDED]) {
-    if ($rq && $rq->[HEAD_SENT]) { $self->_session->send_data($self->[SID], '', 1); $self->[ENDED] = 'ended' }
+    if ($rq && $rq->[HEAD_SENT]) { $self->[H2SESSION]->send_data($self->[SID], '', 1); $self->[ENDED] = 'ended' }
     else { $self->_reset(PAGI::Server::Protocol::HTTP2::H2_CANCEL()) }
   }
   $self->[RQ][REQ] = undef if $rq && !$rq->[APP_RUNNING];
   # (a client that never ends its side: the stream is reset after request_timeout)
   @$self[DEADLINE_KIND, DEADLINE] = ('closing', $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S]);
-  $self->_flush;
+  # (_flush, inline: inside a read the connection writes once, at its end)
+  my $conn = $self->[PARENT];
+  $conn->_output unless $conn->[IN_PROCESS];
 }
 
 # The session closed the stream (both sides ended; or reset, with $code)
@@ -319,7 +325,7 @@ sub _abort ($self, $reason) {
 
 sub _close ($self) {
   return if $self->[PHASE] == PAGI::Server::Connection::CLOSED;
-  $self->_disconnect('client_closed');
+  $self->_disconnect('client_closed') if $self->[RQ];
   my $conn = $self->[PARENT];
   $self->_reset(PAGI::Server::Protocol::HTTP2::H2_CANCEL()) if !$self->[ENDED] && $conn->_alive;
   $self->[PHASE] = PAGI::Server::Connection::CLOSED;
@@ -370,7 +376,7 @@ sub _handshake_refusal ($self) {
 }
 
 sub _write_accept ($self, $headers) {
-  my ($ok, $err) = $self->_session->respond($self->[SID], 200, $headers, 0);
+  my ($ok, $err) = $self->[H2SESSION]->respond($self->[SID], 200, $headers, 0);
   return $err unless $ok;
   $self->[RQ][STATUS] = 200;
   $self->[RQ][HEAD_SENT] = 1;
@@ -379,7 +385,7 @@ sub _write_accept ($self, $headers) {
 }
 
 sub _write_denial ($self, $status, $headers, $body) {
-  my $session = $self->_session;
+  my $session = $self->[H2SESSION];
   my ($ok, $err) = $session->respond($self->[SID], $status, $headers, length $body ? 0 : 1);
   return $err unless $ok;
   $session->send_data($self->[SID], $body, 1) if length $body;
