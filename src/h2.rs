@@ -1024,7 +1024,8 @@ impl Session {
         end_stream: bool,
     ) -> Result<Option<u64>, SendError> {
         let code = parse_status(status).filter(|&c| c != 101).ok_or(SendError::App(AppError::Status))?;
-        let (fields, length) = app_fields(headers, Some(&self.server))?;
+        let seen = crate::response::check_headers(headers).map_err(SendError::App)?;
+        let length = seen.content_length;
         let s = self.open_stream(id)?;
         if s.started {
             return Err(SendError::AlreadyStarted);
@@ -1035,10 +1036,36 @@ impl Session {
             s.no_body = end_stream;
             s.ended = end_stream;
         }
-        let status = format!("{code}");
-        let mut nva = Vec::with_capacity(fields.len() + 1);
-        nva.push(nv(b":status", status.as_bytes()));
-        nva.extend(fields.iter().map(|(n, v)| nv(n, v)));
+        // The app's fields (check_headers' rules), lowercased, without connection-specific
+        // ones, and date and server unless given: borrowed where they can be, as nghttp2
+        // copies what it is given (a name that is not lowercase is lowercased here)
+        let status = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
+        let date = crate::date::http_date();
+        let mut lowered: Vec<Vec<u8>> = Vec::new();
+        for h in headers {
+            if h.name.iter().any(u8::is_ascii_uppercase) {
+                lowered.push(h.name.to_ascii_lowercase());
+            }
+        }
+        let mut lowered = lowered.iter();
+        let mut nva = Vec::with_capacity(headers.len() + 3);
+        nva.push(nv(b":status", &status));
+        for h in headers {
+            let name: &[u8] = if h.name.iter().any(u8::is_ascii_uppercase) {
+                lowered.next().map_or(&[][..], Vec::as_slice)
+            } else {
+                h.name
+            };
+            if !connection_specific(name, h.value) {
+                nva.push(nv(name, h.value));
+            }
+        }
+        if !seen.date {
+            nva.push(nv(b"date", &date));
+        }
+        if !seen.server && !self.server.is_empty() {
+            nva.push(nv(b"server", &self.server));
+        }
         let provider = ng::nghttp2_data_provider2 {
             source: ng::nghttp2_data_source { ptr: std::ptr::null_mut() },
             read_callback: Some(read_body),
@@ -1076,7 +1103,7 @@ impl Session {
 
     /// Ends the response body with trailer fields (validated as response headers).
     pub fn send_trailers(&mut self, id: i32, headers: &[HeaderIn<'_>]) -> Result<(), SendError> {
-        let (fields, _) = app_fields(headers, None)?;
+        let fields = trailer_fields(headers)?;
         let s = self.open_stream(id)?;
         if !s.started {
             return Err(SendError::NotStarted);
@@ -1182,37 +1209,18 @@ fn connection_specific(name: &[u8], value: &[u8]) -> bool {
         || (name == b"te" && !trim_ows(value).eq_ignore_ascii_case(b"trailers"))
 }
 
-/// The application's headers validated as `check_headers` does (a head, `Some(server)`:
-/// also the Content-Length rules), lowercased, without connection-specific fields; for a
-/// head `date` and `server` (when not empty) are added unless given. Returns them and
-/// the Content-Length.
-fn app_fields(
-    headers: &[HeaderIn<'_>],
-    server: Option<&[u8]>,
-) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, Option<u64>), SendError> {
-    let head = server.is_some();
-    let seen = if head {
-        crate::response::check_headers(headers).map_err(SendError::App)?
-    } else {
-        crate::response::check_trailers(headers).map_err(SendError::App)?;
-        crate::response::AppHeaders::default()
-    };
-    let mut fields = Vec::with_capacity(headers.len() + 2);
+/// Trailer fields as the application gave them, validated as `check_trailers` does,
+/// lowercased, without connection-specific fields (kept until the body is written).
+fn trailer_fields(headers: &[HeaderIn<'_>]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SendError> {
+    crate::response::check_trailers(headers).map_err(SendError::App)?;
+    let mut fields = Vec::with_capacity(headers.len());
     for h in headers {
         let name = h.name.to_ascii_lowercase();
         if !connection_specific(&name, h.value) {
             fields.push((name, h.value.to_vec()));
         }
     }
-    if let Some(server) = server {
-        if !seen.date {
-            fields.push((b"date".to_vec(), crate::date::http_date().to_vec()));
-        }
-        if !seen.server && !server.is_empty() {
-            fields.push((b"server".to_vec(), server.to_vec()));
-        }
-    }
-    Ok((fields, seen.content_length))
+    Ok(fields)
 }
 
 impl Drop for Session {

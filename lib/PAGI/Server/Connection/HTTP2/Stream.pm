@@ -162,22 +162,31 @@ sub _respond ($self, $end) {
   return (1, $length);
 }
 
+# (the busiest path: _bodiless, _respond and _flush written out)
 sub _write_whole ($self, $body) {
   my $rq = $self->[RQ];
-  my $bodiless = $self->_bodiless;
-  # The app's own Content-Length must match, as on HTTP/1.1
-  my ($cl) = map { $_->[1] } grep { lc $_->[0] eq 'content-length' } @{$rq->[HEADERS]};
-  return "http.response.body: " . length($body) . " bytes of body for a Content-Length of $cl\n"
-    if !$bodiless && defined $cl && $cl =~ /\A[0-9]+\z/ && $cl != length $body;
-  my $data = !$bodiless && length $body;
-  my ($ok, $err) = $self->_respond(!$data);
-  return $err unless $ok;
+  my $status = $rq->[STATUS];
+  my $data = !($rq->[FLAGS] & F_HEAD || $status == 204 || $status == 304) && length $body;
   if ($data) {
-    $self->[H2SESSION]->send_data($self->[SID], $body, 1);
-    $rq->[SENT_BYTES] += length $body;
-    $self->[ENDED] = 'ended';
+    # The app's own Content-Length must match, as on HTTP/1.1
+    for (@{$rq->[HEADERS]}) {
+      next unless lc $_->[0] eq 'content-length';
+      my $cl = $_->[1];
+      return "http.response.body: " . length($body) . " bytes of body for a Content-Length of $cl\n"
+        if $cl =~ /\A[0-9]+\z/ && $cl != length $body;
+    }
   }
-  $self->_flush;
+  my $session = $self->[H2SESSION];
+  my ($ok, $err) = $session->respond($self->[SID], $status, $rq->[HEADERS], $data ? 0 : 1);
+  return "http.response.start: $err\n" unless $ok;
+  $rq->[HEAD_SENT] = 1;
+  if ($data) {
+    $session->send_data($self->[SID], $body, 1);
+    $rq->[SENT_BYTES] += length $body;
+  }
+  $self->[ENDED] = 'ended';
+  my $conn = $self->[PARENT];
+  $conn->_output unless $conn->[IN_PROCESS];
   return '';
 }
 
