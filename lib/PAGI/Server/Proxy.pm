@@ -188,7 +188,7 @@ sub read_header (%arg) {
     $loop->unwatch_io(handle => $sock, on_read_ready => 1) if $hs->{watched};
     undef $step;
     $arg{ended}->($hs);
-    delete $hs->{abort};    # (it holds this sub, which holds $hs)
+    $hs->{abort} = sub { };    # (it held this sub, which holds $hs; a late call does nothing)
     return $arg{done}->($header) if $header;
     $log->($level, "$peer: $why; closed") if $level;
     close $sock;
