@@ -30,6 +30,7 @@ use PAGI::Server::Loop;
 use PAGI::Server::Process;
 use PAGI::Server::Tick;
 use PAGI::Server::Handoff;    # (at compile time: it reads how this process was started)
+use PAGI::Server::Proxy;
 
 # A server is an IO::Async::Notifier. Its options are a checked, read-only record
 # (PAGI::Server::Config: {cfg}); what its connections share with it, a record of its
@@ -67,7 +68,8 @@ sub configure ($self, %opt) {
   }
   $self->{cfg} = $cfg;
   require PAGI::Server::Connection::HTTP2 if $cfg->[HTTP2];
-  if (!$old || grep { exists $opt{$_} } qw(app app_file app_loader psgi psgi_app scope_loop)) {
+  if (!$old || grep { exists $opt{$_} } qw(app app_file app_loader psgi psgi_app scope_loop proxy_headers
+    forwarded_allow_ips)) {
     if (!$old || grep { exists $opt{$_} } qw(app app_file app_loader psgi_app)) {
       $self->{app} = $cfg->[APP];
       # An app file: loaded now, or with workers by each worker (so a HUP loads it
@@ -83,20 +85,36 @@ sub configure ($self, %opt) {
 }
 
 # The application as connections call it: PSGI through the adapter; with scope_loop,
-# through a wrapper that puts the server's loop in the scope (pagi.loop, spec 0.1),
-# so that a server without it pays nothing
+# through a wrapper that puts the server's loop in the scope (pagi.loop, spec 0.1);
+# with proxy_headers, through one that reads a trusted proxy's forwarded headers
+# (uvicorn's middleware; a WebSocket's are read as it takes its connection over). So
+# a server without them pays nothing.
 sub _wrap_app ($self) {
   my $app = $self->{app};
+  my $cfg = $self->{cfg};
   return $self->{live}[RUN_APP] = undef unless ref $app eq 'CODE';
-  if ($self->{cfg}[PSGI]) {
+  my $run = $app;
+  if ($cfg->[PSGI]) {
     # Upgrade and event-stream requests reach a PSGI app as the plain HTTP requests
     # they are (the options record's plain_http)
     require PAGI::Server::PSGI;
-    return $self->{live}[RUN_APP] = PAGI::Server::PSGI::to_app($app, server => $self);
+    $run = PAGI::Server::PSGI::to_app($app, server => $self);
   }
-  return $self->{live}[RUN_APP] = $app unless $self->{cfg}[SCOPE_LOOP];
-  weaken(my $server = $self);
-  $self->{live}[RUN_APP] = sub { $_[0]{pagi}{loop} //= $server->loop; goto &$app };
+  elsif ($cfg->[SCOPE_LOOP]) {
+    weaken(my $server = $self);
+    $run = sub { $_[0]{pagi}{loop} //= $server->loop; goto &$app };
+  }
+  if ($cfg->[PROXY_HEADERS]) {
+    my ($inner, $set) = ($run, $cfg->[FORWARDED_TRUST]);
+    $run = sub {
+      my $scope = $_[0];
+      my $type = $scope->{type};
+      PAGI::Server::Proxy::forwarded($set, $scope) if ($type eq 'http' || $type eq 'sse')
+        && PAGI::Server::Proxy::trusts($set, $scope->{client} && $scope->{client}[0]);
+      goto &$inner;
+    };
+  }
+  return $self->{live}[RUN_APP] = $run;
 }
 
 # The value of an option (by our name or upstream's)
@@ -352,11 +370,17 @@ sub _start_accepting ($self) {
   $self->_tick_timer;
 }
 
-# An accepted socket becomes a connection (TLS: once its handshake is done); over
-# max_connections it gets a 503 through the connection's wire-error path, then close
-sub _connection ($self, $fh, $l) {
-  return $self->_tls_accept($fh, $l) if $self->{cfg}[IS_TLS];
-  my $conn = PAGI::Server::Connection->new($self, @$self{qw(cfg live)}, $fh);
+# An accepted socket becomes a connection (with proxy_protocol: once its PROXY
+# header is read; TLS: once its handshake is done); over max_connections it gets a
+# 503 through the connection's wire-error path, then close
+sub _connection ($self, $fh, $l, $header = undef) {
+  my $addrs;
+  if ($self->{cfg}[PROXY_PROTOCOL]) {
+    return $self->_proxy_accept($fh, $l) unless $header;
+    $addrs = PAGI::Server::Proxy::addresses($header);
+  }
+  return $self->_tls_accept($fh, $l, $addrs) if $self->{cfg}[IS_TLS];
+  my $conn = PAGI::Server::Connection->new($self, @$self{qw(cfg live)}, $fh, undef, $addrs);
   $self->{conns}{refaddr $conn} = $conn;
   my $max = $self->{cfg}[MAX_CONNECTIONS];
   _refuse($conn, keys(%{$self->{conns}}) - 1, $max) if $max && keys %{$self->{conns}} > $max;
@@ -370,9 +394,37 @@ sub _refuse ($conn, $open, $max) {
   $conn->_wire_error('at_capacity', [['Retry-After', RETRY_AFTER]], "$open/$max");
 }
 
+# proxy_protocol: a peer not in forwarded_allow_ips is refused; the header is read in
+# the loop (bounded by keepalive_timeout, the wait before a request), among the
+# handshakes, before TLS or HTTP: its addresses are the connection's
+sub _proxy_accept ($self, $fh, $l) {
+  my $cfg = $self->{cfg};
+  my $info = PAGI::Server::Protocol::HTTP1::connection_info(fileno $fh) || [];
+  my $peer = defined $info->[0] ? "$info->[0]:$info->[1]" : 'unix socket';
+  if (!PAGI::Server::Proxy::trusts($cfg->[FORWARDED_TRUST], $info->[0])) {
+    $self->log(warn => "$peer: not in forwarded_allow_ips, may not send a PROXY protocol header; closed");
+    return close $fh;
+  }
+  weaken(my $weak = $self);
+  PAGI::Server::Proxy::read_header(loop => $self->_loop, sock => $fh, peer => $peer, log => $self->{log_to},
+    started => sub ($hs) {
+      $hs->{deadline} = $weak->{live}[NOW] + $weak->{cfg}[KEEPALIVE_TIMEOUT_S];
+      $weak->{handshakes}{refaddr $hs} = $hs;
+    },
+    ended => sub ($hs) {
+      return unless $weak;
+      delete $weak->{handshakes}{refaddr $hs};
+      $weak->_maybe_stopped if $weak->{live}[STOPPING];
+    },
+    done => sub ($header) {
+      return close $fh unless $weak && !$weak->{live}[STOPPING];
+      $weak->_connection($fh, $l, $header);
+    });
+}
+
 # TLS: the handshake runs in the loop (bounded by header_timeout); the connection
-# exists once it is done
-sub _tls_accept ($self, $fh, $l) {
+# exists once it is done ($addrs: a PROXY protocol header's)
+sub _tls_accept ($self, $fh, $l, $addrs = undef) {
   bless $fh, $l->{tcp} ? 'IO::Socket::IP' : 'IO::Socket::UNIX';
   my $max = $self->{cfg}[MAX_CONNECTIONS];
   my $over = $max && keys(%{$self->{conns}}) + keys(%{$self->{handshakes}}) >= $max;
@@ -390,7 +442,7 @@ sub _tls_accept ($self, $fh, $l) {
     },
     done => sub ($ssl, $info) {
       return close $ssl unless $weak && !$weak->{live}[STOPPING];
-      my $conn = PAGI::Server::Connection->new($weak, @$weak{qw(cfg live)}, $ssl, $info);
+      my $conn = PAGI::Server::Connection->new($weak, @$weak{qw(cfg live)}, $ssl, $info, $addrs);
       $weak->{conns}{refaddr $conn} = $conn;
       return _refuse($conn, keys(%{$weak->{conns}}) - 1, $weak->{cfg}[MAX_CONNECTIONS]) if $over;
       # ALPN chose HTTP/2
@@ -415,7 +467,8 @@ sub _tick_timer ($self) {
     return unless $weak;
     my $now = $weak->{live}[NOW] = time;
     for my $c (values %{$weak->{conns}}) { $c->_tick($now) }
-    $_->{deadline} < $now and $_->{abort}->() for values %{$weak->{handshakes}};
+    # TLS handshakes get header_timeout, PROXY protocol headers keepalive_timeout
+    $_->{deadline} < $now and $_->{abort}->('timeout') for values %{$weak->{handshakes}};
     $weak->{worker}{tick}->() if $weak->{worker};
     $weak->{live}[ACCESS_LOGGER]->tick if $weak->{live}[ACCESS_LOGGER];
   });

@@ -7,6 +7,7 @@ use PAGI::Server::AccessLog ();
 use PAGI::Server::Listeners ();
 use PAGI::Server::Loop ();
 use PAGI::Server::Spelling ();
+use PAGI::Server::Proxy ();
 
 our $VERSION = '0.001';
 our @CARP_NOT = qw(PAGI::Server PAGI::Server::Runner Plack::Handler::PAGI::Server);
@@ -45,6 +46,7 @@ our @GROUPS = (
   app => 'Application:',
   where => "Listening (any mix; default 127.0.0.1:5000; under systemd socket activation,\n"
     . 'LISTEN_FDS, the sockets systemd passed instead):',
+  proxy => 'Behind proxies and load balancers:',
   log => 'Logging:',
   proc => 'Processes:',
   life => 'Lifespan:',
@@ -155,6 +157,19 @@ BEGIN {
       arg => 'NAME', group => 'where', fixed => 1, shown => '',
       check => sub ($v, $c) { $v =~ /\A(?:auto|xs|pp)\z/i ? undef : "must be one of auto, xs, pp, not '$v'" },
       help => 'codec backend: auto (default), xs (Rust) or pp (pure Perl); same as PAGI_SERVER_BACKEND'},
+
+    # ---- behind proxies and load balancers
+    {name => 'proxy_headers', type => 'bool', default => 0, cli => 'proxy-headers!', group => 'proxy',
+      help => "a trusted peer's X-Forwarded-For, X-Forwarded-Proto and Forwarded headers set the scope's client "
+        . 'and scheme (--no-proxy-headers: the default)'},
+    {name => 'forwarded_allow_ips', type => 'any', cli => 'forwarded-allow-ips=s', arg => 'LIST', group => 'proxy',
+      shown => '', help => 'the trusted proxies, comma-separated: IP addresses, networks (10.0.0.0/8), unix (peers on '
+        . 'Unix sockets), * (all); default: FORWARDED_ALLOW_IPS, else 127.0.0.1,::1,unix',
+      check => sub ($v, $c) { (PAGI::Server::Proxy::trusted_set($v))[1] }},
+    {name => 'proxy_protocol', type => 'bool', default => 0, cli => 'proxy-protocol', group => 'proxy', shown => '',
+      help => "every connection starts with a PROXY protocol header (v1 or v2: HAProxy's send-proxy, AWS NLB), read "
+        . "before TLS and HTTP; its addresses are the scope's client and server. A connection without a valid "
+        . 'one, or from an address not in --forwarded-allow-ips, is closed'},
 
     # ---- logging
     {name => 'access_log', type => 'any', default => \*STDERR, cli => 'access-log=s', runner => 'access_log', arg => 'FILE',
@@ -316,6 +331,7 @@ BEGIN {
   @DERIVED = qw(
     level debug strict_sends warn_encoded is_tls scheme plain_http fullflush
     parse_limits ws_frame_limit request_timeout_s keepalive_timeout_s listen_specs h2_settings ws_deflate
+    forwarded_trust
   );
 }
 use PAGI::Server::Record ((map { $_->{field} // $_->{name} } grep { defined $_->{name} && !$_->{refused} } @TABLE),
@@ -323,6 +339,10 @@ use PAGI::Server::Record ((map { $_->{field} // $_->{name} } grep { defined $_->
 
 # A timeout of 0 means "none" (upstream's meaning): about thirty years
 use constant NEVER => 1e9;
+
+# forwarded_allow_ips without the option or FORWARDED_ALLOW_IPS: the loopback
+# addresses and Unix socket peers (a proxy on the same host)
+use constant DEFAULT_ALLOW_IPS => '127.0.0.1,::1,unix';
 
 our %LEVEL = (error => 1, warn => 2, info => 3, debug => 4);
 
@@ -517,6 +537,13 @@ sub _derive ($self, $given, $old) {
   $self->[WS_DEFLATE] = $self->[WS_COMPRESSION] ? {enabled => 1, level => $self->[WS_COMPRESSION_LEVEL],
     server_max_window_bits => $self->[WS_COMPRESSION_WINDOW_BITS], server_no_context_takeover => $no_takeover,
     client_no_context_takeover => $no_takeover} : undef;
+  # The trusted proxies (forwarded_allow_ips; uvicorn's FORWARDED_ALLOW_IPS when not given)
+  if (!defined $self->[FORWARDED_ALLOW_IPS]) {
+    $self->[FORWARDED_ALLOW_IPS] = $ENV{FORWARDED_ALLOW_IPS} // DEFAULT_ALLOW_IPS;
+    my $err = (PAGI::Server::Proxy::trusted_set($self->[FORWARDED_ALLOW_IPS]))[1];
+    Carp::croak("PAGI::Server->new: FORWARDED_ALLOW_IPS (the environment's) $err") if defined $err;
+  }
+  $self->[FORWARDED_TRUST] = (PAGI::Server::Proxy::trusted_set($self->[FORWARDED_ALLOW_IPS]))[0];
   $self->[REQUEST_TIMEOUT_S]   = $self->[REQUEST_TIMEOUT] || NEVER;
   $self->[KEEPALIVE_TIMEOUT_S] = $self->[KEEPALIVE_TIMEOUT] || NEVER;
   # host and port are listened on when given, or when nothing else is

@@ -15,7 +15,7 @@ use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::Transport;
 use PAGI::Server::Config qw(PARSE_LIMITS HEADER_TIMEOUT KEEPALIVE_TIMEOUT_S REQUEST_TIMEOUT_S MAX_BODY_SIZE
   MAX_HEADER_SIZE SCHEME ROOT_PATH PLAIN_HTTP MAX_REQUESTS WRITE_HIGH_WATERMARK WRITE_LOW_WATERMARK HTTP2
-  FULLFLUSH);
+  FULLFLUSH PROXY_HEADERS);
 use PAGI::Server::Shared qw(:fields);
 
 our $VERSION = '0.001';
@@ -79,7 +79,9 @@ my %TAKE_OVER = (
   sse       => 'PAGI::Server::Connection::SSE',
 );
 
-sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
+# $tls: a TLS handle's scope extension; $info: the addresses a PROXY protocol header
+# gave (PAGI::Server::Proxy::addresses), instead of the socket's
+sub new ($class, $server, $cfg, $live, $fh, $tls = undef, $info = undef) {
   my $self = bless [], $class;
   @$self[SERVER, CFG, LIVE, LOOP, FH, FD, RBUF, WBUF, PHASE, EOF, READING, KEEP]
     = ($server, $cfg, $live, $live->[IO_LOOP], $fh, fileno($fh), '', '', IDLE, 0, 1, 0);
@@ -88,9 +90,11 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef) {
   @$self[WRITE_HIGH, WRITE_LOW] = @$cfg[WRITE_HIGH_WATERMARK, WRITE_LOW_WATERMARK];
 
   # Connection info is read once and shared by every scope on this connection
-  my $info = PAGI::Server::Protocol::HTTP1::connection_info($self->[FD]) || [];
+  $info //= PAGI::Server::Protocol::HTTP1::connection_info($self->[FD]) || [];
   $self->[CLIENT]      = defined $info->[0] ? [$info->[0], $info->[1]] : undef;
   $self->[SERVER_ADDR] = [$info->[2], $info->[3]];
+  # (https by TLS, or by a PROXY protocol header saying the client came over TLS)
+  $self->[URL_SCHEME]  = $info->[4] ? 'https' : $cfg->[SCHEME];
 
   # The per-connection callbacks, made once; request state lives in the request
   # record. They hold the connection itself, not a weak reference (a weakly
@@ -267,7 +271,7 @@ sub _start_request ($self, $req) {
     && 'PAGI::Server::Connection::HTTP2'->upgrade($self, $req, $facts);
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
-    'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
+    'http', {version => '0.3', spec_version => '0.3'}, $self->[URL_SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
     $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
   $self->[SCOPE_EXTRA] and _scope_extra($self, $scope);
@@ -750,7 +754,9 @@ sub _soft_stop ($self) {
 sub _access_log ($self) {
   my $rq = $self->[RQ] or return;
   my $req = $rq->[REQ] or return;
-  $self->[LIVE][ACCESS_LOGGER]->request($req, $self->[CLIENT] && $self->[CLIENT][0], $rq->[STATUS],
+  # (proxy_headers: the client a trusted proxy named, as the scope has it)
+  my $client = $self->[CFG][PROXY_HEADERS] ? $req->{client} : $self->[CLIENT];
+  $self->[LIVE][ACCESS_LOGGER]->request($req, $client && $client->[0], $rq->[STATUS],
     $rq->[SENT_BYTES], $rq->[REQ_TIME]);
 }
 

@@ -469,7 +469,8 @@ Signals:
 Environment: PAGI_ENV (see -E), PAGI_SERVER_BACKEND=xs|pp|auto (see --backend),
 IO_ASYNC_LOOP (IO::Async's default loop); LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES
 (systemd socket activation: serve the sockets passed instead of binding),
-NOTIFY_SOCKET (systemd Type=notify: READY=1 once serving, MAINPID= after USR2).
+NOTIFY_SOCKET (systemd Type=notify: READY=1 once serving, MAINPID= after USR2),
+FORWARDED_ALLOW_IPS (see --forwarded-allow-ips).
 The open-file limit is raised to the hard limit at start (BSD::Resource).
 SIGNALS
 }

@@ -11,7 +11,7 @@ our $VERSION = '0.001';
 # field RQ); what belongs to a WebSocket session or an SSE stream, in their own
 # records (in PROTO); a TLS session's, in TLS's (in TLS).
 use PAGI::Server::Record qw(
-  server cfg live loop fh fd client server_addr scope_extra
+  server cfg live loop fh fd client server_addr scope_extra url_scheme
   rbuf wbuf phase eof reading keep linger
   receive send on_read on_write
   deadline deadline_kind wdeadline
@@ -31,7 +31,8 @@ PAGI::Server::Connection::Fields - the fields of a connection object
 Internal. The connection's own fields, set once (C<server>: the server, for its
 methods; C<cfg>: the server's options record, L<PAGI::Server::Config>; C<live>: what
 the server shares with its connections, L<PAGI::Server::Shared>; C<loop>, C<fh>,
-C<fd>, C<client>, C<server_addr>, C<scope_extra>: its scopes are not plain TCP's), the socket's state and buffers (C<rbuf>, C<wbuf>,
+C<fd>, C<client>, C<server_addr>, C<scope_extra>: its scopes are not plain TCP's,
+C<url_scheme>: the scopes' C<scheme>), the socket's state and buffers (C<rbuf>, C<wbuf>,
 C<phase>, C<eof>, C<reading>, C<keep>, C<linger>), the callbacks made once per
 connection (C<receive>, C<send>, C<on_read>, C<on_write>), the deadlines the server's
 tick enforces, the write state (C<in_process>, C<corked>, C<wwatch>, C<drain>,

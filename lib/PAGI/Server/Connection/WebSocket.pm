@@ -9,8 +9,9 @@ use PAGI::Server::Connection::Request qw(:fields :facts);
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Protocol::WebSocket;
 use PAGI::Server::EventValidator qw(start_error accept_error ws_send_error close_error keepalive_error send_error);
-use PAGI::Server::Config qw(IS_TLS MAX_RECEIVE_QUEUE WARN_ENCODED WS_IDLE_TIMEOUT WS_CLOSE_TIMEOUT
-  MAX_WS_MESSAGE_SIZE WS_FRAME_LIMIT WS_DEFLATE);
+use PAGI::Server::Proxy ();
+use PAGI::Server::Config qw(PROXY_HEADERS FORWARDED_TRUST MAX_RECEIVE_QUEUE WARN_ENCODED WS_IDLE_TIMEOUT
+  WS_CLOSE_TIMEOUT MAX_WS_MESSAGE_SIZE WS_FRAME_LIMIT WS_DEFLATE);
 use PAGI::Server::Shared qw(NOW ACCESS_LOGGER);
 our @ISA = ('PAGI::Server::Connection');
 
@@ -60,10 +61,17 @@ sub take_over ($class, $conn, $req) {
   my $ws = $self->[PROTO] = [];
   @$ws[STATE, WS_CONNECTED, INBOX, MSG] = ('handshake', 1, [], '');
   $self->_dispatch_send;
+  # proxy_headers: a trusted proxy's forwarded headers, read here rather than by the
+  # application's wrapper (PAGI::Server::_wrap_app), so that the request, which the
+  # access log reads, has them too
+  my $cfg = $self->[CFG];
+  PAGI::Server::Proxy::forwarded($cfg->[FORWARDED_TRUST], $req)
+    if $cfg->[PROXY_HEADERS] && PAGI::Server::Proxy::trusts($cfg->[FORWARDED_TRUST], $req->{client} && $req->{client}[0]);
   # (a copy: the request keeps its method for the access log)
   my $scope = {%$req, type => 'websocket'};
   delete $scope->{method};
-  $scope->{scheme} = $conn->[CFG][IS_TLS] ? 'wss' : 'ws';
+  # (the request's scheme: TLS, or what a trusted proxy said)
+  $scope->{scheme} = $req->{scheme} eq 'https' ? 'wss' : 'ws';
   $scope->{subprotocols} = [];
   for my $h (@{$req->{headers}}) {
     next unless $h->[0] eq 'sec-websocket-protocol';

@@ -7,13 +7,14 @@ our $VERSION = '0.001';
 # The error kinds for the Perl side, read from THE error table, errors.tsv beside this
 # file (build.rs generates the Rust enums from the same file): kind => [number,
 # message], the number being the HTTP status (%HTTP, %H2REQ, %SERVER; %APP: 500), the
-# close code (%WS, %WSCLOSE) or the RFC 9113 error code (%H2)
-our (%HTTP, %WS, %H2, %H2REQ, %APP, %SERVER, %WSCLOSE);
+# close code (%WS, %WSCLOSE) or the RFC 9113 error code (%H2); %PROXY: 0 (nothing is
+# answered)
+our (%HTTP, %WS, %H2, %H2REQ, %APP, %SERVER, %WSCLOSE, %PROXY);
 {
   (my $file = __FILE__) =~ s/Errors\.pm\z/errors.tsv/;
   open my $fh, '<', $file or die "PAGI::Server::Protocol::Errors: cannot read $file: $!\n";
   my %codec = (http => \%HTTP, ws => \%WS, h2 => \%H2, h2req => \%H2REQ, app => \%APP, server => \%SERVER,
-    wsclose => \%WSCLOSE);
+    wsclose => \%WSCLOSE, proxy => \%PROXY);
   while (my $row = <$fh>) {
     next if $row =~ /\A(?:#|\s*\z)/;
     chomp $row;
@@ -60,7 +61,8 @@ RST_STREAM), C<%H2REQ> (HTTP/2 requests refused with a status: the HTTP status),
 C<%APP> (application misuse the codecs report: the message of the failed send,
 C<app_message($kind, $given)> fills in its C<%s>), C<%SERVER> (responses the server
 makes itself: the HTTP status) and C<%WSCLOSE> (WebSocket sessions the connection
-fails: the close code), each C<< kind => [number, message] >>; and C<%REASON>, the reason phrases (status =>
+fails: the close code), C<%PROXY> (PROXY protocol headers refused: 0, the connection
+is closed without an answer), each C<< kind => [number, message] >>; and C<%REASON>, the reason phrases (status =>
 phrase) from F<reasons.tsv>, read from F<errors.tsv> beside this module: the one
 table of error kinds, from which F<build.rs> also generates the Rust enums (the XS
 backend's). The pure-Perl backends and the facades read these hashes. To add a kind,

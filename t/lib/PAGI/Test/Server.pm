@@ -395,7 +395,10 @@ use Future;
 
 sub new ($class, $port, %opt) {
   die "no port to connect to (did the server start?)\n" unless $port;
-  my $sock = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5)
+  # (local: the address to connect from, such as 127.0.0.2: a client another than the
+  # proxies a test trusts)
+  my $sock = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port, Timeout => 5,
+    defined $opt{local} ? (LocalHost => $opt{local}) : ())
     or die "cannot connect to 127.0.0.1:$port: $@\n";
   $sock->blocking(0);
   return bless {sock => $sock, in => '', out => '', pos => 0, closed => 0, reset => 0,

@@ -43,12 +43,12 @@ sub ws_request (%opt) {
   return ("$req\r\n", $key);
 }
 
-# ws_connect($port, %ws_request_options, timeout => 5)
+# ws_connect($port, %ws_request_options, timeout => 5, local => ADDR to connect from)
 # Sends the upgrade request and reads the response head. Returns ($ws, $response):
 # $response as PAGI::Test::Server::parse_response gives it (undef on timeout); on a
 # 101, what follows the head stays in $ws's buffer for read_frame.
 sub ws_connect ($port, %opt) {
-  my $self = PAGI::Test::Client->new($port, timeout => $opt{timeout} // 5);
+  my $self = PAGI::Test::Client->new($port, timeout => $opt{timeout} // 5, local => $opt{local});
   bless $self, __PACKAGE__;
   my ($bytes, $key) = ws_request(%opt);
   $self->{key} = $key;

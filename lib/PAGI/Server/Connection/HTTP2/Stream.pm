@@ -8,7 +8,7 @@ use PAGI::Server::Connection ();
 use PAGI::Server::ConnectionState qw(:fields);
 use PAGI::Server::Connection::Fields qw(:fields);
 use PAGI::Server::Connection::Request qw(:fields :facts);
-use PAGI::Server::Config qw(SCHEME ROOT_PATH PLAIN_HTTP MAX_BODY_SIZE REQUEST_TIMEOUT_S MAX_REQUESTS);
+use PAGI::Server::Config qw(ROOT_PATH PLAIN_HTTP MAX_BODY_SIZE REQUEST_TIMEOUT_S MAX_REQUESTS);
 use PAGI::Server::Shared qw(APP_STATE NOW SERVED ACCESS_LOGGER);
 use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::Protocol::HTTP2;
@@ -36,9 +36,9 @@ BEGIN {
 my $DONE = $PAGI::Server::Future::DONE;
 my $H2 = 'PAGI::Server::Connection::HTTP2';
 
-# The fields of the connection the stream shares (its server, options, loop, peer,
+# The fields of the connection the stream shares (its server, options, loop, peer, scheme,
 # TLS session, output marks)
-my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, SCOPE_EXTRA, TLS, WRITE_HIGH, WRITE_LOW);
+my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, SCOPE_EXTRA, URL_SCHEME, TLS, WRITE_HIGH, WRITE_LOW);
 
 sub new ($class, $conn, $id) {
   my $self = bless [], $class;
@@ -75,7 +75,7 @@ sub start ($self, $req, $end_stream) {
   my $facts = keys %$req == 6 ? $NO_FACTS : [delete @$req{@PAGI::Server::Connection::Request::FACT_KEYS}];
   my $scope = $req;
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
-    'http', {version => '0.3', spec_version => '0.3'}, $cfg->[SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
+    'http', {version => '0.3', spec_version => '0.3'}, $self->[URL_SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
     $self->[TRANSPORT] = PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
   $self->[SCOPE_EXTRA] and $self->_scope_extra($scope);
