@@ -94,8 +94,8 @@ sub open_one {
   while (1) {
     if (length $buf >= 2) {
       my ($l, $p) = ((unpack 'CC', $buf)[1], 2);
-      ($l, $p) = (unpack('n', substr($buf, 2, 2)), 4) if $l == 126 && length $buf >= 4;
-      last if $l < 126 && length $buf >= $p + $l;
+      ($l, $p) = length $buf >= 4 ? (unpack('n', substr($buf, 2, 2)), 4) : (undef, 4) if $l == 126;
+      last if defined $l && length $buf >= $p + $l;
     }
     sysread($s, $buf, 65536, length $buf) or die "echo: EOF\n";
   }
