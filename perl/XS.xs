@@ -359,6 +359,28 @@ endpoint_host(pTHX_ const pagi_endpoint *e)
     return newSVpvn(e->len ? (const char *)e->text : "", e->len);
 }
 
+/* A Perl handle for a socket descriptor: an anonymous glob whose IO has the :unix
+ * layer alone, for sysread, syswrite, send/recv, setsockopt and close. (Perl's own
+ * accept and open "&=" push a buffering layer too, whose set-up probes the descriptor:
+ * an ioctl(TCGETS) and an lseek for each of the input and output handles, four system
+ * calls a connection for a buffer never used.) NULL when PerlIO cannot take it. */
+static SV *
+socket_handle(pTHX_ int fd)
+{
+    PerlIO *fp = PerlIO_openn(aTHX_ ":unix", "r+", fd, 0, 0, NULL, 0, NULL);
+    GV *gv;
+    IO *io;
+    if (!fp)
+        return NULL;
+    gv = MUTABLE_GV(newSV(0));
+    gv_init_pvn(gv, PL_defstash, "__ANONIO__", 10, 0);
+    io = GvIOn(gv);
+    IoTYPE(io) = IoTYPE_SOCKET;
+    IoIFP(io) = fp;
+    IoOFP(io) = fp;
+    return newRV_noinc(MUTABLE_SV(gv));
+}
+
 /* ---- HTTP/2 ---------------------------------------------------------------------- */
 
 /* [[name, value], ...] of n fields */
@@ -895,6 +917,57 @@ connection_info(fd)
     RETVAL = newRV_noinc((SV *)av);
   OUTPUT:
     RETVAL
+
+void
+accept_socket(listener, nodelay, want_local)
+    SV *listener
+    int nodelay
+    int want_local
+  PREINIT:
+    pagi_accepted a;
+    int rc;
+    IO *io;
+    SV *fh;
+  PPCODE:
+    /* (fd, peer host, port, local host, port): a new connection on the listening
+     * handle, non-blocking and close-on-exec; () with $! set when none could be taken */
+    io = sv_2io(listener);
+    if (!IoIFP(io)) {
+        SETERRNO(EBADF, RMS_IFI);
+        XSRETURN_EMPTY;
+    }
+    rc = pagi_accept(PerlIO_fileno(IoIFP(io)), nodelay, want_local, &a);
+    if (rc == PAGI_PANIC)
+        croak_panic(aTHX_ PKG, "accept_socket");
+    if (rc != PAGI_DONE) {
+        SETERRNO(a.err, RMS_IFI);
+        XSRETURN_EMPTY;
+    }
+    fh = socket_handle(aTHX_ a.fd);
+    if (!fh) {
+        int e = errno;
+        PerlLIO_close(a.fd);
+        SETERRNO(e ? e : EMFILE, RMS_IFI);
+        XSRETURN_EMPTY;
+    }
+    EXTEND(SP, 5);
+    mPUSHs(fh);
+    if (a.peer.kind == 1) {
+        mPUSHs(endpoint_host(aTHX_ &a.peer));
+        mPUSHi(a.peer.port);
+    }
+    else {
+        PUSHs(&PL_sv_undef);
+        PUSHs(&PL_sv_undef);
+    }
+    if (a.local.kind == 1) {
+        mPUSHs(endpoint_host(aTHX_ &a.local));
+        mPUSHi(a.local.port);
+    }
+    else if (a.local.kind == 2) {
+        mPUSHs(newSVpvn(a.local.len ? (const char *)a.local.text : "", a.local.len));
+        PUSHs(&PL_sv_undef);
+    }
 
 SV *
 _reason_phrase(status)

@@ -100,6 +100,13 @@ typedef struct {
     pagi_endpoint peer, local;
 } pagi_conninfo;
 
+/* pagi_accept's result */
+typedef struct {
+    int32_t fd;
+    int32_t err;         /* the errno when accept4 failed */
+    pagi_endpoint peer, local;
+} pagi_accepted;
+
 /* A client WebSocket frame: its masked payload is payload_len bytes at
  * buf + payload_offset (unmask with pagi_ws_mask) */
 typedef struct {
@@ -187,6 +194,8 @@ typedef struct {
     PAGI_STRUCT(pagi_endpoint), PAGI_FIELD(pagi_endpoint, kind), PAGI_FIELD(pagi_endpoint, port), \
     PAGI_FIELD(pagi_endpoint, len), PAGI_FIELD(pagi_endpoint, text), \
     PAGI_STRUCT(pagi_conninfo), PAGI_FIELD(pagi_conninfo, peer), PAGI_FIELD(pagi_conninfo, local), \
+    PAGI_STRUCT(pagi_accepted), PAGI_FIELD(pagi_accepted, fd), PAGI_FIELD(pagi_accepted, err), \
+    PAGI_FIELD(pagi_accepted, peer), PAGI_FIELD(pagi_accepted, local), \
     PAGI_STRUCT(pagi_ws_frame), PAGI_FIELD(pagi_ws_frame, payload_offset), \
     PAGI_FIELD(pagi_ws_frame, payload_len), PAGI_FIELD(pagi_ws_frame, consumed), \
     PAGI_FIELD(pagi_ws_frame, error), PAGI_FIELD(pagi_ws_frame, fin), \
@@ -231,6 +240,10 @@ int pagi_set_server(const unsigned char *value, size_t len);
 int pagi_serialize_trailers(const pagi_field_in *headers, size_t n, pagi_response *out);
 size_t pagi_chunk_prefix(size_t len, unsigned char *out /* >= 18 bytes */);
 int pagi_connection_info(int fd, pagi_conninfo *out);
+/* A connection accepted on listening socket lfd (non-blocking, close-on-exec; nodelay:
+ * TCP_NODELAY): PAGI_DONE with out's fd, peer (and local when want_local); PAGI_ERROR
+ * with out->err the errno; PAGI_PANIC */
+int pagi_accept(int lfd, int nodelay, int want_local, pagi_accepted *out);
 /* The error tables (src/error.rs): kind and message (static) and, as the return value,
  * the number (HTTP status, close code) of error `code`; 0 when there is none */
 #define PAGI_TABLE_HTTP  0

@@ -1,5 +1,7 @@
 //! `connection_info`: the two ends of a connected socket, from the kernel
-//! (getpeername(2)/getsockname(2)). The only code in this crate that talks to the OS.
+//! (getpeername(2)/getsockname(2)); `accept`: a new connection from a listening socket
+//! (accept4(2)), non-blocking, close-on-exec, with its peer's address. The only code in
+//! this crate that talks to the OS.
 
 use std::ffi::CStr;
 use std::mem::{size_of, MaybeUninit};
@@ -109,6 +111,44 @@ fn endpoint(storage: &libc::sockaddr_storage, len: usize) -> Endpoint {
     }
 }
 
+/// A connection accepted on the listening socket `lfd`: its descriptor (non-blocking and
+/// close-on-exec, as one accept4(2) makes it), its peer, and with `want_local` its own
+/// address too (a listener bound to a wildcard address has no single one); with
+/// `nodelay`, Nagle's algorithm off (TCP_NODELAY; an error there is ignored: a Unix
+/// socket has no such option). Err(errno) when accept4 fails (EAGAIN: none waiting).
+pub fn accept(lfd: i32, nodelay: bool, want_local: bool) -> Result<(i32, Endpoint, Option<Endpoint>), i32> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is a writable sockaddr_storage of `len` bytes and `len` a valid
+    // pointer: the kernel writes at most `len` bytes and updates `len`. A bad `lfd` only
+    // makes the call fail (EBADF, ENOTSOCK, EINVAL).
+    let fd = unsafe {
+        libc::accept4(lfd, storage.as_mut_ptr().cast(), &mut len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+    }
+    // SAFETY: zero-initialised above, so every byte is initialised whatever the kernel wrote.
+    let storage = unsafe { storage.assume_init() };
+    let peer = endpoint(&storage, (len as usize).min(size_of::<libc::sockaddr_storage>()));
+    if nodelay {
+        let one: libc::c_int = 1;
+        // SAFETY: `fd` is the socket just accepted; `one` is a readable int of the size
+        // given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&one as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+    }
+    let local = if want_local { address(fd, libc::getsockname).map(|(a, l)| endpoint(&a, l)) } else { None };
+    Ok((fd, peer, local))
+}
+
 /// Both ends of the socket `fd`, or None if it is not a connected socket.
 pub fn connection_info(fd: i32) -> Option<ConnInfo> {
     if fd < 0 {
@@ -183,6 +223,31 @@ mod tests {
         assert_eq!(connection_info(1_000_000), None);
         let f = std::fs::File::open("/dev/null").unwrap();
         assert_eq!(connection_info(f.as_raw_fd()), None);
+    }
+
+    #[test]
+    fn accepting() {
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        assert_eq!(accept(l.as_raw_fd(), true, false).unwrap_err(), libc::EAGAIN, "none waiting: EAGAIN");
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (fd, peer, local) = accept(l.as_raw_fd(), true, true).unwrap();
+        assert_eq!(peer, Endpoint::Inet { host: "127.0.0.1".into(), port: c.local_addr().unwrap().port() });
+        assert_eq!(local, Some(Endpoint::Inet { host: "127.0.0.1".into(), port: l.local_addr().unwrap().port() }));
+        // SAFETY: `fd` is the accepted socket, ours to inspect and close.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            assert!(flags & libc::O_NONBLOCK != 0, "non-blocking");
+            assert!(libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0, "close-on-exec");
+            let mut v: libc::c_int = 0;
+            let mut n = size_of::<libc::c_int>() as libc::socklen_t;
+            libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&mut v as *mut libc::c_int).cast(), &mut n);
+            assert_eq!(v, 1, "TCP_NODELAY");
+            libc::close(fd);
+        }
+        assert_eq!(accept(-1, false, false).unwrap_err(), libc::EBADF);
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //! - results are plain structs of integers and `(pointer, length)` pairs that point into
 //!   the caller's input or into per-thread scratch space owned by this module, valid until
 //!   the next call on the same thread;
-//! - no Perl, no IO (except `pagi_connection_info`).
+//! - no Perl, no IO (except `pagi_connection_info` and `pagi_accept`).
 
 use crate::chunked::decode_chunked;
-use crate::conninfo::{connection_info, Endpoint};
+use crate::conninfo::{accept, connection_info, Endpoint};
 use crate::date::http_date;
 use crate::deflate;
 use crate::error::ErrorKind;
@@ -176,6 +176,15 @@ abi_structs! {
         pub local: PagiEndpoint,
     }
 
+    /// The result of `pagi_accept`: the new descriptor and its ends, or the errno.
+    #[derive(Debug)]
+    pub struct PagiAccepted as "pagi_accepted" {
+        pub fd: i32,
+        pub err: i32,
+        pub peer: PagiEndpoint,
+        pub local: PagiEndpoint,
+    }
+
     /// The result of `pagi_ws_parse_frame`: where the (masked) payload is in the input.
     #[derive(Debug)]
     pub struct PagiWsFrame as "pagi_ws_frame" {
@@ -337,6 +346,10 @@ impl PagiResponse {
 
 impl PagiEndpoint {
     const EMPTY: PagiEndpoint = PagiEndpoint { kind: 0, port: 0, len: 0, text: [0; 112] };
+}
+
+impl PagiAccepted {
+    const EMPTY: PagiAccepted = PagiAccepted { fd: -1, err: 0, peer: PagiEndpoint::EMPTY, local: PagiEndpoint::EMPTY };
 }
 
 impl PagiWsFrame {
@@ -773,6 +786,30 @@ pub unsafe extern "C" fn pagi_connection_info(fd: c_int, out: *mut PagiConnInfo)
     };
     // SAFETY: the caller guarantees `out` (see above).
     unsafe { fill(out, empty, work) }
+}
+
+/// Accepts a connection on listening socket `lfd` (conninfo::accept): `PAGI_DONE` and
+/// `out` filled (`fd`, `peer`, and `local` when `want_local`, else kind 0);
+/// `PAGI_ERROR` with the errno in `out.err` (EAGAIN: none waiting); `PAGI_PANIC`.
+///
+/// # Safety
+/// `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn pagi_accept(lfd: c_int, nodelay: c_int, want_local: c_int, out: *mut PagiAccepted) -> c_int {
+    let work = || match accept(lfd, nodelay != 0, want_local != 0) {
+        Err(err) => (PAGI_ERROR, PagiAccepted { err, ..PagiAccepted::EMPTY }),
+        Ok((fd, p, l)) => (
+            PAGI_DONE,
+            PagiAccepted {
+                fd,
+                err: 0,
+                peer: endpoint(&p),
+                local: l.as_ref().map_or(PagiEndpoint::EMPTY, endpoint),
+            },
+        ),
+    };
+    // SAFETY: the caller guarantees `out` (see above).
+    unsafe { fill(out, PagiAccepted::EMPTY, work) }
 }
 
 /// Parses one client WebSocket frame, RSV1 allowed on a data message's first frame when

@@ -52,7 +52,7 @@ for my $f (@PAGI::Server::Protocol::HTTP1::FUNCTIONS) {
 }
 is_deeply([sort @PAGI::Server::Protocol::HTTP1::FUNCTIONS],
   [sort qw(parse_request decode_chunked serialize_response check_headers serialize_chunk serialize_trailers
-    connection_info set_server_header)], 'the facade exports the documented functions');
+    connection_info accept_socket set_server_header)], 'the facade exports the documented functions');
 
 # The WebSocket facade: the same one choice, its functions aliased the same way
 require PAGI::Server::Protocol::WebSocket;

@@ -139,6 +139,7 @@ sub _add_to_loop ($self, $loop) {
   Carp::croak('PAGI::Server: added to a loop, but it was given another one (the loop option)')
     if $self->{cfg}[LOOP] && $self->{cfg}[LOOP] != $loop && !$self->{worker};
   $self->{live}[IO_LOOP] = $loop;
+  $self->{live}[EPOLL_SET] = PAGI::Server::Loop::epoll_of($loop);
   $self->{in_loop} = 1;
 }
 
@@ -151,7 +152,7 @@ sub _remove_from_loop ($self, $loop) {
     $self->{process}->forget_signals;
   }
   $self->{in_loop} = 0;
-  $self->{live}[IO_LOOP] = undef;
+  @{$self->{live}}[IO_LOOP, EPOLL_SET] = ();
 }
 
 # The port bound (the first TCP listener's) while listening, else the one asked for;
@@ -361,7 +362,7 @@ sub _start_accepting ($self) {
   # (the codec writes it: one value per process)
   PAGI::Server::Protocol::HTTP1::set_server_header($self->{cfg}[SERVER_HEADER]);
   weaken(my $weak = $self);
-  my $on_socket = sub ($fh, $l) { $weak->_connection($fh, $l) if $weak };
+  my $on_socket = sub ($fh, $l, $info) { $weak->_connection($fh, $l, $info) if $weak };
   $listeners->watch($self->_loop, sub ($l) {
     return unless $weak;
     return $weak->retire if $weak->{cfg}[MAX_REQUESTS] && $weak->{live}[SERVED] >= $weak->{cfg}[MAX_REQUESTS];
@@ -373,11 +374,12 @@ sub _start_accepting ($self) {
 # An accepted socket becomes a connection (with proxy_protocol: once its PROXY
 # header is read; TLS: once its handshake is done); over max_connections it gets a
 # 503 through the connection's wire-error path, then close
-sub _connection ($self, $fh, $l, $header = undef) {
-  my $addrs;
+# ($info: the socket's ends as the accept gave them, $header: the PROXY protocol's)
+sub _connection ($self, $fh, $l, $info, $header = undef) {
+  my $addrs = $info;
   if ($self->{cfg}[PROXY_PROTOCOL]) {
-    return $self->_proxy_accept($fh, $l) unless $header;
-    $addrs = PAGI::Server::Proxy::addresses($header);
+    return $self->_proxy_accept($fh, $l, $info) unless $header;
+    $addrs = PAGI::Server::Proxy::addresses($header) // $info;
   }
   return $self->_tls_accept($fh, $l, $addrs) if $self->{cfg}[IS_TLS];
   my $conn = PAGI::Server::Connection->new($self, @$self{qw(cfg live)}, $fh, undef, $addrs);
@@ -397,9 +399,8 @@ sub _refuse ($conn, $open, $max) {
 # proxy_protocol: a peer not in forwarded_allow_ips is refused; the header is read in
 # the loop (bounded by keepalive_timeout, the wait before a request), among the
 # handshakes, before TLS or HTTP: its addresses are the connection's
-sub _proxy_accept ($self, $fh, $l) {
+sub _proxy_accept ($self, $fh, $l, $info) {
   my $cfg = $self->{cfg};
-  my $info = PAGI::Server::Protocol::HTTP1::connection_info(fileno $fh) || [];
   my $peer = defined $info->[0] ? "$info->[0]:$info->[1]" : 'unix socket';
   if (!PAGI::Server::Proxy::trusts($cfg->[FORWARDED_TRUST], $info->[0])) {
     $self->log(warn => "$peer: not in forwarded_allow_ips, may not send a PROXY protocol header; closed");
@@ -418,7 +419,7 @@ sub _proxy_accept ($self, $fh, $l) {
     },
     done => sub ($header) {
       return close $fh unless $weak && !$weak->{live}[STOPPING];
-      $weak->_connection($fh, $l, $header);
+      $weak->_connection($fh, $l, $info, $header);
     });
 }
 

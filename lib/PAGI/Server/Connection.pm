@@ -107,7 +107,9 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef, $info = undef) {
   # WebSocket and SSE classes install a method-dispatching one (_dispatch_send)
   $self->[SEND]     = sub { _send($self, $_[0]) };
   # (a function call: _on_read is never overridden; TLS replaces this callback)
-  $self->[ON_READ]  = sub { _on_read($self) };
+  # (a closed connection's callback may still be called for an event of the batch
+  # its socket was closed in)
+  $self->[ON_READ]  = sub { _on_read($self) if $self->[PHASE] != CLOSED };
   # (ON_WRITE, the write-ready callback, is made when a write first has to wait:
   # most connections never need it)
   $LIVE++;
@@ -121,8 +123,40 @@ sub new ($class, $server, $cfg, $live, $fh, $tls = undef, $info = undef) {
 
   $self->[DEADLINE]      = $live->[NOW] + $cfg->[KEEPALIVE_TIMEOUT_S];
   $self->[DEADLINE_KIND] = 'idle';
-  $self->[LOOP]->watch_io(handle => $fh, on_read_ready => $self->[ON_READ]);
+  # (a plain socket goes straight into the loop's epoll set when it has one; TLS's
+  # handle keeps IO::Async's watches, which PAGI::Server::TLS manages)
+  $self->[EPOLL] = $live->[EPOLL_SET] unless $tls;
+  _io($self, 1);
   return $self;
+}
+
+# What the socket is watched for: readable (1), writable (2), both (3) or nothing
+# (0). Through the loop's epoll set directly (PAGI::Server::Loop::epoll_of), or its
+# watch_io and unwatch_io.
+sub _io ($self, $mask) {
+  my $old = $self->[IOMASK] // 0;
+  return if $mask == $old;
+  $self->[IOMASK] = $mask;
+  my $fh = $self->[FH];
+  if (my $epoll = $self->[EPOLL]) {
+    return $epoll->delete($fh) if !$mask;
+    my ($events, $cb) = $mask == 1 ? ('in', $self->[ON_READ]) : $mask == 2 ? ('out', $self->[ON_WRITE])
+      : (['in', 'out'], $self->[ON_IO] //= sub {
+        my $ev = $_[0];
+        $self->[ON_READ]->() if ($ev->{in} || $ev->{hup} || $ev->{err}) && $self->[ON_READ];
+        $self->[ON_WRITE]->() if ($ev->{out} || $ev->{err}) && $self->[ON_WRITE];
+      });
+    return if $old ? $epoll->modify($fh, $events, $cb) : $epoll->add($fh, $events, $cb);
+    # (refused: a handle something else watches already; the loop's watches then)
+    @$self[EPOLL, IOMASK] = (undef, 0);
+    return _io($self, $mask);
+  }
+  my $loop = $self->[LOOP];
+  my ($on, $off) = ($mask & ~$old, $old & ~$mask);
+  $loop->unwatch_io(handle => $fh, ($off & 1 ? (on_read_ready => 1) : ()), ($off & 2 ? (on_write_ready => 1) : ()))
+    if $off;
+  $loop->watch_io(handle => $fh, ($on & 1 ? (on_read_ready => $self->[ON_READ]) : ()),
+    ($on & 2 ? (on_write_ready => $self->[ON_WRITE]) : ())) if $on;
 }
 
 # Bytes written by the app and not yet taken by the socket (pagi.transport asks)
@@ -194,13 +228,13 @@ sub _half_close_ok ($self) { 1 }
 sub _pause_read ($self) {
   return unless $self->[READING];
   $self->[READING] = 0;
-  $self->[LOOP]->unwatch_io(handle => $self->[FH], on_read_ready => 1);
+  _io($self, $self->[WWATCH] ? 2 : 0);
 }
 
 sub _resume_read ($self) {
   return if $self->[READING] || $self->[EOF] || $self->[PHASE] == CLOSED;
   $self->[READING] = 1;
-  $self->[LOOP]->watch_io(handle => $self->[FH], on_read_ready => $self->[ON_READ]);
+  _io($self, $self->[WWATCH] ? 3 : 1);
 }
 
 # Parses what is buffered: a new request head, or more of the current body.
@@ -548,7 +582,8 @@ sub _write ($self, $data) {
   $self->_high if length $self->[WBUF] >= $self->[WRITE_HIGH] && !$self->[ABOVE];
   $self->[WDEADLINE] = $self->[LIVE][NOW] + $self->[CFG][REQUEST_TIMEOUT_S];
   $self->[WWATCH] = 1;
-  $self->[LOOP]->watch_io(handle => $self->[FH], on_write_ready => $self->[ON_WRITE] //= sub { $self->_on_write });
+  $self->[ON_WRITE] //= sub { $self->_on_write if $self->[PHASE] != CLOSED };
+  _io($self, $self->[READING] ? 3 : 2);
   PAGI::Server::TLS::again($self, 'write') if $self->[TLS];
 }
 
@@ -587,7 +622,7 @@ sub _on_write ($self) {
   return if length $self->[WBUF];
   $self->[WDEADLINE] = undef;
   $self->[WWATCH] = 0;
-  $self->[LOOP]->unwatch_io(handle => $self->[FH], on_write_ready => 1);
+  _io($self, $self->[READING] ? 1 : 0);
   $self->_finish_close if $self->[PHASE] == CLOSING;
 }
 
@@ -671,13 +706,13 @@ sub _close ($self) {
   $self->_disconnect('client_closed');
   $self->[PHASE] = CLOSED;
   $self->[CORKED] = 0;
-  $self->[LOOP]->unwatch_io(handle => $fh, on_read_ready => 1, on_write_ready => 1);
+  _io($self, 0);
   close $fh;
   $self->[WBUF] = $self->[RBUF] = '';
   if (my $f = delete $self->[DRAIN]) { $f->done }
   # The cycles through the callbacks, the transport and the scope (which holds the
   # transport) end here; a running app's Future still holds us until it finishes
-  @$self[RECEIVE, SEND, ON_READ, ON_WRITE, TRANSPORT] = ();
+  @$self[RECEIVE, SEND, ON_READ, ON_WRITE, ON_IO, TRANSPORT] = ();
   $self->[RQ][REQ] = undef if $self->[RQ];
   # The app's timers (keepalives) hold the connection too
   if (my $timers = $self->[TIMERS]) { $self->[LOOP]->unwatch_time($_) for values %$timers }

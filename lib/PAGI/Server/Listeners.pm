@@ -3,10 +3,9 @@ use strict;
 use warnings;
 use experimental 'signatures';
 use Errno qw(EAGAIN EWOULDBLOCK EINTR ECONNABORTED EMFILE ENFILE ENOBUFS ENOMEM);
-use Fcntl qw(F_SETFL O_NONBLOCK);
 use IO::Socket::IP;
 use Scalar::Util qw(weaken);
-use Socket qw(IPPROTO_TCP TCP_NODELAY SOCK_STREAM);
+use Socket qw(SOCK_STREAM);
 use Time::HiRes ();
 use Carp ();
 use PAGI::Server::Handoff;
@@ -21,7 +20,7 @@ our $VERSION = '0.001';
 #   my $l = PAGI::Server::Listeners->new(specs => [...], backlog => 2048, reuseport => 0,
 #     hold => 0, addresses_given => 0, log => sub ($level, $msg) { ... });
 #   $l->open;                          # dies with a one-line message
-#   $l->watch($loop, sub ($listener) { $l->accept($listener, 64, sub ($fh, $listener) { ... }) });
+#   $l->watch($loop, sub ($listener) { $l->accept($listener, 64, sub ($fh, $listener, $info) { ... }) });
 #
 # A listener is {fh, tcp, host, port} or {fh, tcp => 0, path}, with inherited =>
 # 'systemd' or 'upgrade' when it was passed to this process.
@@ -226,6 +225,9 @@ sub watch ($self, $loop, $on_ready) {
 }
 
 sub _watch ($self) {
+  # (the codec, whose accept_socket accepts, loads once the backend is chosen: the
+  # command line's --backend is read after this module is)
+  require PAGI::Server::Protocol::HTTP1;
   my ($loop, $on_ready) = @$self{qw(loop on_ready)};
   for my $l (@{$self->{sockets}}) {
     $l->{watched} = 1;
@@ -240,23 +242,39 @@ sub unwatch ($self) {
   }
 }
 
-# Accepts up to $batch connections from $listener: each socket is made non-blocking
-# (TCP: no Nagle delay) and given to $on_socket->($fh, $listener)
+# Accepts up to $batch connections from $listener: each socket comes non-blocking
+# (TCP: no Nagle delay) from the codec's accept_socket, and is given to
+# $on_socket->($fh, $listener, $info), $info the connection's ends in connection_info's
+# shape ([client host, client port, server host, server port]; a Unix socket's client
+# undef): the peer as accept returned it, the local end the listener's own unless it
+# listens on a wildcard address (then the socket's, which accept_socket reads)
 sub accept ($self, $listener, $batch, $on_socket) {
-  my $lfh = $listener->{fh};
+  my ($lfh, $tcp) = @$listener{qw(fh tcp)};
+  my $local = $listener->{local} //= _local_end($listener);
   for (1 .. $batch) {
-    my $fh;
-    if (!CORE::accept($fh, $lfh)) {
+    my ($fh, @ends) = PAGI::Server::Protocol::HTTP1::accept_socket($lfh, $tcp, !@$local);
+    if (!$fh) {
       last if $! == EAGAIN || $! == EWOULDBLOCK;
       next if $! == EINTR || $! == ECONNABORTED;
       return $self->_pause("$!") if $! == EMFILE || $! == ENFILE || $! == ENOBUFS || $! == ENOMEM;
       $self->{log}->(error => "accept failed: $!");
       last;
     }
-    fcntl($fh, F_SETFL, O_NONBLOCK);
-    setsockopt($fh, IPPROTO_TCP, TCP_NODELAY, 1) if $listener->{tcp};
-    $on_socket->($fh, $listener);
+    $on_socket->($fh, $listener, @$local ? [@ends, @$local] : \@ends);
   }
+}
+
+# A listener's own address as its connections' local end ([host, port], a Unix
+# socket's [path, undef]), or [] when it has none of its own (a wildcard address)
+sub _local_end ($listener) {
+  my $name = getsockname($listener->{fh}) // return [];
+  my $family = Socket::sockaddr_family($name);
+  if ($family == Socket::AF_UNIX()) { return [eval { Socket::unpack_sockaddr_un($name) } // '', undef] }
+  my ($port, $ip) = $family == Socket::AF_INET6() ? Socket::unpack_sockaddr_in6($name) : Socket::unpack_sockaddr_in($name);
+  my $host = Socket::inet_ntop($family, $ip);
+  return [] if $host eq '0.0.0.0' || $host eq '::';
+  $host =~ s/\A::ffff:(?=[0-9]+\.)//i;
+  return [$host, $port];
 }
 
 # Out of file descriptors (or memory): the pending connection stays in the backlog

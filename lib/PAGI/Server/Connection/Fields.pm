@@ -18,6 +18,7 @@ use PAGI::Server::Record qw(
   in_process corked wwatch drain above write_high write_low
   tls transport rq proto timers text_warned
   h2c parent sid ended whole h2session
+  epoll iomask on_io
 );
 
 1;
@@ -45,7 +46,10 @@ connection of a server with C<http2> may still turn out to be HTTP/2 (1: its fir
 bytes are looked at for the preface; 2: a request may ask for C<Upgrade: h2c>); an HTTP/2 stream (L<PAGI::Server::Connection::HTTP2>) has its
 connection in C<parent> (and that connection's codec session in C<h2session>), its
 stream id in C<sid>, and in C<ended> whether this side
-of it has ended (C<ended>: END_STREAM sent; C<reset>: RST_STREAM). C<whole>: the
+of it has ended (C<ended>: END_STREAM sent; C<reset>: RST_STREAM). C<epoll>: the loop's Linux::Epoll set
+when a plain connection registers there directly (else the loop's C<watch_io>),
+C<iomask> what it watches (1 readable, 2 writable), C<on_io> the callback of both.
+C<whole>: the
 protocol's writer of a whole response (head and body at once) when it is not
 HTTP/1.1's, which is inline in the response path. C<use
 PAGI::Server::Connection::Fields qw(:fields)> imports the index constants;

@@ -8,7 +8,7 @@ our $VERSION = '0.001';
 # PAGI::Server::Protocol::Backend chose (PAGI_SERVER_BACKEND=pp|xs forces one; unset
 # means XS when it is built, else PP).
 our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
-  serialize_trailers connection_info set_server_header);
+  serialize_trailers connection_info accept_socket set_server_header);
 
 # The codec's named numbers, defined here once; ::PP and the connection use them by name
 # (::XS has them in Rust: src/response.rs, src/chunked.rs)

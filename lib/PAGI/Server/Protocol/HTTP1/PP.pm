@@ -2,8 +2,9 @@ package PAGI::Server::Protocol::HTTP1::PP;
 use strict;
 use warnings;
 use Carp ();
-use Socket qw(AF_INET AF_INET6 AF_UNIX sockaddr_family unpack_sockaddr_in
+use Socket qw(AF_INET AF_INET6 AF_UNIX IPPROTO_TCP TCP_NODELAY sockaddr_family unpack_sockaddr_in
   unpack_sockaddr_in6 unpack_sockaddr_un inet_ntop);
+use Fcntl qw(F_SETFL O_NONBLOCK);
 
 our $VERSION = '0.001';
 
@@ -445,6 +446,23 @@ sub _host_port {
     return ($host, $port);
   }
   return;
+}
+
+# A new connection on the listening handle: (handle, peer host, peer port, and with
+# $want_local the local host and port), non-blocking, TCP_NODELAY with $nodelay; () with
+# $! set when none could be taken (EAGAIN: none waiting). The peer is what accept
+# returned (no getpeername); a Unix socket's peer is (undef, undef) and its local end
+# (path, undef).
+sub accept_socket {
+  my ($listener, $nodelay, $want_local) = @_;
+  my $peer = CORE::accept(my $fh, $listener) or return;
+  fcntl($fh, F_SETFL, O_NONBLOCK);
+  setsockopt($fh, IPPROTO_TCP, TCP_NODELAY, 1) if $nodelay;
+  my @peer = length $peer && sockaddr_family($peer) != AF_UNIX ? _host_port($peer) : (undef, undef);
+  return ($fh, @peer) unless $want_local;
+  my $local = getsockname($fh) // return ($fh, @peer);
+  return ($fh, @peer, sockaddr_family($local) == AF_UNIX ? (eval { unpack_sockaddr_un($local) } // '', undef)
+    : _host_port($local));
 }
 
 sub connection_info {

@@ -6,7 +6,7 @@ our $VERSION = '0.001';
 
 # The Rust HTTP/1.1 codec, through XS. Same functions, same results as ::PP.
 our @FUNCTIONS = qw(parse_request decode_chunked serialize_response check_headers serialize_chunk
-  serialize_trailers connection_info set_server_header);
+  serialize_trailers connection_info accept_socket set_server_header);
 
 # Loaded at require time, after $VERSION is set (the XS bootcheck compares it)
 _load();
