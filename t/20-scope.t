@@ -13,6 +13,7 @@ use PAGI::Test::Server qw(:all);
 # and reports what it saw through the server log.
 
 my $ORDER = 0;
+my @KEPT_CONNECTIONS;
 
 my $app = async sub ($scope, $receive, $send) {
   if ($scope->{type} eq 'lifespan') {
@@ -56,6 +57,9 @@ my $app = async sub ($scope, $receive, $send) {
 
   if ($route eq '/lifecycle') {
     # The connection object through one clean request
+    # (kept alive here so that a later object cannot reuse the address refaddr
+    # reports: the next request's object must be another one, not a recycled one)
+    push @KEPT_CONNECTIONS, $conn;
     my %r = (conn_id => refaddr($conn));
     $r{connected_start}  = $conn->is_connected;
     $r{reason_start}     = $conn->disconnect_reason;

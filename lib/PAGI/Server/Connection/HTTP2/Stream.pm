@@ -46,7 +46,9 @@ sub new ($class, $conn, $id) {
   @$self[PARENT, H2SESSION, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF, DEADLINE_KIND]
     = ($conn, $conn->[PROTO][0], $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0, '');
   $self->[RECEIVE] = sub { $self->_receive };
-  $self->[SEND]    = sub { $self->_send($_[0]) };
+  # (HTTP's send as a function, as on an HTTP/1.1 connection: the SSE and WebSocket
+  # classes install a method-dispatching one when they take the stream over)
+  $self->[SEND]    = sub { PAGI::Server::Connection::Response::_send($self, $_[0]) };
   $PAGI::Server::Connection::LIVE++;
   return $self;
 }
