@@ -24,10 +24,11 @@
 
 use crate::ws::WsError;
 use libz_sys::{
-    deflate, deflateEnd, deflateInit2_, inflate, inflateEnd, inflateInit2_, inflateReset, uInt, voidpf, z_stream,
+    deflate, deflateEnd, deflateInit2_, deflateReset, inflate, inflateEnd, inflateInit2_, inflateReset, uInt, voidpf, z_stream,
     zlibVersion, Z_BUF_ERROR, Z_DEFAULT_STRATEGY, Z_DEFLATED, Z_MEM_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, Z_SYNC_FLUSH,
 };
 use std::alloc::{alloc, dealloc, Layout};
+use std::cell::RefCell;
 use std::ffi::c_int;
 
 /// The empty stored block a sync flush ends with (RFC 7692 7.2.1), removed from each
@@ -117,8 +118,8 @@ enum Way {
     Inflate,
 }
 
-/// What a stream is made for: the way, and for a deflater the level, window bits and
-/// memLevel (an inflater's are always the same).
+/// What makes two streams interchangeable once reset: the way, and for a deflater the
+/// level, window bits and memLevel (an inflater's are always the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Kind {
     way: Way,
@@ -142,6 +143,27 @@ struct Stream {
     z: Box<z_stream>,
     kind: Kind,
 }
+
+/// How many released streams a thread keeps ([`SPARE`]): one a direction is what a
+/// thread that handles one message at a time reuses; a few more cover a mix of settings
+/// (a client that asked for a smaller window) and messages received in fragments on
+/// several connections at once.
+const SPARE_MAX: usize = 4;
+
+thread_local! {
+    /// Streams let go after a message without context takeover, reset, for the next
+    /// such message of any context on this thread: so an idle connection holds no zlib
+    /// state, and zlib's blocks are not handed back to malloc after every message.
+    /// (Freed, the pages zlib had written went on to back other connections' buffers,
+    /// the mostly untouched 64 KiB ones a read makes, and stayed resident there: 15 to
+    /// 26 KiB a connection with nothing allocated, `benches/ws_memory.pl`.)
+    static SPARE: RefCell<Vec<Stream>> = const { RefCell::new(Vec::new()) };
+}
+
+// SAFETY: the z_stream and the zlib state behind it belong to this value alone (no
+// other pointer to them is kept outside zlib), and zlib has no thread-affine state: its
+// allocator is Rust's global one. Moving the stream to another thread is safe.
+unsafe impl Send for Stream {}
 
 /// What one call of [`Stream::run`] did.
 struct Ran {
@@ -201,6 +223,31 @@ impl Stream {
         Stream { z, kind }
     }
 
+    /// A stream for `way` and `p`: a spare one of this thread's ([`SPARE`]) when one
+    /// fits, else a new one.
+    fn take(way: Way, p: Params) -> Stream {
+        let kind = Kind::of(way, p);
+        let spare = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            spare.iter().rposition(|s| s.kind == kind).map(|i| spare.remove(i))
+        });
+        spare.ok().flatten().unwrap_or_else(|| Stream::new(kind))
+    }
+
+    /// Resets the stream and keeps it as a spare for this thread (the oldest spare is
+    /// freed when there are [`SPARE_MAX`]).
+    fn release(mut self) {
+        self.reset();
+        // (when the thread is ending, the stream is simply freed)
+        let _ = SPARE.try_with(move |spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() >= SPARE_MAX {
+                spare.remove(0);
+            }
+            spare.push(self);
+        });
+    }
+
     /// One call of `deflate` or `inflate` with `flush`, on `input`, appending at most
     /// `room` bytes of output to `out` (within its spare capacity).
     fn run(&mut self, input: &[u8], out: &mut Vec<u8>, room: usize, flush: c_int) -> Ran {
@@ -233,13 +280,17 @@ impl Stream {
         Ran { rc, used, made, full: z.avail_out == 0 }
     }
 
-    /// `inflateReset`: the stream starts again, without the window's contents (its
-    /// memory is kept).
+    /// `deflateReset`/`inflateReset`: the stream starts again as if new, without the
+    /// window's contents (its memory is kept).
     fn reset(&mut self) {
-        debug_assert_eq!(self.kind.way, Way::Inflate);
-        // SAFETY: an initialised inflate stream.
-        let rc = unsafe { inflateReset(&mut *self.z) };
-        assert!(rc == Z_OK, "inflateReset: zlib error {rc}");
+        // SAFETY: an initialised stream.
+        let rc = unsafe {
+            match self.kind.way {
+                Way::Deflate => deflateReset(&mut *self.z),
+                Way::Inflate => inflateReset(&mut *self.z),
+            }
+        };
+        assert!(rc == Z_OK, "{:?}Reset: zlib error {rc}", self.kind.way);
     }
 }
 
@@ -259,8 +310,8 @@ impl Drop for Stream {
 /// One connection's compression context: a deflater for what the server sends and an
 /// inflater for what the client sends, each made on first use (a connection that never
 /// sends, or never receives, a compressed message holds no zlib state for it) and, in a
-/// direction without context takeover, dropped after each message (an idle connection
-/// holds none).
+/// direction without context takeover, let go after each message to the thread's
+/// spares ([`SPARE`]; an idle connection holds none).
 pub struct Context {
     params: Params,
     deflate: Option<Stream>,
@@ -302,11 +353,11 @@ impl Context {
     /// Compresses one whole message into `out` (cleared first): the payload of its frame
     /// (sent with RSV1), the trailing `00 00 ff ff` removed. The deflater keeps its
     /// window for the next message unless `server_no_context_takeover` (then it is
-    /// dropped, and made again for the next message).
+    /// reset and let go to the thread's spares, where the next message takes one).
     pub fn compress_message(&mut self, data: &[u8], out: &mut Vec<u8>) {
         out.clear();
         let p = self.params;
-        let deflater = self.deflate.get_or_insert_with(|| Stream::new(Kind::of(Way::Deflate, p)));
+        let deflater = self.deflate.get_or_insert_with(|| Stream::take(Way::Deflate, p));
         // Room for the whole result at once: a sync flush that fills the output exactly
         // would be followed by a second, empty one (zlib's "avail_out > 6" advice)
         out.reserve(compress_bound(data.len()));
@@ -335,15 +386,17 @@ impl Context {
             out.truncate(out.len() - TAIL.len());
         }
         if p.server_no_context_takeover {
-            // Nothing carries over: let the state go (made again, as a reset would
-            // clear it, for the next message), so an idle connection holds none
-            self.deflate = None;
+            // Nothing carries over: the state goes, reset, to the thread's spares (the
+            // next message takes one), so an idle connection holds none
+            if let Some(deflater) = self.deflate.take() {
+                deflater.release();
+            }
         }
     }
 
     /// Inflates the next frame's payload of the message being received into `out`
     /// (cleared first). `fin`: this is the message's last frame (the `00 00 ff ff` tail is
-    /// appended; the message ends: the inflater is dropped when
+    /// appended; the message ends: the inflater goes to the spares when
     /// `client_no_context_takeover`). `max`: the most bytes the whole message may inflate
     /// to, this frame's and the message's earlier frames' together; inflating stops as
     /// soon as they exceed it ([`WsError::InflatedTooLarge`]), so `out` never holds more
@@ -373,9 +426,11 @@ impl Context {
         }
         if fin {
             // Without context takeover the next message starts without the window: the
-            // state goes, as the deflater's does
+            // state goes to the spares, as the deflater's does
             if self.params.client_no_context_takeover {
-                self.inflate = None;
+                if let Some(inflater) = self.inflate.take() {
+                    inflater.release();
+                }
             }
             self.inflated = 0;
         }
@@ -388,7 +443,7 @@ impl Context {
             return Err(WsError::InflatedTooLarge);
         }
         let p = self.params;
-        let inflater = self.inflate.get_or_insert_with(|| Stream::new(Kind::of(Way::Inflate, p)));
+        let inflater = self.inflate.get_or_insert_with(|| Stream::take(Way::Inflate, p));
         let mut full = false;
         while !input.is_empty() || full {
             // At most one byte more than the limit allows: producing it is the error
