@@ -590,7 +590,7 @@ subtest "permessage-deflate: corrupt and mutated frames (seed $SEED)" => sub {
   for my $i (1 .. $MUTATIONS / 4) {
     my $z = $z[rand @z];
     my $how = int rand 4;
-    if ($how == 0) { substr($z, int rand length $z, 1) ^= chr(1 << int rand 8) if length $z }
+    if ($how == 0) { substr($z, int rand length $z, 1) ^.= chr(1 << int rand 8) if length $z }
     elsif ($how == 1) { $z = mutate($z) }
     elsif ($how == 2) { $z = substr($z, 0, rand length $z) . noise(rand 8) }
     else { $z = noise(rand 300) }
