@@ -18,7 +18,8 @@
 //! system zlib needed). zlib honours memLevel (its hash table is 2^(memLevel+7)
 //! entries, where zlib-rs and zlib-ng always allocate 64K), so a deflater at the
 //! defaults (window 12 bits, memLevel 5) holds about 38 KiB instead of zlib-rs's 161
-//! KiB; for the same input and settings both backends write the same bytes. Every call
+//! KiB; for the same input and settings both backends usually write the same bytes
+//! (doc/codec.md, "What the backends share", says when they do not). Every call
 //! into zlib is in this file, in [`Stream`]; zlib allocates through [`zalloc`] and
 //! [`zfree`], that is through Rust's global allocator.
 
