@@ -1,12 +1,13 @@
 #!/usr/bin/env perl
-# permessage-deflate at the codec: compress_message and decompress_message, XS (zlib-rs)
-# vs PP (Compress::Raw::Zlib), on a stream of JSON chat messages of about 1 KiB and on
-# 1 KiB of random bytes, with context takeover (the default) and without; and the bytes
-# a message puts on the wire, compressed or not. One iteration is a stream of 200
-# messages through a fresh context, so the times include making the context.
+# permessage-deflate at the codec: compress_message and decompress_message, XS (zlib
+# through libz-sys) vs PP (Compress::Raw::Zlib), on a stream of JSON chat messages of
+# about 1 KiB and on 1 KiB of random bytes, with context takeover (the default) and
+# without; and the bytes a message puts on the wire, compressed or not. One iteration
+# is a stream of 200 messages through a fresh context, so the times include making the
+# context (or taking a spare, without context takeover).
 # Then the JSON stream through the XS deflater under other settings (window bits,
 # memLevel, level), and a 64 MiB bomb against a 1 MiB limit. End to end (a server
-# echoing through a socket) is for benches/ws_sse.pl once the connection uses the codec.
+# echoing through a socket): benches/ws_sse.pl.
 #
 #   perl Makefile.PL && make && perl benches/deflate.pl [seconds per case, default 2]
 use v5.32;

@@ -1194,7 +1194,7 @@ compress_message(self, message = &PL_sv_undef)
     if (pagi_deflate_compress(h, (const unsigned char *)p, len, &out) != PAGI_DONE)
         croak_panic(aTHX_ WS_DEFLATE, "compress_message");
     RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
-    pagi_deflate_taken(h);
+    pagi_deflate_taken();
   OUTPUT:
     RETVAL
 
@@ -1220,11 +1220,13 @@ decompress_message(self, payload = &PL_sv_undef, max_size = &PL_sv_undef, fin = 
     rc = pagi_deflate_decompress(h, (const unsigned char *)p, len, max, SvTRUE(fin) ? 1 : 0, &out, &error);
     if (rc == PAGI_DONE) {
         RETVAL = newSVpvn(out.len ? (const char *)out.ptr : "", out.len);
-        pagi_deflate_taken(h);
+        pagi_deflate_taken();
     }
     else if (rc == PAGI_ERROR) {
         dMY_CXT;
         RETVAL = error_ref(aTHX_ &MY_CXT, PAGI_TABLE_WS, error);
+        /* (what a bomb inflated before it was stopped is let go too) */
+        pagi_deflate_taken();
     }
     else
         croak_panic(aTHX_ WS_DEFLATE, "decompress_message");

@@ -292,8 +292,8 @@ int pagi_h2_send_trailers(pagi_h2 *h, int32_t id, const pagi_field_in *headers, 
                           pagi_response *out);
 int pagi_h2_call(pagi_h2 *h, int op, int32_t id, uint64_t arg, int64_t *result);
 
-/* permessage-deflate contexts (opaque). A result points into the handle, valid until the
- * next call on it. pagi_deflate_new: PAGI_DONE, PAGI_ERROR (a parameter out of range),
+/* permessage-deflate contexts (opaque). A result points into the thread's scratch space,
+ * valid until the next call on the same thread (one buffer for every context). pagi_deflate_new: PAGI_DONE, PAGI_ERROR (a parameter out of range),
  * PAGI_PANIC; pagi_deflate_compress: PAGI_DONE or PAGI_PANIC; pagi_deflate_decompress:
  * PAGI_DONE, PAGI_ERROR (a WebSocket error code in *error), PAGI_PANIC. */
 typedef struct PagiDeflate pagi_deflate;
@@ -302,7 +302,7 @@ void pagi_deflate_free(pagi_deflate *h);
 int pagi_deflate_compress(pagi_deflate *h, const unsigned char *buf, size_t len, pagi_span *out);
 int pagi_deflate_decompress(pagi_deflate *h, const unsigned char *buf, size_t len, int64_t max,
                             int fin, pagi_span *out, int32_t *error);
-/* The result was copied: a large result buffer is let go */
-void pagi_deflate_taken(pagi_deflate *h);
+/* The result was copied (or an error returned): a large result buffer is let go */
+void pagi_deflate_taken(void);
 
 #endif

@@ -12,14 +12,25 @@
 //! direction's LZ77 window carries over from message to message; `*_no_context_takeover`
 //! resets it after each message.
 //!
-//! The DEFLATE engine is the `zlib-rs` crate (a Rust port of zlib-ng): raw streams
-//! (`window_bits` negative), `mem_level` settable, safe API. Its compressed bytes differ
-//! from zlib's (the pure-Perl backend's) for the same input and level; both inflate each
-//! other's output, and inflating is the same function of the input in both, which is
-//! what the differential test compares.
+//! The DEFLATE engine is zlib itself, the same as the pure-Perl backend's
+//! (Compress::Raw::Zlib), through the `libz-sys` crate built from the zlib sources it
+//! bundles (its `static` feature: compiled with `cc`, linked into our static library, no
+//! system zlib needed). zlib honours memLevel (its hash table is 2^(memLevel+7)
+//! entries, where zlib-rs and zlib-ng always allocate 64K), so a deflater at the
+//! defaults (window 12 bits, memLevel 5) holds about 38 KiB instead of zlib-rs's 161
+//! KiB; for the same input and settings both backends usually write the same bytes
+//! (doc/codec.md, "What the backends share", says when they do not). Every call
+//! into zlib is in this file, in [`Stream`]; zlib allocates through [`zalloc`] and
+//! [`zfree`], that is through Rust's global allocator.
 
 use crate::ws::WsError;
-use zlib_rs::{compress_bound, Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status};
+use libz_sys::{
+    deflate, deflateEnd, deflateInit2_, deflateReset, inflate, inflateEnd, inflateInit2_, inflateReset, uInt, voidpf, z_stream,
+    zlibVersion, Z_BUF_ERROR, Z_DEFAULT_STRATEGY, Z_DEFLATED, Z_MEM_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, Z_SYNC_FLUSH,
+};
+use std::alloc::{alloc, dealloc, Layout};
+use std::cell::RefCell;
+use std::ffi::c_int;
 
 /// The empty stored block a sync flush ends with (RFC 7692 7.2.1), removed from each
 /// compressed message and appended again before inflating it.
@@ -29,8 +40,8 @@ pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// sender's decodes its stream; this one never depends on what the client announced
 /// (a zlib client asked for `client_max_window_bits=8` deflates with 9), and it makes
 /// "invalid distance too far back" depend only on how many bytes the stream produced,
-/// not on how the output was buffered, so both backends find the same errors. zlib-rs
-/// allocates the 32 KiB window whatever the value.
+/// not on how the output was buffered, so both backends find the same errors. zlib
+/// allocates the 32 KiB window at the first output.
 pub const INFLATE_WINDOW_BITS: u8 = 15;
 
 /// The parameters of a context: what the handshake agreed on, and the server's own
@@ -56,15 +67,256 @@ impl Params {
     }
 }
 
+/// The bytes before each block zlib allocates: its size, for [`zfree`] (zlib's free
+/// callback gets no size, Rust's deallocation needs it). Sixteen, malloc's alignment
+/// on 64-bit systems, keeps the block as aligned as zlib's own malloc would.
+const ZALLOC_HEADER: usize = 16;
+
+/// zlib's allocator: Rust's global one (one allocator for all our memory, and what
+/// `tests/ws_deflate.rs` counts). NULL on overflow or failure, which zlib reports as
+/// `Z_MEM_ERROR`. It never panics: a panic cannot unwind out of an `extern "C"` function
+/// (it would abort the process), and nothing here can panic.
+extern "C" fn zalloc(_opaque: voidpf, items: uInt, size: uInt) -> voidpf {
+    let Some(total) = (items as usize).checked_mul(size as usize).and_then(|n| n.checked_add(ZALLOC_HEADER)) else {
+        return std::ptr::null_mut();
+    };
+    let Ok(layout) = Layout::from_size_align(total, ZALLOC_HEADER) else { return std::ptr::null_mut() };
+    // SAFETY: the layout's size is at least ZALLOC_HEADER, not zero.
+    let block = unsafe { alloc(layout) };
+    if block.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the block has `total` >= ZALLOC_HEADER writable bytes and is aligned to
+    // 16, so its start holds a usize and ZALLOC_HEADER bytes in is still inside it.
+    unsafe {
+        block.cast::<usize>().write(total);
+        block.add(ZALLOC_HEADER).cast()
+    }
+}
+
+/// zlib's deallocator, for blocks from [`zalloc`].
+///
+/// # Safety
+/// `address` is NULL or a pointer [`zalloc`] returned, not freed yet (zlib's contract).
+unsafe extern "C" fn zfree(_opaque: voidpf, address: voidpf) {
+    if address.is_null() {
+        return;
+    }
+    // SAFETY: `address` is ZALLOC_HEADER bytes into a block that zalloc allocated with
+    // the size written at its start and ZALLOC_HEADER's alignment, which made a valid
+    // Layout then.
+    unsafe {
+        let block = address.cast::<u8>().sub(ZALLOC_HEADER);
+        let total = block.cast::<usize>().read();
+        dealloc(block, Layout::from_size_align_unchecked(total, ZALLOC_HEADER));
+    }
+}
+
+/// Which way a [`Stream`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Deflate,
+    Inflate,
+}
+
+/// What makes two streams interchangeable once reset: the way, and for a deflater the
+/// level, window bits and memLevel (an inflater's are always the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kind {
+    way: Way,
+    level: i32,
+    window_bits: u8,
+    mem_level: i32,
+}
+
+impl Kind {
+    fn of(way: Way, p: Params) -> Kind {
+        match way {
+            Way::Deflate => Kind { way, level: p.level, window_bits: p.server_max_window_bits, mem_level: p.mem_level },
+            Way::Inflate => Kind { way, level: 0, window_bits: INFLATE_WINDOW_BITS, mem_level: 0 },
+        }
+    }
+}
+
+/// One zlib stream, initialised, freed (`deflateEnd`/`inflateEnd`) when dropped. Boxed:
+/// zlib's state points back to its `z_stream`, which must not move.
+struct Stream {
+    z: Box<z_stream>,
+    kind: Kind,
+}
+
+/// How many released streams a thread keeps ([`SPARE`]): one a direction is what a
+/// thread that handles one message at a time reuses; a few more cover a mix of settings
+/// (a client that asked for a smaller window) and messages received in fragments on
+/// several connections at once.
+const SPARE_MAX: usize = 4;
+
+thread_local! {
+    /// Streams let go after a message without context takeover, reset, for the next
+    /// such message of any context on this thread: so an idle connection holds no zlib
+    /// state, and zlib's blocks are not handed back to malloc after every message.
+    /// (Freed, the pages zlib had written went on to back other connections' buffers,
+    /// the mostly untouched 64 KiB ones a read makes, and stayed resident there: 15 to
+    /// 26 KiB a connection with nothing allocated, `benches/ws_memory.pl`.)
+    static SPARE: RefCell<Vec<Stream>> = const { RefCell::new(Vec::new()) };
+}
+
+// SAFETY: the z_stream and the zlib state behind it belong to this value alone (no
+// other pointer to them is kept outside zlib), and zlib has no thread-affine state: its
+// allocator is Rust's global one. Moving the stream to another thread is safe.
+unsafe impl Send for Stream {}
+
+/// What one call of [`Stream::run`] did.
+struct Ran {
+    /// zlib's return code.
+    rc: c_int,
+    /// Input bytes consumed.
+    used: usize,
+    /// Output bytes written.
+    made: usize,
+    /// Whether the output room was filled (zlib may have more to write).
+    full: bool,
+}
+
+impl Stream {
+    /// A new stream: a raw deflater for `p` or a raw inflater with
+    /// [`INFLATE_WINDOW_BITS`]. The parameters were checked ([`Params::valid`]), so zlib
+    /// refuses only when out of memory: a panic, as any failed allocation in Rust.
+    fn new(kind: Kind) -> Stream {
+        let mut z = Box::new(z_stream {
+            next_in: std::ptr::null_mut(),
+            avail_in: 0,
+            total_in: 0,
+            next_out: std::ptr::null_mut(),
+            avail_out: 0,
+            total_out: 0,
+            msg: std::ptr::null_mut(),
+            state: std::ptr::null_mut(),
+            zalloc,
+            zfree,
+            opaque: std::ptr::null_mut(),
+            data_type: 0,
+            adler: 0,
+            reserved: 0,
+        });
+        let size = std::mem::size_of::<z_stream>() as c_int;
+        // SAFETY: `z` is a z_stream with the allocator callbacks set and no state yet,
+        // at an address that stays put (boxed); zlibVersion() is zlib's static version
+        // string, and `size` the size of the struct we pass, which zlib checks against
+        // its own.
+        let rc = unsafe {
+            match kind.way {
+                Way::Deflate => deflateInit2_(
+                    &mut *z,
+                    kind.level,
+                    Z_DEFLATED,
+                    -c_int::from(kind.window_bits),
+                    kind.mem_level,
+                    Z_DEFAULT_STRATEGY,
+                    zlibVersion(),
+                    size,
+                ),
+                Way::Inflate => inflateInit2_(&mut *z, -c_int::from(kind.window_bits), zlibVersion(), size),
+            }
+        };
+        // (after a failed init zlib has freed what it allocated: nothing to end)
+        assert!(rc == Z_OK, "{:?}Init2: zlib error {rc}", kind.way);
+        Stream { z, kind }
+    }
+
+    /// A stream for `way` and `p`: a spare one of this thread's ([`SPARE`]) when one
+    /// fits, else a new one.
+    fn take(way: Way, p: Params) -> Stream {
+        let kind = Kind::of(way, p);
+        let spare = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            spare.iter().rposition(|s| s.kind == kind).map(|i| spare.remove(i))
+        });
+        spare.ok().flatten().unwrap_or_else(|| Stream::new(kind))
+    }
+
+    /// Resets the stream and keeps it as a spare for this thread (the oldest spare is
+    /// freed when there are [`SPARE_MAX`]).
+    fn release(mut self) {
+        self.reset();
+        // (when the thread is ending, the stream is simply freed)
+        let _ = SPARE.try_with(move |spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() >= SPARE_MAX {
+                spare.remove(0);
+            }
+            spare.push(self);
+        });
+    }
+
+    /// One call of `deflate` or `inflate` with `flush`, on `input`, appending at most
+    /// `room` bytes of output to `out` (within its spare capacity).
+    fn run(&mut self, input: &[u8], out: &mut Vec<u8>, room: usize, flush: c_int) -> Ran {
+        // zlib counts in 32 bits: larger buffers go in several calls
+        let avail_in = input.len().min(uInt::MAX as usize);
+        let avail_out = room.min(out.capacity() - out.len()).min(uInt::MAX as usize);
+        let z = &mut *self.z;
+        // (zlib never writes through next_in: the cast to *mut is its API's)
+        z.next_in = input.as_ptr().cast_mut();
+        z.avail_in = avail_in as uInt;
+        z.next_out = out.spare_capacity_mut().as_mut_ptr().cast();
+        z.avail_out = avail_out as uInt;
+        // SAFETY: an initialised stream (Stream::new), whose next_in points to avail_in
+        // readable bytes and next_out to avail_out writable bytes (out's spare capacity),
+        // both alive for the call; zlib's callbacks (zalloc/zfree) never unwind.
+        let rc = unsafe {
+            match self.kind.way {
+                Way::Deflate => deflate(z, flush),
+                Way::Inflate => inflate(z, flush),
+            }
+        };
+        let used = avail_in - z.avail_in as usize;
+        let made = avail_out - z.avail_out as usize;
+        // (no pointer into our buffers stays behind in zlib's struct)
+        z.next_in = std::ptr::null_mut();
+        z.next_out = std::ptr::null_mut();
+        // SAFETY: zlib wrote `made` bytes at the start of the spare capacity (it
+        // advances next_out by what it writes), within the capacity.
+        unsafe { out.set_len(out.len() + made) };
+        Ran { rc, used, made, full: z.avail_out == 0 }
+    }
+
+    /// `deflateReset`/`inflateReset`: the stream starts again as if new, without the
+    /// window's contents (its memory is kept).
+    fn reset(&mut self) {
+        // SAFETY: an initialised stream.
+        let rc = unsafe {
+            match self.kind.way {
+                Way::Deflate => deflateReset(&mut *self.z),
+                Way::Inflate => inflateReset(&mut *self.z),
+            }
+        };
+        assert!(rc == Z_OK, "{:?}Reset: zlib error {rc}", self.kind.way);
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: an initialised stream, ended once; zfree never unwinds. (Z_DATA_ERROR,
+        // a stream ended in the middle of a message, still frees everything.)
+        unsafe {
+            match self.kind.way {
+                Way::Deflate => deflateEnd(&mut *self.z),
+                Way::Inflate => inflateEnd(&mut *self.z),
+            };
+        }
+    }
+}
+
 /// One connection's compression context: a deflater for what the server sends and an
 /// inflater for what the client sends, each made on first use (a connection that never
 /// sends, or never receives, a compressed message holds no zlib state for it) and, in a
-/// direction without context takeover, dropped after each message (an idle connection
-/// holds none).
+/// direction without context takeover, let go after each message to the thread's
+/// spares ([`SPARE`]; an idle connection holds none).
 pub struct Context {
     params: Params,
-    deflate: Option<Deflate>,
-    inflate: Option<Inflate>,
+    deflate: Option<Stream>,
+    inflate: Option<Stream>,
     /// Bytes inflated so far of the message being received.
     inflated: u64,
     /// The error that broke the inflater: returned again by every later call.
@@ -83,6 +335,11 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// zlib's `compressBound`, and the few bytes of the sync flush's empty stored block.
+fn compress_bound(len: usize) -> usize {
+    len.saturating_add((len >> 12) + (len >> 14) + (len >> 25) + 13 + 16)
+}
+
 impl Context {
     /// A context for `params`, or None when a value is out of range.
     pub fn new(params: Params) -> Option<Context> {
@@ -97,55 +354,50 @@ impl Context {
     /// Compresses one whole message into `out` (cleared first): the payload of its frame
     /// (sent with RSV1), the trailing `00 00 ff ff` removed. The deflater keeps its
     /// window for the next message unless `server_no_context_takeover` (then it is
-    /// dropped, and made again for the next message).
+    /// reset and let go to the thread's spares, where the next message takes one).
     pub fn compress_message(&mut self, data: &[u8], out: &mut Vec<u8>) {
         out.clear();
         let p = self.params;
-        let deflate = self.deflate.get_or_insert_with(|| {
-            Deflate::new_with_config(DeflateConfig {
-                level: p.level,
-                window_bits: -i32::from(p.server_max_window_bits),
-                mem_level: p.mem_level,
-                ..DeflateConfig::default()
-            })
-        });
+        let deflater = self.deflate.get_or_insert_with(|| Stream::take(Way::Deflate, p));
         // Room for the whole result at once: a sync flush that fills the output exactly
         // would be followed by a second, empty one (zlib's "avail_out > 6" advice)
-        out.resize(compress_bound(data.len()) + 16, 0);
-        let mut len = 0;
+        out.reserve(compress_bound(data.len()));
         // The message, then the flush as a call of its own, as zlib's users do
         // (Compress::Raw::Zlib's flush): zlib skips a sync flush without input right
         // after another one, so an empty message flushed in one call would come out
         // empty instead of as its 0x00 octet
         let mut input = data;
-        for flush in [DeflateFlush::NoFlush, DeflateFlush::SyncFlush] {
+        for flush in [Z_NO_FLUSH, Z_SYNC_FLUSH] {
             loop {
-                let (in0, out0) = (deflate.total_in(), deflate.total_out());
-                let status = deflate.compress(input, &mut out[len..], flush);
-                input = &input[(deflate.total_in() - in0) as usize..];
-                len += (deflate.total_out() - out0) as usize;
-                // (a stream error is a broken state, not peer input)
-                status.unwrap_or_else(|e| panic!("deflate: {}", e.as_str()));
-                if len < out.len() && input.is_empty() {
+                let ran = deflater.run(input, out, usize::MAX, flush);
+                input = &input[ran.used..];
+                // Z_BUF_ERROR: nothing to do (an empty message's first call); anything
+                // else is a broken state, not peer input
+                assert!(ran.rc == Z_OK || ran.rc == Z_BUF_ERROR, "deflate: zlib error {}", ran.rc);
+                if input.is_empty() && !ran.full {
                     break;
                 }
-                out.resize(out.len() * 2, 0);
+                assert!(ran.used > 0 || ran.made > 0, "deflate: no progress");
+                if ran.full {
+                    out.reserve(out.capacity());
+                }
             }
         }
-        out.truncate(len);
         if out.ends_with(&TAIL) {
-            out.truncate(len - TAIL.len());
+            out.truncate(out.len() - TAIL.len());
         }
         if p.server_no_context_takeover {
-            // Nothing carries over: let the state go (made again, as a reset would
-            // clear it, for the next message), so an idle connection holds none
-            self.deflate = None;
+            // Nothing carries over: the state goes, reset, to the thread's spares (the
+            // next message takes one), so an idle connection holds none
+            if let Some(deflater) = self.deflate.take() {
+                deflater.release();
+            }
         }
     }
 
     /// Inflates the next frame's payload of the message being received into `out`
     /// (cleared first). `fin`: this is the message's last frame (the `00 00 ff ff` tail is
-    /// appended; the message ends: the inflater is dropped when
+    /// appended; the message ends: the inflater goes to the spares when
     /// `client_no_context_takeover`). `max`: the most bytes the whole message may inflate
     /// to, this frame's and the message's earlier frames' together; inflating stops as
     /// soon as they exceed it ([`WsError::InflatedTooLarge`]), so `out` never holds more
@@ -175,9 +427,11 @@ impl Context {
         }
         if fin {
             // Without context takeover the next message starts without the window: the
-            // state goes, as the deflater's does
+            // state goes to the spares, as the deflater's does
             if self.params.client_no_context_takeover {
-                self.inflate = None;
+                if let Some(inflater) = self.inflate.take() {
+                    inflater.release();
+                }
             }
             self.inflated = 0;
         }
@@ -189,7 +443,8 @@ impl Context {
         if i128::from(self.inflated) > i128::from(max) {
             return Err(WsError::InflatedTooLarge);
         }
-        let inflate = self.inflate.get_or_insert_with(|| Inflate::new(false, INFLATE_WINDOW_BITS));
+        let p = self.params;
+        let inflater = self.inflate.get_or_insert_with(|| Stream::take(Way::Inflate, p));
         let mut full = false;
         while !input.is_empty() || full {
             // At most one byte more than the limit allows: producing it is the error
@@ -203,26 +458,19 @@ impl Context {
                 let target = (start + room).max(out.capacity().saturating_mul(2)).min(ceiling);
                 out.reserve_exact(target - start);
             }
-            out.resize(start + room, 0);
-            let (in0, out0) = (inflate.total_in(), inflate.total_out());
-            let status = inflate.decompress(input, &mut out[start..], InflateFlush::SyncFlush);
-            let used = (inflate.total_in() - in0) as usize;
-            let made = (inflate.total_out() - out0) as usize;
-            out.truncate(start + made);
-            input = &input[used..];
-            self.inflated += made as u64;
+            let ran = inflater.run(input, out, room, Z_SYNC_FLUSH);
+            input = &input[ran.used..];
+            self.inflated += ran.made as u64;
             // The bytes before an error count: too many of them is the first finding
             if i128::from(self.inflated) > i128::from(max) {
                 return Err(WsError::InflatedTooLarge);
             }
-            match status {
-                Err(_) => return Err(WsError::BadDeflate),
-                Ok(Status::StreamEnd) => {
-                    // (zlib-rs's reset keeps raw 15-bit windows: INFLATE_WINDOW_BITS)
-                    inflate.reset(false);
+            match ran.rc {
+                Z_STREAM_END => {
+                    inflater.reset();
                     full = false;
                 }
-                Ok(_) if used == 0 && made == 0 => {
+                Z_OK | Z_BUF_ERROR if ran.used == 0 && ran.made == 0 => {
                     // No progress with input left cannot happen with room to write;
                     // refuse rather than loop
                     if !input.is_empty() {
@@ -230,7 +478,11 @@ impl Context {
                     }
                     full = false;
                 }
-                Ok(_) => full = made == room,
+                Z_OK | Z_BUF_ERROR => full = ran.full,
+                // (zlib's window, allocated at the first output: not peer input)
+                Z_MEM_ERROR => panic!("inflate: out of memory"),
+                // Z_DATA_ERROR, and what a raw stream cannot give (Z_NEED_DICT)
+                _ => return Err(WsError::BadDeflate),
             }
         }
         Ok(())

@@ -382,6 +382,9 @@ struct Scratch {
     ranges: Vec<(usize, usize)>,
     c_ranges: Vec<PagiRange>,
     out: Vec<u8>,
+    /// permessage-deflate's last result (`pagi_deflate_compress`/`_decompress`): one
+    /// buffer for all the thread's contexts, not one per connection.
+    deflated: Vec<u8>,
 }
 
 thread_local! {
@@ -1449,12 +1452,11 @@ pub unsafe extern "C" fn pagi_h2_call(h: *mut PagiH2, op: c_int, id: i32, arg: u
 
 // ---- permessage-deflate (src/deflate.rs) ---------------------------------------------------
 
-/// A compression context as C holds it (opaque to C): the context, and the last result
-/// (valid until the next call on the same handle, or `pagi_deflate_taken`).
+/// A compression context as C holds it (opaque to C). Its results go to the thread's
+/// scratch space (`Scratch::deflated`), so that an idle connection holds no buffer.
 #[derive(Debug)]
 pub struct PagiDeflate {
     context: deflate::Context,
-    out: Vec<u8>,
 }
 
 /// The handle behind a pointer from `pagi_deflate_new`.
@@ -1487,7 +1489,7 @@ pub unsafe extern "C" fn pagi_deflate_new(p: *const PagiDeflateParams, out: *mut
     };
     let made = guard(Err(PAGI_PANIC), || deflate::Context::new(params).ok_or(PAGI_ERROR));
     let (rc, handle) = match made {
-        Ok(context) => (PAGI_DONE, Box::into_raw(Box::new(PagiDeflate { context, out: Vec::new() }))),
+        Ok(context) => (PAGI_DONE, Box::into_raw(Box::new(PagiDeflate { context }))),
         Err(rc) => (rc, std::ptr::null_mut()),
     };
     // SAFETY: not NULL; the caller guarantees it is writable.
@@ -1508,29 +1510,25 @@ pub unsafe extern "C" fn pagi_deflate_free(h: *mut PagiDeflate) {
     }
 }
 
-/// What a context keeps of its result buffer once the result was taken: a connection
-/// that once received a large message does not hold its size for the rest of its life.
+/// What the thread keeps of its result buffer once the result was taken: a thread that
+/// once handled a large message does not hold its size for the rest of its life.
 const DEFLATE_KEEP: usize = 64 * 1024;
 
-/// The glue took the last result: its buffer is dropped when larger than
+/// The glue took the last result: the thread's result buffer is dropped when larger than
 /// [`DEFLATE_KEEP`].
-///
-/// # Safety
-/// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn pagi_deflate_taken(h: *mut PagiDeflate) {
-    // SAFETY: guaranteed by the caller.
-    if let Some(h) = unsafe { deflate_handle(h) } {
-        guard((), || {
-            if h.out.capacity() > DEFLATE_KEEP {
-                h.out = Vec::new();
+pub extern "C" fn pagi_deflate_taken() {
+    guard((), || {
+        with_scratch(|s| {
+            if s.deflated.capacity() > DEFLATE_KEEP {
+                s.deflated = Vec::new();
             }
-        });
-    }
+        })
+    });
 }
 
-/// Compresses a whole message: its frame's payload in `*out` (valid until the next call
-/// on `h`). `PAGI_DONE` or `PAGI_PANIC`.
+/// Compresses a whole message: its frame's payload in `*out` (the thread's scratch space,
+/// valid until the next call on this thread). `PAGI_DONE` or `PAGI_PANIC`.
 ///
 /// # Safety
 /// `h` is a live handle; `buf` points to `len` readable bytes (or is NULL with `len` 0);
@@ -1542,13 +1540,15 @@ pub unsafe extern "C" fn pagi_deflate_compress(h: *mut PagiDeflate, buf: *const 
     if out.is_null() {
         return PAGI_PANIC;
     }
-    let ok = guard(false, || {
-        h.context.compress_message(input, &mut h.out);
-        true
+    let span = guard(None, || {
+        with_scratch(|s| {
+            h.context.compress_message(input, &mut s.deflated);
+            Some(span_ptr(&s.deflated))
+        })
     });
     // SAFETY: not NULL; the caller guarantees it is writable.
-    unsafe { out.write(if ok { span_ptr(&h.out) } else { PagiSpan::UNDEF }) };
-    if ok {
+    unsafe { out.write(span.unwrap_or(PagiSpan::UNDEF)) };
+    if span.is_some() {
         PAGI_DONE
     } else {
         PAGI_PANIC
@@ -1556,8 +1556,8 @@ pub unsafe extern "C" fn pagi_deflate_compress(h: *mut PagiDeflate, buf: *const 
 }
 
 /// Inflates a frame's payload of the message being received (`fin`: its last frame;
-/// `max`: the whole message's limit): `PAGI_DONE` with the bytes in `*out` (valid until
-/// the next call on `h`), `PAGI_ERROR` with a WebSocket error code in `*error`
+/// `max`: the whole message's limit): `PAGI_DONE` with the bytes in `*out` (the thread's
+/// scratch space, valid until the next call on this thread), `PAGI_ERROR` with a WebSocket error code in `*error`
 /// (`bad_deflate`, `inflated_too_large`), or `PAGI_PANIC`.
 ///
 /// # Safety
@@ -1578,11 +1578,13 @@ pub unsafe extern "C" fn pagi_deflate_decompress(
     if out.is_null() || error.is_null() {
         return PAGI_PANIC;
     }
-    let done = guard(None, || Some(h.context.decompress(input, max, fin != 0, &mut h.out)));
+    let done = guard(None, || {
+        with_scratch(|s| Some(h.context.decompress(input, max, fin != 0, &mut s.deflated).map(|()| span_ptr(&s.deflated))))
+    });
     let (rc, span, code) = match done {
         None => (PAGI_PANIC, PagiSpan::UNDEF, 0),
         Some(Err(e)) => (PAGI_ERROR, PagiSpan::UNDEF, e.code()),
-        Some(Ok(())) => (PAGI_DONE, span_ptr(&h.out), 0),
+        Some(Ok(span)) => (PAGI_DONE, span, 0),
     };
     // SAFETY: not NULL; the caller guarantees they are writable.
     unsafe {

@@ -235,6 +235,23 @@ subtest 'the context: takeover, or not' => sub {
   $strict->decompress_message($first, 100);
   is($strict->decompress_message($second, 100)->{error}, 'bad_deflate',
     'client_no_context_takeover: the inflater forgets, so a client that took over anyway is caught');
+  # Without takeover a direction's stream goes, reset, to spares that every context
+  # takes from: nothing of one context's messages shows in another's
+  my %none = (server_no_context_takeover => 1, client_no_context_takeover => 1);
+  my ($one, $two) = (ctx(%none), ctx(%none));
+  $one->compress_message('the same words, the same words') for 1 .. 2;
+  is($two->compress_message('the same words, the same words'), $first, 'a spare deflater starts anew');
+  $one->decompress_message($first, 100);
+  is($two->decompress_message($second, 100)->{error}, 'bad_deflate', 'a spare inflater starts anew');
+  # Two messages received in frames at once: each context holds its own inflater
+  my @z = map { ctx()->compress_message($_) } 'the first message, the first', 'the second message, the second';
+  my ($c1, $c2) = (ctx(%none), ctx(%none));
+  my $got1 = $c1->decompress_message(substr($z[0], 0, 6), 100, 0);
+  my $got2 = $c2->decompress_message(substr($z[1], 0, 6), 100, 0);
+  $got1 .= $c1->decompress_message(substr($z[0], 6), 100, 1);
+  $got2 .= $c2->decompress_message(substr($z[1], 6), 100, 1);
+  is_deeply([$got1, $got2], ['the first message, the first', 'the second message, the second'],
+    'two messages in frames at once');
 };
 
 subtest 'the context: fragmented messages' => sub {

@@ -378,9 +378,10 @@ fn deflate_abi() {
     let mut out = PagiSpan { ptr: std::ptr::null(), len: 0 };
     // SAFETY: a live handle, 5 readable bytes, a writable span.
     assert_eq!(unsafe { pagi_deflate_compress(h, b"Hello".as_ptr(), 5, &mut out) }, PAGI_DONE);
-    // SAFETY: the span points into the handle until the next call on it.
+    // SAFETY: the span points into the thread's scratch space until the next call.
     let compressed = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
     assert_eq!(compressed, [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    pagi_deflate_taken();
     let mut error = -1;
     // SAFETY: as above.
     let rc = unsafe { pagi_deflate_decompress(h, compressed.as_ptr(), compressed.len(), 100, 1, &mut out, &mut error) };

@@ -98,7 +98,7 @@ sub new_deflate {
 
 # permessage-deflate (RFC 7692): one connection's DEFLATE streams, through
 # Compress::Raw::Zlib (zlib; in Perl's core). The reference semantics of doc/codec.md;
-# the XS backend's src/deflate.rs does the same with zlib-rs.
+# the XS backend's src/deflate.rs does the same over zlib (the copy libz-sys bundles).
 package PAGI::Server::Protocol::WebSocket::PP::Deflate;
 use strict;
 use warnings;
@@ -117,6 +117,33 @@ use constant TAIL => "\x00\x00\xff\xff";
 use constant INFLATE_WINDOW_BITS => 15;
 # How much output one inflate call may make before the limit is checked again
 use constant INFLATE_STEP => 16384;
+# How many streams let go without context takeover the process keeps (@SPARE)
+use constant SPARE_MAX => 4;
+
+# Streams let go after a message without context takeover, reset, for the next such
+# message of any context ([kind, object]): so an idle connection holds no zlib state,
+# and without making Compress::Raw::Zlib objects for every message (27 to 36 us each,
+# more than compressing the message). src/deflate.rs keeps the same spares (SPARE).
+my @SPARE;
+
+# A spare stream of this kind, or undef
+sub _take {
+  my ($kind) = @_;
+  for my $i (reverse 0 .. $#SPARE) {
+    return (splice @SPARE, $i, 1)->[1] if $SPARE[$i][0] eq $kind;
+  }
+  return undef;
+}
+
+# Keeps a reset stream as a spare (the oldest goes when there are SPARE_MAX)
+sub _release {
+  my ($kind, $z) = @_;
+  shift @SPARE if @SPARE >= SPARE_MAX;
+  push @SPARE, [$kind, $z];
+}
+
+# What makes two deflaters interchangeable once reset (inflaters always are: 'i')
+sub _deflate_kind { "d $_[0]{level} $_[0]{mem_level} $_[0]{server_max_window_bits}" }
 
 sub _new {
   my ($class, $params) = @_;
@@ -148,7 +175,8 @@ sub compress_message {
   # deflate does not call zlib without input, so zlib would take this flush for a
   # repeat of the last one and write nothing.)
   return "\x00" unless length $message;
-  my $d = $self->[DEFLATER] //= _deflater($self->[PARAMS]);
+  my $p = $self->[PARAMS];
+  my $d = $self->[DEFLATER] //= _take(_deflate_kind($p)) // _deflater($p);
   my $out = '';
   my $status = $d->deflate($message, $out);
   die "PAGI::Server::Protocol::WebSocket::PP::Deflate: deflate failed: $status\n" unless $status == Compress::Raw::Zlib::Z_OK();
@@ -159,10 +187,12 @@ sub compress_message {
   die "PAGI::Server::Protocol::WebSocket::PP::Deflate: flush failed: $status\n" unless $status == Compress::Raw::Zlib::Z_OK();
   $out .= $flushed;
   substr($out, -4, 4, '') if substr($out, -4) eq TAIL;
-  # Without context takeover nothing carries over. (src/deflate.rs drops its state
-  # instead, so that an idle connection holds none; making Compress::Raw::Zlib objects
-  # again costs more than zlib's state weighs)
-  $d->deflateReset if $self->[PARAMS]{server_no_context_takeover};
+  # Without context takeover nothing carries over: the stream goes, reset, to the spares
+  if ($p->{server_no_context_takeover}) {
+    $self->[DEFLATER] = undef;
+    $d->deflateReset;
+    _release(_deflate_kind($p), $d);
+  }
   return $out;
 }
 
@@ -183,8 +213,14 @@ sub decompress_message {
     return (PAGI::Server::Protocol::WebSocket::PP::_error($kind))[0];
   }
   if ($fin) {
-    # Without context takeover the next message starts without the window
-    $self->[INFLATER]->inflateReset if $self->[INFLATER] && $self->[PARAMS]{client_no_context_takeover};
+    # Without context takeover the next message starts without the window: the stream
+    # goes, reset, to the spares
+    if ($self->[INFLATER] && $self->[PARAMS]{client_no_context_takeover}) {
+      my $i = $self->[INFLATER];
+      $self->[INFLATER] = undef;
+      $i->inflateReset;
+      _release('i', $i);
+    }
     $self->[INFLATED] = 0;
   }
   return $out;
@@ -195,7 +231,7 @@ sub decompress_message {
 sub _inflate {
   my ($self, $input, $max, $out) = @_;
   return 'inflated_too_large' if $self->[INFLATED] > $max;
-  my $i = $self->[INFLATER] //= _inflater();
+  my $i = $self->[INFLATER] //= _take('i') // _inflater();
   my $full = 0;
   while (length $input || $full) {
     my ($had, $before) = (length $input, length $$out);

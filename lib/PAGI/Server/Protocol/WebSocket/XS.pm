@@ -42,9 +42,11 @@ The native implementation of the functions described in the WebSocket part of
 F<doc/codec.md>: C<parse_frame>, C<build_frame>, C<utf8_check>, C<mask_payload> and
 C<new_deflate>, whose permessage-deflate contexts
 (C<PAGI::Server::Protocol::WebSocket::XS::Deflate>: C<compress_message>,
-C<decompress_message>) run F<src/deflate.rs> over the C<zlib-rs> crate. They inflate
-exactly as the PP contexts (Compress::Raw::Zlib) do; their compressed bytes differ
-(zlib-rs is not zlib), which F<t/32-ws-differential.t> allows for.
+C<decompress_message>) run F<src/deflate.rs> over zlib (the copy the C<libz-sys> crate
+bundles, compiled in). They inflate exactly as the PP contexts (Compress::Raw::Zlib,
+zlib too) do; their compressed bytes are in practice the same, though not promised
+(the PP backend runs whichever zlib Compress::Raw::Zlib was built with), which
+F<t/32-ws-differential.t> allows for.
 Their results are identical to those of L<PAGI::Server::Protocol::WebSocket::PP>
 (F<t/32-ws-differential.t> checks it on valid frames of every kind, every error, every
 split point, a seeded random mutation run and a UTF-8 corpus); only the speed differs:
