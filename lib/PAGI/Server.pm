@@ -371,9 +371,8 @@ sub _start_accepting ($self) {
   $self->_tick_timer;
 }
 
-# An accepted socket becomes a connection (with proxy_protocol: once its PROXY
-# header is read; TLS: once its handshake is done); over max_connections it gets a
-# 503 through the connection's wire-error path, then close
+# An accepted socket becomes a connection (once a PROXY header is read, a TLS
+# handshake done); over the connection limit: a 503 (the wire-error path), then close
 # ($info: the socket's ends as the accept gave them, $header: the PROXY protocol's)
 sub _connection ($self, $fh, $l, $info, $header = undef) {
   my $addrs = $info;
@@ -388,8 +387,8 @@ sub _connection ($self, $fh, $l, $info, $header = undef) {
   _refuse($conn, keys(%{$self->{conns}}) - 1, $max) if $max && keys %{$self->{conns}} > $max;
 }
 
-# A connection over max_connections: 503 with a Retry-After (a client that honours
-# it comes back once others have finished), logged as upstream words it
+# Over the connection limit: 503 with a Retry-After (a client that honours it comes
+# back once others have finished), logged as upstream words it
 use constant RETRY_AFTER => 5;
 
 sub _refuse ($conn, $open, $max) {
@@ -397,7 +396,7 @@ sub _refuse ($conn, $open, $max) {
 }
 
 # proxy_protocol: a peer not in forwarded_allow_ips is refused; the header is read in
-# the loop (bounded by keepalive_timeout, the wait before a request), among the
+# the loop (bounded by the keep-alive timeout, the wait before a request), among the
 # handshakes, before TLS or HTTP: its addresses are the connection's
 sub _proxy_accept ($self, $fh, $l, $info) {
   my $cfg = $self->{cfg};
@@ -468,7 +467,7 @@ sub _tick_timer ($self) {
     return unless $weak;
     my $now = $weak->{live}[NOW] = time;
     for my $c (values %{$weak->{conns}}) { $c->_tick($now) }
-    # TLS handshakes get header_timeout, PROXY protocol headers keepalive_timeout
+    # (deadlines: a TLS handshake's the head timeout, a PROXY header's the keep-alive one)
     $_->{deadline} < $now and $_->{abort}->('timeout') for values %{$weak->{handshakes}};
     $weak->{worker}{tick}->() if $weak->{worker};
     $weak->{live}[ACCESS_LOGGER]->tick if $weak->{live}[ACCESS_LOGGER];
@@ -811,7 +810,7 @@ asked for; undef when there is no TCP listener (a Unix socket only).
 
 The first Unix socket's path (or undef); every listener as C<{type =E<gt> 'tcp',
 host, port}> or C<{type =E<gt> 'unix', path, socket_mode}>; whether it is serving;
-the open connections; C<max_connections> (0: no limit).
+the open connections; the connection limit (0: none).
 
 =head2 configure
 
@@ -851,21 +850,16 @@ C<reopen_logs> (SIGUSR1), C<connection_closed($conn)>.
 
 =head1 IMPLEMENTATIONS
 
-The byte-level work (request heads, chunked bodies, response heads, connection
-addresses) lives in L<PAGI::Server::Protocol::HTTP1>, implemented twice: in Rust,
-reached through XS (C<PAGI::Server::Protocol::HTTP1::XS>), and in pure Perl
-(C<PAGI::Server::Protocol::HTTP1::PP>). Both give identical results; a test checks
-that they do. The XS backend is used when it was built (C<perl Makefile.PL && make>);
-C<PAGI_SERVER_BACKEND=pp> forces pure Perl, C<PAGI_SERVER_BACKEND=xs> demands XS.
+The byte-level work lives in the codecs, each implemented twice, in Rust reached
+through XS and in pure Perl, with identical results (differential tests check it):
+L<PAGI::Server::Protocol::HTTP1> (request heads, chunked bodies, response heads,
+accepting sockets), L<PAGI::Server::Protocol::WebSocket> (frames, UTF-8 checks,
+permessage-deflate) and L<PAGI::Server::Protocol::HTTP2> (nghttp2 in XS). The XS
+backend is used when it was built (C<perl Makefile.PL && make>);
+C<PAGI_SERVER_BACKEND=pp> forces pure Perl, C<=xs> demands XS; C<$PAGI::Server::BACKEND>
+set before loading PAGI::Server decides when the variable does not.
 C<< PAGI::Server->backend >>, C<pagi-server --version> and the startup log line say
-which one is active. C<$PAGI::Server::BACKEND> set before loading PAGI::Server
-(C<xs> or C<pp>) decides when C<PAGI_SERVER_BACKEND> does not.
-
-WebSocket frames (parsing, unmasking, building, UTF-8 checks of text messages) go
-through L<PAGI::Server::Protocol::WebSocket>, which follows the same choice:
-C<PAGI::Server::Protocol::WebSocket::XS> (Rust, in the same XS object) or
-C<PAGI::Server::Protocol::WebSocket::PP>; C<$PAGI::Server::Protocol::WebSocket::IMPLEMENTATION>
-says which. L<PAGI::Server::Protocol::Backend> makes the one choice for both.
+which one is active; L<PAGI::Server::Protocol::Backend> makes the one choice for all.
 
 =head1 DEBUGGING
 

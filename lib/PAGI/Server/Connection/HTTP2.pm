@@ -27,8 +27,10 @@ our $VERSION = '0.001';
 # The connection's record, in PROTO: the codec's session; the streams the app knows
 # (id => stream); the streams whose send waits for their buffer to drain; when a
 # graceful stop's final GOAWAY is due; whether the session's output is being pulled;
-# whether the connection is going (its streams are being ended with it)
-use PAGI::Server::Record qw(session streams waiting goaway_at pulling going);
+# whether the connection is going (its streams are being ended with it); the template
+# a new stream's record is copied from (Stream.pm: the fields it shares with the
+# connection and its starting values, made with the first stream)
+use PAGI::Server::Record qw(session streams waiting goaway_at pulling going stream_template);
 
 use constant {
   OUTPUT_CHUNK => 1 << 16,    # the most taken from the session at once
@@ -47,7 +49,7 @@ sub take_over ($class, $conn, %up) {
   my ($session, $error) = PAGI::Server::Protocol::HTTP2::new_session($settings);
   return undef unless $session;
   my $self = bless $conn, $class;
-  $self->[PROTO] = [$session, {}, {}, undef, 0, 0];
+  $self->[PROTO] = [$session, {}, {}, undef, 0, 0, undef];
   @$self[PHASE, KEEP, RQ] = (PAGI::Server::Connection::IDLE, 1, undef);
   $self->_idle;
   $self->_open_stream(1, $up{req}, 1) if $up{req};
@@ -277,6 +279,6 @@ the request is stream 1). Feeds what the socket reads to the codec's session
 (L<PAGI::Server::Protocol::HTTP2>), opens a L<PAGI::Server::Connection::HTTP2::Stream>
 for each request, and writes the session's output while the socket keeps up. A
 graceful stop sends GOAWAY in two steps and lets the streams in flight finish; a
-connection idle for C<keepalive_timeout> gets a GOAWAY and is closed.
+connection idle for the keep-alive timeout gets a GOAWAY and is closed.
 
 =cut

@@ -14,6 +14,7 @@ use PAGI::Server::Protocol::HTTP1;
 use PAGI::Server::Protocol::HTTP2;
 use PAGI::Server::Protocol::Errors;
 use PAGI::Server::Transport;
+use PAGI::Server::Connection::HTTP2 ();    # (its record's constants: STREAM_TEMPLATE)
 our @ISA = ('PAGI::Server::Connection');
 
 our $VERSION = '0.001';
@@ -40,17 +41,25 @@ my $H2 = 'PAGI::Server::Connection::HTTP2';
 # TLS session, output marks)
 my @SHARED = (SERVER, CFG, LIVE, LOOP, CLIENT, SERVER_ADDR, SCOPE_EXTRA, URL_SCHEME, TLS, WRITE_HIGH, WRITE_LOW);
 
+# (a new stream's record is a copy of a template the connection keeps in PROTO,
+# STREAM_TEMPLATE: the shared fields and the starting values, set once per connection)
 sub new ($class, $conn, $id) {
-  my $self = bless [], $class;
-  @$self[@SHARED] = @$conn[@SHARED];
-  @$self[PARENT, H2SESSION, SID, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF, DEADLINE_KIND]
-    = ($conn, $conn->[PROTO][0], $id, '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0, '');
+  my $self = bless [@{$conn->[PROTO][PAGI::Server::Connection::HTTP2::STREAM_TEMPLATE] //= _template($conn)}], $class;
+  @$self[PARENT, SID] = ($conn, $id);
   $self->[RECEIVE] = sub { $self->_receive };
   # (HTTP's send as a function, as on an HTTP/1.1 connection: the SSE and WebSocket
   # classes install a method-dispatching one when they take the stream over)
   $self->[SEND]    = sub { PAGI::Server::Connection::Response::_send($self, $_[0]) };
   $PAGI::Server::Connection::LIVE++;
   return $self;
+}
+
+sub _template ($conn) {
+  my $t = [];
+  @$t[@SHARED] = @$conn[@SHARED];
+  @$t[H2SESSION, ENDED, WHOLE, PHASE, KEEP, RBUF, WBUF, READING, EOF, DEADLINE_KIND]
+    = ($conn->[PROTO][0], '', \&_write_whole, PAGI::Server::Connection::REQUEST, 0, '', '', 1, 0, '');
+  return $t;
 }
 
 
