@@ -114,6 +114,85 @@ subtest 'ws://' => sub {
   is($srv->stop, 0, 'server exits 0');
 };
 
+# The permessage-deflate parameters a client can ask for (RFC 7692 7.1), each agreed
+# with websockets' own implementation and then used for a stream of messages that
+# exercises the kept context (or its reset): compressible JSON, random bytes, long
+# runs, fragmented text. What the client reports it agreed is checked too: the
+# server's window within what the client allowed, the no-context-takeover flags it
+# asked for.
+my $params_client = <<'PY';
+import json, random, sys
+from websockets.sync.client import connect
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory as F
+port = int(sys.argv[1])
+configs = {
+    "default": F(),
+    "client_no_context_takeover": F(client_no_context_takeover=True),
+    "server_no_context_takeover": F(server_no_context_takeover=True),
+    "both no_context_takeover": F(client_no_context_takeover=True, server_no_context_takeover=True),
+    "server_max_window_bits=9": F(server_max_window_bits=9),
+    "client_max_window_bits=9": F(client_max_window_bits=9),
+    "client_max_window_bits (no value)": F(client_max_window_bits=True),
+    "server_max_window_bits=15": F(server_max_window_bits=15),
+}
+out = {}
+for name, f in configs.items():
+    r = out[name] = {"ok": False}
+    try:
+        with connect(f"ws://127.0.0.1:{port}/echo", extensions=[f], compression=None,
+                     max_size=2**22, open_timeout=5, close_timeout=5) as ws:
+            pmd = ws.protocol.extensions[0]
+            r["server_no_context_takeover"] = pmd.remote_no_context_takeover
+            r["client_no_context_takeover"] = pmd.local_no_context_takeover
+            r["server_max_window_bits"] = pmd.remote_max_window_bits
+            r["client_max_window_bits"] = pmd.local_max_window_bits
+            rnd = random.Random(7)
+            for i in range(80):
+                kind = i % 4
+                if kind == 0: m = json.dumps({"i": i, "items": ["x%d" % j for j in range(rnd.randint(0, 200))]})
+                elif kind == 1: m = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(0, 3000)))
+                elif kind == 2: m = "a" * rnd.randint(0, 70000)
+                else: m = ["frag%d " % i, "ment " * 50, "end"]
+                ws.send(m)
+                got = ws.recv(timeout=5)
+                want = m if not isinstance(m, list) else "".join(m)
+                if got != (("echo: " + want) if isinstance(want, str) else b"echo: " + want):
+                    r["failed_at"] = i
+                    break
+            else:
+                r["ok"] = True
+    except Exception as e:
+        r["error"] = repr(e)
+print(json.dumps(out))
+PY
+
+subtest 'permessage-deflate parameters a client asks for (websockets)' => sub {
+  my $srv = start_server(app => $app);
+  ok($srv->port, 'server started') or return diag $srv->log;
+  my $py = File::Temp->new(SUFFIX => '.py', TMPDIR => 1);
+  print {$py} $params_client;
+  close $py;
+  my $out = `timeout 60 $python $py @{[$srv->port]} 2>&1`;
+  is($?, 0, 'the python client ran to the end') or diag $out;
+  my ($json) = $out =~ /^(\{.*\})$/m;
+  my $r = eval { JSON::PP->new->decode($json // '') } || {};
+  for my $name (sort keys %$r) {
+    my $c = $r->{$name};
+    ok($c->{ok}, "$name: 80 messages echoed (JSON, random, long runs, fragmented)")
+      or diag explain $c;
+  }
+  is(scalar keys %$r, 8, 'every configuration ran');
+  ok($r->{client_no_context_takeover}{client_no_context_takeover}, 'client_no_context_takeover: agreed');
+  ok(!$r->{client_no_context_takeover}{server_no_context_takeover}, '... and the server keeps its context');
+  ok($r->{server_no_context_takeover}{server_no_context_takeover}, 'server_no_context_takeover: agreed');
+  is($r->{'server_max_window_bits=9'}{server_max_window_bits}, 9, 'server_max_window_bits=9: the server compresses within 9 bits');
+  is($r->{'server_max_window_bits=15'}{server_max_window_bits}, 12,
+    'server_max_window_bits=15: the server answers with its own smaller window (12, the default)');
+  is($r->{default}{server_max_window_bits}, 12, 'no server_max_window_bits offered: the server says it uses 12');
+  is($r->{'client_max_window_bits=9'}{client_max_window_bits}, 9, 'client_max_window_bits=9: the client compresses within 9 bits');
+  is($srv->stop, 0, 'server exits 0');
+};
+
 subtest 'wss:// (TLS)' => sub {
   plan skip_all => 'needs IO::Socket::SSL and the openssl command'
     unless eval { require IO::Socket::SSL; 1 } && system('openssl version >/dev/null 2>&1') == 0;
