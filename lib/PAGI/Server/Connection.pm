@@ -307,7 +307,7 @@ sub _start_request ($self, $req) {
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $self->[URL_SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
-    $self->[TRANSPORT] //= PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
+    $self->[TRANSPORT] //= PAGI::Server::Transport::of($self, @$self[WRITE_HIGH, WRITE_LOW]));
   $self->[SCOPE_EXTRA] and _scope_extra($self, $scope);
   # The request's record; cstate is its pagi.connection object (ConnectionState->new,
   # without the call); rflags the response framing known now (an app may edit its scope)

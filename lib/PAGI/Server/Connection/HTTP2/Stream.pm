@@ -88,7 +88,7 @@ sub start ($self, $req, $end_stream) {
   @$scope{qw(type pagi scheme root_path client server state extensions pagi.transport)} = (
     'http', {version => '0.3', spec_version => '0.3'}, $self->[URL_SCHEME], $cfg->[ROOT_PATH], $self->[CLIENT],
     $self->[SERVER_ADDR], {%{$live->[APP_STATE]}}, {},
-    $self->[TRANSPORT] = PAGI::Server::Transport->new($self, @$self[WRITE_HIGH, WRITE_LOW]));
+    $self->[TRANSPORT] = PAGI::Server::Transport::of($self, @$self[WRITE_HIGH, WRITE_LOW]));
   $self->[SCOPE_EXTRA] and $self->_scope_extra($scope);
   my $rq = $self->[RQ] = PAGI::Server::Connection::Request::start($req, $facts,
     bless([1, 0, 0], 'PAGI::Server::ConnectionState'), $req->{method} eq 'HEAD' ? F_HEAD : 0);
