@@ -25,8 +25,8 @@
 
 use crate::ws::WsError;
 use libz_sys::{
-    deflate, deflateEnd, deflateInit2_, deflateReset, inflate, inflateEnd, inflateInit2_, inflateReset, uInt, voidpf, z_stream,
-    zlibVersion, Z_BUF_ERROR, Z_DEFAULT_STRATEGY, Z_DEFLATED, Z_MEM_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, Z_SYNC_FLUSH,
+    deflate, deflateBound, deflateEnd, deflateInit2_, deflateReset, inflate, inflateEnd, inflateInit2_, inflateReset, uInt, voidpf, z_stream,
+    uLong, zlibVersion, Z_BUF_ERROR, Z_DEFAULT_STRATEGY, Z_DEFLATED, Z_MEM_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, Z_SYNC_FLUSH,
 };
 use std::alloc::{alloc, dealloc, Layout};
 use std::cell::RefCell;
@@ -281,6 +281,17 @@ impl Stream {
         Ran { rc, used, made, full: z.avail_out == 0 }
     }
 
+    /// The most a deflater makes of `len` bytes with its own settings (zlib's
+    /// `deflateBound`: its tight bound holds only for a 15-bit window and memLevel 8),
+    /// and the few bytes of a sync flush's empty stored block.
+    fn bound(&mut self, len: usize) -> usize {
+        let len = len.min(uLong::MAX as usize) as uLong;
+        // SAFETY: an initialised deflate stream (Stream::new); deflateBound only reads
+        // its settings and state.
+        let bound = unsafe { deflateBound(&mut *self.z, len) };
+        (bound as usize).saturating_add(16)
+    }
+
     /// `deflateReset`/`inflateReset`: the stream starts again as if new, without the
     /// window's contents (its memory is kept).
     fn reset(&mut self) {
@@ -335,20 +346,10 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// zlib's `compressBound`, and the few bytes of the sync flush's empty stored block.
-fn compress_bound(len: usize) -> usize {
-    len.saturating_add((len >> 12) + (len >> 14) + (len >> 25) + 13 + 16)
-}
-
 impl Context {
     /// A context for `params`, or None when a value is out of range.
     pub fn new(params: Params) -> Option<Context> {
         params.valid().then_some(Context { params, deflate: None, inflate: None, inflated: 0, failed: None })
-    }
-
-    /// The parameters.
-    pub fn params(&self) -> Params {
-        self.params
     }
 
     /// Compresses one whole message into `out` (cleared first): the payload of its frame
@@ -361,7 +362,7 @@ impl Context {
         let deflater = self.deflate.get_or_insert_with(|| Stream::take(Way::Deflate, p));
         // Room for the whole result at once: a sync flush that fills the output exactly
         // would be followed by a second, empty one (zlib's "avail_out > 6" advice)
-        out.reserve(compress_bound(data.len()));
+        out.reserve(deflater.bound(data.len()));
         // The message, then the flush as a call of its own, as zlib's users do
         // (Compress::Raw::Zlib's flush): zlib skips a sync flush without input right
         // after another one, so an empty message flushed in one call would come out

@@ -430,3 +430,19 @@ fn memory_per_connection() {
     }
 }
 
+
+#[test]
+fn one_reserve_for_an_incompressible_message() {
+    // The output is reserved once, at zlib's bound for the stream's own settings: a
+    // message that does not compress (deflate's stored blocks make it a little larger)
+    // never makes the buffer grow again, at the server's defaults (window 12, memLevel
+    // 5, where zlib's tight compressBound is too small) or at zlib's own.
+    for p in [Params { server_max_window_bits: 12, mem_level: 5, ..DEFAULT }, DEFAULT] {
+        let data = noise(1 << 20, 3);
+        let mut out = Vec::new();
+        context(p).compress_message(&data, &mut out);
+        assert!(out.len() > data.len(), "random bytes grow: {} -> {}", data.len(), out.len());
+        assert!(out.capacity() < data.len() + data.len() / 5, "one reservation: capacity {} for {} bytes", out.capacity(), out.len());
+        assert_eq!(inflate(&mut context(p), &out, 2 << 20).unwrap(), data);
+    }
+}
