@@ -4,6 +4,8 @@ use experimental 'signatures';
 use Test::More;
 use File::Temp ();
 use JSON::PP ();
+use IO::Socket::IP;
+use IO::Select;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use PAGI::Test::Server qw(:all);
@@ -29,6 +31,8 @@ use experimental 'signatures';
 use Future::AsyncAwait;
 use IO::Async::Loop;
 use JSON::PP ();
+use IO::Socket::IP;
+use IO::Select;
 
 my $json = JSON::PP->new->canonical;
 my $loop = IO::Async::Loop->new;
@@ -185,6 +189,22 @@ subtest 'h2c by Upgrade: the request is stream 1' => sub {
   unlike($out, qr/101 Switching/, 'a request with a body is not upgraded');
   like($out, qr/got xyz/, '... and served as HTTP/1.1');
   like(curl("$url/plain"), qr/"http_version":"1\.1"/, 'plain HTTP/1.1 still served on the port');
+  # A bad HTTP2-Settings: no 101 at all, the request is served as HTTP/1.1, also when
+  # it was pipelined behind a request the app answers later (no read under way then)
+  my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port) or die "connect: $!";
+  my $upgrade = "GET /plain HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    . "Upgrade: h2c\r\nHTTP2-Settings: !!not base64url!!\r\n\r\n";
+  print {$c} "GET /delay?s=0.2&i=first HTTP/1.1\r\nHost: x\r\n\r\n" . $upgrade
+    . "GET /delay?s=0&i=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  my $got = '';
+  while (1) {
+    my $r = IO::Select->new($c)->can_read(5) ? sysread($c, $got, 65536, length $got) : 0;
+    last unless $r;
+  }
+  unlike($got, qr/101 Switching/, 'a bad HTTP2-Settings, pipelined behind a delayed response: no 101');
+  is(scalar(() = $got =~ m{HTTP/1\.1 200 }g), 3, '... three HTTP/1.1 responses on the connection');
+  like($got, qr/"http_version":"1\.1"/, '... the upgrade request served as HTTP/1.1');
+  like($got, qr/i=first.*"http_version".*i=last/s, '... in order');
 };
 
 subtest 'multiplexed streams, answered as each is ready' => sub {

@@ -40,14 +40,16 @@ use constant {
 require PAGI::Server::Connection::HTTP2::Stream;
 
 # Turns an accepted connection into an HTTP/2 one (ALPN h2, or the preface seen), or
-# (upgrade => {settings, head, req}) one whose HTTP/1.1 request asked for h2c and got
-# its 101: that request is stream 1. Returns the connection, or undef when the
-# upgrade's HTTP2-Settings is not valid (the request is then served as HTTP/1.1).
+# (%up: settings, head, req, switching) one whose HTTP/1.1 request asked for h2c: its
+# 101 (switching) is written once the session is made, and that request is stream 1.
+# Returns the connection, or undef when the upgrade's HTTP2-Settings is not valid
+# (nothing was written: the request is then served as HTTP/1.1).
 sub take_over ($class, $conn, %up) {
   my $settings = $conn->[CFG][H2_SETTINGS];
   $settings = {%$settings, upgrade => $up{settings}, upgrade_head => $up{head} ? 1 : 0} if $up{req};
   my ($session, $error) = PAGI::Server::Protocol::HTTP2::new_session($settings);
   return undef unless $session;
+  $conn->_write($up{switching}) if $up{switching};
   my $self = bless $conn, $class;
   $self->[PROTO] = [$session, {}, {}, undef, 0, 0, undef];
   @$self[PHASE, KEEP, RQ] = (PAGI::Server::Connection::IDLE, 1, undef);
@@ -72,14 +74,10 @@ sub upgrade ($class, $conn, $req, $facts) {
     headers => [grep { $_->[0] !~ /\A(?:connection|upgrade|http2-settings)\z/ } @{$req->{headers}}]);
   $h2req{sse} = 1 if $facts->[FACT_SSE];
   $h2req{expect_continue} = 1 if $facts->[FACT_EXPECT_CONTINUE];
-  my $wbuf = $conn->[WBUF];
   my ($bytes) = PAGI::Server::Protocol::HTTP1::serialize_response(101, [['Upgrade', 'h2c']],
     PAGI::Server::Protocol::HTTP1::F_UPGRADE, undef);
-  $conn->_write($bytes);
-  return 1 if $class->take_over($conn, settings => $settings[0], head => $req->{method} eq 'HEAD', req => \%h2req);
-  # (not valid: the 101 is taken back before anything was written, and HTTP/1.1 goes on)
-  $conn->[WBUF] = $wbuf;
-  return 0;
+  return $class->take_over($conn, settings => $settings[0], head => $req->{method} eq 'HEAD', req => \%h2req,
+    switching => $bytes) ? 1 : 0;
 }
 
 # ---- reading -------------------------------------------------------------------------
