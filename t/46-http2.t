@@ -36,7 +36,7 @@ use IO::Select;
 
 my $json = JSON::PP->new->canonical;
 my $loop = IO::Async::Loop->new;
-my ($release, %report, $big);
+my ($release, %report, $big, $kept);
 
 async sub body ($receive) {
   my $body = '';
@@ -96,6 +96,17 @@ async sub {
     }
   }
   if ($path eq '/reported') { return await respond($send, 200, $json->encode(\%report)) }
+  if ($path eq '/linger') {
+    # The response is complete, and the stream closed by the time the app returns
+    $kept = $scope->{'pagi.connection'};
+    await respond($send, 200, 'done');
+    await $loop->delay_future(after => 0.3);
+    return;
+  }
+  if ($path eq '/kept') {
+    return await respond($send, 200, $json->encode({connected => $kept->is_connected ? 1 : 0,
+      reason => $kept->disconnect_reason}));
+  }
   if ($path eq '/delay') {
     my ($s, $i) = $scope->{query_string} =~ /s=([0-9.]+)&i=(\w+)/;
     await $loop->delay_future(after => $s) if $s > 0;
@@ -205,6 +216,15 @@ subtest 'h2c by Upgrade: the request is stream 1' => sub {
   is(scalar(() = $got =~ m{HTTP/1\.1 200 }g), 3, '... three HTTP/1.1 responses on the connection');
   like($got, qr/"http_version":"1\.1"/, '... the upgrade request served as HTTP/1.1');
   like($got, qr/i=first.*"http_version".*i=last/s, '... in order');
+};
+
+subtest 'a clean end is no disconnect, also when the stream closed before the app returned' => sub {
+  # (one connection that stays open until the app has returned: a slower stream beside it)
+  my $out = `nghttp $url/linger '$url/delay?s=0.8&i=beside' 2>&1`;
+  like($out, qr/done/, 'the response');
+  like($out, qr/i=beside/, '... and the stream beside it, on the same connection');
+  is_deeply($json->decode(curl('--http2-prior-knowledge', "$url/kept")), {connected => 1, reason => undef},
+    'its pagi.connection: still is_connected, no disconnect_reason (as after a clean end on HTTP/1.1)');
 };
 
 subtest 'multiplexed streams, answered as each is ready' => sub {

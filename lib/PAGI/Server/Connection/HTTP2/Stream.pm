@@ -274,11 +274,11 @@ sub _wire_error ($self, $kind, $headers = []) {
 sub _next_request ($self) {
   return if $self->[PHASE] != PAGI::Server::Connection::REQUEST;
   $self->[SERVER]->retire if ++$self->[LIVE][SERVED] == $self->[CFG][MAX_REQUESTS];
-  # (the session may have closed the stream already, once our last frame went out)
-  return $self->_close if $self->[EOF];
-  $self->_close_after_flush;
   # The request is done: its record goes (a late call of a callback the app kept finds
-  # no request, and the stream's end is no disconnect)
+  # no request, and the stream's end is no disconnect), before the stream goes when
+  # the session has closed it already (once our last frame went out)
+  if ($self->[EOF]) { $self->[RQ] = undef; return $self->_close }
+  $self->_close_after_flush;
   $self->[RQ] = undef;
 }
 
