@@ -965,7 +965,7 @@ accept_socket(listener, nodelay, want_local)
         mPUSHi(a.local.port);
     }
     else if (a.local.kind == 2) {
-        mPUSHs(newSVpvn(a.local.len ? (const char *)a.local.text : "", a.local.len));
+        mPUSHs(endpoint_host(aTHX_ &a.local));
         PUSHs(&PL_sv_undef);
     }
 

@@ -1145,11 +1145,11 @@ impl PagiH2 {
     }
 }
 
-/// The handle behind a pointer from `pagi_h2_new`.
+/// The handle behind a pointer from `pagi_h2_new` or `pagi_deflate_new`.
 ///
 /// # Safety
-/// `h` is NULL or a live handle from `pagi_h2_new` that no other call uses now.
-unsafe fn handle<'a>(h: *mut PagiH2) -> Option<&'a mut PagiH2> {
+/// `h` is NULL or a live handle from its `new` that no other call uses now.
+unsafe fn handle<'a, T>(h: *mut T) -> Option<&'a mut T> {
     // SAFETY: guaranteed by the caller.
     unsafe { h.as_mut() }
 }
@@ -1459,15 +1459,6 @@ pub struct PagiDeflate {
     context: deflate::Context,
 }
 
-/// The handle behind a pointer from `pagi_deflate_new`.
-///
-/// # Safety
-/// `h` is NULL or a live handle from `pagi_deflate_new` that no other call uses now.
-unsafe fn deflate_handle<'a>(h: *mut PagiDeflate) -> Option<&'a mut PagiDeflate> {
-    // SAFETY: guaranteed by the caller.
-    unsafe { h.as_mut() }
-}
-
 /// A new context in `*out`: `PAGI_DONE`; `PAGI_ERROR` when a parameter is out of range
 /// (the facade checked them: misuse); `PAGI_PANIC`.
 ///
@@ -1536,22 +1527,15 @@ pub extern "C" fn pagi_deflate_taken() {
 #[no_mangle]
 pub unsafe extern "C" fn pagi_deflate_compress(h: *mut PagiDeflate, buf: *const u8, len: usize, out: *mut PagiSpan) -> c_int {
     // SAFETY: the caller guarantees the bytes and the handle.
-    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { deflate_handle(h) }) else { return PAGI_PANIC };
-    if out.is_null() {
-        return PAGI_PANIC;
-    }
-    let span = guard(None, || {
-        with_scratch(|s| {
-            h.context.compress_message(input, &mut s.deflated);
-            Some(span_ptr(&s.deflated))
+    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { handle(h) }) else { return PAGI_PANIC };
+    // SAFETY: the caller guarantees `out` is writable (fill checks it is not NULL).
+    unsafe {
+        fill(out, PagiSpan::UNDEF, || {
+            with_scratch(|s| {
+                h.context.compress_message(input, &mut s.deflated);
+                (PAGI_DONE, span_ptr(&s.deflated))
+            })
         })
-    });
-    // SAFETY: not NULL; the caller guarantees it is writable.
-    unsafe { out.write(span.unwrap_or(PagiSpan::UNDEF)) };
-    if span.is_some() {
-        PAGI_DONE
-    } else {
-        PAGI_PANIC
     }
 }
 
@@ -1574,7 +1558,7 @@ pub unsafe extern "C" fn pagi_deflate_decompress(
     error: *mut i32,
 ) -> c_int {
     // SAFETY: the caller guarantees the bytes and the handle.
-    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { deflate_handle(h) }) else { return PAGI_PANIC };
+    let (input, Some(h)) = (unsafe { bytes(buf, len) }, unsafe { handle(h) }) else { return PAGI_PANIC };
     if out.is_null() || error.is_null() {
         return PAGI_PANIC;
     }

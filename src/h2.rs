@@ -1039,7 +1039,6 @@ impl Session {
         // The app's fields (check_headers' rules), lowercased, without connection-specific
         // ones, and date and server unless given: borrowed where they can be, as nghttp2
         // copies what it is given (a name that is not lowercase is lowercased here)
-        let status = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
         let date = crate::date::http_date();
         let mut lowered: Vec<Vec<u8>> = Vec::new();
         for h in headers {
@@ -1049,7 +1048,7 @@ impl Session {
         }
         let mut lowered = lowered.iter();
         let mut nva = Vec::with_capacity(headers.len() + 3);
-        nva.push(nv(b":status", &status));
+        nva.push(nv(b":status", status)); // (three digits: parse_status)
         for h in headers {
             let name: &[u8] = if h.name.iter().any(u8::is_ascii_uppercase) {
                 lowered.next().map_or(&[][..], Vec::as_slice)

@@ -628,14 +628,16 @@ sub _on_write ($self) {
 
 # ---- errors, disconnects, closing ------------------------------------------------
 
+# The client as log lines name it
+sub _peer ($self) { $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket' }
+
 # The one wire-error builder: a close-delimited text/plain response for an error kind
 # of the one table (errors.tsv: the HTTP codec's rows, or the server's own), its
 # status and message (with $detail in place of a %s), and $headers of the caller's
 sub _wire_error ($self, $kind, $headers = [], $detail = undef) {
   my ($status, $message) = @{$PAGI::Server::Protocol::Errors::HTTP{$kind} // $PAGI::Server::Protocol::Errors::SERVER{$kind}};
   $message =~ s/%s/$detail \/\/ ''/e if defined $detail;
-  my $peer = $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket';
-  $self->[SERVER]->log(warn => "$peer: $status $message");
+  $self->[SERVER]->log(warn => $self->_peer . ": $status $message");
   my $reason = PAGI::Server::Protocol::HTTP1::error_reason($status);
   my ($bytes) = serialize_response($status,
     [['Content-Type', 'text/plain; charset=utf-8'], @$headers], F_CLOSE, "$reason\n");

@@ -134,9 +134,7 @@ sub _address ($node) {
   elsif ($node =~ /\A([0-9.]+)(?::([0-9]{1,5}|_[A-Za-z0-9._-]+))?\z/) { ($host, $port) = ($1, $2) }
   elsif ($node =~ /\A[0-9A-Fa-f:.]+\z/ && $node =~ /:.*:/) { $host = $node }
   else { return undef }
-  my $packed = $host =~ /:/ ? inet_pton(AF_INET6, $host) : $host =~ /\A[0-9]{1,3}(?:\.[0-9]{1,3}){3}\z/
-    ? inet_pton(AF_INET, $host) : undef;
-  return undef unless defined $packed;
+  defined _pack($host) or return undef;
   $port = 0 unless defined $port && $port =~ /\A[0-9]+\z/ && $port <= 65535;
   return [$host, 0 + $port];
 }
@@ -214,10 +212,6 @@ sub read_header (%arg) {
     my $n = sysread($sock, $buf, $take, length $buf);
     return $finish->(undef, debug => "reading the PROXY protocol header: $!") unless $n && $n == $take;
     return $finish->($header) if $header;
-    if (!$hs->{watched}) {
-      $hs->{watched} = 1;
-      $loop->watch_io(handle => $sock, on_read_ready => sub { $step->() if $step });
-    }
   };
   $arg{started}->($hs);
   # (it usually came with the connection: read it now, watch only when it has not)

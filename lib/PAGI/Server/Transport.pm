@@ -11,11 +11,9 @@ our $VERSION = '0.001';
 # holds the connection: a cycle that the connection breaks when it closes); the
 # connection calls _high and _drain when its buffer crosses the marks.
 
-sub new ($class, $conn, $high, $low) { bless of($conn, $high, $low), $class }
-
-# The constructor as a plain function, for the connections (an HTTP/2 stream makes one
-# per request: no method lookup, no signature to unpack)
-# (the callback lists are made when a first callback is registered)
+# The constructor, a plain function for the connections (an HTTP/2 stream makes one per
+# request: no method lookup, no signature to unpack); the callback lists are made when
+# a first callback is registered
 sub of { bless {conn => $_[0], high => $_[1], low => $_[2], above => 0}, __PACKAGE__ }
 
 sub buffered_amount ($self) {

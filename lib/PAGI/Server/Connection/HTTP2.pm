@@ -184,8 +184,6 @@ sub _released ($self) {
 
 # ---- errors, stopping, closing -------------------------------------------------------
 
-sub _peer ($self) { $self->[CLIENT] ? "$self->[CLIENT][0]:$self->[CLIENT][1]" : 'unix socket' }
-
 # A connection error (the GOAWAY is in the session's output): every stream ends, the
 # GOAWAY is written, the connection closes
 sub _connection_error ($self, $error) {
@@ -258,8 +256,8 @@ sub _disconnect ($self, $reason, @) {
   my $h2 = $self->[PROTO] or return;
   $h2->[GOING] = 1;
   my $streams = $h2->[STREAMS];
+  # (each leaves STREAMS and WAITING as it closes: _stream_gone)
   $streams->{$_}->_abort($reason) for sort { $a <=> $b } keys %$streams;
-  @$h2[STREAMS, WAITING] = ({}, {});
 }
 
 1;

@@ -2,6 +2,7 @@ package PAGI::Server::Protocol::HTTP2::PP::Block;
 use strict;
 use warnings;
 use PAGI::Server::Protocol::Errors;
+use PAGI::Server::Protocol::HTTP1::PP ();
 
 our $VERSION = '0.001';
 
@@ -98,7 +99,6 @@ sub _check {
   if ($name eq ':authority' || $name eq ':path' || $name eq ':scheme' || $name eq ':method') {
     return 'error' unless $once->();
     if ($name eq ':method') {
-      $f->{head} = 1 if $value eq 'HEAD';
       $f->{connect} = 1 if $value eq 'CONNECT';
       $f->{options} = 1 if $value eq 'OPTIONS';
     }
@@ -191,12 +191,8 @@ sub request {
 # {error => KIND, message => TEXT} of the h2req table
 sub _refusal { return {error => $_[0], message => $PAGI::Server::Protocol::Errors::H2REQ{$_[0]}[1]} }
 
-# Well-formed UTF-8 (RFC 3629), as the HTTP/1.1 codec judges it
-sub _utf8 {
-  my ($bytes) = @_;
-  my $chars = $bytes;
-  return utf8::decode($chars) && $chars !~ /[\x{D800}-\x{DFFF}]|[^\x{0}-\x{10FFFF}]/ ? \$chars : undef;
-}
+# Well-formed UTF-8 (RFC 3629): the HTTP/1.1 codec's judgement
+BEGIN { *_utf8 = \&PAGI::Server::Protocol::HTTP1::PP::_utf8 }
 
 1;
 
